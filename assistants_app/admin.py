@@ -1,0 +1,94 @@
+"""Staff manage assistants here; threads and runs are shown read-only for support."""
+
+from django.conf import settings
+from django.contrib import admin
+
+from .models import Assistant, Message, Run, Thread
+
+
+@admin.register(Assistant)
+class AssistantAdmin(admin.ModelAdmin):
+    list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
+    list_filter = ["is_active", "engine", "provider"]
+    search_fields = ["name", "description", "instructions", "model"]
+    readonly_fields = ["remote_id", "created_at", "updated_at"]
+    filter_horizontal = ["groups"]
+    actions = ["deactivate", "activate"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", "instructions", "is_active"]}),
+        ("Model", {"fields": ["engine", "provider", "model", "temperature", "tools"]}),
+        ("Access", {"fields": ["groups"]}),
+        ("Provider state", {"fields": ["remote_id", "created_at", "updated_at"]}),
+    ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        providers = ", ".join(sorted(settings.ASSISTANT_PROVIDERS))
+        form.base_fields["provider"].help_text = f"One of: {providers}."
+        if obj is None:
+            form.base_fields["provider"].initial = settings.DEFAULT_PROVIDER
+        return form
+
+    @admin.action(description="Deactivate selected assistants")
+    def deactivate(self, request, queryset):
+        self.message_user(request, f"Deactivated {queryset.update(is_active=False)} assistant(s).")
+
+    @admin.action(description="Activate selected assistants")
+    def activate(self, request, queryset):
+        self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class MessageInline(ReadOnlyInline):
+    model = Message
+    fields = ["created_at", "role", "text", "remote_id", "run"]
+    readonly_fields = fields
+
+
+class RunInline(ReadOnlyInline):
+    model = Run
+    fields = ["created_at", "status", "remote_id", "error_code", "total_tokens", "finished_at"]
+    readonly_fields = fields
+
+
+@admin.register(Thread)
+class ThreadAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "owner", "assistant", "created_at", "updated_at"]
+    list_filter = ["assistant"]
+    list_select_related = ["owner", "assistant"]
+    search_fields = ["title", "owner__username", "remote_id"]
+    readonly_fields = ["owner", "assistant", "title", "remote_id", "created_at", "updated_at"]
+    inlines = [MessageInline, RunInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "thread", "status", "error_code", "total_tokens",
+        "created_at", "started_at", "finished_at", "duration",
+    ]  # fmt: skip
+    list_filter = ["status", "thread__assistant"]
+    list_select_related = ["thread"]
+    search_fields = ["remote_id", "error_code", "error_message", "thread__owner__username"]
+    date_hierarchy = "created_at"
+    readonly_fields = [field.name for field in Run._meta.fields] + ["duration"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AssistantsAppConfig(AppConfig):
+    name = "assistants_app"
+    verbose_name = "Assistants"

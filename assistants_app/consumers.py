@@ -1,0 +1,113 @@
+"""The websocket of one thread: pushes its runs' statuses and new messages to its owner.
+
+Connecting also drives the thread's unfinished runs, so a run left behind by a closed tab or
+a restarted server is picked up as soon as anyone opens the thread again.
+"""
+
+import json
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from . import runs
+from .exceptions import ClientError
+from .models import Message, Run, Thread
+
+REPLAY_LIMIT = 500
+
+# Close codes: the websocket's counterpart of HTTP 401 and 404.
+CLOSE_NOT_LOGGED_IN = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class ThreadConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        user = self.scope["user"]
+        thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
+        refusal = None
+        if not user.is_authenticated:
+            refusal = CLOSE_NOT_LOGGED_IN
+        else:
+            self.thread = await _owned_thread(user, thread_id)
+            if self.thread is None:
+                refusal = CLOSE_NOT_FOUND
+        if refusal:
+            # Accepting first lets the browser see why (a close code instead of a bare 403).
+            await self.accept()
+            await self.close(code=refusal)
+            return
+        await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
+        await self.accept()
+        for run_id in await _active_run_ids(self.thread):
+            runs.ensure_driving(run_id)
+
+    async def disconnect(self, code):
+        if hasattr(self, "thread"):
+            await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Every client event goes through here; a bad one gets an `error` event, not a crash."""
+        try:
+            await self.handle(parse_event(text_data))
+        except ClientError as error:
+            await self.send_json({"type": "error", "code": error.code, "message": error.message})
+
+    async def handle(self, event: dict) -> None:
+        if event.get("type") == "hello":
+            await self.replay(event.get("last_message_id"))
+        else:
+            raise ClientError("UNKNOWN_EVENT", f"Unknown event type {event.get('type')!r}.")
+
+    async def replay(self, last_message_id) -> None:
+        """Send what a client missed: messages after the one it has, and the latest run."""
+        if last_message_id is not None and not isinstance(last_message_id, int):
+            raise ClientError("BAD_LAST_MESSAGE_ID", "last_message_id must be a number or null.")
+        messages, latest_run = await _missed(self.thread, last_message_id or 0)
+        for message in messages:
+            await self.send_json({"type": "message.created", "message": message})
+        if latest_run:
+            await self.send_json({"type": "run.status", "run": latest_run})
+
+    # Group events, named after their type.
+
+    async def run_started(self, event):
+        runs.ensure_driving(event["run_id"])
+
+    async def run_status(self, event):
+        await self.send_json(event)
+
+    async def message_created(self, event):
+        await self.send_json(event)
+
+
+def parse_event(text_data: str | None) -> dict:
+    if text_data is None:
+        raise ClientError("BAD_FRAME", "Send JSON text frames, not binary ones.")
+    try:
+        event = json.loads(text_data)
+    except ValueError:
+        raise ClientError("BAD_JSON", "Events must be JSON objects.") from None
+    if not isinstance(event, dict):
+        raise ClientError("BAD_JSON", "Events must be JSON objects.")
+    return event
+
+
+# database_sync_to_async closes stale connections around each call, as a long-lived
+# consumer needs after waking up.
+
+
+@database_sync_to_async
+def _owned_thread(user, thread_id) -> Thread | None:
+    return Thread.objects.filter(pk=thread_id, owner=user).first()
+
+
+@database_sync_to_async
+def _active_run_ids(thread: Thread) -> list[int]:
+    return list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
+
+
+@database_sync_to_async
+def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], dict | None]:
+    messages = Message.objects.filter(thread=thread, pk__gt=last_message_id)[:REPLAY_LIMIT]
+    latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
+    return [m.as_event() for m in messages], latest_run.as_event() if latest_run else None

@@ -1,0 +1,27 @@
+"""Engines, one per provider protocol, behind one seam (engines/base.py)."""
+
+from django.conf import settings
+
+from ..exceptions import ProviderError
+from ..models import Assistant, EngineKind
+from .base import Engine
+
+
+def get_engine(assistant: Assistant) -> Engine:
+    """The engine for an assistant, built from its provider's configuration."""
+    from .responses import ResponsesEngine
+
+    engines = {EngineKind.RESPONSES: ResponsesEngine}
+    try:
+        engine_class = engines[assistant.engine]
+    except KeyError:
+        raise ProviderError(
+            "engine_not_available", f"The {assistant.engine} engine is not available."
+        ) from None
+    provider = settings.ASSISTANT_PROVIDERS.get(assistant.provider)
+    if provider is None:
+        raise ProviderError(
+            "provider_not_configured",
+            f"The provider {assistant.provider!r} of this assistant is not configured.",
+        )
+    return engine_class(provider)

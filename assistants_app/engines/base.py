@@ -1,0 +1,52 @@
+"""The engine seam: what every protocol engine does, and the shapes it returns.
+
+An engine translates domain operations into provider calls; it never touches the database
+and never decides about retries. The run driver (runs.py) does both, for every engine.
+"""
+
+from dataclasses import dataclass, field
+
+from ..models import Message, Run, Thread
+
+
+@dataclass(frozen=True)
+class RemoteMessage:
+    remote_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class RunUpdate:
+    status: str
+    messages: list[RemoteMessage] = field(default_factory=list)
+    usage: Usage | None = None
+    error_code: str = ""
+    error_message: str = ""
+    poll_after: float | None = None  # seconds, when the provider asked for a pace
+
+
+class Engine:
+    """Base class; `thread.assistant` and `run.thread` are loaded by the caller."""
+
+    def __init__(self, provider: dict):
+        self.provider = provider
+
+    async def ensure_thread(self, thread: Thread) -> None:
+        """Create the provider-side thread if it has none yet; sets `thread.remote_id`."""
+
+    async def start_run(self, run: Run, message: Message) -> RunUpdate:
+        """Send the user's message and start the run; sets `run.remote_id`."""
+        raise NotImplementedError
+
+    async def poll(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    async def cancel(self, run: Run) -> RunUpdate:
+        raise NotImplementedError

@@ -1,0 +1,81 @@
+"""The one place that builds `openai` clients and turns SDK errors into ProviderError.
+
+The SDK's own retries are off: the run driver retries, with the same policy for every engine.
+"""
+
+import asyncio
+import contextlib
+import weakref
+
+import openai
+from django.conf import settings
+
+from ..exceptions import ProviderError
+
+# One client (and so one connection pool) per provider and event loop: httpx pools cannot
+# be shared between loops, and a new pool per call would reconnect on every poll.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def get_client(provider: dict) -> openai.AsyncOpenAI:
+    loop = asyncio.get_running_loop()
+    per_loop = _clients.setdefault(loop, {})
+    key = (provider["base_url"], provider.get("api_key", ""))
+    if key not in per_loop:
+        per_loop[key] = openai.AsyncOpenAI(
+            base_url=provider["base_url"],
+            api_key=provider.get("api_key") or "none",
+            max_retries=0,
+            timeout=settings.PROVIDER_TIMEOUT_SECONDS,
+        )
+    return per_loop[key]
+
+
+def retry_after_seconds(headers) -> float | None:
+    """The provider's Retry-After hint in seconds (retry-after-ms wins when both are sent)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                continue
+    return None
+
+
+def _readable_message(error: openai.APIStatusError) -> str:
+    """The provider's own message (the SDK's wraps it in the raw body)."""
+    if isinstance(error.body, dict) and error.body.get("message"):
+        return str(error.body["message"])
+    return f"The provider answered with HTTP {error.status_code}."
+
+
+@contextlib.contextmanager
+def provider_errors():
+    """Re-raise the SDK's errors as ProviderError with a stable code and a readable message."""
+    try:
+        yield
+    except openai.APITimeoutError:
+        raise ProviderError(
+            "timeout", "The provider did not answer in time.", retryable=True
+        ) from None
+    except openai.APIConnectionError:
+        raise ProviderError(
+            "connection_error", "Could not connect to the provider.", retryable=True
+        ) from None
+    except openai.RateLimitError as error:
+        raise ProviderError(
+            "rate_limited",
+            "The provider is rate limiting requests.",
+            retryable=True,
+            retry_after=retry_after_seconds(error.response.headers),
+        ) from None
+    except openai.APIStatusError as error:
+        # 409: the conversation or thread is busy with another response; it frees up soon.
+        retryable = error.status_code >= 500 or error.status_code == 409
+        raise ProviderError(
+            error.code or error.type or f"http_{error.status_code}",
+            _readable_message(error),
+            retryable=retryable,
+            retry_after=retry_after_seconds(error.response.headers),
+        ) from None

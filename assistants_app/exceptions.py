@@ -1,0 +1,46 @@
+"""Errors raised by the domain: views and consumers turn them into responses in one place each."""
+
+
+class ClientError(Exception):
+    """A request that cannot be done: `code` is stable, `message` is worded for people."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str = ""):
+        super().__init__(message or code)
+        self.code = code
+        self.message = message or code
+
+
+class InvalidMessage(ClientError):
+    status = 400
+
+
+class RunActive(ClientError):
+    status = 409
+
+
+class NotAllowed(ClientError):
+    status = 403
+
+
+class ProviderError(Exception):
+    """A provider call failed. Engines raise it; the run driver decides whether to retry.
+
+    `retryable` is true for rate limits, server errors, timeouts and dropped connections;
+    `retry_after` is the provider's hint in seconds, when it gave one.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after = retry_after

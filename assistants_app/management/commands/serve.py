@@ -1,0 +1,59 @@
+"""Prepare the database and serve the site with daphne, plus the simulator when it is used.
+
+This is the one command a newcomer runs: migrations, demo data on an empty database, and the
+offline simulator as the provider when no OPENAI_API_KEY is set.
+"""
+
+import socket
+import subprocess
+import sys
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+ASGI_APP = "chatsite.asgi:application"
+
+
+class Command(BaseCommand):
+    help = "Migrate, seed demo data on an empty database and serve the site with daphne."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args, host, port, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("seed_demo")
+        if not settings.DEBUG:
+            call_command("collectstatic", interactive=False, verbosity=0)
+        simulator = self.start_simulator()
+        self.stdout.write(f"Serving the site on http://{host}:{port}/")
+        site = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
+        )
+        try:
+            site.wait()
+        except KeyboardInterrupt:
+            site.wait()
+        finally:
+            if simulator:
+                simulator.terminate()
+                simulator.wait(timeout=10)
+
+    def start_simulator(self) -> subprocess.Popen | None:
+        """Start the simulator on SIMULATOR_URL's port unless something already listens there."""
+        if settings.DEFAULT_PROVIDER != "simulator":
+            return None
+        url = urlsplit(settings.SIMULATOR_URL)
+        if url.hostname not in ("127.0.0.1", "localhost") or _listening(url.hostname, url.port):
+            return None
+        command = ["simulator", "--host", url.hostname, "--port", str(url.port)]
+        return subprocess.Popen([sys.executable, "manage.py", *command], cwd=settings.BASE_DIR)
+
+
+def _listening(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0

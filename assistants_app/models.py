@@ -1,0 +1,225 @@
+"""Assistants, the threads people hold with them, their messages and the runs that answer."""
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from .rendering import render_markdown
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    REQUIRES_ACTION = "requires_action"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    EXPIRED = "expired"
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.CANCELLED,
+        RunStatus.FAILED,
+        RunStatus.COMPLETED,
+        RunStatus.INCOMPLETE,
+        RunStatus.EXPIRED,
+    }
+)
+ACTIVE_STATUSES = frozenset(set(RunStatus) - TERMINAL_STATUSES)
+
+
+class EngineKind(models.TextChoices):
+    RESPONSES = "responses", "Responses API"
+    ASSISTANTS = "assistants", "Assistants API (v2)"
+    CHAT = "chat", "Chat Completions"
+
+
+def validate_provider(value: str) -> None:
+    if value not in settings.ASSISTANT_PROVIDERS:
+        known = ", ".join(sorted(settings.ASSISTANT_PROVIDERS))
+        raise ValidationError(f"Unknown provider {value!r}; configured providers: {known}.")
+
+
+class AssistantQuerySet(models.QuerySet):
+    def available_to(self, user) -> "AssistantQuerySet":
+        """Active assistants open to everyone or shared with one of the user's groups."""
+        return (
+            self.filter(is_active=True)
+            .filter(Q(groups__isnull=True) | Q(groups__in=user.groups.all()))
+            .distinct()
+        )
+
+
+class Assistant(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.CharField(max_length=500, blank=True)
+    instructions = models.TextField(
+        blank=True, help_text="Sent with every request; kept here, not on the provider."
+    )
+    model = models.CharField(max_length=200, default="gpt-4.1-mini")
+    engine = models.CharField(
+        max_length=20, choices=EngineKind.choices, default=EngineKind.RESPONSES
+    )
+    provider = models.CharField(
+        max_length=100,
+        validators=[validate_provider],
+        help_text="A key of ASSISTANT_PROVIDERS (see README).",
+    )
+    temperature = models.FloatField(null=True, blank=True)
+    tools = models.JSONField(default=list, blank=True)
+    remote_id = models.CharField(max_length=200, blank=True, help_text="The provider's id.")
+    is_active = models.BooleanField(default=True)
+    groups = models.ManyToManyField(
+        Group, blank=True, help_text="Who may use it. Nobody selected: every user."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AssistantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_simulated(self) -> bool:
+        return bool(settings.ASSISTANT_PROVIDERS.get(self.provider, {}).get("simulated"))
+
+
+class Thread(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
+    )
+    assistant = models.ForeignKey(Assistant, on_delete=models.PROTECT, related_name="threads")
+    title = models.CharField(max_length=200, blank=True)
+    remote_id = models.CharField(
+        max_length=200, blank=True, help_text="Provider thread or conversation id."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title or f"Thread {self.pk}"
+
+    @property
+    def group_name(self) -> str:
+        """The Channels group every socket on this thread joins."""
+        return f"thread.{self.pk}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    text = models.TextField()
+    remote_id = models.CharField(max_length=200, blank=True)
+    run = models.ForeignKey(
+        "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # Storing a provider's message twice is impossible, whichever process tries.
+            models.UniqueConstraint(
+                fields=["thread", "remote_id"],
+                condition=~Q(remote_id=""),
+                name="message_remote_id_unique_per_thread",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:50]}"
+
+    @property
+    def html(self) -> str:
+        return render_markdown(self.text)
+
+    def as_event(self) -> dict:
+        return {
+            "id": self.pk,
+            "role": self.role,
+            "html": self.html,
+            "created_at": self.created_at.isoformat(),
+            "run_id": self.run_id,
+        }
+
+
+class RunQuerySet(models.QuerySet):
+    def active(self) -> "RunQuerySet":
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+
+class Run(models.Model):
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="runs")
+    prompt = models.ForeignKey(
+        Message,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The user's message this run answers.",
+    )
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    remote_id = models.CharField(max_length=200, blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Which process drives the run, until when; another process takes over only after expiry.
+    lease_owner = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["thread"],
+                condition=Q(status__in=sorted(ACTIVE_STATUSES)),
+                name="one_active_run_per_thread",
+            )
+        ]
+        indexes = [models.Index(fields=["status"], name="run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    def as_event(self) -> dict:
+        return {
+            "id": self.pk,
+            "status": self.status,
+            "is_terminal": self.is_terminal,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+        }

@@ -1,0 +1,72 @@
+"""What a user can do with threads and messages. Each function takes the user explicitly."""
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import Http404
+
+from . import runs
+from .exceptions import InvalidMessage, NotAllowed, RunActive
+from .models import Assistant, Message, Run, Thread
+
+TITLE_LENGTH = 60
+
+
+def start_thread(user, assistant_id: int | str) -> Thread:
+    """A new, empty thread with an assistant the user may use."""
+    assistant = Assistant.objects.available_to(user).filter(pk=assistant_id).first()
+    if assistant is None:
+        raise Http404("No such assistant")
+    return Thread.objects.create(owner=user, assistant=assistant)
+
+
+def clean_text(text) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidMessage("EMPTY_MESSAGE", "Write a message before sending.")
+    if len(text) > settings.MESSAGE_MAX_CHARS:
+        raise InvalidMessage(
+            "MESSAGE_TOO_LONG",
+            f"Messages can be at most {settings.MESSAGE_MAX_CHARS} characters "
+            f"(this one has {len(text)}).",
+        )
+    return text.strip()
+
+
+async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
+    """Store the user's message, create a run for it and start the run on the provider.
+
+    `thread` must belong to `user` and have its assistant loaded. Raises InvalidMessage for
+    empty or oversized text and RunActive while the thread's previous run is unfinished;
+    a provider error fails the run but keeps the message.
+    """
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")
+    if not thread.assistant.is_active:
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
+    message, run = await _store_message_and_run(thread, clean_text(text))
+    await runs.start(run, message)
+    return message, run
+
+
+@database_sync_to_async
+def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
+    if Run.objects.filter(thread=thread).active().exists():
+        raise _run_active()
+    try:
+        with transaction.atomic():
+            message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+            # The unique "one active run per thread" constraint settles two tabs racing here.
+            run = Run.objects.create(thread=thread, prompt=message)
+    except IntegrityError:
+        raise _run_active() from None
+    if not thread.title:
+        thread.title = text.splitlines()[0][:TITLE_LENGTH]
+        thread.save(update_fields=["title", "updated_at"])
+    run.thread = thread
+    return message, run
+
+
+def _run_active() -> RunActive:
+    return RunActive(
+        "RUN_ACTIVE", "The assistant is still answering. Wait for it to finish, then send again."
+    )

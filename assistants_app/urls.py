@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.thread_list, name="thread-list"),
+    path("threads/new/", views.thread_create, name="thread-create"),
+    path("threads/<int:pk>/", views.thread_detail, name="thread-detail"),
+    path("threads/<int:pk>/messages/", views.message_create, name="message-create"),
+]

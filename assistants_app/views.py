@@ -1,0 +1,79 @@
+"""Chat pages and the message endpoint. Each view loads what it needs scoped to the user
+and calls one function in services.py."""
+
+import json
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import services
+from .exceptions import ClientError
+from .models import Assistant, Thread
+
+
+@login_required
+@require_GET
+def thread_list(request: HttpRequest) -> HttpResponse:
+    threads = Thread.objects.filter(owner=request.user).select_related("assistant")
+    assistants = Assistant.objects.available_to(request.user)
+    return render(
+        request,
+        "assistants_app/thread_list.html",
+        {"threads": threads, "assistants": assistants},
+    )
+
+
+@login_required
+@require_POST
+def thread_create(request: HttpRequest) -> HttpResponse:
+    thread = services.start_thread(request.user, request.POST.get("assistant", ""))
+    return redirect("thread-detail", pk=thread.pk)
+
+
+@login_required
+@require_GET
+def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    thread = get_object_or_404(
+        Thread.objects.select_related("assistant"), pk=pk, owner=request.user
+    )
+    messages = list(thread.messages.all())
+    return render(
+        request,
+        "assistants_app/thread_detail.html",
+        {
+            "thread": thread,
+            "messages": messages,
+            "last_message_id": messages[-1].pk if messages else "",
+            "latest_run": thread.runs.order_by("-pk").first(),
+            "max_chars": settings.MESSAGE_MAX_CHARS,
+        },
+    )
+
+
+@login_required
+@require_POST
+async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
+    """Store the user's message and start a run. Errors answer {error: {code, message}}."""
+    user = await request.auser()
+    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
+    if thread is None:
+        raise Http404("No such thread")
+    try:
+        message, run = await services.submit_message(user, thread, _text_from(request))
+    except ClientError as error:
+        return JsonResponse(
+            {"error": {"code": error.code, "message": error.message}}, status=error.status
+        )
+    return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+
+
+def _text_from(request: HttpRequest):
+    if request.content_type == "application/json":
+        try:
+            return json.loads(request.body).get("text")
+        except (ValueError, AttributeError):
+            return None
+    return request.POST.get("text")

@@ -1,0 +1,137 @@
+// The thread page: sends messages over HTTP and receives runs' statuses and answers over a
+// websocket. The server is the source of truth; this page only shows what it says, once.
+(function () {
+  "use strict";
+
+  const chat = document.getElementById("chat");
+  if (!chat) return;
+
+  const list = document.getElementById("messages");
+  const statusLine = document.getElementById("run-status");
+  const composer = document.getElementById("composer");
+  const textarea = document.getElementById("composer-text");
+  const sendButton = document.getElementById("send");
+  const composerError = document.getElementById("composer-error");
+  const connectionLine = document.getElementById("connection");
+  const assistantName = chat.querySelector(".chat-header .meta").textContent.split(" — ")[0];
+
+  let lastMessageId = parseInt(chat.dataset.lastMessageId, 10) || null;
+  let socket = null;
+  let reconnectAttempt = 0;
+
+  const STATUS_TEXT = {
+    queued: "Queued…",
+    in_progress: "Assistant is writing…",
+    requires_action: "Assistant is using a tool…",
+    cancelling: "Stopping…",
+  };
+
+  function showStatus(run) {
+    statusLine.dataset.status = run.status;
+    if (!run.is_terminal) {
+      statusLine.textContent = STATUS_TEXT[run.status] || run.status;
+    } else if (run.status === "completed") {
+      statusLine.textContent = "";
+    } else {
+      const reason = run.error_message ? ": " + run.error_message : "";
+      statusLine.textContent = "Run " + run.status + reason;
+    }
+    sendButton.disabled = !run.is_terminal;
+  }
+
+  function addMessage(message) {
+    if (list.querySelector('[data-id="' + message.id + '"]')) return; // shown already
+    const empty = document.getElementById("empty-state");
+    if (empty) empty.remove();
+    const item = document.createElement("li");
+    item.className = "message " + message.role;
+    item.dataset.id = message.id;
+    const role = document.createElement("div");
+    role.className = "role";
+    role.textContent = message.role === "user" ? "You" : assistantName;
+    const body = document.createElement("div");
+    body.className = "body";
+    body.innerHTML = message.html; // sanitised on the server (markdown-it + nh3)
+    item.append(role, body);
+    list.append(item);
+    if (lastMessageId === null || message.id > lastMessageId) lastMessageId = message.id;
+    item.scrollIntoView({ block: "end" });
+  }
+
+  const handlers = {
+    "message.created": (event) => addMessage(event.message),
+    "run.status": (event) => showStatus(event.run),
+    error: (event) => console.warn("server:", event.code, event.message),
+  };
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    socket = new WebSocket(scheme + location.host + chat.dataset.socketPath);
+    socket.addEventListener("open", () => {
+      reconnectAttempt = 0;
+      connectionLine.textContent = "";
+      socket.send(JSON.stringify({ type: "hello", last_message_id: lastMessageId }));
+    });
+    socket.addEventListener("message", (frame) => {
+      const event = JSON.parse(frame.data);
+      (handlers[event.type] || (() => {}))(event);
+    });
+    socket.addEventListener("close", (closing) => {
+      if (closing.code === 4401 || closing.code === 4404) {
+        connectionLine.textContent = "This thread is not available. Log in again.";
+        return;
+      }
+      // Jittered exponential backoff, so a restarted server is not hit by every tab at once.
+      const delay = Math.min(30000, 500 * 2 ** reconnectAttempt) * (0.5 + Math.random() / 2);
+      reconnectAttempt += 1;
+      connectionLine.textContent = "Connection lost; reconnecting…";
+      setTimeout(connect, delay);
+    });
+  }
+
+  async function send() {
+    const text = textarea.value;
+    if (!text.trim()) return;
+    composerError.hidden = true;
+    sendButton.disabled = true;
+    try {
+      const response = await fetch(chat.dataset.postUrl, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value,
+        },
+        body: JSON.stringify({ text: text }),
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        composerError.textContent = body.error ? body.error.message : "Could not send.";
+        composerError.hidden = false;
+        sendButton.disabled = false;
+        return; // the text stays in the composer
+      }
+      textarea.value = "";
+      addMessage(body.message);
+      showStatus(body.run);
+    } catch (error) {
+      composerError.textContent = "Could not reach the server. Your message is still here.";
+      composerError.hidden = false;
+      sendButton.disabled = false;
+    }
+  }
+
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    send();
+  });
+  textarea.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+  if (statusLine.dataset.status && !["completed", "failed", "cancelled", "expired", "incomplete"].includes(statusLine.dataset.status)) {
+    sendButton.disabled = true;
+  }
+  connect();
+})();

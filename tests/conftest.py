@@ -1,0 +1,82 @@
+"""Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
+
+import pytest
+from django.test import Client
+
+from assistants_app import runs
+from assistants_app.models import Assistant, EngineKind, Thread
+
+PROVIDER_URL = "https://provider.test/v1"
+
+
+@pytest.fixture(autouse=True)
+def test_provider(settings):
+    """A provider whose HTTP the tests mock with respx at PROVIDER_URL."""
+    settings.ASSISTANT_PROVIDERS = {
+        **settings.ASSISTANT_PROVIDERS,
+        "test": {
+            "base_url": PROVIDER_URL,
+            "api_key": "sk-test",
+            "label": "Test",
+            "simulated": False,
+        },
+    }
+    return settings.ASSISTANT_PROVIDERS["test"]
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password")
+
+
+@pytest.fixture
+def assistant(db):
+    return Assistant.objects.create(
+        name="Helper",
+        instructions="Answer briefly.",
+        model="gpt-test",
+        engine=EngineKind.RESPONSES,
+        provider="test",
+    )
+
+
+@pytest.fixture
+def alice_thread(alice, assistant):
+    return Thread.objects.create(owner=alice, assistant=assistant)
+
+
+@pytest.fixture
+def bob_thread(bob, assistant):
+    return Thread.objects.create(owner=bob, assistant=assistant)
+
+
+@pytest.fixture
+def alice_client(alice):
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def bob_client(bob):
+    client = Client()
+    client.force_login(bob)
+    return client
+
+
+@pytest.fixture
+async def stop_drivers():
+    """Async tests end with no driver task left running into the next test."""
+    yield
+    await runs.stop_driving()
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.get_closest_marker("asyncio"):
+            item.fixturenames.append("stop_drivers")
