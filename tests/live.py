@@ -1,0 +1,185 @@
+"""Real servers for integration tests: the simulator and daphne as child processes on loopback.
+
+`start_site()` gives a site on its own SQLite file (or DATABASE_URL given in `env`) with
+alice and bob as users and one simulator-backed assistant; `SiteClient` logs in over HTTP and
+talks to the thread websocket like the page does.
+"""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import websockets
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
+
+SEED = """
+from django.contrib.auth import get_user_model
+from assistants_app.models import Assistant
+User = get_user_model()
+for name, password in {passwords!r}.items():
+    User.objects.create_user(name, password=password)
+Assistant.objects.create(name="Sim", instructions="Be brief.", model={model!r},
+                         engine={engine!r}, provider="simulator")
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
+
+
+@dataclass
+class LiveSite:
+    url: str
+    simulator_url: str
+    env: dict
+    processes: list[subprocess.Popen] = field(default_factory=list)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return result.stdout
+
+    def start_daphne(self) -> subprocess.Popen:
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+            + ["chatsite.asgi:application"],
+            cwd=ROOT,
+            env=self.env,
+        )
+        self.processes.append(process)
+        wait_for_port(port, process)
+        self.url = f"http://127.0.0.1:{port}"
+        return process
+
+
+@contextmanager
+def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
+               engine: str = "responses", latency: float = 0.3):  # fmt: skip
+    simulator_port = free_port()
+    site_env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
+        "SIMULATOR_URL": f"http://127.0.0.1:{simulator_port}/v1",
+        "SIMULATOR_LATENCY_SECONDS": str(latency),
+        "DJANGO_DEBUG": "1",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    site = LiveSite(url="", simulator_url=site_env["SIMULATOR_URL"], env=site_env)
+    try:
+        simulator = subprocess.Popen(
+            [sys.executable, "manage.py", "simulator", "--port", str(simulator_port)],
+            cwd=ROOT,
+            env=site_env,
+        )
+        site.processes.append(simulator)
+        site.manage("migrate", "--verbosity", "0")
+        site.manage("shell", "-c", SEED.format(passwords=PASSWORDS, model=model, engine=engine))
+        wait_for_port(simulator_port, simulator)
+        site.start_daphne()
+        yield site
+    finally:
+        for process in reversed(site.processes):
+            process.terminate()
+        for process in site.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+class SiteClient:
+    """A logged-in person: HTTP with a session cookie, and the thread websocket."""
+
+    def __init__(self, site: LiveSite, username: str):
+        self.site = site
+        self.http = httpx.Client(base_url=site.url, follow_redirects=False, timeout=10)
+        page = self.http.get("/login/")
+        response = self.http.post(
+            "/login/",
+            data={
+                "username": username,
+                "password": PASSWORDS[username],
+                "csrfmiddlewaretoken": _csrf_token(page.text),
+            },
+        )
+        assert response.status_code == 302, f"login failed for {username}"
+
+    def start_thread(self) -> int:
+        page = self.http.get("/")
+        assistant_id = re.search(r'<option value="(\d+)"', page.text).group(1)
+        response = self.http.post(
+            "/threads/new/",
+            data={"assistant": assistant_id, "csrfmiddlewaretoken": _csrf_token(page.text)},
+        )
+        return int(response.headers["location"].strip("/").split("/")[-1])
+
+    def post(self, thread_id: int, text: str) -> httpx.Response:
+        return self.http.post(
+            f"/threads/{thread_id}/messages/",
+            json={"text": text},
+            headers={"X-CSRFToken": self.http.cookies["csrftoken"]},
+        )
+
+    def websocket(self, thread_id: int):
+        cookies = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+        return websockets.connect(
+            self.site.url.replace("http", "ws") + f"/ws/threads/{thread_id}/",
+            additional_headers={"Cookie": cookies, "Origin": self.site.url},
+        )
+
+
+def _csrf_token(html: str) -> str:
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
+
+
+async def receive_until(socket, predicate, timeout: float = 15.0) -> list[dict]:
+    """Collect events until one satisfies `predicate`; fail after `timeout` seconds."""
+    import asyncio
+
+    events = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = json.loads(await socket.recv())
+            events.append(event)
+            if predicate(event):
+                return events
+
+
+def is_assistant_message(event: dict) -> bool:
+    return event["type"] == "message.created" and event["message"]["role"] == "assistant"
+
+
+def is_run_status(status: str):
+    return lambda event: event["type"] == "run.status" and event["run"]["status"] == status
