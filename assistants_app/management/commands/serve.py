@@ -26,8 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo")
-        if not settings.DEBUG:
-            call_command("collectstatic", interactive=False, verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)
         simulator = self.start_simulator()
         self.stdout.write(f"Serving the site on http://{host}:{port}/")
         site = subprocess.Popen(
