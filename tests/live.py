@@ -6,12 +6,15 @@ simulator fault asked for; `SiteClient` logs in over HTTP and
 talks to the thread websocket like the page does.
 """
 
+import functools
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +106,19 @@ class LiveSite:
         return json.loads(self.manage("shell", "--verbosity", "0", "-c", code))
 
 
+@functools.cache
+def migrated_sqlite_template() -> Path:
+    """An empty, migrated SQLite database, made once per test session and copied per site."""
+    path = Path(tempfile.mkdtemp(prefix="chat-template-")) / "template.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
+        check=True,
+    )
+    return path
+
+
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
                engine: str = "responses", latency: float = 0.3, servers: int = 1,
@@ -125,12 +141,12 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
             env=site_env,
         )
         site.processes.append(simulator)
-        site.manage("migrate", "--verbosity", "0")
-        site.manage(
-            "shell",
-            "-c",
-            SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults),
-        )
+        if site_env["DATABASE_URL"].startswith("sqlite:"):
+            shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
+        else:
+            site.manage("migrate", "--verbosity", "0")
+        seed = SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults)
+        site.manage("shell", "--verbosity", "0", "-c", seed)
         wait_for_port(simulator_port, simulator)
         for _ in range(servers):
             site.start_daphne()
