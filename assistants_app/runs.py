@@ -279,7 +279,9 @@ async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
 
 
 def poll_delay(quiet_polls: int) -> float:
-    """Start fast, then back off while nothing changes."""
+    """Start fast, then back off while nothing changes (or a fixed interval, if so set)."""
+    if settings.RUN_POLL_STRATEGY == "fixed":
+        return settings.RUN_POLL_FIXED_SECONDS
     return min(settings.RUN_POLL_MAX_SECONDS, settings.RUN_POLL_FIRST_SECONDS * 2**quiet_polls)
 
 

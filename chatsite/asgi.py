@@ -12,7 +12,10 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from assistants_app.engines.client import preload  # noqa: E402
 from assistants_app.routing import websocket_urlpatterns  # noqa: E402
+
+preload()  # the provider SDK, before the first socket rather than on the first run
 
 application = ProtocolTypeRouter(
     {

@@ -66,6 +66,8 @@ class LiveSite:
     env: dict
     processes: list[subprocess.Popen] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
+    output: object = None  # where the processes' output goes (a file); None: this terminal
+    daphne_options: tuple[str, ...] = ()  # more command-line options for each daphne
 
     @property
     def url(self) -> str:
@@ -85,7 +87,8 @@ class LiveSite:
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Another daphne process on the same database (and channel layer, if Redis)."""
         port = port or free_port()
-        process = self.spawn("-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP)
+        address = ("-b", "127.0.0.1", "-p", str(port))
+        process = self.spawn("-m", "daphne", *address, *self.daphne_options, ASGI_APP)
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}"
         if url not in self.urls:
@@ -96,7 +99,9 @@ class LiveSite:
         return self.spawn("manage.py", "run_worker", "--interval", "0.2")
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env)
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=self.output, stderr=self.output
+        )
         self.processes.append(process)
         return process
 
@@ -122,7 +127,8 @@ def migrated_sqlite_template() -> Path:
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
                engine: str = "responses", latency: float = 0.3, servers: int = 1,
-               faults: tuple[str, ...] = ()):  # fmt: skip
+               faults: tuple[str, ...] = (), output=None,
+               daphne_options: tuple[str, ...] = ()):  # fmt: skip
     simulator_port = free_port()
     site_env = {
         **os.environ,
@@ -133,14 +139,12 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env)
+    site = LiveSite(
+        simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output,
+        daphne_options=daphne_options,
+    )  # fmt: skip
     try:
-        simulator = subprocess.Popen(
-            [sys.executable, "manage.py", "simulator", "--port", str(simulator_port)],
-            cwd=ROOT,
-            env=site_env,
-        )
-        site.processes.append(simulator)
+        simulator = site.spawn("manage.py", "simulator", "--port", str(simulator_port))
         if site_env["DATABASE_URL"].startswith("sqlite:"):
             shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
         else:

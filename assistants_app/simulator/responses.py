@@ -183,6 +183,7 @@ class SimulatedResponse:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
+            "completed_at": round(self.completed_at, 6) if done else None,
             "background": True,
             "model": self.model,
             "instructions": self.instructions,
@@ -315,8 +316,24 @@ class ResponsesAPI:
             response.cancelled_after = response.elapsed
         return JSONResponse(response.to_json())
 
+    async def stats(self, request: Request) -> JSONResponse:
+        """Simulator-only, not OpenAI's: every response's timing and how often it was polled,
+        so a benchmark can measure latency added after the answer was complete."""
+        responses = [
+            {
+                "id": r.id,
+                "status": r.status,
+                "completed_at": r.completed_at if r.status == "completed" else None,
+                "polls": r.polls,
+                "streams": r.streams,
+            }
+            for r in self.responses.values()
+        ]
+        return JSONResponse({"conversations": len(self.conversations), "responses": responses})
+
     def routes(self) -> list[Route]:
         return [
+            Route("/simulator/stats", self.stats),
             Route("/v1/conversations", self.create_conversation, methods=["POST"]),
             Route("/v1/conversations/{conversation_id}", self.get_conversation),
             Route("/v1/conversations/{conversation_id}/items", self.list_conversation_items),
