@@ -115,6 +115,18 @@ DATABASES = {
         conn_health_checks=envbool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
+DATABASE_POOL_SIZE = envint("DATABASE_POOL_SIZE", 20)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE:
+    # Under ASGI every HTTP request runs on a thread of its own, and each such thread would
+    # keep a persistent connection of its own until it is garbage collected, which runs the
+    # server out of connections under load. A pool keeps connections open and bounds them per
+    # process instead; Django requires CONN_MAX_AGE 0 with it (connections go back to the pool).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": envfloat("DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Persistent connections are a PostgreSQL optimisation; on SQLite they only hold locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
