@@ -51,6 +51,7 @@ class SimulatedResponse:
     fault: str
     turn: int
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
     created_at: int = field(default_factory=lambda: int(time.time()))
     cancelled_after: float | None = None  # seconds after start
     output_id: str = field(default_factory=lambda: new_id("msg"))
@@ -78,7 +79,7 @@ class SimulatedResponse:
     @property
     def completed_at(self) -> float:
         """When the answer is complete, in time.time() terms (for benchmarks' added latency)."""
-        return time.time() - (time.monotonic() - self.started) + self.finished_after
+        return self.started_wall + self.finished_after
 
     @property
     def status(self) -> str:
@@ -183,7 +184,7 @@ class SimulatedResponse:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
-            "completed_at": round(self.completed_at, 6) if done else None,
+            "completed_at": self.completed_at if done else None,
             "background": True,
             "model": self.model,
             "instructions": self.instructions,
