@@ -28,7 +28,6 @@ from tests.live import ROOT, postgres_database, start_site
 
 from . import report
 
-PROFILE_FORMAT = "txt"
 RESULTS = ROOT / "bench" / "results"
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters, the length of a CSRF secret
 # As README's "Running at scale" runs daphne: a connect burst may queue longer than daphne's
@@ -110,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=2.0)
     parser.add_argument("--jitter", type=float, default=4.0)
     parser.add_argument("--run-timeout", type=float, default=60.0)
-    parser.add_argument("--profile", action="store_true", help="py-spy flame graph per scenario")
+    parser.add_argument(
+        "--profile", action="store_true", help="a py-spy flame graph of the first server"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--name", default="", help="results file name (default: the scale)")
     args = parser.parse_args(argv)
@@ -174,7 +175,7 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
             }
-            profile = f"{prefix}-{scenario.name}-profile.{PROFILE_FORMAT}"
+            profile = f"{prefix}-{scenario.name}-profile.svg"
             with (
                 Sampler([p.pid for p in daphnes], simulator.pid) as sampler,
                 profiling(daphnes[0].pid, profile) if options.profile else nullcontext(),
@@ -284,8 +285,9 @@ class Sampler:
 def profiling(pid: int, output: str):
     """py-spy samples the process until the block ends, then writes a flame graph."""
     py_spy = Path(sys.executable).parent / "py-spy"
-    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "100"]
-    command += ["--format", "raw" if output.endswith(".txt") else "flamegraph", "--output", output]
+    # Non-blocking: the server is not paused to be sampled, so it is measured as it runs.
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+    command += ["--format", "flamegraph", "--output", output]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield
