@@ -56,6 +56,8 @@
     list.append(item);
     if (lastMessageId === null || message.id > lastMessageId) lastMessageId = message.id;
     item.scrollIntoView({ block: "end" });
+    // Other scripts (messages.js, composer.js) decorate new messages from this event.
+    list.dispatchEvent(new CustomEvent("chat:message", { bubbles: true, detail: { message: message, element: item } }));
   }
 
   const handlers = {
