@@ -2,8 +2,12 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
-from .models import Assistant, Message, Run, Thread
+from . import usage
+from .models import Assistant, Message, Run, Thread, Usage
 
 
 @admin.register(Assistant)
@@ -92,3 +96,47 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Usage)
+class UsageAdmin(admin.ModelAdmin):
+    """The usage report in place of a change list: per user and per assistant over a period."""
+
+    rows_per_page = 50
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        form = usage.PeriodForm(request.GET)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta}
+        context.update(title="Usage", form=form, presets=usage.presets(timezone.localdate()))
+        if form.is_valid():
+            since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+            runs = usage.runs_between(since, until)
+            context.update(
+                since=since,
+                until=until,
+                totals=usage.totals(runs),
+                users=self._page(request, usage.per_user(runs), "user_page"),
+                assistants=self._page(request, usage.per_assistant(runs), "assistant_page"),
+            )
+        return TemplateResponse(request, "admin/assistants_app/usage_report.html", context)
+
+    def _page(self, request, rows, parameter: str):
+        """One page of rows, with links to its neighbours that keep the other parameters."""
+        page = Paginator(rows, self.rows_per_page).get_page(request.GET.get(parameter))
+        query = request.GET.copy()
+        if page.has_previous():
+            query[parameter] = page.previous_page_number()
+            page.previous_url = "?" + query.urlencode()
+        if page.has_next():
+            query[parameter] = page.next_page_number()
+            page.next_url = "?" + query.urlencode()
+        return page
