@@ -137,3 +137,10 @@ def test_the_thread_page_offers_the_comforts(alice_client, chat):
         assert reverse(url_name, args=[chat.pk]) in content
     assert 'aria-live="polite"' in content
     assert "<time datetime=" in content
+
+
+def test_a_missing_thread_gets_a_friendly_page(bob_client, chat):
+    response = bob_client.get(reverse("thread-detail", args=[chat.pk]))
+    assert response.status_code == 404
+    assert b"Back to my threads" in response.content
+    assert b"Planning a garden" not in response.content

@@ -39,7 +39,9 @@ def _missing(what: str, how: str):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: while Playwright's sync API runs, its event loop counts as
+# running, and the async tests in other modules could not start theirs.
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import expect
 

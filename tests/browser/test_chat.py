@@ -2,9 +2,10 @@
 reload mid-run, stop, fail and retry; two people side by side; a phone."""
 
 import re
+import time
 
 import pytest
-from django.urls import NoReverseMatch, reverse
+from django.urls import Resolver404, resolve
 from playwright.sync_api import expect
 
 from .conftest import PHONE, screenshot, send, start_thread
@@ -12,21 +13,21 @@ from .conftest import PHONE, screenshot, send, start_thread
 pytestmark = pytest.mark.slow
 
 
-def endpoint_exists(name: str) -> bool:
+def endpoint_exists(path: str) -> bool:
     try:
-        reverse(name, args=[1])
-    except NoReverseMatch:
+        resolve(path)
+    except Resolver404:
         return False
     return True
 
 
-# Stop (#stop, threads/<id>/cancel/) and Retry (#retry, threads/<id>/retry/) come from other
-# branches (issues 3 and 4); their tests run as soon as those endpoints exist.
+# Stop (#stop, POST threads/<id>/cancel/) and Retry (#retry, POST threads/<id>/retry/) come
+# from other branches (issues 3 and 4); these tests run as soon as those endpoints exist.
 needs_stop = pytest.mark.skipif(
-    not endpoint_exists("thread-cancel"), reason="needs the Stop button of issue 3"
+    not endpoint_exists("/threads/1/cancel/"), reason="needs the Stop button of issue 3"
 )
 needs_retry = pytest.mark.skipif(
-    not endpoint_exists("thread-retry"), reason="needs the Retry button of issue 4"
+    not endpoint_exists("/threads/1/retry/"), reason="needs the Retry button of issue 4"
 )
 
 
@@ -121,9 +122,13 @@ def test_a_failed_run_can_be_retried(site, log_in):
 
     page.locator("#retry").click()
 
-    expect(page.locator("#retry")).to_be_visible()  # the simulator fails it again
-    runs = site.query(f"list(Run.objects.filter(thread_id={thread_id}).values_list('status'))")
-    assert [status for (status,) in runs] == ["failed", "failed"]
+    statuses = f"list(Run.objects.filter(thread_id={thread_id}).values_list('status', flat=True))"
+    deadline = time.monotonic() + 15
+    while site.query(statuses) != ["failed", "failed"]:  # the simulator fails it again
+        assert time.monotonic() < deadline, site.query(statuses)
+        time.sleep(0.2)
+    expect(page.locator("#retry")).to_be_visible()
+    expect(status_line(page)).to_contain_text("Run failed")
 
 
 @needs_stop
