@@ -7,6 +7,7 @@ Faults are asked for per request with the
 - `stuck`: the response stays in_progress forever
 - `rate-limit-once`: the first retrieve answers 429 with Retry-After
 - `error-500-once`: the first retrieve answers 500
+- `incomplete`, `expire`: an Assistants API run ends as incomplete or expired
 
 Latency: `SIMULATOR_LATENCY_SECONDS` (default 1.0), or the `X-Simulator-Latency` header.
 """
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .assistants import AssistantsAPI
 from .common import Settings
 from .responses import ResponsesAPI
 
@@ -31,7 +33,11 @@ def create_app(latency: float | None = None) -> Starlette:
     if latency is None:
         latency = float(os.environ.get("SIMULATOR_LATENCY_SECONDS", "1.0"))
     settings = Settings(latency=latency)
-    routes = [Route("/v1/models", list_models), *ResponsesAPI(settings).routes()]
+    routes = [
+        Route("/v1/models", list_models),
+        *ResponsesAPI(settings).routes(),
+        *AssistantsAPI(settings).routes(),
+    ]
     return Starlette(routes=routes)
 
 

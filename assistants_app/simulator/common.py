@@ -51,3 +51,17 @@ def input_text(value) -> str:
             if isinstance(part, dict) and part.get("text"):
                 texts.append(part["text"])
     return "\n".join(texts)
+
+
+def first_retrieve_fault(item) -> JSONResponse | None:
+    """The error a `*-once` fault gives on the first retrieve of `item` (which has `fault` and
+    `failed_retrieves`), so a poller's retry path is exercised; None afterwards."""
+    if not item.fault.endswith("-once") or item.failed_retrieves:
+        return None
+    item.failed_retrieves += 1
+    if item.fault == "rate-limit-once":
+        return error(
+            429, "Rate limit reached (simulated).", "rate_limit_exceeded",
+            headers={"retry-after": "0.2"},
+        )  # fmt: skip
+    return error(500, "Internal error (simulated).", "server_error")

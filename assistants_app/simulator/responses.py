@@ -12,7 +12,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, input_text, json_body, new_id
+from .common import (
+    Settings,
+    error,
+    fault_of,
+    first_retrieve_fault,
+    input_text,
+    json_body,
+    new_id,
+)
 from .replies import canned_reply, count_tokens
 
 
@@ -194,15 +202,7 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if response.fault.endswith("-once") and not response.failed_retrieves:
-            response.failed_retrieves += 1
-            if response.fault == "rate-limit-once":
-                return error(
-                    429, "Rate limit reached (simulated).", "rate_limit_exceeded",
-                    headers={"retry-after": "0.2"},
-                )  # fmt: skip
-            return error(500, "Internal error (simulated).", "server_error")
-        return JSONResponse(response.to_json())
+        return first_retrieve_fault(response) or JSONResponse(response.to_json())
 
     async def cancel_response(self, request: Request) -> JSONResponse:
         response = self.responses.get(request.path_params["response_id"])
