@@ -136,9 +136,11 @@ class SiteClient:
         )
         assert response.status_code == 302, f"login failed for {username}"
 
-    def start_thread(self) -> int:
+    def start_thread(self, assistant: str = "") -> int:
+        """A new thread with the named assistant (default: the first one offered)."""
         page = self.http.get("/")
-        assistant_id = re.search(r'<option value="(\d+)"', page.text).group(1)
+        option = re.search(rf'<option value="(\d+)">{re.escape(assistant)}', page.text)
+        assistant_id = option.group(1)
         response = self.http.post(
             "/threads/new/",
             data={"assistant": assistant_id, "csrfmiddlewaretoken": _csrf_token(page.text)},
@@ -150,6 +152,11 @@ class SiteClient:
             f"/threads/{thread_id}/messages/",
             json={"text": text},
             headers={"X-CSRFToken": self.http.cookies["csrftoken"]},
+        )
+
+    def cancel(self, thread_id: int) -> httpx.Response:
+        return self.http.post(
+            f"/threads/{thread_id}/cancel/", headers={"X-CSRFToken": self.http.cookies["csrftoken"]}
         )
 
     def websocket(self, thread_id: int):
