@@ -51,9 +51,10 @@ def test_it_chats_with_a_new_assistant_like_the_classic_example(monkeypatch, ali
         create = mock.post("/assistants").respond(json=REMOTE_ASSISTANT)
         mock_one_turn(mock, completed_run(), remote_message("Hi there!"))
         output = chat(monkeypatch, typed, "--user", "alice", "--provider", "test", "--model",
-                      "gpt-test")  # fmt: skip
+                      "gpt-test", "--tool", "current_datetime")  # fmt: skip
 
     assert (sent(create)["name"], sent(create)["instructions"]) == ("Classic", "Answer briefly.")
+    assert sent(create)["tools"][0]["function"]["name"] == "current_datetime"
     assert "Assistant name: Instructions: " in output
     assert "You: Waiting for response...\nClassic: Hi there!\nYou: " in output
     thread = Thread.objects.get()

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from assistants_app import runs, services
+from assistants_app import runs, services, tools
 from assistants_app.exceptions import ClientError
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
@@ -28,11 +28,18 @@ class Command(BaseCommand):
             "--provider", help="Provider of a new assistant (default: the site's default)."
         )
         parser.add_argument("--model", help="Model of a new assistant.")
+        parser.add_argument(
+            "--tool",
+            action="append",
+            default=[],
+            choices=sorted(tools.REGISTRY),
+            help="A function tool for a new assistant (repeat for several).",
+        )
 
-    def handle(self, *args, user, provider, model, **options):
+    def handle(self, *args, user, provider, model, tool, **options):
         try:
             owner = self.find_user(user or self.ask("Username: "))
-            assistant = self.choose_assistant(owner, provider, model)
+            assistant = self.pick_assistant(owner) or self.create_assistant(provider, model, tool)
             thread = services.start_thread(owner, assistant.pk)
             self.stdout.write(f"Chatting with {assistant.name}. Type {QUIT} to quit.")
             # One event loop for the whole chat: the provider's connection pool belongs to it.
@@ -57,7 +64,8 @@ class Command(BaseCommand):
         except get_user_model().DoesNotExist:
             raise CommandError(f"No user named {username!r}.") from None
 
-    def choose_assistant(self, user, provider: str | None, model: str | None) -> Assistant:
+    def pick_assistant(self, user) -> Assistant | None:
+        """One of the assistants the user may use, or None for a new one."""
         assistants = list(Assistant.objects.available_to(user))
         for number, assistant in enumerate(assistants, 1):
             engine = assistant.get_engine_display()
@@ -65,13 +73,14 @@ class Command(BaseCommand):
         while assistants:
             choice = self.ask("Pick an assistant by number, or press Enter for a new one: ")
             if not choice.strip():
-                break
+                return None
             if choice.strip().isdigit() and 1 <= int(choice) <= len(assistants):
                 return assistants[int(choice) - 1]
             self.stdout.write(f"Answer with a number from 1 to {len(assistants)}.")
-        return self.create_assistant(provider or settings.DEFAULT_PROVIDER, model)
+        return None
 
-    def create_assistant(self, provider: str, model: str | None) -> Assistant:
+    def create_assistant(self, provider: str | None, model: str | None, tool_names: list[str]):
+        provider = provider or settings.DEFAULT_PROVIDER
         if provider not in settings.ASSISTANT_PROVIDERS:
             raise CommandError(f"No provider named {provider!r} is configured.")
         simulated = settings.ASSISTANT_PROVIDERS[provider].get("simulated")
@@ -81,6 +90,7 @@ class Command(BaseCommand):
             instructions=self.ask("Instructions: ").strip(),
             engine=EngineKind.ASSISTANTS,
             provider=provider,
+            tools=tool_names,
             model=model
             or ("simulator" if simulated else Assistant._meta.get_field("model").default),
         )
