@@ -14,7 +14,7 @@ from .exceptions import (
     ProviderError,
     RunActive,
 )
-from .models import Assistant, Message, Run, Thread
+from .models import Assistant, Message, Run, RunStatus, Thread
 
 TITLE_LENGTH = 60
 
@@ -68,6 +68,8 @@ async def cancel_run(user, thread: Thread) -> Run:
     if run is None:
         raise NothingToCancel("NO_ACTIVE_RUN", "There is no answer in progress to stop.")
     run.thread = thread
+    if run.status == RunStatus.CANCELLING:
+        return run  # asked already, from another tab perhaps; polling will see it end
     try:
         await runs.cancel(run)
     except ProviderError as error:

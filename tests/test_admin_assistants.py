@@ -1,5 +1,7 @@
 """Assistants kept in step with the provider from admin: on save, by action, errors shown."""
 
+import re
+
 import pytest
 import respx
 from django.test import Client
@@ -122,10 +124,12 @@ def test_it_resyncs_the_selected_assistants_by_action(staff_client):
     assert "Skipped 1: their engine keeps no assistant on the provider." in shown
 
 
-def test_it_offers_the_registered_tools_as_choices(staff_client):
-    html = staff_client.get(ADD_URL).content.decode()
-    assert 'value="current_datetime"' in html
-    assert 'value="search_my_messages"' in html
+def test_it_offers_the_registered_tools_as_choices_with_the_chosen_ones_ticked(staff_client):
+    assistant = Assistant.objects.create(name="Classic", provider="test",
+                                         tools=["search_my_messages"])  # fmt: skip
+    html = staff_client.get(f"{LIST_URL}{assistant.pk}/change/").content.decode()
+    assert re.search(r'value="current_datetime"[^>]*id="id_tools_0">', html)
+    assert re.search(r'value="search_my_messages"[^>]*checked>', html)
 
 
 def test_it_keeps_admin_to_staff(alice_client):

@@ -97,6 +97,15 @@ async def test_it_reports_a_provider_refusing_to_cancel(as_alice, thread):
     assert (await Run.objects.aget(pk=run.pk)).status == "in_progress"  # polling settles it
 
 
+async def test_it_does_not_ask_the_provider_twice(as_alice, thread):
+    run = await _started(thread)
+    await Run.objects.filter(pk=run.pk).aupdate(status=RunStatus.CANCELLING)
+    with provider():  # strict: a second cancel request would fail the test
+        response = await as_alice.post(cancel_url(thread))
+    assert response.status_code == 200
+    assert response.json()["run"]["status"] == "cancelling"
+
+
 async def test_it_only_cancels_on_post(as_alice, thread):
     await _started(thread)
     response = await as_alice.get(cancel_url(thread))

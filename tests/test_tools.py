@@ -73,6 +73,15 @@ async def test_it_calls_an_enabled_tool_for_the_user(alice, alice_thread):
     assert [hit["text"] for hit in json.loads(output)] == ["Tea or coffee?"]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_it_never_lets_the_model_choose_whose_messages_to_search(alice, bob, bob_thread):
+    await Message.objects.acreate(thread=bob_thread, role="user", text="Bob's pizza secret")
+    arguments = json.dumps({"query": "pizza", "user": bob.pk})
+    output = await tools.call(alice, ["search_my_messages"], "search_my_messages", arguments)
+    assert "multiple values for argument 'user'" in json.loads(output)["error"]
+    assert "secret" not in output
+
+
 @pytest.mark.parametrize(
     ("enabled", "name"),
     [(["current_datetime"], "format_disk"), (["current_datetime"], "search_my_messages")],
