@@ -6,9 +6,16 @@ Ids are fixed (asst_1, thread_1, run_1) so tests read like the wire they mock.
 import asyncio
 import json
 
+import respx
 from channels.layers import get_channel_layer
 
 from assistants_app.models import Message, Run, RunStatus
+from tests.conftest import PROVIDER_URL
+
+
+def provider() -> respx.MockRouter:
+    """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
+    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def remote_run(status: str = "queued", **extra) -> dict:

@@ -3,12 +3,10 @@
 import re
 
 import pytest
-import respx
 from django.test import Client
 
 from assistants_app.models import Assistant, EngineKind
-from tests.assistants_api import sent
-from tests.conftest import PROVIDER_URL
+from tests.assistants_api import provider, sent
 
 ADD_URL = "/admin/assistants_app/assistant/add/"
 LIST_URL = "/admin/assistants_app/assistant/"
@@ -36,10 +34,6 @@ def form(**changes) -> dict:
         "model": "gpt-test", "temperature": "", "tools": ["current_datetime"],
     }  # fmt: skip
     return {**data, **changes}
-
-
-def provider():
-    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def test_it_creates_the_assistant_on_the_provider_when_added(staff_client):

@@ -1,14 +1,12 @@
 """Stopping an answer from the page: POST /threads/<id>/cancel/ and what follows."""
 
 import pytest
-import respx
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from assistants_app import runs
 from assistants_app.models import Assistant, EngineKind, Run, RunStatus, Thread
-from tests.assistants_api import received, remote_run, started_run, statuses, subscribe
-from tests.conftest import PROVIDER_URL
+from tests.assistants_api import provider, received, remote_run, started_run, statuses, subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,10 +38,6 @@ async def as_bob(bob):
     client = AsyncClient()
     await client.aforce_login(bob)
     return client
-
-
-def provider():
-    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def cancel_url(thread) -> str:

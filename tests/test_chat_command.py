@@ -3,18 +3,17 @@
 import io
 
 import pytest
-import respx
 from django.core.management import CommandError, call_command
 
 from assistants_app.models import Assistant, EngineKind, Message, Thread
 from tests.assistants_api import (
     completed_run,
     message_list,
+    provider,
     remote_message,
     remote_run,
     sent,
 )
-from tests.conftest import PROVIDER_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,10 +38,6 @@ def mock_one_turn(mock, run_payload: dict, *answers: dict):
     mock.get("/threads/thread_1/runs/run_1").respond(json=run_payload)
     if answers:
         mock.get("/threads/thread_1/messages").respond(json=message_list(*answers))
-
-
-def provider():
-    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def test_it_chats_with_a_new_assistant_like_the_classic_example(monkeypatch, alice):

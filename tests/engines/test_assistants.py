@@ -5,13 +5,13 @@ import json
 
 import httpx
 import pytest
-import respx
 
 from assistants_app import runs, services
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 from tests.assistants_api import (
     completed_run,
     message_list,
+    provider,
     received,
     remote_message,
     remote_run,
@@ -22,7 +22,6 @@ from tests.assistants_api import (
     subscribe,
     tool_call,
 )
-from tests.conftest import PROVIDER_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,10 +52,6 @@ def run(classic, thread):
     classic.remote_id = "asst_1"
     classic.save()
     return started_run(thread)
-
-
-def provider():
-    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def answer(mock, *messages):
