@@ -85,7 +85,7 @@ def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
         with transaction.atomic():
             message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
             # The unique "one active run per thread" constraint settles two tabs racing here.
-            run = Run.objects.create(thread=thread, prompt=message)
+            run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
     except IntegrityError:
         raise _run_active() from None
     if not thread.title:

@@ -8,26 +8,18 @@ from .live import SiteClient, is_assistant_message, is_run_status, receive_until
 
 pytestmark = pytest.mark.slow
 
-# "Sim" (seeded by start_site) may call both tools; "Stuck" never finishes by itself.
-SETUP = """
+# "Sim" may call both tools; "Sim stuck" never finishes by itself.
+GIVE_TOOLS = """
 from assistants_app.models import Assistant
 Assistant.objects.filter(name="Sim").update(tools=["current_datetime", "search_my_messages"])
-Assistant.objects.create(name="Stuck", model="simulator+stuck", engine="assistants",
-                         provider="simulator")
-"""
-REMOTE_IDS = """
-from assistants_app.models import Thread
-thread = Thread.objects.get(pk={pk})
-messages = thread.messages.values_list("remote_id", flat=True)
-runs = thread.runs.values_list("remote_id", flat=True)
-print(thread.assistant.remote_id, thread.remote_id, *messages, *runs)
 """
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    with start_site(tmp_path_factory.mktemp("assistants"), engine="assistants") as site:
-        site.manage("shell", "-c", SETUP)
+    path = tmp_path_factory.mktemp("assistants")
+    with start_site(path, engine="assistants", faults=("stuck",)) as site:
+        site.manage("shell", "--verbosity", "0", "-c", GIVE_TOOLS)
         yield site
 
 
@@ -69,12 +61,12 @@ async def test_a_chat_runs_through_assistants_threads_messages_and_runs(site):
     assert statuses(events)[0] == "queued" and statuses(events)[-1] == "completed"
     [answer] = answers(events)
     assert "Simulated reply" in answer
-    printed = site.manage("shell", "--no-imports", "-c", REMOTE_IDS.format(pk=thread_id))
-    remote_assistant, remote_thread, *rest = printed.split()
-    assert remote_assistant.startswith("asst_") and remote_thread.startswith("thread_")
-    user_message, assistant_message, run = rest
-    assert user_message.startswith("msg_") and assistant_message.startswith("msg_")
-    assert run.startswith("run_")
+    thread = f"Thread.objects.get(pk={thread_id})"
+    assert site.query(f"{thread}.assistant.remote_id").startswith("asst_")
+    assert site.query(f"{thread}.remote_id").startswith("thread_")
+    messages = site.query(f"list({thread}.messages.values_list('remote_id', flat=True))")
+    assert [remote_id[:4] for remote_id in messages] == ["msg_", "msg_"]
+    assert site.query(f"{thread}.runs.get().remote_id").startswith("run_")
 
 
 async def test_a_run_calls_function_tools_for_the_asking_user_only(site):
@@ -94,7 +86,7 @@ async def test_a_run_calls_function_tools_for_the_asking_user_only(site):
 
 async def test_alice_stops_a_run_and_bob_cannot(site):
     alice, bob = SiteClient(site, "alice"), SiteClient(site, "bob")
-    thread_id = alice.start_thread("Stuck")
+    thread_id = alice.start_thread("Sim stuck")
     async with alice.websocket(thread_id) as socket:
         await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
         assert alice.post(thread_id, "Take your time").status_code == 201

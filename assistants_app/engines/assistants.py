@@ -70,10 +70,11 @@ class AssistantsEngine(Engine):
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
         with provider_errors():
-            remote_message = await threads.messages.create(
-                run.thread.remote_id, role="user", content=message.text
-            )
-            message.remote_id = remote_message.id
+            if not message.remote_id:  # else added by an earlier attempt to start this run
+                remote_message = await threads.messages.create(
+                    run.thread.remote_id, role="user", content=message.text
+                )
+                message.remote_id = remote_message.id
             raw = await threads.runs.with_raw_response.create(run.thread.remote_id, **params)
         remote_run = raw.parse()
         run.remote_id = remote_run.id

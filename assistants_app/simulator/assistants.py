@@ -11,8 +11,8 @@ follows the name in the message ("search_my_messages pizza" -> {"query": "pizza"
 submit_tool_outputs the run goes on, and the canned reply quotes the outputs.
 
 Cancelling holds for a fifth of the latency, then the run is cancelled. Faults (see app.py):
-`fail`, `stuck`, `incomplete`, `expire`, and on runs.retrieve `rate-limit-once` and
-`error-500-once`.
+`fail`, `stuck`, `incomplete`, `expire`, and the poll faults on runs.retrieve. Answers are
+written whole, not token by token.
 """
 
 import json
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, first_retrieve_fault, json_body, new_id
+from .common import Settings, error, fault_of, json_body, new_id, poll_fault
 from .replies import canned_reply, count_tokens
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
@@ -102,12 +102,13 @@ class SimRun:
     latency: float
     fault: str
     created_at: int = field(default_factory=now)
+    started: float = field(default_factory=time.monotonic)
     phase_started: float = field(default_factory=time.monotonic)
     tool_calls: list[dict] = field(default_factory=list)
     tool_outputs: list[dict] = field(default_factory=list)
     cancelled_at: float | None = None
     answer: dict | None = None
-    failed_retrieves: int = 0
+    polls: int = 0
 
     def __post_init__(self):
         self.tool_calls = planned_tool_calls(self.tools, self.prompt)
@@ -393,8 +394,10 @@ class AssistantsAPI:
         run = self._run(request)
         if run is None:
             return error(404, "No run found.", "not_found")
-        if fault := first_retrieve_fault(run):
-            return fault
+        failure = await poll_fault(run.fault, run.started, run.polls)
+        run.polls += 1
+        if failure:
+            return failure
         poll_after = max(50, int(run.latency * 200))
         return JSONResponse(run.to_json(), headers={"openai-poll-after-ms": str(poll_after)})
 
