@@ -26,10 +26,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import tools
 from .engines import get_engine
-from .engines.base import Engine, RunUpdate
-from .exceptions import ProviderError
-from .models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
+from .engines.base import Engine, RunUpdate, ToolOutput
+from .exceptions import ProviderError, UnknownTool
+from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ async def start(run: Run, message: Message) -> None:
     `run.thread.assistant` must be loaded. A provider error fails the run with its reason;
     the user's message is kept either way.
     """
-    thread = run.thread
     try:
         update = await _start_on_provider(run, message)
     except ProviderError as error:
@@ -72,12 +72,41 @@ async def start(run: Run, message: Message) -> None:
         await record(run, failure(error))
         return
     run.started_at = timezone.now()
+    if message.remote_id:
+        await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
     await record(run, update)
     await _release_lease(run.pk, owner=STARTING)
     if not run.is_terminal:
-        await get_channel_layer().group_send(
-            thread.group_name, {"type": "run.started", "run_id": run.pk}
-        )
+        await _ring_doorbell(run)
+
+
+async def _ensure_remote_assistant(engine: Engine, assistant: Assistant) -> None:
+    """Create the provider-side assistant nobody synced from admin yet (where there is one)."""
+    if assistant.remote_id:
+        return
+    await engine.sync_assistant(assistant)
+    if assistant.remote_id:
+        await Assistant.objects.filter(pk=assistant.pk).aupdate(remote_id=assistant.remote_id)
+
+
+async def _ring_doorbell(run: Run) -> None:
+    """Ask the thread's sockets to make sure someone drives the run."""
+    await get_channel_layer().group_send(
+        run.thread.group_name, {"type": "run.started", "run_id": run.pk}
+    )
+
+
+async def cancel(run: Run) -> None:
+    """Ask the provider to stop an active run and record what it answers (usually cancelling;
+    polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
+    """
+    if not run.remote_id:
+        # Not started on the provider (its process died first): nothing there to stop.
+        await record(run, RunUpdate(status=RunStatus.CANCELLED))
+        return
+    update = await get_engine(run.thread.assistant).cancel(run)
+    if await record(run, update) and not run.is_terminal:
+        await _ring_doorbell(run)
 
 
 def starting_lease() -> dict:
@@ -91,6 +120,7 @@ async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
     engine = get_engine(thread.assistant)
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
+            await _ensure_remote_assistant(engine, thread.assistant)
             if not thread.remote_id:
                 await engine.ensure_thread(thread)
                 await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
@@ -240,6 +270,8 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             return
         try:
             update = await engine.poll(run)
+            if update.tool_calls:
+                update = await _answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
@@ -250,6 +282,8 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
             continue
         errors = 0
+        if update is None:
+            return
         if _is_news(run, update, stored):
             quiet_polls = 0
             stored.update(m.remote_id for m in update.messages)
@@ -264,6 +298,33 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
             lease_renewed_at = now
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
+
+
+async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> RunUpdate | None:
+    """Run the tools the provider asks for, as the thread's owner, and submit their outputs.
+
+    Returns the provider's update after the submission, or None when the run ended here:
+    cancelled meanwhile, or failed for asking for a tool its assistant does not have. If the
+    submission fails and is retried, the next poll asks again and the tools run again.
+    """
+    # The page shows "using a tool" while they run.
+    if update.status != run.status and not await record(run, update):
+        return None
+    owner, enabled = run.thread.owner, run.thread.assistant.tools
+    try:
+        outputs = [
+            ToolOutput(call.id, await tools.call(owner, enabled, call.name, call.arguments))
+            for call in update.tool_calls
+        ]
+    except UnknownTool as error:
+        log.warning("run %s: %s", run.pk, error)
+        await _cancel_quietly(engine, run)
+        await record(
+            run,
+            RunUpdate(status=RunStatus.FAILED, error_code="unknown_tool", error_message=str(error)),
+        )
+        return None
+    return await engine.submit_tool_outputs(run, outputs)
 
 
 async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
@@ -302,11 +363,16 @@ def _interrupted() -> RunUpdate:
     )
 
 
-async def _expire(engine: Engine, run: Run) -> None:
+async def _cancel_quietly(engine: Engine, run: Run) -> None:
+    """Stop the run on the provider, best effort: we are ending it here either way."""
     try:
         await engine.cancel(run)
     except ProviderError as error:
-        log.warning("run %s: cancel after expiry failed: %s", run.pk, error)
+        log.warning("run %s: cancelling it on the provider failed: %s", run.pk, error)
+
+
+async def _expire(engine: Engine, run: Run) -> None:
+    await _cancel_quietly(engine, run)
     await record(
         run,
         RunUpdate(
@@ -324,7 +390,8 @@ async def _expire(engine: Engine, run: Run) -> None:
 
 @database_sync_to_async
 def _load(run_id: int) -> Run | None:
-    return Run.objects.select_related("thread__assistant").filter(pk=run_id).first()
+    runs = Run.objects.select_related("thread__assistant", "thread__owner")
+    return runs.filter(pk=run_id).first()
 
 
 @database_sync_to_async

@@ -8,8 +8,16 @@ from django.http import Http404
 from django.utils import timezone
 
 from . import runs
-from .exceptions import InvalidInput, InvalidMessage, NotAllowed, RunActive
-from .models import Assistant, Message, Run, Thread
+from .exceptions import (
+    CancelFailed,
+    InvalidInput,
+    InvalidMessage,
+    NotAllowed,
+    NothingToCancel,
+    ProviderError,
+    RunActive,
+)
+from .models import Assistant, Message, Run, RunStatus, Thread
 
 TITLE_LENGTH = 60
 
@@ -47,6 +55,27 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     message, run = await _store_message_and_run(thread, clean_text(text))
     await runs.start(run, message)
     return message, run
+
+
+async def cancel_run(user, thread: Thread) -> Run:
+    """Stop the thread's active run: the provider is asked to cancel it and the page sees it
+    go through cancelling to cancelled. `thread` must have its assistant loaded.
+
+    Raises NothingToCancel when no run is active and CancelFailed when the provider refuses
+    (the run may have just finished).
+    """
+    _check_owner(user, thread)
+    run = await Run.objects.active().filter(thread=thread).afirst()
+    if run is None:
+        raise NothingToCancel("NO_ACTIVE_RUN", "There is no answer in progress to stop.")
+    run.thread = thread
+    if run.status == RunStatus.CANCELLING:
+        return run  # asked already, from another tab perhaps; polling will see it end
+    try:
+        await runs.cancel(run)
+    except ProviderError as error:
+        raise CancelFailed("CANCEL_FAILED", f"Could not stop the answer: {error.message}") from None
+    return run
 
 
 @database_sync_to_async

@@ -38,7 +38,7 @@ def thread_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _owned_thread(request, pk)
+    thread = _my_thread(request, pk)
     messages = list(thread.messages.all())
     return render(
         request,
@@ -58,16 +58,38 @@ def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
 async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     """Store the user's message and start a run. Errors answer {error: {code, message}}."""
     user = await request.auser()
-    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
-    if thread is None:
-        raise Http404("No such thread")
+    thread = await _owned_thread(user, pk)
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
-        return JsonResponse(
-            {"error": {"code": error.code, "message": error.message}}, status=error.status
-        )
+        return _error_response(error)
     return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+
+
+@login_required
+@require_POST
+async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
+    """Stop the thread's active run; its statuses follow over the websocket."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.cancel_run(user, thread)
+    except ClientError as error:
+        return _error_response(error)
+    return JsonResponse({"run": run.as_event()})
+
+
+async def _owned_thread(user, pk: int) -> Thread:
+    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
+    if thread is None:
+        raise Http404("No such thread")
+    return thread
+
+
+def _error_response(error: ClientError) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status
+    )
 
 
 def _text_from(request: HttpRequest):
@@ -83,7 +105,7 @@ def _text_from(request: HttpRequest):
 @require_http_methods(["GET", "POST"])
 def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: a page with the rename form (the thread page has it inline too). POST: rename."""
-    thread = _owned_thread(request, pk)
+    thread = _my_thread(request, pk)
     if request.method == "POST":
         try:
             services.rename_thread(request.user, thread, request.POST.get("title"))
@@ -99,7 +121,7 @@ def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: ask for confirmation. POST: delete and go back to the list."""
-    thread = _owned_thread(request, pk)
+    thread = _my_thread(request, pk)
     if request.method == "POST":
         try:
             services.delete_thread(request.user, thread)
@@ -114,7 +136,7 @@ def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _owned_thread(request, pk)
+    thread = _my_thread(request, pk)
     response = HttpResponse(
         services.export_markdown(request.user, thread), content_type="text/markdown; charset=utf-8"
     )
@@ -124,13 +146,14 @@ def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def thread_export_json(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _owned_thread(request, pk)
+    thread = _my_thread(request, pk)
     data = services.export_json(request.user, thread)
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
     return _as_download(response, f"thread-{pk}.json")
 
 
-def _owned_thread(request: HttpRequest, pk: int) -> Thread:
+def _my_thread(request: HttpRequest, pk: int) -> Thread:
+    """The thread, if it is the requesting user's; 404 otherwise (sync views)."""
     return get_object_or_404(Thread.objects.select_related("assistant"), pk=pk, owner=request.user)
 
 

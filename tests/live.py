@@ -195,6 +195,11 @@ class SiteClient:
             headers={"X-CSRFToken": self.http.cookies["csrftoken"]},
         )
 
+    def cancel(self, thread_id: int) -> httpx.Response:
+        return self.http.post(
+            f"/threads/{thread_id}/cancel/", headers={"X-CSRFToken": self.http.cookies["csrftoken"]}
+        )
+
     def websocket(self, thread_id: int, url: str | None = None):
         """The thread's socket on this client's server, or on another one given by `url`."""
         url = url or self.url

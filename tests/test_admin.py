@@ -40,7 +40,7 @@ def test_it_creates_an_assistant(staff_client):
             "provider": "test",
             "model": "gpt-test",
             "temperature": "0.7",
-            "tools": "[]",
+            "tools": [],  # no function tools ticked
         },
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
@@ -51,7 +51,7 @@ def test_it_creates_an_assistant(staff_client):
 def test_it_refuses_an_unknown_provider(staff_client):
     response = staff_client.post(
         reverse("admin:assistants_app_assistant_add"),
-        {"name": "X", "engine": "responses", "provider": "nowhere", "model": "m", "tools": "[]"},
+        {"name": "X", "engine": "responses", "provider": "nowhere", "model": "m"},
     )
     assert response.status_code == 200
     assert "Unknown provider" in str(response.context["adminform"].form.errors)

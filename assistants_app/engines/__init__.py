@@ -9,9 +9,13 @@ from .base import Engine
 
 def get_engine(assistant: Assistant) -> Engine:
     """The engine for an assistant, built from its provider's configuration."""
+    from .assistants import AssistantsEngine
     from .responses import ResponsesEngine
 
-    engines = {EngineKind.RESPONSES: ResponsesEngine}
+    engines = {
+        EngineKind.RESPONSES: ResponsesEngine,
+        EngineKind.ASSISTANTS: AssistantsEngine,
+    }
     try:
         engine_class = engines[assistant.engine]
     except KeyError:

@@ -11,6 +11,7 @@
   const composer = document.getElementById("composer");
   const textarea = document.getElementById("composer-text");
   const sendButton = document.getElementById("send");
+  const stopButton = document.getElementById("stop");
   const composerError = document.getElementById("composer-error");
   const connectionLine = document.getElementById("connection");
   const assistantName = chat.querySelector(".chat-header .meta").textContent.split(" — ")[0];
@@ -19,24 +20,36 @@
   let socket = null;
   let reconnectAttempt = 0;
 
+  // Every status a provider reports, as the page says it while the status holds.
   const STATUS_TEXT = {
     queued: "Queued…",
     in_progress: "Assistant is writing…",
     requires_action: "Assistant is using a tool…",
     cancelling: "Stopping…",
+    cancelled: "Stopped.",
+    failed: "The run failed",
+    completed: "",
+    incomplete: "The answer is incomplete",
+    expired: "The run expired",
   };
 
   function showStatus(run) {
     statusLine.dataset.status = run.status;
-    if (!run.is_terminal) {
-      statusLine.textContent = STATUS_TEXT[run.status] || run.status;
-    } else if (run.status === "completed") {
-      statusLine.textContent = "";
-    } else {
-      const reason = run.error_message ? ": " + run.error_message : "";
-      statusLine.textContent = "Run " + run.status + reason;
-    }
+    const text = run.status in STATUS_TEXT ? STATUS_TEXT[run.status] : run.status;
+    const reason = run.is_terminal && run.error_message ? ": " + run.error_message : "";
+    statusLine.textContent = text + reason;
     sendButton.disabled = !run.is_terminal;
+    stopButton.hidden = run.is_terminal;
+    stopButton.disabled = run.status === "cancelling";
+  }
+
+  function showError(text) {
+    composerError.textContent = text;
+    composerError.hidden = false;
+  }
+
+  function csrfToken() {
+    return composer.querySelector("[name=csrfmiddlewaretoken]").value;
   }
 
   function addMessage(message) {
@@ -101,14 +114,13 @@
         method: "POST",
         headers: {
           "Content-Type": "application/json",
-          "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value,
+          "X-CSRFToken": csrfToken(),
         },
         body: JSON.stringify({ text: text }),
       });
       const body = await response.json();
       if (!response.ok) {
-        composerError.textContent = body.error ? body.error.message : "Could not send.";
-        composerError.hidden = false;
+        showError(body.error ? body.error.message : "Could not send.");
         sendButton.disabled = false;
         return; // the text stays in the composer
       }
@@ -116,12 +128,34 @@
       addMessage(body.message);
       showStatus(body.run);
     } catch (error) {
-      composerError.textContent = "Could not reach the server. Your message is still here.";
-      composerError.hidden = false;
+      showError("Could not reach the server. Your message is still here.");
       sendButton.disabled = false;
     }
   }
 
+  // Asks the server to cancel the active run; the socket then shows it end as cancelled.
+  async function stop() {
+    composerError.hidden = true;
+    stopButton.disabled = true;
+    try {
+      const response = await fetch(chat.dataset.cancelUrl, {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken() },
+      });
+      const body = await response.json();
+      if (!response.ok) {
+        showError(body.error ? body.error.message : "Could not stop the answer.");
+        stopButton.disabled = false;
+        return;
+      }
+      showStatus(body.run);
+    } catch (error) {
+      showError("Could not reach the server to stop the answer.");
+      stopButton.disabled = false;
+    }
+  }
+
+  stopButton.addEventListener("click", stop);
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();
