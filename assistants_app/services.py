@@ -49,7 +49,8 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     empty or oversized text and RunActive while the thread's previous run is unfinished;
     a provider error fails the run but keeps the message.
     """
-    _check_owner(user, thread)
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")
     if not thread.assistant.is_active:
         raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
     message, run = await _store_message_and_run(thread, clean_text(text))
