@@ -60,14 +60,13 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             raise ClientError("UNKNOWN_EVENT", f"Unknown event type {event.get('type')!r}.")
 
     async def replay(self, last_message_id) -> None:
-        """Send what a client missed: messages after the one it has, and the latest run."""
+        """Send what a client missed: messages after the one it has, the latest run, and the
+        answer written so far if that run is still going."""
         if last_message_id is not None and not isinstance(last_message_id, int):
             raise ClientError("BAD_LAST_MESSAGE_ID", "last_message_id must be a number or null.")
-        messages, latest_run = await _missed(self.thread, last_message_id or 0)
-        for message in messages:
-            await self.send_json({"type": "message.created", "message": message})
-        if latest_run:
-            await self.send_json({"type": "run.status", "run": latest_run})
+        events = await _missed(self.thread, last_message_id or 0)
+        for event in events:
+            await self.send_json(event)
 
     # Group events, named after their type.
 
@@ -78,6 +77,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def message_created(self, event):
+        await self.send_json(event)
+
+    async def message_delta(self, event):
         await self.send_json(event)
 
 
@@ -108,7 +110,12 @@ def _active_run_ids(thread: Thread) -> list[int]:
 
 
 @database_sync_to_async
-def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], dict | None]:
+def _missed(thread: Thread, last_message_id: int) -> list[dict]:
     messages = Message.objects.filter(thread=thread, pk__gt=last_message_id)[:REPLAY_LIMIT]
+    events = [{"type": "message.created", "message": m.as_event()} for m in messages]
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
-    return [m.as_event() for m in messages], latest_run.as_event() if latest_run else None
+    if latest_run is not None:
+        events.append({"type": "run.status", "run": latest_run.as_event()})
+        if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
+            events.append(delta)
+    return events

@@ -188,6 +188,9 @@ RUN_MAX_SECONDS = envint("RUN_MAX_SECONDS", 600)  # a run still active after thi
 RUN_POLL_FIRST_SECONDS = envfloat("RUN_POLL_FIRST_SECONDS", 0.2)
 RUN_POLL_MAX_SECONDS = envfloat("RUN_POLL_MAX_SECONDS", 1.0)
 RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
+RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
+STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
+STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
 
 TESTING = "pytest" in sys.modules
 if TESTING:

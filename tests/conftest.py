@@ -10,6 +10,13 @@ PROVIDER_URL = "https://provider.test/v1"
 
 
 @pytest.fixture(autouse=True)
+def polling_by_default(settings):
+    """Provider mocks answer polls unless a test turns streaming on (tests/test_streaming.py);
+    the real-process tests stream, as the site does by default."""
+    settings.RUN_STREAMING = False
+
+
+@pytest.fixture(autouse=True)
 def test_provider(settings):
     """A provider whose HTTP the tests mock with respx at PROVIDER_URL."""
     settings.ASSISTANT_PROVIDERS = {
