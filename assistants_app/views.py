@@ -64,9 +64,12 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
-        return JsonResponse(
+        response = JsonResponse(
             {"error": {"code": error.code, "message": error.message}}, status=error.status
         )
+        if getattr(error, "retry_after", None):
+            response["Retry-After"] = str(error.retry_after)
+        return response
     return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
 
 

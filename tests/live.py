@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 import websockets
 
+from assistants_app.management.commands.serve import daphne_command
+
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
 
@@ -71,12 +73,7 @@ class LiveSite:
 
     def start_daphne(self) -> subprocess.Popen:
         port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["chatsite.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-        )
+        process = subprocess.Popen(daphne_command("127.0.0.1", port), cwd=ROOT, env=self.env)
         self.processes.append(process)
         wait_for_port(port, process)
         self.url = f"http://127.0.0.1:{port}"

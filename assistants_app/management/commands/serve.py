@@ -30,9 +30,7 @@ class Command(BaseCommand):
             call_command("collectstatic", interactive=False, verbosity=0)
         simulator = self.start_simulator()
         self.stdout.write(f"Serving the site on http://{host}:{port}/")
-        site = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
-        )
+        site = subprocess.Popen(daphne_command(host, port))
         try:
             site.wait()
         except KeyboardInterrupt:
@@ -51,6 +49,16 @@ class Command(BaseCommand):
             return None
         command = ["simulator", "--host", url.hostname, "--port", str(url.port)]
         return subprocess.Popen([sys.executable, "manage.py", *command], cwd=settings.BASE_DIR)
+
+
+def daphne_command(host: str, port: int) -> list[str]:
+    """How to start daphne: websocket messages bounded, client addresses from the proxy."""
+    size = str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
+    command = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port)]
+    command += ["--websocket-max-message-size", size, "--websocket-max-frame-size", size]
+    if settings.BEHIND_PROXY:
+        command.append("--proxy-headers")
+    return command + [ASGI_APP]
 
 
 def _listening(host: str, port: int) -> bool:
