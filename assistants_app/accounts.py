@@ -81,6 +81,7 @@ class SignupView(CreateView):
     def post(self, request, *args, **kwargs) -> HttpResponse:
         address = limits.private_name(request.META.get("REMOTE_ADDR", ""))
         if limits.count_in_window(f"signup:{address}", 3600) > SIGNUPS_PER_ADDRESS_PER_HOUR:
+            self.object = None
             context = self.get_context_data(
                 form=self.get_form(), locked_out="Too many sign-ups from here. Try later."
             )
