@@ -121,6 +121,7 @@ def _window_key(name: str, window: int) -> str:
 
 
 def increment(key: str, timeout: int) -> int:
+    """Add one to a counter that is created with a `timeout`-second expiry; return it."""
     if cache.add(key, 1, timeout=timeout):
         return 1
     try:
