@@ -26,34 +26,36 @@ CLOSE_TOO_BIG = 1009
 
 
 class ThreadConsumer(AsyncJsonWebsocketConsumer):
+    thread: Thread | None = None
+    counted_socket = False  # in the user's open-socket count, so to be taken out of it
+
     async def connect(self):
         user = self.scope["user"]
-        thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
-        refusal = None
         if not user.is_authenticated:
-            refusal = CLOSE_NOT_LOGGED_IN
-        else:
-            self.thread = await _owned_thread(user, thread_id)
-            if self.thread is None:
-                refusal = CLOSE_NOT_FOUND
-            elif await sync_to_async(limits.open_socket)(user):
-                self.counted_socket = True
-            else:
-                refusal = CLOSE_TOO_MANY_SOCKETS
-        if refusal:
-            # Accepting first lets the browser see why (a close code instead of a bare 403).
-            await self.accept()
-            await self.close(code=refusal)
+            await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
+        self.thread = await _owned_thread(user, self.scope["url_route"]["kwargs"]["thread_id"])
+        if self.thread is None:
+            await self.refuse(CLOSE_NOT_FOUND)
+            return
+        if not await sync_to_async(limits.open_socket)(user):
+            await self.refuse(CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.counted_socket = True
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
         for run_id in await _active_run_ids(self.thread):
             runs.ensure_driving(run_id)
 
+    async def refuse(self, code: int) -> None:
+        # Accepting first lets the browser see why (a close code instead of a bare 403).
+        await self.accept()
+        await self.close(code=code)
+
     async def disconnect(self, code):
-        if getattr(self, "thread", None):
+        if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
-        if getattr(self, "counted_socket", False):
+        if self.counted_socket:
             await sync_to_async(limits.close_socket)(self.scope["user"])
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):

@@ -7,11 +7,14 @@ so several processes can be asked to drive the same run and exactly one does.
 """
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import random
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -31,11 +34,25 @@ from .models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
 log = logging.getLogger(__name__)
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# While a run is being started nobody may drive it, this process included: a run without a
+# provider id would look like one whose start was interrupted.
+STARTING = f"{PROCESS_ID}:starting"
 MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
+START_ATTEMPTS = 3
+# Errors after which the provider has certainly not acted on the request, so sending it again
+# cannot start a second answer.
+RESEND_SAFE_CODES = {"rate_limited", "conversation_locked"}
 
-# run id -> the task driving it in this process. The registry owns the tasks, not the
-# sockets: a run goes on being driven after the tab that started it is closed.
-_driving: dict[int, asyncio.Task] = {}
+
+@dataclass
+class _Driver:
+    task: asyncio.Task
+    wake: asyncio.Event  # set when someone asks again: try for the lease now
+
+
+# run id -> its driver in this process. The registry owns the tasks, not the sockets: a run
+# goes on being driven after the tab that started it is closed.
+_driving: dict[int, _Driver] = {}
 
 
 # --- Starting -------------------------------------------------------------------------
@@ -49,21 +66,40 @@ async def start(run: Run, message: Message) -> None:
     """
     thread = run.thread
     try:
-        engine = get_engine(thread.assistant)
-        if not thread.remote_id:
-            await engine.ensure_thread(thread)
-            await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
-        update = await engine.start_run(run, message)
+        update = await _start_on_provider(run, message)
     except ProviderError as error:
         log.warning("run %s failed to start: %s", run.pk, error)
         await record(run, failure(error))
         return
     run.started_at = timezone.now()
     await record(run, update)
+    await _release_lease(run.pk, owner=STARTING)
     if not run.is_terminal:
         await get_channel_layer().group_send(
             thread.group_name, {"type": "run.started", "run_id": run.pk}
         )
+
+
+def starting_lease() -> dict:
+    """Lease fields for a run about to be started by this process (see STARTING)."""
+    window = settings.RUN_LEASE_SECONDS + 2 * settings.PROVIDER_TIMEOUT_SECONDS
+    return {"lease_owner": STARTING, "lease_expires_at": timezone.now() + timedelta(seconds=window)}
+
+
+async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
+    thread = run.thread
+    engine = get_engine(thread.assistant)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            if not thread.remote_id:
+                await engine.ensure_thread(thread)
+                await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
+            return await engine.start_run(run, message)
+        except ProviderError as error:
+            if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
+                raise
+            log.info("run %s: start refused (%s); trying again", run.pk, error.code)
+            await asyncio.sleep(retry_delay(attempt, error.retry_after))
 
 
 def failure(error: ProviderError) -> RunUpdate:
@@ -130,19 +166,25 @@ def broadcast(group: str, events: list[dict]) -> None:
 # --- Driving --------------------------------------------------------------------------
 
 
-def ensure_driving(run_id: int) -> asyncio.Task:
-    """Drive the run from this process unless a task here already does."""
-    task = _driving.get(run_id)
-    if task and not task.done() and task.get_loop() is asyncio.get_running_loop():
-        return task
-    task = asyncio.create_task(drive(run_id), name=f"drive-run-{run_id}")
-    _driving[run_id] = task
+def ensure_driving(run_id: int, standby: bool = True) -> asyncio.Task:
+    """Drive the run from this process unless a task here already does.
+
+    With `standby`, a run whose lease another process holds is watched, and taken over when
+    that lease runs out (the other process died); without, the call is a one-off attempt.
+    """
+    driver = _driving.get(run_id)
+    if driver and not driver.task.done() and driver.task.get_loop() is asyncio.get_running_loop():
+        driver.wake.set()
+        return driver.task
+    wake = asyncio.Event()
+    task = asyncio.create_task(drive(run_id, wake, standby), name=f"drive-run-{run_id}")
+    _driving[run_id] = _Driver(task, wake)
     task.add_done_callback(partial(_forget, run_id))
     return task
 
 
 def _forget(run_id: int, task: asyncio.Task) -> None:
-    if _driving.get(run_id) is task:
+    if run_id in _driving and _driving[run_id].task is task:
         del _driving[run_id]
     if not task.cancelled() and task.exception():
         log.error("driving run %s ended with an error", run_id, exc_info=task.exception())
@@ -150,17 +192,30 @@ def _forget(run_id: int, task: asyncio.Task) -> None:
 
 async def stop_driving(timeout: float = 5.0) -> None:
     """Cancel this process's driver tasks and release their leases (shutdown, tests)."""
-    tasks = [task for task in _driving.values() if not task.done()]
+    tasks = [driver.task for driver in _driving.values() if not driver.task.done()]
     for task in tasks:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
 
 
-async def drive(run_id: int) -> None:
-    """Poll a run until it is terminal; return at once if another process holds its lease."""
+@database_sync_to_async
+def orphaned_run_ids() -> list[int]:
+    """Unfinished runs nobody drives: their lease is free or has run out."""
+    return list(
+        Run.objects.active()
+        .filter(Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now()))
+        .exclude(pk__in=list(_driving))
+        .values_list("pk", flat=True)
+    )
+
+
+async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = False) -> None:
+    """Poll a run until it is terminal, once this process holds its lease."""
     run = await _load(run_id)
-    if run is None or run.is_terminal or not await _take_lease(run_id):
+    if run is None or run.is_terminal:
+        return
+    if not await _take_lease(run_id) and not (standby and await _await_lease(run_id, wake)):
         return
     try:
         if not run.remote_id:
@@ -190,7 +245,9 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
                 raise
             log.info("run %s: retrying after %s (attempt %s)", run.pk, error.code, errors)
-            await asyncio.sleep(retry_delay(errors, error.retry_after))
+            # Never sleep past the deadline: a run stuck behind errors still ends in time.
+            seconds_left = (deadline - timezone.now()).total_seconds()
+            await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
             continue
         errors = 0
         if _is_news(run, update, stored):
@@ -207,6 +264,18 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
             lease_renewed_at = now
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
+
+
+async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
+    """Stand by while another process drives the run; true once the lease is ours."""
+    wake = wake or asyncio.Event()
+    while await _is_active(run_id):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=settings.RUN_LEASE_SECONDS / 3)
+        wake.clear()
+        if await _take_lease(run_id):
+            return True
+    return False
 
 
 def poll_delay(quiet_polls: int) -> float:
@@ -283,7 +352,26 @@ def _take_lease(run_id: int) -> bool:
 
 
 @database_sync_to_async
-def _release_lease(run_id: int) -> None:
-    Run.objects.filter(pk=run_id, lease_owner=PROCESS_ID).update(
-        lease_owner="", lease_expires_at=None
-    )
+def _is_active(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id).active().exists()
+
+
+@database_sync_to_async
+def _release_lease(run_id: int, owner: str = PROCESS_ID) -> None:
+    Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
+
+
+@atexit.register
+def release_all_leases() -> None:
+    """On a clean exit (daphne's SIGTERM included) hand this process's runs over at once,
+    instead of leaving them until their leases expire."""
+    from django.db import DatabaseError
+
+    if not _driving:
+        return
+    try:
+        Run.objects.filter(pk__in=list(_driving), lease_owner=PROCESS_ID).update(
+            lease_owner="", lease_expires_at=None
+        )
+    except DatabaseError:
+        log.warning("could not release run leases at exit; they expire on their own")

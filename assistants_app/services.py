@@ -62,7 +62,7 @@ def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Ru
             limits.check_can_start_run(user)
             message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
             # The unique "one active run per thread" constraint settles two tabs racing here.
-            run = Run.objects.create(thread=thread, prompt=message)
+            run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
     except IntegrityError:
         raise _run_active() from None
     if not thread.title:

@@ -24,7 +24,7 @@ PROBE = """
 import json
 from django.conf import settings
 from django.test import Client
-from assistants_app.management.commands.serve import daphne_command
+from assistants_app.management.commands.serve import daphne_args
 client = Client(HTTP_HOST="chat.example.com")
 plain, secure = client.get("/login/"), client.get("/login/", secure=True)
 print(json.dumps({
@@ -35,7 +35,7 @@ print(json.dumps({
     "cookie_secure": secure.cookies["csrftoken"]["secure"],
     "session_cookie_secure": settings.SESSION_COOKIE_SECURE,
     "proxy_header": settings.SECURE_PROXY_SSL_HEADER,
-    "daphne": daphne_command("0.0.0.0", 8000),
+    "daphne": daphne_args("0.0.0.0", 8000),
 }))
 """
 

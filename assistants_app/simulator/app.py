@@ -1,12 +1,15 @@
 """The simulator's HTTP server (Starlette): every protocol's routes, shaped like OpenAI's.
 
-Faults are asked for per request with the
-`X-Simulator-Fault` header or per assistant with a model name such as `simulator+fail`:
+Faults are asked for per request with the `X-Simulator-Fault` header, per assistant with a
+model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
 
-- `fail`: the response ends as failed with a server_error
-- `stuck`: the response stays in_progress forever
-- `rate-limit-once`: the first retrieve answers 429 with Retry-After
-- `error-500-once`: the first retrieve answers 500
+- `fail`: the answer ends as failed with a server_error
+- `stuck`: the answer stays in_progress forever
+- `rate-limit-once` / `error-500-once`: the first poll answers 429 (with Retry-After) / 500
+- `rate-limit-storm` / `error-500-storm`: every poll answers 429 / 500 for the first
+  SIMULATOR_STORM_SECONDS (default 2) after creation
+- `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
+- `drop`: polls never answer, as over a connection lost mid-way; the client times out
 
 Latency: `SIMULATOR_LATENCY_SECONDS` (default 1.0), or the `X-Simulator-Latency` header.
 """

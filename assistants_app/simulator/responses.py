@@ -1,8 +1,7 @@
 """The Responses and Conversations APIs as the simulator serves them.
 
 Responses move queued -> in_progress -> completed over a configurable latency measured from
-creation, so a poller sees a realistic lifecycle. Faults (see app.py): `fail`, `stuck`,
-`rate-limit-once`, `error-500-once`.
+creation, so a poller sees a realistic lifecycle. Faults: see app.py.
 """
 
 import time
@@ -12,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, input_text, json_body, new_id
+from .common import Settings, error, fault_of, input_text, json_body, new_id, poll_fault
 from .replies import canned_reply, count_tokens
 
 
@@ -47,7 +46,7 @@ class SimulatedResponse:
     cancelled: bool = False
     output_id: str = field(default_factory=lambda: new_id("msg"))
     recorded: bool = False
-    failed_retrieves: int = 0
+    polls: int = 0
 
     @property
     def status(self) -> str:
@@ -194,14 +193,10 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if response.fault.endswith("-once") and not response.failed_retrieves:
-            response.failed_retrieves += 1
-            if response.fault == "rate-limit-once":
-                return error(
-                    429, "Rate limit reached (simulated).", "rate_limit_exceeded",
-                    headers={"retry-after": "0.2"},
-                )  # fmt: skip
-            return error(500, "Internal error (simulated).", "server_error")
+        failure = await poll_fault(response.fault, response.started, response.polls)
+        response.polls += 1
+        if failure is not None:
+            return failure
         return JSONResponse(response.to_json())
 
     async def cancel_response(self, request: Request) -> JSONResponse:
