@@ -1,6 +1,7 @@
 """The offline simulator speaks the Responses and Conversations APIs with a real lifecycle."""
 
 import asyncio
+import json
 
 import httpx
 import pytest
@@ -10,7 +11,7 @@ from assistants_app.simulator.app import create_app
 
 @pytest.fixture
 async def simulator():
-    transport = httpx.ASGITransport(app=create_app(latency=0.2))
+    transport = httpx.ASGITransport(app=create_app(latency=0.2, token_rate=1000))
     async with httpx.AsyncClient(transport=transport, base_url="http://sim/v1") as client:
         yield client
 
@@ -34,7 +35,7 @@ async def test_a_response_goes_from_queued_to_in_progress_to_completed(simulator
     await asyncio.sleep(0.1)
     assert (await simulator.get(f"/responses/{response_id}")).json()["status"] == "in_progress"
 
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.2)
     done = (await simulator.get(f"/responses/{response_id}")).json()
     assert done["status"] == "completed"
     text = done["output"][0]["content"][0]["text"]
@@ -65,7 +66,7 @@ async def test_a_cancelled_response_stays_cancelled(simulator):
 
 async def test_a_fault_in_the_model_name_fails_the_response(simulator):
     _, created = await create_response(simulator, model="simulator+fail")
-    await asyncio.sleep(0.25)
+    await asyncio.sleep(0.3)
     failed = (await simulator.get(f"/responses/{created.json()['id']}")).json()
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "server_error"
@@ -93,3 +94,78 @@ async def test_unknown_ids_are_404_like_the_real_api(simulator):
 async def test_it_lists_its_model(simulator):
     models = (await simulator.get("/models")).json()
     assert [m["id"] for m in models["data"]] == ["simulator"]
+
+
+async def stream_events(simulator, response_id, starting_after=None, headers=None):
+    params = {"stream": "true"}
+    if starting_after is not None:
+        params["starting_after"] = starting_after
+    events = []
+    async with simulator.stream(
+        "GET", f"/responses/{response_id}", params=params, headers=headers or {}
+    ) as stream:
+        async for line in stream.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: ") :]))
+    return events
+
+
+async def test_a_streamed_answer_arrives_token_by_token_with_sequence_numbers(simulator):
+    _, created = await create_response(simulator)
+    events = await stream_events(simulator, created.json()["id"])
+
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    types = [e["type"] for e in events]
+    assert types[:4] == [
+        "response.created", "response.in_progress",
+        "response.output_item.added", "response.content_part.added",
+    ]  # fmt: skip
+    assert types[-1] == "response.completed"
+    deltas = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert deltas == events[-1]["response"]["output"][0]["content"][0]["text"]
+
+
+async def test_a_stream_resumes_after_a_sequence_number(simulator):
+    _, created = await create_response(simulator)
+    response_id = created.json()["id"]
+    everything = await stream_events(simulator, response_id)
+
+    rest = await stream_events(simulator, response_id, starting_after=5)
+
+    assert rest == everything[6:]
+
+
+async def test_a_broken_stream_stops_half_way_and_can_be_resumed(simulator):
+    _, created = await create_response(simulator, headers={"X-Simulator-Fault": "break-stream"})
+    response_id = created.json()["id"]
+
+    first = await stream_events(simulator, response_id)
+    assert first[-1]["type"] == "response.output_text.delta"
+    rest = await stream_events(simulator, response_id, starting_after=first[-1]["sequence_number"])
+
+    assert rest[-1]["type"] == "response.completed"
+    text = "".join(e.get("delta", "") for e in first + rest)
+    assert text == rest[-1]["response"]["output"][0]["content"][0]["text"]
+
+
+async def test_streaming_can_be_refused_so_clients_poll(simulator):
+    _, created = await create_response(simulator, headers={"X-Simulator-Fault": "no-stream"})
+    refused = await simulator.get(f"/responses/{created.json()['id']}", params={"stream": "true"})
+    assert refused.status_code == 400
+
+
+async def test_a_cancel_mid_answer_keeps_what_was_written(simulator):
+    _, created = await create_response(
+        simulator, headers={"X-Simulator-Token-Rate": "20"}, text="Tell me a long story"
+    )
+    response_id = created.json()["id"]
+    await asyncio.sleep(0.45)  # 0.2 s latency, then about five tokens
+
+    cancelled = (await simulator.post(f"/responses/{response_id}/cancel")).json()
+
+    assert cancelled["status"] == "cancelled"
+    partial = cancelled["output"][0]
+    assert partial["status"] == "incomplete"
+    text = partial["content"][0]["text"]
+    assert text.startswith("_Simulated")
+    assert not text.endswith("conversation.")  # cut off before the end

@@ -10,8 +10,12 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
   SIMULATOR_STORM_SECONDS (default 2) after creation
 - `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
 - `drop`: polls never answer, as over a connection lost mid-way; the client times out
+- `break-stream`: the first stream of an answer stops half-way (resume with starting_after)
+- `no-stream`: streaming is refused (400), so clients must poll
 
-Latency: `SIMULATOR_LATENCY_SECONDS` (default 1.0), or the `X-Simulator-Latency` header.
+Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) or the
+`X-Simulator-Latency` header; then `SIMULATOR_TOKENS_PER_SECOND` (default 100) or
+`X-Simulator-Token-Rate`.
 """
 
 import os
@@ -30,10 +34,12 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": [model]})
 
 
-def create_app(latency: float | None = None) -> Starlette:
+def create_app(latency: float | None = None, token_rate: float | None = None) -> Starlette:
     if latency is None:
         latency = float(os.environ.get("SIMULATOR_LATENCY_SECONDS", "1.0"))
-    settings = Settings(latency=latency)
+    if token_rate is None:
+        token_rate = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "100"))
+    settings = Settings(latency=latency, token_rate=token_rate)
     routes = [Route("/v1/models", list_models), *ResponsesAPI(settings).routes()]
     return Starlette(routes=routes)
 

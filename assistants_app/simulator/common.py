@@ -12,11 +12,16 @@ from starlette.responses import JSONResponse
 
 @dataclass
 class Settings:
-    latency: float  # seconds from a request to its answer
+    latency: float  # seconds from a request to the first token of its answer
+    token_rate: float  # tokens a second, once the answer is being written
 
     def latency_of(self, request: Request) -> float:
         value = request.headers.get("x-simulator-latency")
         return float(value) if value else self.latency
+
+    def token_rate_of(self, request: Request) -> float:
+        value = request.headers.get("x-simulator-token-rate")
+        return float(value) if value else self.token_rate
 
 
 # The fault for every request that asks for none (see app.py for the list).
