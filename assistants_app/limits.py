@@ -7,8 +7,11 @@ take the last slot. A fixed window may let up to twice the rate through across a
 boundary; for fair use that is fine and costs one round trip per check.
 """
 
+import atexit
 import hashlib
+import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +22,8 @@ from django.utils import timezone
 
 from .exceptions import RateLimited
 from .models import Run, UsageLimit
+
+log = logging.getLogger(__name__)
 
 # How long a user's open-socket count outlives its last connect. A process that dies cannot
 # decrement its sockets' counts; this bounds how long they go on counting.
@@ -138,12 +143,16 @@ def private_name(*parts: str) -> str:
 
 # --- Open websockets ------------------------------------------------------------------
 
+# user id -> this process's sockets in that user's count, taken out on a clean exit.
+_counted_here: Counter[int] = Counter()
+
 
 def open_socket(user) -> bool:
     """Count a new socket of the user; False (and not counted) when over the limit."""
-    key = _socket_key(user)
+    key = _socket_key(user.pk)
     count = increment(key, SOCKET_COUNT_SECONDS)
     cache.touch(key, SOCKET_COUNT_SECONDS)
+    _counted_here[user.pk] += 1
     if settings.WEBSOCKETS_PER_USER and count > settings.WEBSOCKETS_PER_USER:
         close_socket(user)
         return False
@@ -151,11 +160,29 @@ def open_socket(user) -> bool:
 
 
 def close_socket(user) -> None:
+    _uncount(user.pk, 1)
+
+
+@atexit.register
+def close_all_sockets() -> None:
+    """On a clean exit (daphne's SIGTERM included) take this process's sockets out of the
+    counts, instead of leaving them to expire: a restart must not lock people out."""
+    for user_id, sockets in list(_counted_here.items()):
+        try:
+            _uncount(user_id, sockets)
+        except Exception:  # the cache may be gone at exit; the counts expire on their own
+            log.warning("could not release the socket counts of user %s at exit", user_id)
+
+
+def _uncount(user_id: int, sockets: int) -> None:
+    _counted_here[user_id] -= sockets
+    if _counted_here[user_id] <= 0:
+        del _counted_here[user_id]
     try:
-        cache.decr(_socket_key(user))
-    except ValueError:  # the count expired while the socket was open
+        cache.decr(_socket_key(user_id), sockets)
+    except ValueError:  # the count expired while the sockets were open
         pass
 
 
-def _socket_key(user) -> str:
-    return f"sockets:{user.pk}"
+def _socket_key(user_id: int) -> str:
+    return f"sockets:{user_id}"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +133,8 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "SIMULATOR_LATENCY_SECONDS": str(latency),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        # Each site its own fair-use counters, even in a Redis other test runs share.
+        "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
         **(env or {}),
     }
     site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env)
@@ -234,8 +237,6 @@ def is_run_status(status: str):
 @contextmanager
 def postgres_database():
     """A new, empty PostgreSQL database for one test; its DATABASE_URL. Dropped afterwards."""
-    import uuid
-
     import psycopg
 
     name = f"chat_it_{uuid.uuid4().hex[:12]}"

@@ -6,6 +6,7 @@ import json
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from assistants_app import limits
 from assistants_app.models import Message
 
 from .live import SiteClient, start_site
@@ -98,6 +99,17 @@ async def test_refused_sockets_do_not_use_up_the_limit(path, bob_cookie, bob_thr
     for _ in range(3):
         assert await refusal(path, bob_cookie) == 4404  # alice's thread
     assert await refusal(f"/ws/threads/{bob_thread.pk}/", bob_cookie) is None
+
+
+def test_a_clean_exit_takes_its_sockets_out_of_the_counts(alice, bob, settings):
+    settings.WEBSOCKETS_PER_USER = 2
+    assert limits.open_socket(alice) and limits.open_socket(alice) and limits.open_socket(bob)
+    assert not limits.open_socket(alice)
+
+    limits.close_all_sockets()  # what atexit runs when daphne stops
+
+    assert limits.open_socket(alice) and limits.open_socket(alice)  # restarted tabs get in
+    limits.close_all_sockets()
 
 
 @pytest.mark.slow
