@@ -231,3 +231,27 @@ class Run(models.Model):
             "error_code": self.error_code,
             "error_message": self.error_message,
         }
+
+
+class UsageLimit(models.Model):
+    """One user's fair-use limits where they differ from the site's defaults (settings)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_limit"
+    )
+    messages_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the site default. 0: no limit."
+    )
+    concurrent_runs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Answers in progress at once. Empty: the site default. 0: no limit.",
+    )
+    daily_token_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tokens per day (UTC). Empty: the site default. 0: no limit.",
+    )
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"

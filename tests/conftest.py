@@ -1,10 +1,13 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 
 from assistants_app import runs
 from assistants_app.models import Assistant, EngineKind, Thread
+
+from .sockets import session_cookie
 
 PROVIDER_URL = "https://provider.test/v1"
 
@@ -29,6 +32,12 @@ def test_provider(settings):
         },
     }
     return settings.ASSISTANT_PROVIDERS["test"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Fair-use counters start at zero in every test (tests always use the in-memory cache)."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -74,6 +83,17 @@ def bob_client(bob):
     client = Client()
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def alice_cookie(alice):
+    """Alice's session as a websocket's Cookie header (see tests/sockets.py)."""
+    return session_cookie(alice)
+
+
+@pytest.fixture
+def bob_cookie(bob):
+    return session_cookie(bob)
 
 
 @pytest.fixture

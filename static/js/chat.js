@@ -134,10 +134,14 @@
         connectionLine.textContent = "This thread is not available. Log in again.";
         return;
       }
+      if (closing.code === 4429) {
+        connectionLine.textContent = "Too many open tabs. Close some; this one retries.";
+        reconnectAttempt = Math.max(reconnectAttempt, 5); // retry slowly
+      }
       // Jittered exponential backoff, so a restarted server is not hit by every tab at once.
       const delay = Math.min(30000, 500 * 2 ** reconnectAttempt) * (0.5 + Math.random() / 2);
       reconnectAttempt += 1;
-      connectionLine.textContent = "Connection lost; reconnecting…";
+      if (closing.code !== 4429) connectionLine.textContent = "Connection lost; reconnecting…";
       setTimeout(connect, delay);
     });
   }
