@@ -5,8 +5,9 @@ from django.core.cache import cache
 from django.test import Client
 
 from assistants_app import runs
-from assistants_app.models import Assistant, EngineKind, Thread
+from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
+from .provider_payloads import CONVERSATION_ID, RESPONSE_ID
 from .sockets import session_cookie
 
 PROVIDER_URL = "https://provider.test/v1"
@@ -69,6 +70,15 @@ def alice_thread(alice, assistant):
 @pytest.fixture
 def bob_thread(bob, assistant):
     return Thread.objects.create(owner=bob, assistant=assistant)
+
+
+@pytest.fixture
+def started_run(alice_thread):
+    """A Responses run the provider has accepted (the state a view leaves it in)."""
+    alice_thread.remote_id = CONVERSATION_ID
+    alice_thread.save()
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
+    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from assistants_app import runs
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
-from .provider_payloads import CONVERSATION_ID, RESPONSE_ID, response
+from .provider_payloads import RESPONSE_ID, response
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RETRIEVE = f"/responses/{RESPONSE_ID}"
@@ -25,14 +25,6 @@ WORDS = [" " + word if i else word for i, word in enumerate(ANSWER.split(" "))]
 def streaming(settings):
     settings.RUN_STREAMING = True
     settings.STREAM_DELTA_SECONDS = 0.05
-
-
-@pytest.fixture
-def started_run(alice_thread):
-    alice_thread.remote_id = CONVERSATION_ID
-    alice_thread.save()
-    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
-    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
 
 
 def sse(events: list[dict], first_sequence: int = 0) -> bytes:
