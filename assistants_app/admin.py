@@ -7,10 +7,10 @@ from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from . import tools, usage
+from . import limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .exceptions import ProviderError
-from .models import Assistant, Message, Run, Thread, Usage
+from .models import Assistant, Message, Run, Thread, UsageLimit, UsageReport
 
 
 class AssistantForm(forms.ModelForm):
@@ -142,7 +142,24 @@ class RunAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(Usage)
+@admin.register(UsageLimit)
+class UsageLimitAdmin(admin.ModelAdmin):
+    """Per-user fair-use limits; users without a row get the site defaults (README)."""
+
+    list_display = [
+        "user", "messages_per_minute", "concurrent_runs", "daily_token_budget",
+        "tokens_used_today",
+    ]  # fmt: skip
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["tokens_used_today"]
+
+    @admin.display(description="Tokens used today (UTC)")
+    def tokens_used_today(self, obj):
+        return limits.tokens_used_today(obj.user) if obj.pk else "-"
+
+
+@admin.register(UsageReport)
 class UsageAdmin(admin.ModelAdmin):
     """The usage report in place of a change list: per user and per assistant over a period."""
 

@@ -2,12 +2,13 @@
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from . import runs
+from . import limits, runs
 from .exceptions import (
     CancelFailed,
     InvalidInput,
@@ -46,14 +47,16 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     """Store the user's message, create a run for it and start the run on the provider.
 
     `thread` must belong to `user` and have its assistant loaded. Raises InvalidMessage for
-    empty or oversized text and RunActive while the thread's previous run is unfinished;
-    a provider error fails the run but keeps the message.
+    empty or oversized text, NotAllowed when the assistant is retired or no longer shared with
+    the user, RunActive while the thread's previous run is unfinished and RateLimited over a
+    fair-use limit; nothing is stored then. A provider error fails the run but keeps the message.
     """
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
-    if not thread.assistant.is_active:
-        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
-    message, run = await _store_message_and_run(thread, clean_text(text))
+    text = clean_text(text)
+    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
+    message, run = await _store_message_and_run(user, thread, text)
     await runs.start(run, message)
     return message, run
 
@@ -80,11 +83,14 @@ async def cancel_run(user, thread: Thread) -> Run:
 
 
 @database_sync_to_async
-def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
+def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
         raise _run_active()
     try:
         with transaction.atomic():
+            # One submit of a user at a time past this line, so limits are counted exactly.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            limits.check_can_start_run(user)
             message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
             # The unique "one active run per thread" constraint settles two tabs racing here.
             run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())

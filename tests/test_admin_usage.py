@@ -10,7 +10,7 @@ from assistants_app.models import Assistant, Run, RunStatus, Thread
 
 pytestmark = pytest.mark.django_db
 
-URL = reverse("admin:assistants_app_usage_changelist")
+URL = reverse("admin:assistants_app_usagereport_changelist")
 
 
 @pytest.fixture

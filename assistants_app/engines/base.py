@@ -4,6 +4,7 @@ An engine translates domain operations into provider calls; it never touches the
 and never decides about retries. The run driver (runs.py) does both, for every engine.
 """
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ..models import Assistant, Message, Run, Thread
@@ -48,8 +49,20 @@ class RunUpdate:
     tool_calls: list[ToolCall] = field(default_factory=list)  # with status requires_action
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a run's live stream: new answer text, a status change, or the end."""
+
+    sequence: int | None = None  # the provider's position: resume after it
+    delta: str = ""  # text just written
+    item_id: str = ""  # the provider's id of the message being written
+    update: RunUpdate | None = None
+
+
 class Engine:
     """Base class; `thread.assistant` and `run.thread` are loaded by the caller."""
+
+    streams = False  # whether `stream` is available; the driver polls otherwise
 
     def __init__(self, provider: dict):
         self.provider = provider
@@ -69,6 +82,11 @@ class Engine:
         raise NotImplementedError
 
     async def cancel(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        """Follow a started run live, from after the given sequence number (None: the start).
+        The stream may end before the run does (a dropped connection): the driver resumes."""
         raise NotImplementedError
 
     async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import weakref
 
+import httpx
 import openai
 from django.conf import settings
 
@@ -64,11 +65,12 @@ def provider_errors():
     """Re-raise the SDK's errors as ProviderError with a stable code and a readable message."""
     try:
         yield
-    except openai.APITimeoutError:
+    except (openai.APITimeoutError, httpx.TimeoutException):
         raise ProviderError(
             "timeout", "The provider did not answer in time.", retryable=True
         ) from None
-    except openai.APIConnectionError:
+    except (openai.APIConnectionError, httpx.TransportError):
+        # httpx's own errors surface while a stream is read, after the SDK has handed it over.
         raise ProviderError(
             "connection_error", "Could not connect to the provider.", retryable=True
         ) from None
