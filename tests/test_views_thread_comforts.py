@@ -144,3 +144,12 @@ def test_a_missing_thread_gets_a_friendly_page(bob_client, chat):
     assert response.status_code == 404
     assert b"Back to my threads" in response.content
     assert b"Planning a garden" not in response.content
+
+
+def test_the_assistants_name_and_description_are_shown(alice_client, chat, assistant):
+    assistant.description = "Knows plants"
+    assistant.save()
+    list_page = alice_client.get(reverse("thread-list")).content.decode()
+    thread_page = alice_client.get(reverse("thread-detail", args=[chat.pk])).content.decode()
+    assert "Helper — Knows plants" in list_page  # in the assistant picker
+    assert '<span class="assistant-name">Helper</span> — Knows plants' in thread_page

@@ -33,7 +33,12 @@
     expired: "The run expired",
   };
 
+  let shownRun = null;
+
   function showStatus(run) {
+    // The POST's answer can arrive after the socket said the run ended: never go back.
+    if (shownRun && shownRun.id === run.id && shownRun.is_terminal && !run.is_terminal) return;
+    shownRun = run;
     statusLine.dataset.status = run.status;
     const text = run.status in STATUS_TEXT ? STATUS_TEXT[run.status] : run.status;
     const reason = run.is_terminal && run.error_message ? ": " + run.error_message : "";

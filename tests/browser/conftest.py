@@ -140,6 +140,11 @@ def start_thread(page, assistant: str = "Sim") -> int:
     return int(page.url.rstrip("/").split("/")[-1])
 
 
+def answers(page):
+    """The assistant's finished answers: one being streamed gets its id when it is complete."""
+    return page.locator("#messages li.message.assistant[data-id]")
+
+
 def send(page, text: str) -> None:
     page.get_by_label("Message", exact=True).fill(text)
     page.get_by_role("button", name="Send").click()

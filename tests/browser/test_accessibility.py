@@ -4,7 +4,7 @@ light and the dark theme (which follow the system setting)."""
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import axe_violations, screenshot, send, start_thread
+from .conftest import answers, axe_violations, screenshot, send, start_thread
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def test_the_main_pages_pass_axe(site, log_in, open_context, scheme):
     thread_id = start_thread(page)
     pages["empty thread"] = axe_violations(page)
     send(page, "A list and some code, please")
-    expect(page.locator("#messages li.assistant .code-bar")).to_have_count(1)
+    expect(answers(page).locator(".code-bar")).to_have_count(1)
     pages["answered thread"] = axe_violations(page)
     screenshot(page, f"12-thread-{scheme}")
     page.get_by_text("Thread options").click()

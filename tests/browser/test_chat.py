@@ -8,7 +8,7 @@ import pytest
 from django.urls import Resolver404, resolve
 from playwright.sync_api import expect
 
-from .conftest import PHONE, screenshot, send, start_thread
+from .conftest import PHONE, answers, screenshot, send, start_thread
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +29,6 @@ needs_stop = pytest.mark.skipif(
 needs_retry = pytest.mark.skipif(
     not endpoint_exists("/threads/1/retry/"), reason="needs the Retry button of issue 4"
 )
-
-
-def answers(page):
-    return page.locator("#messages li.message.assistant")
 
 
 def status_line(page):
@@ -74,7 +70,7 @@ def test_a_person_logs_in_sends_and_sees_the_status_then_the_answer(site, log_in
     expect(status_line(page)).to_have_text("")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
     # Inside the live region, so screen readers announce it; code is highlighted.
-    expect(page.locator("#messages[aria-live=polite] li.assistant")).to_have_count(1)
+    expect(page.locator("#messages[aria-live=polite] li.assistant[data-id]")).to_have_count(1)
     expect(answer.locator("pre code span.k").first).to_have_text("def")
     expect(answer.locator(".code-language")).to_have_text("python")
     expect(answer.locator("time")).to_have_text("just now")

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ..live import PASSWORDS
-from .conftest import screenshot, send, start_thread
+from .conftest import answers, screenshot, send, start_thread
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,7 @@ def test_it_can_be_used_with_the_keyboard_alone(site, open_context):
     expect(page.locator("#messages li.message")).to_have_count(0)
     page.keyboard.press("Enter")
 
-    expect(page.locator("#messages li.assistant")).to_have_count(1)
+    expect(answers(page)).to_have_count(1)
     expect(composer(page)).to_be_focused()
     expect(composer(page)).to_have_value("")
     texts = site.query(f"list(Message.objects.filter(thread_id={thread_id}, role='user')"
@@ -72,7 +72,7 @@ def test_the_draft_survives_a_reload(site, log_in):
 
     expect(composer(page)).to_have_value("Half a thought")
     composer(page).press("Enter")
-    expect(page.locator("#messages li.assistant")).to_have_count(1)
+    expect(answers(page)).to_have_count(1)
     page.reload()
     expect(composer(page)).to_have_value("")
 
@@ -81,7 +81,7 @@ def test_messages_and_code_blocks_can_be_copied(site, log_in):
     page = log_in("alice", permissions=["clipboard-read", "clipboard-write"])
     start_thread(page)
     send(page, "Some code, please")
-    answer = page.locator("#messages li.assistant")
+    answer = answers(page)
     expect(answer).to_have_count(1)
 
     answer.get_by_role("button", name="Copy code (python)").click()
@@ -99,7 +99,7 @@ def test_a_thread_is_renamed_searched_exported_and_deleted(site, log_in):
     page = log_in("bob")
     start_thread(page)
     send(page, "Tomato growing tips")
-    expect(page.locator("#messages li.assistant")).to_have_count(1)
+    expect(answers(page)).to_have_count(1)
 
     page.get_by_text("Thread options").click()
     page.get_by_label("Title").fill("Garden notes")
