@@ -182,6 +182,8 @@ class UsageAdmin(admin.ModelAdmin):
             since, until = form.cleaned_data["since"], form.cleaned_data["until"]
             runs = usage.runs_between(since, until)
             context.update(
+                # Shows the period in effect, defaults included.
+                form=usage.PeriodForm({"since": since.isoformat(), "until": until.isoformat()}),
                 since=since,
                 until=until,
                 totals=usage.totals(runs),

@@ -63,6 +63,8 @@ def test_it_counts_runs_failures_and_tokens_per_user_and_assistant(
     assert (assistants["Helper"]["runs"], assistants["Helper"]["failed"]) == (6, 3)
     assert (assistants["Translator"]["runs"], assistants["Translator"]["output_tokens"]) == (5, 250)
     assert response.context["totals"]["runs"] == 11
+    today = timezone.localdate()
+    assert f'value="{today.isoformat()}"' in response.content.decode()  # the period shown
     assert b"Per user" in response.content and b"Translator" in response.content
 
 
