@@ -26,6 +26,7 @@ from django.utils import timezone
 from .engines import get_engine
 from .engines.base import Engine, RunUpdate
 from .exceptions import ProviderError
+from .history import load_history
 from .models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,26 @@ async def start(run: Run, message: Message) -> None:
 
 def failure(error: ProviderError) -> RunUpdate:
     return RunUpdate(status=RunStatus.FAILED, error_code=error.code, error_message=error.message)
+
+
+# --- Cancelling -----------------------------------------------------------------------
+
+
+async def cancel(run: Run) -> None:
+    """Ask an active run to stop; `run.thread.assistant` must be loaded.
+
+    A run executed locally (chat) is marked cancelling: whichever process generates it sees
+    that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far, marked as
+    stopped. Other engines ask their provider, and the driver polls on to the final status.
+    """
+    engine = get_engine(run.thread.assistant)
+    if engine.executes_locally:
+        await record(run, RunUpdate(status=RunStatus.CANCELLING))
+    else:
+        await record(run, await engine.cancel(run))
+    if not run.is_terminal:
+        # Nobody may be driving it (no page open): then this process finishes it.
+        ensure_driving(run.pk)
 
 
 # --- Storing --------------------------------------------------------------------------
@@ -176,7 +197,7 @@ async def drive(run_id: int) -> None:
 
 async def _poll_until_terminal(engine: Engine, run: Run) -> None:
     deadline = run.created_at + timedelta(seconds=settings.RUN_MAX_SECONDS)
-    lease_renewed_at = asyncio.get_running_loop().time()
+    lease_renewed_at: float | None = asyncio.get_running_loop().time()
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -184,7 +205,12 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await _expire(engine, run)
             return
         try:
-            update = await engine.poll(run)
+            if engine.executes_locally:
+                update = await _generate(engine, run, deadline)
+                if update is None:
+                    return
+            else:
+                update = await engine.poll(run)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
@@ -200,13 +226,62 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
         else:
             quiet_polls += 1
-        now = asyncio.get_running_loop().time()
-        if now - lease_renewed_at > settings.RUN_LEASE_SECONDS / 3:
-            if not await _take_lease(run.pk):
-                log.warning("run %s: lease lost to another process; stopping here", run.pk)
-                return
-            lease_renewed_at = now
+        lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+        if lease_renewed_at is None:
+            return
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
+
+
+async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
+    """The whole answer of a locally executed run (chat), generated in this process.
+
+    While it streams, the lease is renewed and the stored status looked at every
+    CHAT_CANCEL_CHECK_SECONDS, so a cancel from any process stops it with what was said so
+    far. None when there is nothing more to do here: the run expired (recorded) or another
+    process took it over.
+    """
+    status = await _begin_generation(run)
+    if status == RunStatus.CANCELLING:
+        return await engine.cancel(run)  # cancelled before it started: nothing to keep
+    if status != RunStatus.IN_PROGRESS:
+        return None  # finished by another process meanwhile
+    history = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
+    generation = asyncio.create_task(engine.generate(run, history), name=f"generate-{run.pk}")
+    lease_renewed_at: float | None = asyncio.get_running_loop().time()
+    try:
+        while True:
+            await asyncio.wait([generation], timeout=settings.CHAT_CANCEL_CHECK_SECONDS)
+            if generation.done():
+                return generation.result()
+            if timezone.now() >= deadline:
+                await _stop(generation)
+                await _expire(engine, run)
+                return None
+            if await _status_of(run.pk) == RunStatus.CANCELLING:
+                await _stop(generation)
+                return await engine.cancel(run)
+            lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+            if lease_renewed_at is None:
+                return None
+    finally:
+        generation.cancel()  # this task was cancelled (shutdown) or gave up on the run
+
+
+async def _stop(generation: asyncio.Task) -> None:
+    """Cancel a generation and wait until it has closed its stream."""
+    generation.cancel()
+    await asyncio.wait([generation])
+
+
+async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
+    """Renew the lease once a third of it has passed: when it was renewed, None if lost."""
+    now = asyncio.get_running_loop().time()
+    if now - renewed_at <= settings.RUN_LEASE_SECONDS / 3:
+        return renewed_at
+    if not await _take_lease(run.pk):
+        log.warning("run %s: lease lost to another process; stopping here", run.pk)
+        return None
+    return now
 
 
 def poll_delay(quiet_polls: int) -> float:
@@ -234,14 +309,16 @@ def _interrupted() -> RunUpdate:
 
 
 async def _expire(engine: Engine, run: Run) -> None:
+    said_so_far = []
     try:
-        await engine.cancel(run)
+        said_so_far = (await engine.cancel(run)).messages
     except ProviderError as error:
         log.warning("run %s: cancel after expiry failed: %s", run.pk, error)
     await record(
         run,
         RunUpdate(
             status=RunStatus.EXPIRED,
+            messages=said_so_far,
             error_code="expired",
             error_message=(
                 f"No answer after {settings.RUN_MAX_SECONDS} seconds; the run was stopped."
@@ -265,6 +342,30 @@ def _stored_remote_ids(run: Run) -> set[str]:
         .exclude(remote_id="")
         .values_list("remote_id", flat=True)
     )
+
+
+def _stored_status(run_id: int) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+_status_of = database_sync_to_async(_stored_status)
+
+
+@database_sync_to_async
+def _begin_generation(run: Run) -> str:
+    """queued -> in_progress, pushed to the sockets; the run's status either way.
+
+    Conditional, so a cancel stored a moment earlier is not overwritten.
+    """
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.IN_PROGRESS
+        ):
+            run.status = RunStatus.IN_PROGRESS
+            event = {"type": "run.status", "run": run.as_event()}
+            transaction.on_commit(partial(broadcast, run.thread.group_name, [event]))
+            return run.status
+    return _stored_status(run.pk)
 
 
 @database_sync_to_async

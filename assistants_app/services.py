@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 
 from . import runs
-from .exceptions import InvalidMessage, NotAllowed, RunActive
+from .exceptions import InvalidMessage, NotAllowed, NothingToRetry, RunActive
 from .models import Assistant, Message, Run, Thread
 
 TITLE_LENGTH = 60
@@ -39,31 +39,67 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     empty or oversized text and RunActive while the thread's previous run is unfinished;
     a provider error fails the run but keeps the message.
     """
+    _check_may_run(user, thread)
+    message, run = await _store_message_and_run(thread, clean_text(text))
+    await runs.start(run, message)
+    return message, run
+
+
+async def retry_run(user, thread: Thread) -> Run:
+    """Start a new run for the message the thread's last run did not fully answer.
+
+    `thread` must belong to `user` and have its assistant loaded. Raises RunActive while a
+    run is unfinished and NothingToRetry unless the last run failed, expired, was cancelled
+    or came back incomplete. Whatever that run stored stays.
+    """
+    _check_may_run(user, thread)
+    prompt, run = await _new_run_for_last_prompt(thread)
+    await runs.start(run, prompt)
+    return run
+
+
+def _check_may_run(user, thread: Thread) -> None:
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
     if not thread.assistant.is_active:
         raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
-    message, run = await _store_message_and_run(thread, clean_text(text))
-    await runs.start(run, message)
-    return message, run
 
 
 @database_sync_to_async
 def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
         raise _run_active()
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-            # The unique "one active run per thread" constraint settles two tabs racing here.
-            run = Run.objects.create(thread=thread, prompt=message)
-    except IntegrityError:
-        raise _run_active() from None
+    with transaction.atomic():
+        message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        run = _create_run(thread, message)
     if not thread.title:
         thread.title = text.splitlines()[0][:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
     run.thread = thread
     return message, run
+
+
+@database_sync_to_async
+def _new_run_for_last_prompt(thread: Thread) -> tuple[Message, Run]:
+    last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
+    if last is not None and not last.is_terminal:
+        raise _run_active()
+    if last is None or not last.can_retry:
+        raise NothingToRetry(
+            "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
+        )
+    run = _create_run(thread, last.prompt)
+    run.thread = thread
+    return last.prompt, run
+
+
+def _create_run(thread: Thread, prompt: Message) -> Run:
+    try:
+        with transaction.atomic():
+            # The unique "one active run per thread" constraint settles two tabs racing here.
+            return Run.objects.create(thread=thread, prompt=prompt)
+    except IntegrityError:
+        raise _run_active() from None
 
 
 def _run_active() -> RunActive:

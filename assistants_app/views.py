@@ -58,16 +58,38 @@ def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
 async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     """Store the user's message and start a run. Errors answer {error: {code, message}}."""
     user = await request.auser()
-    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
-    if thread is None:
-        raise Http404("No such thread")
+    thread = await _owned_thread(user, pk)
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
-        return JsonResponse(
-            {"error": {"code": error.code, "message": error.message}}, status=error.status
-        )
+        return _client_error(error)
     return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+
+
+@login_required
+@require_POST
+async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
+    """Start a new run for the message the thread's last run did not fully answer."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.retry_run(user, thread)
+    except ClientError as error:
+        return _client_error(error)
+    return JsonResponse({"run": run.as_event()}, status=201)
+
+
+async def _owned_thread(user, pk: int) -> Thread:
+    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
+    if thread is None:
+        raise Http404("No such thread")
+    return thread
+
+
+def _client_error(error: ClientError) -> JsonResponse:
+    return JsonResponse(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status
+    )
 
 
 def _text_from(request: HttpRequest):

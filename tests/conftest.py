@@ -46,6 +46,22 @@ def assistant(db):
 
 
 @pytest.fixture
+def chat_assistant(db):
+    return Assistant.objects.create(
+        name="Chatter",
+        instructions="Answer briefly.",
+        model="llama-test",
+        engine=EngineKind.CHAT,
+        provider="test",
+    )
+
+
+@pytest.fixture
+def alice_chat_thread(alice, chat_assistant):
+    return Thread.objects.create(owner=alice, assistant=chat_assistant)
+
+
+@pytest.fixture
 def alice_thread(alice, assistant):
     return Thread.objects.create(owner=alice, assistant=assistant)
 

@@ -9,9 +9,10 @@ from .base import Engine
 
 def get_engine(assistant: Assistant) -> Engine:
     """The engine for an assistant, built from its provider's configuration."""
+    from .chat import ChatEngine
     from .responses import ResponsesEngine
 
-    engines = {EngineKind.RESPONSES: ResponsesEngine}
+    engines = {EngineKind.RESPONSES: ResponsesEngine, EngineKind.CHAT: ChatEngine}
     try:
         engine_class = engines[assistant.engine]
     except KeyError:

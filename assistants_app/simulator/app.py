@@ -7,8 +7,13 @@ Faults are asked for per request with the
 - `stuck`: the response stays in_progress forever
 - `rate-limit-once`: the first retrieve answers 429 with Retry-After
 - `error-500-once`: the first retrieve answers 500
+- `break`: a streamed chat completion stops halfway, unfinished (chat.py)
+
+Chat Completions answer `fail` with HTTP 500.
 
 Latency: `SIMULATOR_LATENCY_SECONDS` (default 1.0), or the `X-Simulator-Latency` header.
+Streamed chat pace: `SIMULATOR_TOKENS_PER_SECOND` (default 30), or the
+`X-Simulator-Tokens-Per-Second` header.
 """
 
 import os
@@ -18,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .chat import ChatCompletionsAPI
 from .common import Settings
 from .responses import ResponsesAPI
 
@@ -30,8 +36,13 @@ async def list_models(request: Request) -> JSONResponse:
 def create_app(latency: float | None = None) -> Starlette:
     if latency is None:
         latency = float(os.environ.get("SIMULATOR_LATENCY_SECONDS", "1.0"))
-    settings = Settings(latency=latency)
-    routes = [Route("/v1/models", list_models), *ResponsesAPI(settings).routes()]
+    tokens_per_second = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "30"))
+    settings = Settings(latency=latency, tokens_per_second=tokens_per_second)
+    routes = [
+        Route("/v1/models", list_models),
+        *ResponsesAPI(settings).routes(),
+        *ChatCompletionsAPI(settings).routes(),
+    ]
     return Starlette(routes=routes)
 
 

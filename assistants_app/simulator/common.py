@@ -10,10 +10,15 @@ from starlette.responses import JSONResponse
 @dataclass
 class Settings:
     latency: float  # seconds from a request to its answer
+    tokens_per_second: float = 30.0  # pace of a streamed answer
 
     def latency_of(self, request: Request) -> float:
         value = request.headers.get("x-simulator-latency")
         return float(value) if value else self.latency
+
+    def tokens_per_second_of(self, request: Request) -> float:
+        value = request.headers.get("x-simulator-tokens-per-second")
+        return float(value) if value else self.tokens_per_second
 
 
 def fault_of(request: Request, model: str = "") -> str:

@@ -11,6 +11,7 @@
   const composer = document.getElementById("composer");
   const textarea = document.getElementById("composer-text");
   const sendButton = document.getElementById("send");
+  const retryButton = document.getElementById("retry");
   const composerError = document.getElementById("composer-error");
   const connectionLine = document.getElementById("connection");
   const assistantName = chat.querySelector(".chat-header .meta").textContent.split(" — ")[0];
@@ -37,6 +38,7 @@
       statusLine.textContent = "Run " + run.status + reason;
     }
     sendButton.disabled = !run.is_terminal;
+    retryButton.hidden = !run.can_retry;
   }
 
   function addMessage(message) {
@@ -89,24 +91,32 @@
     });
   }
 
+  function postJSON(url, payload) {
+    return fetch(url, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value,
+      },
+      body: JSON.stringify(payload),
+    });
+  }
+
+  function showError(body, fallback) {
+    composerError.textContent = body && body.error ? body.error.message : fallback;
+    composerError.hidden = false;
+  }
+
   async function send() {
     const text = textarea.value;
     if (!text.trim()) return;
     composerError.hidden = true;
     sendButton.disabled = true;
     try {
-      const response = await fetch(chat.dataset.postUrl, {
-        method: "POST",
-        headers: {
-          "Content-Type": "application/json",
-          "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value,
-        },
-        body: JSON.stringify({ text: text }),
-      });
+      const response = await postJSON(chat.dataset.postUrl, { text: text });
       const body = await response.json();
       if (!response.ok) {
-        composerError.textContent = body.error ? body.error.message : "Could not send.";
-        composerError.hidden = false;
+        showError(body, "Could not send.");
         sendButton.disabled = false;
         return; // the text stays in the composer
       }
@@ -114,12 +124,27 @@
       addMessage(body.message);
       showStatus(body.run);
     } catch (error) {
-      composerError.textContent = "Could not reach the server. Your message is still here.";
-      composerError.hidden = false;
+      showError(null, "Could not reach the server. Your message is still here.");
       sendButton.disabled = false;
     }
   }
 
+  // Asks for a new run answering the same message; the page then follows it like any run.
+  async function retry() {
+    composerError.hidden = true;
+    retryButton.disabled = true;
+    try {
+      const response = await postJSON(retryButton.dataset.url, {});
+      const body = await response.json();
+      if (response.ok) showStatus(body.run);
+      else showError(body, "Could not retry.");
+    } catch (error) {
+      showError(null, "Could not reach the server.");
+    }
+    retryButton.disabled = false;
+  }
+
+  retryButton.addEventListener("click", retry);
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();
