@@ -6,11 +6,13 @@ import logging
 from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
+from . import tools
+from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines.client import list_models
 from .exceptions import ProviderError
 from .models import Assistant, Message, Run, Thread
@@ -20,14 +22,28 @@ log = logging.getLogger(__name__)
 PROVIDER_CHECK_SECONDS = 3.0  # the status page waits no longer for a provider
 
 
+class AssistantForm(forms.ModelForm):
+    tools = forms.MultipleChoiceField(
+        choices=tools.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Functions the assistant may call (engines with tool support).",
+    )
+
+    class Meta:
+        model = Assistant
+        fields = ["tools"]  # the admin adds the others from its fieldsets
+
+
 @admin.register(Assistant)
 class AssistantAdmin(admin.ModelAdmin):
+    form = AssistantForm
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "created_at", "updated_at"]
     filter_horizontal = ["groups"]
-    actions = ["deactivate", "activate"]
+    actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Model", {"fields": ["engine", "provider", "model", "temperature", "tools"]}),
@@ -48,6 +64,33 @@ class AssistantAdmin(admin.ModelAdmin):
         if obj is None:
             provider.initial = settings.DEFAULT_PROVIDER
         return form
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._sync(request, obj)
+
+    def _sync(self, request, assistant: Assistant) -> bool:
+        """Push the assistant to its provider; a refusal is shown and the saved row is kept."""
+        try:
+            sync_assistant(assistant)
+        except ProviderError as error:
+            messages.error(
+                request,
+                f"“{assistant}” is saved here, but its provider refused the update: "
+                f"{error.message} The next run sends these settings again.",
+            )
+            return False
+        return True
+
+    @admin.action(description="Sync selected assistants with their provider")
+    def sync_with_provider(self, request, queryset):
+        syncable = [a for a in queryset if has_remote_assistant(a)]
+        synced = sum(1 for assistant in syncable if self._sync(request, assistant))
+        self.message_user(request, f"Synced {synced} assistant(s) with their provider.")
+        if skipped := queryset.count() - len(syncable):
+            self.message_user(
+                request, f"Skipped {skipped}: their engine keeps no assistant on the provider."
+            )
 
     def get_urls(self):
         status = path(

@@ -21,28 +21,29 @@ CLOSE_NOT_FOUND = 4404
 
 
 class ThreadConsumer(AsyncJsonWebsocketConsumer):
+    thread: Thread | None = None
+
     async def connect(self):
         user = self.scope["user"]
-        thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
-        refusal = None
         if not user.is_authenticated:
-            refusal = CLOSE_NOT_LOGGED_IN
-        else:
-            self.thread = await _owned_thread(user, thread_id)
-            if self.thread is None:
-                refusal = CLOSE_NOT_FOUND
-        if refusal:
-            # Accepting first lets the browser see why (a close code instead of a bare 403).
-            await self.accept()
-            await self.close(code=refusal)
+            await self.refuse(CLOSE_NOT_LOGGED_IN)
+            return
+        self.thread = await _owned_thread(user, self.scope["url_route"]["kwargs"]["thread_id"])
+        if self.thread is None:
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
         for run_id in await _active_run_ids(self.thread):
             runs.ensure_driving(run_id)
 
+    async def refuse(self, code: int) -> None:
+        # Accepting first lets the browser see why (a close code instead of a bare 403).
+        await self.accept()
+        await self.close(code=code)
+
     async def disconnect(self, code):
-        if hasattr(self, "thread"):
+        if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):

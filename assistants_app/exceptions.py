@@ -28,6 +28,18 @@ class NotAllowed(ClientError):
     status = 403
 
 
+class NothingToCancel(ClientError):
+    status = 409
+
+
+class CancelFailed(ClientError):
+    status = 502
+
+
+class UnknownTool(Exception):
+    """A run asked for a tool the assistant does not have; the run fails with this reason."""
+
+
 class ProviderError(Exception):
     """A provider call failed. Engines raise it; the run driver decides whether to retry.
 

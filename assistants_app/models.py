@@ -94,6 +94,11 @@ class Assistant(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        provider = settings.ASSISTANT_PROVIDERS.get(self.provider, {})
+        if not self.model and not provider.get("default_model"):
+            raise ValidationError({"model": "Name a model: this provider has no default model."})
+
     @property
     def is_simulated(self) -> bool:
         return bool(settings.ASSISTANT_PROVIDERS.get(self.provider, {}).get("simulated"))

@@ -7,11 +7,14 @@ so several processes can be asked to drive the same run and exactly one does.
 """
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import random
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
@@ -23,20 +26,35 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import tools
 from .engines import get_engine
-from .engines.base import Engine, RunUpdate
-from .exceptions import ProviderError
+from .engines.base import Engine, RunUpdate, ToolOutput
+from .exceptions import ProviderError, UnknownTool
 from .history import load_history
-from .models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
+from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
 
 log = logging.getLogger(__name__)
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+# While a run is being started nobody may drive it, this process included: a run without a
+# provider id would look like one whose start was interrupted.
+STARTING = f"{PROCESS_ID}:starting"
 MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
+START_ATTEMPTS = 3
+# Errors after which the provider has certainly not acted on the request, so sending it again
+# cannot start a second answer.
+RESEND_SAFE_CODES = {"rate_limited", "conversation_locked"}
 
-# run id -> the task driving it in this process. The registry owns the tasks, not the
-# sockets: a run goes on being driven after the tab that started it is closed.
-_driving: dict[int, asyncio.Task] = {}
+
+@dataclass
+class _Driver:
+    task: asyncio.Task
+    wake: asyncio.Event  # set when someone asks again: try for the lease now
+
+
+# run id -> its driver in this process. The registry owns the tasks, not the sockets: a run
+# goes on being driven after the tab that started it is closed.
+_driving: dict[int, _Driver] = {}
 
 
 # --- Starting -------------------------------------------------------------------------
@@ -48,47 +66,82 @@ async def start(run: Run, message: Message) -> None:
     `run.thread.assistant` must be loaded. A provider error fails the run with its reason;
     the user's message is kept either way.
     """
-    thread = run.thread
     try:
-        engine = get_engine(thread.assistant)
-        if not thread.remote_id:
-            await engine.ensure_thread(thread)
-            await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
-        update = await engine.start_run(run, message)
+        update = await _start_on_provider(run, message)
     except ProviderError as error:
         log.warning("run %s failed to start: %s", run.pk, error)
         await record(run, failure(error))
         return
     run.started_at = timezone.now()
+    if message.remote_id:
+        await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
     await record(run, update)
+    await _release_lease(run.pk, owner=STARTING)
     if not run.is_terminal:
-        await get_channel_layer().group_send(
-            thread.group_name, {"type": "run.started", "run_id": run.pk}
-        )
+        await _ring_doorbell(run)
+
+
+async def _ensure_remote_assistant(engine: Engine, assistant: Assistant) -> None:
+    """Create the provider-side assistant nobody synced from admin yet (where there is one)."""
+    if assistant.remote_id:
+        return
+    await engine.sync_assistant(assistant)
+    if assistant.remote_id:
+        await Assistant.objects.filter(pk=assistant.pk).aupdate(remote_id=assistant.remote_id)
+
+
+async def _ring_doorbell(run: Run) -> None:
+    """Ask the thread's sockets to make sure someone drives the run."""
+    await get_channel_layer().group_send(
+        run.thread.group_name, {"type": "run.started", "run_id": run.pk}
+    )
+
+
+async def cancel(run: Run) -> None:
+    """Ask the provider to stop an active run and record what it answers (usually cancelling;
+    polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
+
+    A run executed locally (chat) is only marked cancelling: whichever process generates it
+    sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far.
+    """
+    if not run.remote_id:
+        # Not started on the provider (its process died first): nothing there to stop.
+        await record(run, RunUpdate(status=RunStatus.CANCELLED))
+        return
+    engine = get_engine(run.thread.assistant)
+    if engine.executes_locally:
+        update = RunUpdate(status=RunStatus.CANCELLING)
+    else:
+        update = await engine.cancel(run)
+    if await record(run, update) and not run.is_terminal:
+        await _ring_doorbell(run)
+
+
+def starting_lease() -> dict:
+    """Lease fields for a run about to be started by this process (see STARTING)."""
+    window = settings.RUN_LEASE_SECONDS + 2 * settings.PROVIDER_TIMEOUT_SECONDS
+    return {"lease_owner": STARTING, "lease_expires_at": timezone.now() + timedelta(seconds=window)}
+
+
+async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
+    thread = run.thread
+    engine = get_engine(thread.assistant)
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            await _ensure_remote_assistant(engine, thread.assistant)
+            if not thread.remote_id:
+                await engine.ensure_thread(thread)
+                await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
+            return await engine.start_run(run, message)
+        except ProviderError as error:
+            if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
+                raise
+            log.info("run %s: start refused (%s); trying again", run.pk, error.code)
+            await asyncio.sleep(retry_delay(attempt, error.retry_after))
 
 
 def failure(error: ProviderError) -> RunUpdate:
     return RunUpdate(status=RunStatus.FAILED, error_code=error.code, error_message=error.message)
-
-
-# --- Cancelling -----------------------------------------------------------------------
-
-
-async def cancel(run: Run) -> None:
-    """Ask an active run to stop; `run.thread.assistant` must be loaded.
-
-    A run executed locally (chat) is marked cancelling: whichever process generates it sees
-    that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far, marked as
-    stopped. Other engines ask their provider, and the driver polls on to the final status.
-    """
-    engine = get_engine(run.thread.assistant)
-    if engine.executes_locally:
-        await record(run, RunUpdate(status=RunStatus.CANCELLING))
-    else:
-        await record(run, await engine.cancel(run))
-    if not run.is_terminal:
-        # Nobody may be driving it (no page open): then this process finishes it.
-        ensure_driving(run.pk)
 
 
 # --- Storing --------------------------------------------------------------------------
@@ -151,19 +204,25 @@ def broadcast(group: str, events: list[dict]) -> None:
 # --- Driving --------------------------------------------------------------------------
 
 
-def ensure_driving(run_id: int) -> asyncio.Task:
-    """Drive the run from this process unless a task here already does."""
-    task = _driving.get(run_id)
-    if task and not task.done() and task.get_loop() is asyncio.get_running_loop():
-        return task
-    task = asyncio.create_task(drive(run_id), name=f"drive-run-{run_id}")
-    _driving[run_id] = task
+def ensure_driving(run_id: int, standby: bool = True) -> asyncio.Task:
+    """Drive the run from this process unless a task here already does.
+
+    With `standby`, a run whose lease another process holds is watched, and taken over when
+    that lease runs out (the other process died); without, the call is a one-off attempt.
+    """
+    driver = _driving.get(run_id)
+    if driver and not driver.task.done() and driver.task.get_loop() is asyncio.get_running_loop():
+        driver.wake.set()
+        return driver.task
+    wake = asyncio.Event()
+    task = asyncio.create_task(drive(run_id, wake, standby), name=f"drive-run-{run_id}")
+    _driving[run_id] = _Driver(task, wake)
     task.add_done_callback(partial(_forget, run_id))
     return task
 
 
 def _forget(run_id: int, task: asyncio.Task) -> None:
-    if _driving.get(run_id) is task:
+    if run_id in _driving and _driving[run_id].task is task:
         del _driving[run_id]
     if not task.cancelled() and task.exception():
         log.error("driving run %s ended with an error", run_id, exc_info=task.exception())
@@ -171,17 +230,30 @@ def _forget(run_id: int, task: asyncio.Task) -> None:
 
 async def stop_driving(timeout: float = 5.0) -> None:
     """Cancel this process's driver tasks and release their leases (shutdown, tests)."""
-    tasks = [task for task in _driving.values() if not task.done()]
+    tasks = [driver.task for driver in _driving.values() if not driver.task.done()]
     for task in tasks:
         task.cancel()
     if tasks:
         await asyncio.wait(tasks, timeout=timeout)
 
 
-async def drive(run_id: int) -> None:
-    """Poll a run until it is terminal; return at once if another process holds its lease."""
+@database_sync_to_async
+def orphaned_run_ids() -> list[int]:
+    """Unfinished runs nobody drives: their lease is free or has run out."""
+    return list(
+        Run.objects.active()
+        .filter(Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now()))
+        .exclude(pk__in=list(_driving))
+        .values_list("pk", flat=True)
+    )
+
+
+async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = False) -> None:
+    """Poll a run until it is terminal, once this process holds its lease."""
     run = await _load(run_id)
-    if run is None or run.is_terminal or not await _take_lease(run_id):
+    if run is None or run.is_terminal:
+        return
+    if not await _take_lease(run_id) and not (standby and await _await_lease(run_id, wake)):
         return
     try:
         if not run.remote_id:
@@ -207,18 +279,22 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
         try:
             if engine.executes_locally:
                 update = await _generate(engine, run, deadline)
-                if update is None:
-                    return
             else:
                 update = await engine.poll(run)
+                if update.tool_calls:
+                    update = await _answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
                 raise
             log.info("run %s: retrying after %s (attempt %s)", run.pk, error.code, errors)
-            await asyncio.sleep(retry_delay(errors, error.retry_after))
+            # Never sleep past the deadline: a run stuck behind errors still ends in time.
+            seconds_left = (deadline - timezone.now()).total_seconds()
+            await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
             continue
         errors = 0
+        if update is None:
+            return
         if _is_news(run, update, stored):
             quiet_polls = 0
             stored.update(m.remote_id for m in update.messages)
@@ -284,6 +360,45 @@ async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
     return now
 
 
+async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> RunUpdate | None:
+    """Run the tools the provider asks for, as the thread's owner, and submit their outputs.
+
+    Returns the provider's update after the submission, or None when the run ended here:
+    cancelled meanwhile, or failed for asking for a tool its assistant does not have. If the
+    submission fails and is retried, the next poll asks again and the tools run again.
+    """
+    # The page shows "using a tool" while they run.
+    if update.status != run.status and not await record(run, update):
+        return None
+    owner, enabled = run.thread.owner, run.thread.assistant.tools
+    try:
+        outputs = [
+            ToolOutput(call.id, await tools.call(owner, enabled, call.name, call.arguments))
+            for call in update.tool_calls
+        ]
+    except UnknownTool as error:
+        log.warning("run %s: %s", run.pk, error)
+        await _cancel_quietly(engine, run)
+        await record(
+            run,
+            RunUpdate(status=RunStatus.FAILED, error_code="unknown_tool", error_message=str(error)),
+        )
+        return None
+    return await engine.submit_tool_outputs(run, outputs)
+
+
+async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
+    """Stand by while another process drives the run; true once the lease is ours."""
+    wake = wake or asyncio.Event()
+    while await _is_active(run_id):
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=settings.RUN_LEASE_SECONDS / 3)
+        wake.clear()
+        if await _take_lease(run_id):
+            return True
+    return False
+
+
 def poll_delay(quiet_polls: int) -> float:
     """Start fast, then back off while nothing changes."""
     return min(settings.RUN_POLL_MAX_SECONDS, settings.RUN_POLL_FIRST_SECONDS * 2**quiet_polls)
@@ -308,12 +423,21 @@ def _interrupted() -> RunUpdate:
     )
 
 
+async def _cancel_quietly(engine: Engine, run: Run) -> None:
+    """Stop the run on the provider, best effort: we are ending it here either way."""
+    try:
+        await engine.cancel(run)
+    except ProviderError as error:
+        log.warning("run %s: cancelling it on the provider failed: %s", run.pk, error)
+
+
 async def _expire(engine: Engine, run: Run) -> None:
     said_so_far = []
-    try:
+    if engine.executes_locally:
+        # The generation was stopped here: what it had said is kept, marked as stopped.
         said_so_far = (await engine.cancel(run)).messages
-    except ProviderError as error:
-        log.warning("run %s: cancel after expiry failed: %s", run.pk, error)
+    else:
+        await _cancel_quietly(engine, run)
     await record(
         run,
         RunUpdate(
@@ -332,7 +456,8 @@ async def _expire(engine: Engine, run: Run) -> None:
 
 @database_sync_to_async
 def _load(run_id: int) -> Run | None:
-    return Run.objects.select_related("thread__assistant").filter(pk=run_id).first()
+    runs = Run.objects.select_related("thread__assistant", "thread__owner")
+    return runs.filter(pk=run_id).first()
 
 
 @database_sync_to_async
@@ -384,7 +509,26 @@ def _take_lease(run_id: int) -> bool:
 
 
 @database_sync_to_async
-def _release_lease(run_id: int) -> None:
-    Run.objects.filter(pk=run_id, lease_owner=PROCESS_ID).update(
-        lease_owner="", lease_expires_at=None
-    )
+def _is_active(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id).active().exists()
+
+
+@database_sync_to_async
+def _release_lease(run_id: int, owner: str = PROCESS_ID) -> None:
+    Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
+
+
+@atexit.register
+def release_all_leases() -> None:
+    """On a clean exit (daphne's SIGTERM included) hand this process's runs over at once,
+    instead of leaving them until their leases expire."""
+    from django.db import DatabaseError
+
+    if not _driving:
+        return
+    try:
+        Run.objects.filter(pk__in=list(_driving), lease_owner=PROCESS_ID).update(
+            lease_owner="", lease_expires_at=None
+        )
+    except DatabaseError:
+        log.warning("could not release run leases at exit; they expire on their own")

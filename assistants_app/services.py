@@ -6,8 +6,16 @@ from django.db import IntegrityError, transaction
 from django.http import Http404
 
 from . import runs
-from .exceptions import InvalidMessage, NotAllowed, NothingToRetry, RunActive
-from .models import Assistant, Message, Run, Thread
+from .exceptions import (
+    CancelFailed,
+    InvalidMessage,
+    NotAllowed,
+    NothingToCancel,
+    NothingToRetry,
+    ProviderError,
+    RunActive,
+)
+from .models import Assistant, Message, Run, RunStatus, Thread
 
 TITLE_LENGTH = 60
 
@@ -65,6 +73,28 @@ def _check_may_run(user, thread: Thread) -> None:
         raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
 
 
+async def cancel_run(user, thread: Thread) -> Run:
+    """Stop the thread's active run: the provider is asked to cancel it and the page sees it
+    go through cancelling to cancelled. `thread` must have its assistant loaded.
+
+    Raises NothingToCancel when no run is active and CancelFailed when the provider refuses
+    (the run may have just finished).
+    """
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")
+    run = await Run.objects.active().filter(thread=thread).afirst()
+    if run is None:
+        raise NothingToCancel("NO_ACTIVE_RUN", "There is no answer in progress to stop.")
+    run.thread = thread
+    if run.status == RunStatus.CANCELLING:
+        return run  # asked already, from another tab perhaps; polling will see it end
+    try:
+        await runs.cancel(run)
+    except ProviderError as error:
+        raise CancelFailed("CANCEL_FAILED", f"Could not stop the answer: {error.message}") from None
+    return run
+
+
 @database_sync_to_async
 def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
@@ -97,7 +127,7 @@ def _create_run(thread: Thread, prompt: Message) -> Run:
     try:
         with transaction.atomic():
             # The unique "one active run per thread" constraint settles two tabs racing here.
-            return Run.objects.create(thread=thread, prompt=prompt)
+            return Run.objects.create(thread=thread, prompt=prompt, **runs.starting_lease())
     except IntegrityError:
         raise _run_active() from None
 

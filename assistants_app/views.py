@@ -62,8 +62,21 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
-        return _client_error(error)
+        return _error_response(error)
     return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+
+
+@login_required
+@require_POST
+async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
+    """Stop the thread's active run; its statuses follow over the websocket."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.cancel_run(user, thread)
+    except ClientError as error:
+        return _error_response(error)
+    return JsonResponse({"run": run.as_event()})
 
 
 @login_required
@@ -75,7 +88,7 @@ async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
     try:
         run = await services.retry_run(user, thread)
     except ClientError as error:
-        return _client_error(error)
+        return _error_response(error)
     return JsonResponse({"run": run.as_event()}, status=201)
 
 
@@ -86,7 +99,7 @@ async def _owned_thread(user, pk: int) -> Thread:
     return thread
 
 
-def _client_error(error: ClientError) -> JsonResponse:
+def _error_response(error: ClientError) -> JsonResponse:
     return JsonResponse(
         {"error": {"code": error.code, "message": error.message}}, status=error.status
     )

@@ -17,6 +17,8 @@ RESERVED_NAMES = frozenset({"simulator", "openai"})
 NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
 VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 SETTINGS = ("BASE_URL", "API_KEY_ENV", "DEFAULT_MODEL", "LABEL", "TIMEOUT_SECONDS")
+# Settings of every provider at once, which look like a provider's own.
+SHARED_VARIABLES = frozenset({"PROVIDER_TIMEOUT_SECONDS"})
 
 
 def declared_providers(environ: Mapping[str, str]) -> dict[str, dict]:
@@ -47,7 +49,7 @@ def _prefix(name: str) -> str:
 def _refuse_stray_variables(environ: Mapping[str, str], names: list[str]) -> None:
     """A misspelt variable or provider name would otherwise be ignored without a word."""
     for variable in environ:
-        if not variable.startswith("PROVIDER_"):
+        if not variable.startswith("PROVIDER_") or variable in SHARED_VARIABLES:
             continue
         owner = next((name for name in names if variable.startswith(_prefix(name))), None)
         if owner and variable[len(_prefix(owner)) :] not in SETTINGS:

@@ -1,6 +1,7 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
 import pytest
+import respx
 from django.test import Client
 
 from assistants_app import runs
@@ -25,6 +26,13 @@ def test_provider(settings):
 
 
 @pytest.fixture
+def provider_mock():
+    """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
+    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
+        yield mock
+
+
+@pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password")
 
@@ -34,26 +42,26 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-password")
 
 
+def make_assistant(**fields) -> Assistant:
+    """An assistant on the mocked provider; `fields` override the defaults."""
+    defaults = {
+        "name": "Helper",
+        "instructions": "Answer briefly.",
+        "model": "gpt-test",
+        "engine": EngineKind.RESPONSES,
+        "provider": "test",
+    }
+    return Assistant.objects.create(**{**defaults, **fields})
+
+
 @pytest.fixture
 def assistant(db):
-    return Assistant.objects.create(
-        name="Helper",
-        instructions="Answer briefly.",
-        model="gpt-test",
-        engine=EngineKind.RESPONSES,
-        provider="test",
-    )
+    return make_assistant()
 
 
 @pytest.fixture
 def chat_assistant(db):
-    return Assistant.objects.create(
-        name="Chatter",
-        instructions="Answer briefly.",
-        model="llama-test",
-        engine=EngineKind.CHAT,
-        provider="test",
-    )
+    return make_assistant(name="Chatter", model="llama-test", engine=EngineKind.CHAT)
 
 
 @pytest.fixture

@@ -1,16 +1,20 @@
 """Real servers for integration tests: the simulator and daphne as child processes on loopback.
 
 `start_site()` gives a site on its own SQLite file (or DATABASE_URL given in `env`) with
-alice and bob as users and one simulator-backed assistant; `SiteClient` logs in over HTTP and
+alice and bob as users, a simulator-backed assistant "Sim" and one "Sim <fault>" for each
+simulator fault asked for; `SiteClient` logs in over HTTP and
 talks to the thread websocket like the page does.
 """
 
+import functools
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +24,8 @@ import httpx
 import websockets
 
 ROOT = Path(__file__).resolve().parent.parent
+ASGI_APP = "chatsite.asgi:application"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
 
 SEED = """
@@ -30,6 +36,9 @@ for name, password in {passwords!r}.items():
     User.objects.create_user(name, password=password)
 Assistant.objects.create(name="Sim", instructions="Be brief.", model={model!r},
                          engine={engine!r}, provider="simulator")
+for fault in {faults!r}:
+    Assistant.objects.create(name=f"Sim {{fault}}", model=f"simulator+{{fault}}",
+                             engine={engine!r}, provider="simulator")
 """
 
 
@@ -53,10 +62,14 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
 
 @dataclass
 class LiveSite:
-    url: str
     simulator_url: str
     env: dict
     processes: list[subprocess.Popen] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
+
+    @property
+    def url(self) -> str:
+        return self.urls[0]
 
     def manage(self, *args: str) -> str:
         result = subprocess.run(
@@ -69,23 +82,47 @@ class LiveSite:
         )
         return result.stdout
 
-    def start_daphne(self) -> subprocess.Popen:
-        port = free_port()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
-            + ["chatsite.asgi:application"],
-            cwd=ROOT,
-            env=self.env,
-        )
-        self.processes.append(process)
+    def start_daphne(self, port: int | None = None) -> subprocess.Popen:
+        """Another daphne process on the same database (and channel layer, if Redis)."""
+        port = port or free_port()
+        process = self.spawn("-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP)
         wait_for_port(port, process)
-        self.url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{port}"
+        if url not in self.urls:
+            self.urls.append(url)
         return process
+
+    def start_worker(self) -> subprocess.Popen:
+        return self.spawn("manage.py", "run_worker", "--interval", "0.2")
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env)
+        self.processes.append(process)
+        return process
+
+    def query(self, expression: str):
+        """Evaluate a Python expression against the site's database (models imported)."""
+        code = f"from assistants_app.models import *; import json; print(json.dumps({expression}))"
+        return json.loads(self.manage("shell", "--verbosity", "0", "-c", code))
+
+
+@functools.cache
+def migrated_sqlite_template() -> Path:
+    """An empty, migrated SQLite database, made once per test session and copied per site."""
+    path = Path(tempfile.mkdtemp(prefix="chat-template-")) / "template.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
+        check=True,
+    )
+    return path
 
 
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
-               engine: str = "responses", latency: float = 0.3):  # fmt: skip
+               engine: str = "responses", latency: float = 0.3, servers: int = 1,
+               faults: tuple[str, ...] = ()):  # fmt: skip
     simulator_port = free_port()
     site_env = {
         **os.environ,
@@ -96,7 +133,7 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
-    site = LiveSite(url="", simulator_url=site_env["SIMULATOR_URL"], env=site_env)
+    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env)
     try:
         simulator = subprocess.Popen(
             [sys.executable, "manage.py", "simulator", "--port", str(simulator_port)],
@@ -104,10 +141,15 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
             env=site_env,
         )
         site.processes.append(simulator)
-        site.manage("migrate", "--verbosity", "0")
-        site.manage("shell", "-c", SEED.format(passwords=PASSWORDS, model=model, engine=engine))
+        if site_env["DATABASE_URL"].startswith("sqlite:"):
+            shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
+        else:
+            site.manage("migrate", "--verbosity", "0")
+        seed = SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults)
+        site.manage("shell", "--verbosity", "0", "-c", seed)
         wait_for_port(simulator_port, simulator)
-        site.start_daphne()
+        for _ in range(servers):
+            site.start_daphne()
         yield site
     finally:
         for process in reversed(site.processes):
@@ -122,9 +164,10 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
 class SiteClient:
     """A logged-in person: HTTP with a session cookie, and the thread websocket."""
 
-    def __init__(self, site: LiveSite, username: str):
+    def __init__(self, site: LiveSite, username: str, url: str | None = None):
         self.site = site
-        self.http = httpx.Client(base_url=site.url, follow_redirects=False, timeout=10)
+        self.url = url or site.url
+        self.http = httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
         page = self.http.get("/login/")
         response = self.http.post(
             "/login/",
@@ -136,9 +179,9 @@ class SiteClient:
         )
         assert response.status_code == 302, f"login failed for {username}"
 
-    def start_thread(self) -> int:
+    def start_thread(self, assistant: str = "Sim") -> int:
         page = self.http.get("/")
-        assistant_id = re.search(r'<option value="(\d+)"', page.text).group(1)
+        assistant_id = re.search(rf'<option value="(\d+)">{re.escape(assistant)}\b', page.text)[1]
         response = self.http.post(
             "/threads/new/",
             data={"assistant": assistant_id, "csrfmiddlewaretoken": _csrf_token(page.text)},
@@ -152,11 +195,18 @@ class SiteClient:
             headers={"X-CSRFToken": self.http.cookies["csrftoken"]},
         )
 
-    def websocket(self, thread_id: int):
+    def cancel(self, thread_id: int) -> httpx.Response:
+        return self.http.post(
+            f"/threads/{thread_id}/cancel/", headers={"X-CSRFToken": self.http.cookies["csrftoken"]}
+        )
+
+    def websocket(self, thread_id: int, url: str | None = None):
+        """The thread's socket on this client's server, or on another one given by `url`."""
+        url = url or self.url
         cookies = "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
         return websockets.connect(
-            self.site.url.replace("http", "ws") + f"/ws/threads/{thread_id}/",
-            additional_headers={"Cookie": cookies, "Origin": self.site.url},
+            url.replace("http", "ws", 1) + f"/ws/threads/{thread_id}/",
+            additional_headers={"Cookie": cookies, "Origin": url},
         )
 
 
@@ -183,3 +233,20 @@ def is_assistant_message(event: dict) -> bool:
 
 def is_run_status(status: str):
     return lambda event: event["type"] == "run.status" and event["run"]["status"] == status
+
+
+@contextmanager
+def postgres_database():
+    """A new, empty PostgreSQL database for one test; its DATABASE_URL. Dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"chat_it_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgres://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

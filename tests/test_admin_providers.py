@@ -6,6 +6,8 @@ import respx
 from django.test import Client
 from django.urls import reverse
 
+from assistants_app.models import Assistant
+
 from .conftest import PROVIDER_URL
 
 DOWN_URL = "http://127.0.0.1:11434/v1"
@@ -81,3 +83,17 @@ def test_the_assistant_form_offers_the_configured_providers(staff_client, two_pr
     html = page.content.decode()
     assert '<option value="ollama">ollama (Ollama)</option>' in html
     assert '<option value="test">test (Test)</option>' in html
+
+
+def test_the_assistant_form_wants_a_model_unless_the_provider_has_a_default(
+    staff_client, two_providers
+):
+    form = {"name": "Local", "engine": "chat", "model": "", "is_active": "on"}
+    add = reverse("admin:assistants_app_assistant_add")
+
+    refused = staff_client.post(add, {**form, "provider": "ollama"})
+    accepted = staff_client.post(add, {**form, "provider": "test"})
+
+    assert "this provider has no default model" in refused.content.decode()
+    assert accepted.status_code == 302
+    assert Assistant.objects.get().provider == "test"

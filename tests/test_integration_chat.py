@@ -1,5 +1,6 @@
 """Chat Completions runs through real daphne and the simulator over loopback."""
 
+import asyncio
 import json
 
 import pytest
@@ -7,8 +8,6 @@ import pytest
 from .live import SiteClient, is_assistant_message, is_run_status, receive_until, start_site
 
 pytestmark = pytest.mark.slow
-
-FAST = {"SIMULATOR_TOKENS_PER_SECOND": "300"}
 
 
 def csrf_of(client: SiteClient) -> dict:
@@ -20,7 +19,7 @@ def is_finished(event: dict) -> bool:
 
 
 async def test_a_chat_thread_is_answered_with_its_history(tmp_path):
-    with start_site(tmp_path, env=FAST, engine="chat") as site:
+    with start_site(tmp_path, engine="chat") as site:
         alice = SiteClient(site, "alice")
         thread_id = alice.start_thread()
         async with alice.websocket(thread_id) as socket:
@@ -40,7 +39,7 @@ async def test_a_chat_thread_is_answered_with_its_history(tmp_path):
 
 
 async def test_a_broken_stream_fails_visibly_and_can_be_retried(tmp_path):
-    with start_site(tmp_path, env=FAST, engine="chat", model="simulator+break") as site:
+    with start_site(tmp_path, engine="chat", model="simulator+break-stream") as site:
         alice, bob = SiteClient(site, "alice"), SiteClient(site, "bob")
         thread_id = alice.start_thread()
         async with alice.websocket(thread_id) as socket:
@@ -64,3 +63,22 @@ async def test_a_broken_stream_fails_visibly_and_can_be_retried(tmp_path):
     assert page.count('class="message user"') == 1
     assert page.count('class="message assistant"') == 2
     assert page.count("incomplete: the answer broke off") == 2
+
+
+async def test_stop_keeps_what_was_said_so_far(tmp_path):
+    with start_site(tmp_path, engine="chat", model="simulator+stuck", latency=0.1) as site:
+        alice = SiteClient(site, "alice")
+        thread_id = alice.start_thread()
+        async with alice.websocket(thread_id) as socket:
+            await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+            alice.post(thread_id, "Tell me a story")
+            await receive_until(socket, is_run_status("in_progress"))
+            await asyncio.sleep(0.5)  # the first word has come; the rest never will
+            stopped = alice.http.post(f"/threads/{thread_id}/cancel/", headers=csrf_of(alice))
+            events = await receive_until(socket, is_finished)
+
+    assert stopped.status_code == 200
+    assert events[-1]["run"]["status"] == "cancelled"
+    [partial] = [e["message"]["html"] for e in events if is_assistant_message(e)]
+    assert "Simulated" in partial and "(stopped)" in partial
+    assert "You said" not in partial

@@ -85,6 +85,17 @@ def test_it_names_the_variable_with_a_bad_value(environ, named):
     assert named in str(raised.value)
 
 
+def test_it_leaves_the_shared_provider_timeout_alone():
+    environ = {
+        "ASSISTANT_PROVIDERS": "timeout",
+        "PROVIDER_TIMEOUT_BASE_URL": "http://127.0.0.1:11434/v1",
+        "PROVIDER_TIMEOUT_SECONDS": "10",
+    }
+
+    assert declared_providers(environ)["timeout"]["timeout"] is None
+    assert declared_providers({"PROVIDER_TIMEOUT_SECONDS": "10"}) == {}
+
+
 def test_it_does_not_echo_a_key_pasted_in_place_of_a_variable_name():
     environ = {
         "ASSISTANT_PROVIDERS": "gateway",

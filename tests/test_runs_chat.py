@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import httpx
 import pytest
-import respx
 from django.utils import timezone
 
 from assistants_app import runs, services
@@ -13,15 +12,8 @@ from assistants_app.engines.chat import BROKEN_MARK, STOPPED_MARK
 from assistants_app.models import Message, Run, RunStatus, Thread
 
 from .chat_stream import answer, chunk, sent, streamed
-from .conftest import PROVIDER_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def provider_mock():
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
-        yield mock
 
 
 @pytest.fixture
@@ -44,6 +36,16 @@ def paused_after(*events: bytes) -> tuple:
         await asyncio.Event().wait()
 
     return events_then_silence(), said
+
+
+async def story_begun(alice, thread, provider_mock) -> tuple[Run, asyncio.Task]:
+    """A run being driven whose answer has said "Once upon" and goes on thinking."""
+    events, said = paused_after(chunk("", role="assistant"), chunk("Once upon"))
+    provider_mock.post("/chat/completions").mock(return_value=streamed(events))
+    _, run = await services.submit_message(alice, thread, "Tell me a story")
+    driving = runs.ensure_driving(run.pk)
+    await asyncio.wait_for(said.wait(), 5)
+    return run, driving
 
 
 async def test_it_answers_once_from_the_threads_own_history(alice, thread, provider_mock):
@@ -89,23 +91,14 @@ async def test_it_sends_the_trimmed_history(alice, thread, provider_mock, settin
 
 
 async def test_it_marks_the_run_in_progress_while_generating(alice, thread, provider_mock):
-    events, said = paused_after(chunk("", role="assistant"), chunk("Once"))
-    provider_mock.post("/chat/completions").mock(return_value=streamed(events))
-    _, run = await services.submit_message(alice, thread, "Tell me a story")
-
-    driving = runs.ensure_driving(run.pk)
-    await asyncio.wait_for(said.wait(), 5)
+    run, driving = await story_begun(alice, thread, provider_mock)
 
     assert (await Run.objects.aget(pk=run.pk)).status == RunStatus.IN_PROGRESS
     driving.cancel()
 
 
 async def test_cancel_stops_the_generation_and_keeps_what_was_said(alice, thread, provider_mock):
-    events, said = paused_after(chunk("", role="assistant"), chunk("Once upon"))
-    provider_mock.post("/chat/completions").mock(return_value=streamed(events))
-    _, run = await services.submit_message(alice, thread, "Tell me a story")
-    driving = runs.ensure_driving(run.pk)
-    await asyncio.wait_for(said.wait(), 5)
+    run, driving = await story_begun(alice, thread, provider_mock)
 
     await runs.cancel(run)
     await asyncio.wait_for(driving, 5)
@@ -119,11 +112,7 @@ async def test_cancel_stops_the_generation_and_keeps_what_was_said(alice, thread
 async def test_a_cancel_stored_by_another_process_stops_the_generation(
     alice, thread, provider_mock
 ):
-    events, said = paused_after(chunk("", role="assistant"), chunk("Once upon"))
-    provider_mock.post("/chat/completions").mock(return_value=streamed(events))
-    _, run = await services.submit_message(alice, thread, "Tell me a story")
-    driving = runs.ensure_driving(run.pk)
-    await asyncio.wait_for(said.wait(), 5)
+    run, driving = await story_begun(alice, thread, provider_mock)
 
     await Run.objects.filter(pk=run.pk).aupdate(status=RunStatus.CANCELLING)
     await asyncio.wait_for(driving, 5)

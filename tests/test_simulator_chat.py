@@ -6,7 +6,6 @@ import pytest
 
 from assistants_app.simulator.app import create_app
 
-FAST = {"x-simulator-tokens-per-second": "10000"}
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
@@ -17,7 +16,7 @@ CONVERSATION = [
 
 @pytest.fixture
 async def client():
-    transport = httpx.ASGITransport(app=create_app(latency=0))
+    transport = httpx.ASGITransport(app=create_app(latency=0, token_rate=10_000))
     async with httpx.AsyncClient(transport=transport) as http:
         yield openai.AsyncOpenAI(
             base_url="http://simulator/v1", api_key="simulator", http_client=http, max_retries=0
@@ -43,7 +42,6 @@ async def test_it_streams_chunks_and_the_usage_when_asked(client):
         messages=CONVERSATION,
         stream=True,
         stream_options={"include_usage": True},
-        extra_headers=FAST,
     )
     chunks = [chunk async for chunk in stream]
 
@@ -57,7 +55,7 @@ async def test_it_streams_chunks_and_the_usage_when_asked(client):
 
 async def test_it_streams_without_usage_unless_asked(client):
     stream = await client.chat.completions.create(
-        model="simulator", messages=CONVERSATION, stream=True, extra_headers=FAST
+        model="simulator", messages=CONVERSATION, stream=True
     )
     chunks = [chunk async for chunk in stream]
 
@@ -66,7 +64,7 @@ async def test_it_streams_without_usage_unless_asked(client):
 
 async def test_a_broken_stream_stops_halfway_unfinished(client):
     stream = await client.chat.completions.create(
-        model="simulator+break", messages=CONVERSATION, stream=True, extra_headers=FAST
+        model="simulator+break-stream", messages=CONVERSATION, stream=True
     )
     chunks = [chunk async for chunk in stream]
 

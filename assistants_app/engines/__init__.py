@@ -9,10 +9,15 @@ from .base import Engine
 
 def get_engine(assistant: Assistant) -> Engine:
     """The engine for an assistant, built from its provider's configuration."""
+    from .assistants import AssistantsEngine
     from .chat import ChatEngine
     from .responses import ResponsesEngine
 
-    engines = {EngineKind.RESPONSES: ResponsesEngine, EngineKind.CHAT: ChatEngine}
+    engines = {
+        EngineKind.RESPONSES: ResponsesEngine,
+        EngineKind.ASSISTANTS: AssistantsEngine,
+        EngineKind.CHAT: ChatEngine,
+    }
     try:
         engine_class = engines[assistant.engine]
     except KeyError:

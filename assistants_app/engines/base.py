@@ -32,6 +32,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function the provider asks us to call before the run can go on."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, exactly as the provider sent it
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    tool_call_id: str
+    output: str
+
+
+@dataclass(frozen=True)
 class RunUpdate:
     status: str
     messages: list[RemoteMessage] = field(default_factory=list)
@@ -39,6 +54,7 @@ class RunUpdate:
     error_code: str = ""
     error_message: str = ""
     poll_after: float | None = None  # seconds, when the provider asked for a pace
+    tool_calls: list[ToolCall] = field(default_factory=list)  # with status requires_action
 
 
 class Engine:
@@ -64,6 +80,10 @@ class Engine:
             )
         return model
 
+    async def sync_assistant(self, assistant: Assistant) -> None:
+        """Create the provider-side assistant, or update it from ours when it has a
+        `remote_id`; sets `assistant.remote_id`. Protocols without assistants do nothing."""
+
     async def ensure_thread(self, thread: Thread) -> None:
         """Create the provider-side thread if it has none yet; sets `thread.remote_id`."""
 
@@ -79,4 +99,8 @@ class Engine:
         raise NotImplementedError
 
     async def cancel(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:
+        """Answer a run's `tool_calls`. Only engines that return tool calls implement it."""
         raise NotImplementedError

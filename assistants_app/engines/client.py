@@ -52,6 +52,15 @@ def retry_after_seconds(headers) -> float | None:
     return None
 
 
+def poll_after_seconds(headers) -> float | None:
+    """The provider's `openai-poll-after-ms` hint in seconds, when it sent one."""
+    value = headers.get("openai-poll-after-ms") if headers else None
+    try:
+        return int(value) / 1000 if value else None
+    except ValueError:
+        return None
+
+
 def _readable_message(error: openai.APIStatusError) -> str:
     """The provider's own message (the SDK's wraps it in the raw body)."""
     if isinstance(error.body, dict) and error.body.get("message"):

@@ -8,7 +8,7 @@ from openai.types.responses import Response
 
 from ..models import Message, Run, RunStatus, Thread
 from .base import Engine, RemoteMessage, RunUpdate, Usage
-from .client import get_client, provider_errors
+from .client import get_client, poll_after_seconds, provider_errors
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 
@@ -80,7 +80,7 @@ def to_run_update(response: Response, headers) -> RunUpdate:
         usage=_usage_of(response),
         error_code=error_code,
         error_message=error_message,
-        poll_after=_poll_after(headers),
+        poll_after=poll_after_seconds(headers),
     )
 
 
@@ -99,11 +99,3 @@ def _usage_of(response: Response) -> Usage | None:
         output_tokens=response.usage.output_tokens,
         total_tokens=response.usage.total_tokens,
     )
-
-
-def _poll_after(headers) -> float | None:
-    value = headers.get("openai-poll-after-ms") if headers else None
-    try:
-        return int(value) / 1000 if value else None
-    except ValueError:
-        return None

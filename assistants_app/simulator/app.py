@@ -1,19 +1,23 @@
 """The simulator's HTTP server (Starlette): every protocol's routes, shaped like OpenAI's.
 
-Faults are asked for per request with the
-`X-Simulator-Fault` header or per assistant with a model name such as `simulator+fail`:
+Faults are asked for per request with the `X-Simulator-Fault` header, per assistant with a
+model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
 
-- `fail`: the response ends as failed with a server_error
-- `stuck`: the response stays in_progress forever
-- `rate-limit-once`: the first retrieve answers 429 with Retry-After
-- `error-500-once`: the first retrieve answers 500
-- `break`: a streamed chat completion stops halfway, unfinished (chat.py)
+- `fail`: the answer ends as failed with a server_error
+- `stuck`: the answer stays in_progress forever
+- `rate-limit-once` / `error-500-once`: the first poll answers 429 (with Retry-After) / 500
+- `rate-limit-storm` / `error-500-storm`: every poll answers 429 / 500 for the first
+  SIMULATOR_STORM_SECONDS (default 2) after creation
+- `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
+- `drop`: polls never answer, as over a connection lost mid-way; the client times out
+- `break-stream`: the first stream of an answer stops half-way (resume with starting_after);
+  a streamed chat completion stops half-way every time, with no finish reason
+- `no-stream`: streaming is refused (400), so clients must poll
+- `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 
-Chat Completions answer `fail` with HTTP 500.
-
-Latency: `SIMULATOR_LATENCY_SECONDS` (default 1.0), or the `X-Simulator-Latency` header.
-Streamed chat pace: `SIMULATOR_TOKENS_PER_SECOND` (default 30), or the
-`X-Simulator-Tokens-Per-Second` header.
+Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) or the
+`X-Simulator-Latency` header; then `SIMULATOR_TOKENS_PER_SECOND` (default 100) or
+`X-Simulator-Token-Rate`.
 """
 
 import os
@@ -23,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .assistants import AssistantsAPI
 from .chat import ChatCompletionsAPI
 from .common import Settings
 from .responses import ResponsesAPI
@@ -33,14 +38,16 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": [model]})
 
 
-def create_app(latency: float | None = None) -> Starlette:
+def create_app(latency: float | None = None, token_rate: float | None = None) -> Starlette:
     if latency is None:
         latency = float(os.environ.get("SIMULATOR_LATENCY_SECONDS", "1.0"))
-    tokens_per_second = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "30"))
-    settings = Settings(latency=latency, tokens_per_second=tokens_per_second)
+    if token_rate is None:
+        token_rate = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "100"))
+    settings = Settings(latency=latency, token_rate=token_rate)
     routes = [
         Route("/v1/models", list_models),
         *ResponsesAPI(settings).routes(),
+        *AssistantsAPI(settings).routes(),
         *ChatCompletionsAPI(settings).routes(),
     ]
     return Starlette(routes=routes)

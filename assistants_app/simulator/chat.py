@@ -1,19 +1,20 @@
 """Chat Completions as the simulator serves them: `POST /v1/chat/completions`, streamed or not.
 
 Streamed answers are server-sent events shaped like OpenAI's: a role chunk, one chunk per
-word, a chunk with the finish reason, the usage chunk when `stream_options.include_usage` is
-set, then `[DONE]`. The first word comes after a fifth of the latency, the rest at
-SIMULATOR_TOKENS_PER_SECOND (or the `X-Simulator-Tokens-Per-Second` header). The reply counts
-the user messages it was sent, so a test can see that the history arrived.
+token (a word), a chunk with the finish reason, the usage chunk when
+`stream_options.include_usage` is set, then `[DONE]`. The first token comes after the latency,
+the rest at the token rate (see app.py); an answer that is not streamed comes whole when the
+last token would have. The reply counts the user messages it was sent, so a test can see
+that the history arrived.
 
-Faults (see app.py): `fail` answers 500; `break` ends a streamed answer halfway, without a
-finish reason or `[DONE]` (as a server that dies mid-answer behind a proxy does; daphne cannot
-drop a connection in the middle of a body). A slow token rate gives a long answer to stop.
+Faults (see app.py): `fail` answers 500; `break-stream` ends every streamed answer halfway,
+without a finish reason or `[DONE]` (as a server that dies mid-answer behind a proxy does;
+daphne cannot drop a connection in the middle of a body); `stuck` streams the first token and
+then nothing.
 """
 
 import asyncio
 import json
-import re
 import time
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, input_text, json_body, new_id
-from .replies import canned_reply, count_tokens
+from .replies import canned_reply, count_tokens, tokens_of
 
 
 class ChatCompletionsAPI:
@@ -39,13 +40,14 @@ class ChatCompletionsAPI:
         if fault == "fail":
             return error(500, "Internal error (simulated).", "server_error")
         completion = Completion(body, messages, fault)
+        latency, seconds_per_token = (
+            self.settings.latency_of(request),
+            1 / self.settings.token_rate_of(request),
+        )
         if body.get("stream"):
-            events = completion.events(
-                first_token_after=self.settings.latency_of(request) * 0.2,
-                seconds_per_token=1 / self.settings.tokens_per_second_of(request),
-            )
+            events = completion.events(latency, seconds_per_token)
             return StreamingResponse(events, media_type="text/event-stream")
-        await asyncio.sleep(self.settings.latency_of(request))
+        await asyncio.sleep(latency + len(completion.tokens) * seconds_per_token)
         return JSONResponse(completion.whole())
 
     def routes(self) -> list[Route]:
@@ -65,6 +67,7 @@ class Completion:
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
         self.reply = canned_reply(user_texts[-1] if user_texts else "", turn=len(user_texts))
+        self.tokens = tokens_of(self.reply)
         self.prompt_tokens = count_tokens(input_text(messages))
 
     def usage(self) -> dict:
@@ -108,14 +111,15 @@ class Completion:
             data["usage"] = self.usage() if delta is None else None
         return f"data: {json.dumps(data)}\n\n"
 
-    async def events(self, first_token_after: float, seconds_per_token: float):
-        words = re.findall(r"\s*\S+", self.reply)
-        await asyncio.sleep(first_token_after)
+    async def events(self, latency: float, seconds_per_token: float):
         yield self.chunk({"role": "assistant", "content": ""})
-        for index, word in enumerate(words):
-            if index == len(words) // 2 and self.fault == "break":
+        await asyncio.sleep(latency)
+        for index, token in enumerate(self.tokens):
+            if index == len(self.tokens) // 2 and self.fault == "break-stream":
                 return  # no finish reason, no [DONE]: the answer just stops
-            yield self.chunk({"content": word})
+            if index == 1 and self.fault == "stuck":
+                await asyncio.Event().wait()
+            yield self.chunk({"content": token})
             await asyncio.sleep(seconds_per_token)
         yield self.chunk({}, finish_reason="stop")
         if self.include_usage:

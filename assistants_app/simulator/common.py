@@ -1,5 +1,8 @@
 """Pieces every protocol of the simulator shares: ids, errors, request parsing, faults."""
 
+import asyncio
+import os
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -9,21 +12,50 @@ from starlette.responses import JSONResponse
 
 @dataclass
 class Settings:
-    latency: float  # seconds from a request to its answer
-    tokens_per_second: float = 30.0  # pace of a streamed answer
+    latency: float  # seconds from a request to the first token of its answer
+    token_rate: float  # tokens a second, once the answer is being written
 
     def latency_of(self, request: Request) -> float:
         value = request.headers.get("x-simulator-latency")
         return float(value) if value else self.latency
 
-    def tokens_per_second_of(self, request: Request) -> float:
-        value = request.headers.get("x-simulator-tokens-per-second")
-        return float(value) if value else self.tokens_per_second
+    def token_rate_of(self, request: Request) -> float:
+        value = request.headers.get("x-simulator-token-rate")
+        return float(value) if value else self.token_rate
+
+
+# The fault for every request that asks for none (see app.py for the list).
+DEFAULT_FAULT = os.environ.get("SIMULATOR_FAULT", "")
+STORM_SECONDS = float(os.environ.get("SIMULATOR_STORM_SECONDS", "2.0"))
+SLOW_SECONDS = float(os.environ.get("SIMULATOR_SLOW_SECONDS", "3.0"))
 
 
 def fault_of(request: Request, model: str = "") -> str:
-    """The fault asked for: the X-Simulator-Fault header, or what follows '+' in the model."""
-    return request.headers.get("x-simulator-fault") or model.partition("+")[2]
+    """The fault asked for: the X-Simulator-Fault header, what follows '+' in the model name,
+    or SIMULATOR_FAULT."""
+    return request.headers.get("x-simulator-fault") or model.partition("+")[2] or DEFAULT_FAULT
+
+
+async def poll_fault(fault: str, started: float, polls: int) -> JSONResponse | None:
+    """The error a poll (retrieve) answers under `fault`, or None to answer normally.
+
+    `started` is when the polled object was created (time.monotonic), `polls` how many
+    polls it had before this one.
+    """
+    storming = time.monotonic() - started < STORM_SECONDS
+    if fault == "rate-limit-once" and polls == 0 or fault == "rate-limit-storm" and storming:
+        return error(
+            429, "Rate limit reached (simulated).", "rate_limit_exceeded",
+            headers={"retry-after": "0.2"},
+        )  # fmt: skip
+    if fault == "error-500-once" and polls == 0 or fault == "error-500-storm" and storming:
+        return error(500, "Internal error (simulated).", "server_error")
+    if fault == "slow":
+        await asyncio.sleep(SLOW_SECONDS)
+    if fault == "drop":
+        # A connection lost mid-way looks like this from the client: no answer, ever.
+        await asyncio.sleep(3600)
+    return None
 
 
 def new_id(prefix: str) -> str:

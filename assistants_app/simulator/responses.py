@@ -1,19 +1,25 @@
 """The Responses and Conversations APIs as the simulator serves them.
 
-Responses move queued -> in_progress -> completed over a configurable latency measured from
-creation, so a poller sees a realistic lifecycle. Faults (see app.py): `fail`, `stuck`,
-`rate-limit-once`, `error-500-once`.
+A response is queued for the first fifth of its latency, then in progress; its text is
+written token by token from `latency` on, at the configured token rate, and it completes with
+the last token. A poller sees that lifecycle; a streamer (`retrieve` with `stream=true`, and
+`starting_after` to resume) sees every event with its sequence number when it is due.
+Faults: see app.py.
 """
 
+import asyncio
+import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, input_text, json_body, new_id
-from .replies import canned_reply, count_tokens
+from .common import Settings, error, fault_of, input_text, json_body, new_id, poll_fault
+from .replies import canned_reply, count_tokens, tokens_of
 
 
 @dataclass
@@ -40,23 +46,52 @@ class SimulatedResponse:
     input_text: str
     conversation: Conversation | None
     latency: float
+    token_rate: float  # tokens a second once writing starts
     fault: str
     turn: int
     started: float = field(default_factory=time.monotonic)
     created_at: int = field(default_factory=lambda: int(time.time()))
-    cancelled: bool = False
+    cancelled_after: float | None = None  # seconds after start
     output_id: str = field(default_factory=lambda: new_id("msg"))
     recorded: bool = False
-    failed_retrieves: int = 0
+    polls: int = 0
+    streams: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        now = time.monotonic() - self.started
+        return now if self.cancelled_after is None else min(now, self.cancelled_after)
+
+    @cached_property
+    def tokens(self) -> list[str]:
+        return tokens_of(self.reply)
+
+    def token_due(self, index: int) -> float:
+        """Seconds after creation when token `index` is written."""
+        return self.latency + index / self.token_rate
+
+    @property
+    def finished_after(self) -> float:
+        return self.token_due(len(self.tokens))
+
+    @property
+    def completed_at(self) -> float:
+        """When the answer is complete, in time.time() terms (for benchmarks' added latency)."""
+        return time.time() - (time.monotonic() - self.started) + self.finished_after
 
     @property
     def status(self) -> str:
-        if self.cancelled:
+        if self.cancelled_after is not None:
             return "cancelled"
-        elapsed = time.monotonic() - self.started
-        if self.fault == "stuck" or elapsed < self.latency:
-            return "queued" if elapsed < self.latency * 0.2 else "in_progress"
+        if self.elapsed < self.latency * 0.2:
+            return "queued"
+        if self.fault == "stuck" or self.elapsed < self.finished_after:
+            return "in_progress"
         return "failed" if self.fault == "fail" else "completed"
+
+    def text_written(self) -> str:
+        written = sum(1 for i in range(len(self.tokens)) if self.token_due(i) <= self.elapsed)
+        return "".join(self.tokens[:written])
 
     @property
     def is_terminal(self) -> bool:
@@ -66,14 +101,73 @@ class SimulatedResponse:
     def reply(self) -> str:
         return canned_reply(self.input_text, self.turn)
 
-    def output_message(self) -> dict:
+    def output_message(self, text: str | None = None, status: str = "completed") -> dict:
         return {
             "type": "message",
             "id": self.output_id,
             "role": "assistant",
-            "status": "completed",
-            "content": [{"type": "output_text", "text": self.reply, "annotations": []}],
-        }
+            "status": status,
+            "content": [
+                {"type": "output_text", "text": self.reply if text is None else text,
+                 "annotations": []}
+            ],
+        }  # fmt: skip
+
+    def output(self) -> list[dict]:
+        if self.status == "completed":
+            return [self.output_message()]
+        if self.status == "cancelled" and self.text_written():
+            # What was written before the cancel is kept, as an incomplete message.
+            return [self.output_message(self.text_written(), "incomplete")]
+        return []
+
+    async def events(self, starting_after: int) -> AsyncIterator[str]:
+        """Server-sent events from `starting_after` on, each sent when it is due."""
+        self.streams += 1
+        breaks_at = (
+            len(self.tokens) // 2 if self.fault == "break-stream" and self.streams == 1 else None
+        )
+        for sequence, (due, event) in enumerate(self._timeline()):
+            if sequence <= starting_after:
+                continue
+            if breaks_at is not None and sequence >= 4 + breaks_at:
+                return  # the connection drops mid-answer
+            await asyncio.sleep(max(0.0, due - (time.monotonic() - self.started)))
+            if self.cancelled_after is not None:
+                return  # the stream ends; a poll tells the final state
+            event = {**event(), "sequence_number": sequence}
+            yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+
+    def _timeline(self):
+        """(due in seconds after creation, event builder) for every event of the stream."""
+        item = {"output_index": 0, "item_id": self.output_id, "content_index": 0}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        yield 0.0, lambda: {"type": "response.created", "response": self.to_json()}
+        yield (
+            self.latency * 0.2,
+            lambda: {"type": "response.in_progress", "response": self.to_json()},
+        )
+        yield self.latency, lambda: {
+            "type": "response.output_item.added", "output_index": 0,
+            "item": self.output_message("", "in_progress"),
+        }  # fmt: skip
+        yield self.latency, lambda: {"type": "response.content_part.added", **item, "part": part}
+        for index, token in enumerate(self.tokens):
+            yield self.token_due(index), lambda token=token: {
+                "type": "response.output_text.delta", **item, "delta": token, "logprobs": [],
+            }  # fmt: skip
+        if self.fault == "stuck":
+            yield 3600.0, lambda: {"type": "response.in_progress", "response": self.to_json()}
+            return
+        done = self.finished_after
+        yield done, lambda: {"type": "response.output_text.done", **item, "text": self.reply,
+                             "logprobs": []}  # fmt: skip
+        yield done, lambda: {"type": "response.content_part.done", **item,
+                             "part": {**part, "text": self.reply}}  # fmt: skip
+        yield done, lambda: {"type": "response.output_item.done", "output_index": 0,
+                             "item": self.output_message()}  # fmt: skip
+        final = "response.failed" if self.fault == "fail" else "response.completed"
+        yield done, lambda: {"type": final, "response": self.to_json()}
 
     def to_json(self) -> dict:
         status = self.status
@@ -92,7 +186,7 @@ class SimulatedResponse:
             "model": self.model,
             "instructions": self.instructions,
             "conversation": {"id": self.conversation.id} if self.conversation else None,
-            "output": [self.output_message()] if done else [],
+            "output": self.output(),
             "error": (
                 {"code": "server_error", "message": "The simulator was asked to fail."}
                 if status == "failed"
@@ -184,6 +278,7 @@ class ResponsesAPI:
             input_text=text,
             conversation=conversation,
             latency=self.settings.latency_of(request),
+            token_rate=self.settings.token_rate_of(request),
             fault=fault_of(request, body["model"]),
             turn=turn,
         )
@@ -194,22 +289,29 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if response.fault.endswith("-once") and not response.failed_retrieves:
-            response.failed_retrieves += 1
-            if response.fault == "rate-limit-once":
-                return error(
-                    429, "Rate limit reached (simulated).", "rate_limit_exceeded",
-                    headers={"retry-after": "0.2"},
-                )  # fmt: skip
-            return error(500, "Internal error (simulated).", "server_error")
+        if request.query_params.get("stream") == "true":
+            return self.stream(request, response)
+        failure = await poll_fault(response.fault, response.started, response.polls)
+        response.polls += 1
+        if failure is not None:
+            return failure
         return JSONResponse(response.to_json())
+
+    def stream(self, request: Request, response: SimulatedResponse):
+        if response.fault == "no-stream":
+            return error(400, "Streaming is not supported here (simulated).", "unsupported")
+        try:
+            starting_after = int(request.query_params.get("starting_after", "-1"))
+        except ValueError:
+            return error(400, "starting_after must be an integer.", "invalid_value")
+        return StreamingResponse(response.events(starting_after), media_type="text/event-stream")
 
     async def cancel_response(self, request: Request) -> JSONResponse:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
         if not response.is_terminal:
-            response.cancelled = True
+            response.cancelled_after = response.elapsed
         return JSONResponse(response.to_json())
 
     def routes(self) -> list[Route]:

@@ -11,6 +11,7 @@
   const composer = document.getElementById("composer");
   const textarea = document.getElementById("composer-text");
   const sendButton = document.getElementById("send");
+  const stopButton = document.getElementById("stop");
   const retryButton = document.getElementById("retry");
   const composerError = document.getElementById("composer-error");
   const connectionLine = document.getElementById("connection");
@@ -20,25 +21,38 @@
   let socket = null;
   let reconnectAttempt = 0;
 
+  // Every status a provider reports, as the page says it while the status holds.
   const STATUS_TEXT = {
     queued: "Queued…",
     in_progress: "Assistant is writing…",
     requires_action: "Assistant is using a tool…",
     cancelling: "Stopping…",
+    cancelled: "Stopped.",
+    failed: "The run failed",
+    completed: "",
+    incomplete: "The answer is incomplete",
+    expired: "The run expired",
   };
 
   function showStatus(run) {
     statusLine.dataset.status = run.status;
-    if (!run.is_terminal) {
-      statusLine.textContent = STATUS_TEXT[run.status] || run.status;
-    } else if (run.status === "completed") {
-      statusLine.textContent = "";
-    } else {
-      const reason = run.error_message ? ": " + run.error_message : "";
-      statusLine.textContent = "Run " + run.status + reason;
-    }
+    const text = run.status in STATUS_TEXT ? STATUS_TEXT[run.status] : run.status;
+    const reason = run.is_terminal && run.error_message ? ": " + run.error_message : "";
+    statusLine.textContent = text + reason;
     sendButton.disabled = !run.is_terminal;
+    stopButton.hidden = run.is_terminal;
+    stopButton.disabled = run.status === "cancelling";
     retryButton.hidden = !run.can_retry;
+    retryButton.disabled = false;
+  }
+
+  function showError(text) {
+    composerError.textContent = text;
+    composerError.hidden = false;
+  }
+
+  function csrfToken() {
+    return composer.querySelector("[name=csrfmiddlewaretoken]").value;
   }
 
   function addMessage(message) {
@@ -91,32 +105,23 @@
     });
   }
 
-  function postJSON(url, payload) {
-    return fetch(url, {
-      method: "POST",
-      headers: {
-        "Content-Type": "application/json",
-        "X-CSRFToken": composer.querySelector("[name=csrfmiddlewaretoken]").value,
-      },
-      body: JSON.stringify(payload),
-    });
-  }
-
-  function showError(body, fallback) {
-    composerError.textContent = body && body.error ? body.error.message : fallback;
-    composerError.hidden = false;
-  }
-
   async function send() {
     const text = textarea.value;
     if (!text.trim()) return;
     composerError.hidden = true;
     sendButton.disabled = true;
     try {
-      const response = await postJSON(chat.dataset.postUrl, { text: text });
+      const response = await fetch(chat.dataset.postUrl, {
+        method: "POST",
+        headers: {
+          "Content-Type": "application/json",
+          "X-CSRFToken": csrfToken(),
+        },
+        body: JSON.stringify({ text: text }),
+      });
       const body = await response.json();
       if (!response.ok) {
-        showError(body, "Could not send.");
+        showError(body.error ? body.error.message : "Could not send.");
         sendButton.disabled = false;
         return; // the text stays in the composer
       }
@@ -124,27 +129,39 @@
       addMessage(body.message);
       showStatus(body.run);
     } catch (error) {
-      showError(null, "Could not reach the server. Your message is still here.");
+      showError("Could not reach the server. Your message is still here.");
       sendButton.disabled = false;
     }
   }
 
-  // Asks for a new run answering the same message; the page then follows it like any run.
-  async function retry() {
+  // Stop (cancel the active run) and Retry (a new run for the same message): a POST about
+  // the thread's run, whose statuses the socket then shows.
+  async function runAction(button, url, what) {
     composerError.hidden = true;
-    retryButton.disabled = true;
+    button.disabled = true;
     try {
-      const response = await postJSON(retryButton.dataset.url, {});
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { "X-CSRFToken": csrfToken() },
+      });
       const body = await response.json();
-      if (response.ok) showStatus(body.run);
-      else showError(body, "Could not retry.");
+      if (response.ok) {
+        showStatus(body.run);
+        return;
+      }
+      showError(body.error ? body.error.message : "Could not " + what + ".");
     } catch (error) {
-      showError(null, "Could not reach the server.");
+      showError("Could not reach the server to " + what + ".");
     }
-    retryButton.disabled = false;
+    button.disabled = false;
   }
 
-  retryButton.addEventListener("click", retry);
+  stopButton.addEventListener("click", () =>
+    runAction(stopButton, chat.dataset.cancelUrl, "stop the answer"),
+  );
+  retryButton.addEventListener("click", () =>
+    runAction(retryButton, chat.dataset.retryUrl, "retry"),
+  );
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();

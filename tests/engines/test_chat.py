@@ -4,7 +4,6 @@ import asyncio
 
 import httpx
 import pytest
-import respx
 
 from assistants_app.engines.base import RemoteMessage, RunUpdate, Turn, Usage
 from assistants_app.engines.chat import BROKEN_MARK, STOPPED_MARK, ChatEngine
@@ -12,7 +11,6 @@ from assistants_app.exceptions import ProviderError
 from assistants_app.models import Assistant, EngineKind, Message, Run, RunStatus, Thread
 
 from ..chat_stream import DONE, answer, chunk, sent, streamed
-from ..conftest import PROVIDER_URL
 
 HISTORY = [Turn("user", "Hi"), Turn("assistant", "Hello!"), Turn("user", "What is 2+2?")]
 
@@ -22,12 +20,6 @@ def chat_run(**assistant_fields) -> Run:
     fields = {"instructions": "Answer briefly.", "model": "llama-test", **assistant_fields}
     assistant = Assistant(name="Chatter", engine=EngineKind.CHAT, provider="test", **fields)
     return Run(pk=7, remote_id="chat-7", thread=Thread(pk=3, assistant=assistant))
-
-
-@pytest.fixture
-def provider_mock():
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
-        yield mock
 
 
 @pytest.fixture

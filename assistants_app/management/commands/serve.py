@@ -26,9 +26,8 @@ class Command(BaseCommand):
     def handle(self, *args, host, port, **options):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo")
-        if not settings.DEBUG:
-            call_command("collectstatic", interactive=False, verbosity=0)
-        simulator = self.start_simulator()
+        call_command("collectstatic", interactive=False, verbosity=0)
+        helpers = [p for p in (self.start_simulator(), self.start_worker()) if p is not None]
         self.stdout.write(f"Serving the site on http://{host}:{port}/")
         site = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
@@ -38,9 +37,14 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             site.wait()
         finally:
-            if simulator:
-                simulator.terminate()
-                simulator.wait(timeout=10)
+            for helper in helpers:
+                helper.terminate()
+            for helper in helpers:
+                helper.wait(timeout=10)
+
+    def start_worker(self) -> subprocess.Popen:
+        """The run worker finishes runs left behind by closed tabs or a restart."""
+        return subprocess.Popen([sys.executable, "manage.py", "run_worker"], cwd=settings.BASE_DIR)
 
     def start_simulator(self) -> subprocess.Popen | None:
         """Start the simulator on SIMULATOR_URL's port unless something already listens there."""
