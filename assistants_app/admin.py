@@ -11,11 +11,11 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from . import tools
+from . import limits, tools
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines.client import list_models
 from .exceptions import ProviderError
-from .models import Assistant, Message, Run, Thread
+from .models import Assistant, Message, Run, Thread, UsageLimit
 
 log = logging.getLogger(__name__)
 
@@ -194,3 +194,20 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UsageLimit)
+class UsageLimitAdmin(admin.ModelAdmin):
+    """Per-user fair-use limits; users without a row get the site defaults (README)."""
+
+    list_display = [
+        "user", "messages_per_minute", "concurrent_runs", "daily_token_budget",
+        "tokens_used_today",
+    ]  # fmt: skip
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["tokens_used_today"]
+
+    @admin.display(description="Tokens used today (UTC)")
+    def tokens_used_today(self, obj):
+        return limits.tokens_used_today(obj.user) if obj.pk else "-"

@@ -40,6 +40,16 @@ class UnknownTool(Exception):
     """A run asked for a tool the assistant does not have; the run fails with this reason."""
 
 
+class RateLimited(ClientError):
+    """A fair-use limit is reached; `retry_after` says in how many seconds it lifts, if known."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str = "", retry_after: int | None = None):
+        super().__init__(code, message)
+        self.retry_after = retry_after
+
+
 class ProviderError(Exception):
     """A provider call failed. Engines raise it; the run driver decides whether to retry.
 

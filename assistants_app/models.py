@@ -137,6 +137,9 @@ class Message(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     text = models.TextField()
     remote_id = models.CharField(max_length=200, blank=True)
+    is_partial = models.BooleanField(
+        default=False, help_text="Cut short: the run was stopped, failed or ran out."
+    )
     run = models.ForeignKey(
         "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
@@ -167,6 +170,7 @@ class Message(models.Model):
             "html": self.html,
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
+            "partial": self.is_partial,
         }
 
 
@@ -196,6 +200,10 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Which process drives the run, until when; another process takes over only after expiry.
+    # The answer streamed so far and the provider's position in the stream, saved every
+    # STREAM_SAVE_SECONDS so that a reload or another process can resume it.
+    partial_text = models.TextField(blank=True)
+    stream_sequence = models.IntegerField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -239,3 +247,27 @@ class Run(models.Model):
             "error_code": self.error_code,
             "error_message": self.error_message,
         }
+
+
+class UsageLimit(models.Model):
+    """One user's fair-use limits where they differ from the site's defaults (settings)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_limit"
+    )
+    messages_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the site default. 0: no limit."
+    )
+    concurrent_runs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Answers in progress at once. Empty: the site default. 0: no limit.",
+    )
+    daily_token_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tokens per day (UTC). Empty: the site default. 0: no limit.",
+    )
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
@@ -28,10 +28,15 @@ from django.utils import timezone
 
 from . import tools
 from .engines import get_engine
-from .engines.base import Engine, RunUpdate, ToolOutput
+from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
 from .exceptions import ProviderError, UnknownTool
 from .history import load_history
 from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
+
+# An answer stored with one of these statuses was cut short, and is shown as such.
+CUT_SHORT_STATUSES = {
+    RunStatus.CANCELLED, RunStatus.INCOMPLETE, RunStatus.FAILED, RunStatus.EXPIRED
+}  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 STARTING = f"{PROCESS_ID}:starting"
 MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
 START_ATTEMPTS = 3
+STREAM_ATTEMPTS = 3  # streams opened for one run before it falls back to polling
 # Errors after which the provider has certainly not acted on the request, so sending it again
 # cannot start a second answer.
 RESEND_SAFE_CODES = {"rate_limited", "conversation_locked"}
@@ -160,7 +166,12 @@ def record(run: Run, update: RunUpdate) -> bool:
             message, created = Message.objects.get_or_create(
                 thread_id=run.thread_id,
                 remote_id=remote.remote_id,
-                defaults={"role": Message.Role.ASSISTANT, "text": remote.text, "run": run},
+                defaults={
+                    "role": Message.Role.ASSISTANT,
+                    "text": remote.text,
+                    "run": run,
+                    "is_partial": update.status in CUT_SHORT_STATUSES,
+                },
             )
             if created:
                 new_messages.append(message)
@@ -180,6 +191,7 @@ def record(run: Run, update: RunUpdate) -> bool:
                 error_message=update.error_message,
                 lease_owner="",
                 lease_expires_at=None,
+                partial_text="",
             )
         still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
         if still_active:
@@ -268,7 +280,14 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
 
 
 async def _poll_until_terminal(engine: Engine, run: Run) -> None:
-    deadline = run.created_at + timedelta(seconds=settings.RUN_MAX_SECONDS)
+    # Counted from when the provider accepted the run: our own slowness is not its fault.
+    deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
+    if engine.streams and settings.RUN_STREAMING:
+        # Streaming is the fast path; polling below stays the durable one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(_loop_time_at(deadline)):
+                if await follow_stream(engine, run):
+                    return
     lease_renewed_at: float | None = asyncio.get_running_loop().time()
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
@@ -308,13 +327,174 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
 
 
+# --- Streaming ------------------------------------------------------------------------
+
+
+class LiveText:
+    """The answer being written for one run: sent to sockets as coalesced `message.delta`
+    events, saved now and then so that a reload or another process can resume it."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.text = run.partial_text
+        self.sequence = run.stream_sequence
+        self.item_id = ""
+        self.sent = len(self.text)  # characters already pushed to sockets
+        self.saved_at = self.pushed_at = 0.0
+
+    @property
+    def unsent(self) -> bool:
+        return self.sent < len(self.text)
+
+    def flush_due_in(self) -> float | None:
+        """Seconds until unsent text must go out (None: nothing waits)."""
+        if not self.unsent:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self.pushed_at
+        return max(0.0, settings.STREAM_DELTA_SECONDS - elapsed)
+
+    async def add(self, event: StreamEvent) -> None:
+        self.text += event.delta
+        self.item_id = event.item_id or self.item_id
+        if event.sequence is not None:
+            self.sequence = event.sequence
+        if self.flush_due_in() == 0:
+            await self.push()
+
+    async def push(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.unsent:
+            event = self.delta_event(self.sent)
+            self.sent, self.pushed_at = len(self.text), now
+            await get_channel_layer().group_send(self.run.thread.group_name, event)
+        if now - self.saved_at >= settings.STREAM_SAVE_SECONDS:
+            self.saved_at = now
+            await _save_partial(self.run.pk, self.text, self.sequence)
+
+    def delta_event(self, offset: int = 0) -> dict:
+        """Text from `offset` on; a client with fewer characters than `offset` missed some."""
+        return {
+            "type": "message.delta",
+            "run_id": self.run.pk,
+            "offset": offset,
+            "text": self.text[offset:],
+        }
+
+    def as_message(self) -> RemoteMessage:
+        return RemoteMessage(remote_id=self.item_id or f"run-{self.run.pk}", text=self.text)
+
+
+# run id -> the text being streamed for it in this process (for replay on `hello`)
+_live: dict[int, LiveText] = {}
+
+
+def live_delta(run: Run) -> dict | None:
+    """The `message.delta` that brings a new client up to date on an active run's answer."""
+    live = _live.get(run.pk)
+    if live is not None:
+        return live.delta_event()
+    if run.partial_text:
+        return {"type": "message.delta", "run_id": run.pk, "offset": 0, "text": run.partial_text}
+    return None
+
+
+async def follow_stream(engine: Engine, run: Run) -> bool:
+    """Stream the run, resuming after breaks; true once it is terminal and recorded, false
+    when streaming gave out and polling must take over."""
+    live = _live[run.pk] = LiveText(run)
+    try:
+        for _ in range(STREAM_ATTEMPTS):
+            try:
+                if await _follow_once(engine, run, live):
+                    return True
+            except ProviderError as error:
+                log.info("run %s: stream failed (%s)", run.pk, error.code)
+                if not error.retryable:
+                    return False
+            await live.push()
+            # The stream ended early: unless the run ended meanwhile, resume it.
+            try:
+                update = await engine.poll(run)
+            except ProviderError:
+                return False  # the polling loop has the patience for this
+            if update.status not in ACTIVE_STATUSES:
+                await _finish(run, update, live)
+                return True
+        return False
+    finally:
+        await live.push()
+        del _live[run.pk]
+
+
+async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
+    async for event in _ticking(engine.stream(run, live.sequence), live.flush_due_in):
+        if event is None:
+            await live.push()  # text waited long enough: send it
+        elif event.delta:
+            await live.add(event)
+        elif event.update is not None:
+            live.sequence = event.sequence if event.sequence is not None else live.sequence
+            if event.update.status not in ACTIVE_STATUSES:
+                await live.push()
+                await _finish(run, event.update, live)
+                return True
+            if event.update.status != run.status:
+                await record(run, event.update)
+    return False
+
+
+async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
+    """Record the end; an answer the provider did not return is kept from what was streamed."""
+    if not update.messages and live.text:
+        update = replace(update, messages=[live.as_message()])
+    await record(run, update)
+
+
+async def _ticking(events, timeout_of):
+    """Yield the stream's events, and None whenever `timeout_of()` seconds pass without one."""
+    queue: asyncio.Queue = asyncio.Queue()
+    finished = object()
+
+    async def read():
+        try:
+            async for event in events:
+                await queue.put(event)
+            await queue.put(finished)
+        except Exception as error:  # handed to the reader's side, raised there
+            await queue.put(error)
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout_of())
+            except TimeoutError:
+                yield None
+                continue
+            if item is finished:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+
+
+def _loop_time_at(moment) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (moment - timezone.now()).total_seconds()
+
+
+# --- Generating here (Chat Completions) -----------------------------------------------
+
+
 async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     """The whole answer of a locally executed run (chat), generated in this process.
 
-    While it streams, the lease is renewed and the stored status looked at every
-    CHAT_CANCEL_CHECK_SECONDS, so a cancel from any process stops it with what was said so
-    far. None when there is nothing more to do here: the run expired (recorded) or another
-    process took it over.
+    Its text goes to the sockets as it comes, like a streamed run's (LiveText). Meanwhile the
+    lease is renewed and the stored status looked at every CHAT_CANCEL_CHECK_SECONDS, so a
+    cancel from any process stops it with what was said so far. None when there is nothing
+    more to do here: the run expired (recorded) or another process took it over.
     """
     status = await _begin_generation(run)
     if status == RunStatus.CANCELLING:
@@ -322,13 +502,25 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     if status != RunStatus.IN_PROGRESS:
         return None  # finished by another process meanwhile
     history = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
-    generation = asyncio.create_task(engine.generate(run, history), name=f"generate-{run.pk}")
-    lease_renewed_at: float | None = asyncio.get_running_loop().time()
+    run.partial_text = ""  # a generation starts over: an earlier process's text is replaced
+    live = _live[run.pk] = LiveText(run)
+    generation = asyncio.create_task(
+        engine.generate(run, history, on_text=lambda text: live.add(StreamEvent(delta=text))),
+        name=f"generate-{run.pk}",
+    )
+    loop = asyncio.get_running_loop()
+    checked_at = loop.time()
+    lease_renewed_at: float | None = checked_at
     try:
         while True:
-            await asyncio.wait([generation], timeout=settings.CHAT_CANCEL_CHECK_SECONDS)
+            await asyncio.wait([generation], timeout=settings.STREAM_DELTA_SECONDS)
             if generation.done():
                 return generation.result()
+            if live.unsent:
+                await live.push()  # text that waited long enough
+            if loop.time() - checked_at < settings.CHAT_CANCEL_CHECK_SECONDS:
+                continue
+            checked_at = loop.time()
             if timezone.now() >= deadline:
                 await _stop(generation)
                 await _expire(engine, run)
@@ -341,6 +533,7 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
                 return None
     finally:
         generation.cancel()  # this task was cancelled (shutdown) or gave up on the run
+        del _live[run.pk]
 
 
 async def _stop(generation: asyncio.Task) -> None:
@@ -434,7 +627,7 @@ async def _cancel_quietly(engine: Engine, run: Run) -> None:
 async def _expire(engine: Engine, run: Run) -> None:
     said_so_far = []
     if engine.executes_locally:
-        # The generation was stopped here: what it had said is kept, marked as stopped.
+        # The generation was stopped here: what it had said is kept, as a partial answer.
         said_so_far = (await engine.cancel(run)).messages
     else:
         await _cancel_quietly(engine, run)
@@ -506,6 +699,11 @@ def _take_lease(run_id: int) -> bool:
             lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
         )
     )
+
+
+@database_sync_to_async
+def _save_partial(run_id: int, text: str, sequence: int | None) -> None:
+    Run.objects.filter(pk=run_id).active().update(partial_text=text, stream_sequence=sequence)
 
 
 @database_sync_to_async

@@ -1,11 +1,14 @@
 """What a user can do with threads and messages. Each function takes the user explicitly."""
 
+from contextlib import contextmanager
+
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.http import Http404
 
-from . import runs
+from . import limits, runs
 from .exceptions import (
     CancelFailed,
     InvalidMessage,
@@ -44,11 +47,14 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     """Store the user's message, create a run for it and start the run on the provider.
 
     `thread` must belong to `user` and have its assistant loaded. Raises InvalidMessage for
-    empty or oversized text and RunActive while the thread's previous run is unfinished;
-    a provider error fails the run but keeps the message.
+    empty or oversized text, NotAllowed when the assistant is retired or no longer shared with
+    the user, RunActive while the thread's previous run is unfinished and RateLimited over a
+    fair-use limit; nothing is stored then. A provider error fails the run but keeps the message.
     """
-    _check_may_run(user, thread)
-    message, run = await _store_message_and_run(thread, clean_text(text))
+    _check_owner(user, thread)
+    text = clean_text(text)
+    await _check_may_use(user, thread)
+    message, run = await _store_message_and_run(user, thread, text)
     await runs.start(run, message)
     return message, run
 
@@ -56,21 +62,26 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
 async def retry_run(user, thread: Thread) -> Run:
     """Start a new run for the message the thread's last run did not fully answer.
 
-    `thread` must belong to `user` and have its assistant loaded. Raises RunActive while a
-    run is unfinished and NothingToRetry unless the last run failed, expired, was cancelled
-    or came back incomplete. Whatever that run stored stays.
+    `thread` must belong to `user` and have its assistant loaded. Raises NotAllowed and
+    RateLimited as `submit_message` does, RunActive while a run is unfinished and
+    NothingToRetry unless the last run failed, expired, was cancelled or came back
+    incomplete. Whatever that run stored stays.
     """
-    _check_may_run(user, thread)
-    prompt, run = await _new_run_for_last_prompt(thread)
+    _check_owner(user, thread)
+    await _check_may_use(user, thread)
+    prompt, run = await _new_run_for_last_prompt(user, thread)
     await runs.start(run, prompt)
     return run
 
 
-def _check_may_run(user, thread: Thread) -> None:
+def _check_owner(user, thread: Thread) -> None:
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
-    if not thread.assistant.is_active:
-        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
+
+
+async def _check_may_use(user, thread: Thread) -> None:
+    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
 
 
 async def cancel_run(user, thread: Thread) -> Run:
@@ -80,8 +91,7 @@ async def cancel_run(user, thread: Thread) -> Run:
     Raises NothingToCancel when no run is active and CancelFailed when the provider refuses
     (the run may have just finished).
     """
-    if thread.owner_id != user.pk:
-        raise Http404("No such thread")
+    _check_owner(user, thread)
     run = await Run.objects.active().filter(thread=thread).afirst()
     if run is None:
         raise NothingToCancel("NO_ACTIVE_RUN", "There is no answer in progress to stop.")
@@ -96,12 +106,12 @@ async def cancel_run(user, thread: Thread) -> Run:
 
 
 @database_sync_to_async
-def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
+def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
         raise _run_active()
-    with transaction.atomic():
+    with _starting_a_run(user):
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-        run = _create_run(thread, message)
+        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
     if not thread.title:
         thread.title = text.splitlines()[0][:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
@@ -110,7 +120,7 @@ def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
 
 
 @database_sync_to_async
-def _new_run_for_last_prompt(thread: Thread) -> tuple[Message, Run]:
+def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
     last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
     if last is not None and not last.is_terminal:
         raise _run_active()
@@ -118,17 +128,23 @@ def _new_run_for_last_prompt(thread: Thread) -> tuple[Message, Run]:
         raise NothingToRetry(
             "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
         )
-    run = _create_run(thread, last.prompt)
+    with _starting_a_run(user):
+        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
     run.thread = thread
     return last.prompt, run
 
 
-def _create_run(thread: Thread, prompt: Message) -> Run:
+@contextmanager
+def _starting_a_run(user):
+    """The transaction that creates a run, within the user's fair-use limits."""
     try:
         with transaction.atomic():
-            # The unique "one active run per thread" constraint settles two tabs racing here.
-            return Run.objects.create(thread=thread, prompt=prompt, **runs.starting_lease())
+            # One submit of a user at a time past this line, so limits are counted exactly.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            limits.check_can_start_run(user)
+            yield
     except IntegrityError:
+        # The unique "one active run per thread" constraint settles two tabs racing here.
         raise _run_active() from None
 
 

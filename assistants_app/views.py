@@ -100,9 +100,12 @@ async def _owned_thread(user, pk: int) -> Thread:
 
 
 def _error_response(error: ClientError) -> JsonResponse:
-    return JsonResponse(
+    response = JsonResponse(
         {"error": {"code": error.code, "message": error.message}}, status=error.status
     )
+    if getattr(error, "retry_after", None):
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _text_from(request: HttpRequest):

@@ -121,7 +121,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking
+            # receive waits (BZPOPMIN, 5 s): without more slack an idle socket crashes.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
 else:
@@ -148,8 +150,34 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTPS in production: cookies only over TLS, plain HTTP redirected, HSTS. `manage.py check
+# --deploy` passes with DJANGO_DEBUG=0 and the variables in README's production example.
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", not DEBUG)
+# Behind a TLS-terminating proxy the request reaches daphne as plain HTTP from the proxy's
+# address: trust its X-Forwarded-Proto here, and `manage.py serve` passes --proxy-headers so
+# per-address limits see the client's address, not the proxy's.
+BEHIND_PROXY = envbool("DJANGO_BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The cache holds the fair-use counters, so several processes must share it: Redis when
+# REDIS_URL is set (its INCR is atomic), this process's memory otherwise.
+CACHE_KEY_PREFIX = envstr("CACHE_KEY_PREFIX", "chatsite")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOGGING = {
     "version": 1,
@@ -199,11 +227,29 @@ RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
 # cancel from another process.
 CHAT_HISTORY_MAX_CHARS = envint("CHAT_HISTORY_MAX_CHARS", 16_000)
 CHAT_CANCEL_CHECK_SECONDS = envfloat("CHAT_CANCEL_CHECK_SECONDS", 0.5)
+RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
+STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
+STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
+
+# Fair use, per user (admin can override the first three for one user; 0 means no limit).
+MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 10)
+CONCURRENT_RUNS = envint("CONCURRENT_RUNS", 3)
+DAILY_TOKEN_BUDGET = envint("DAILY_TOKEN_BUDGET", 200_000)
+WEBSOCKETS_PER_USER = envint("WEBSOCKETS_PER_USER", 20)
+# Client events are small JSON objects; daphne and the consumer both refuse bigger frames.
+WEBSOCKET_MAX_MESSAGE_BYTES = envint("WEBSOCKET_MAX_MESSAGE_BYTES", 16_384)
+
+# Accounts: failed logins are throttled per username and address, and per address alone.
+LOGIN_FAILURES_LIMIT = envint("LOGIN_FAILURES_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 900)
+SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", False)
 
 TESTING = "pytest" in sys.modules
 if TESTING:
     # Test-only speed-ups live here and nowhere else.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests clear the cache between them; never let that flush a shared Redis.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RUN_POLL_FIRST_SECONDS = 0.01
     RUN_POLL_MAX_SECONDS = 0.05
     CHAT_CANCEL_CHECK_SECONDS = 0.02

@@ -2,12 +2,23 @@
 
 import pytest
 import respx
+from django.core.cache import cache
 from django.test import Client
 
 from assistants_app import runs
-from assistants_app.models import Assistant, EngineKind, Thread
+from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
+
+from .provider_payloads import CONVERSATION_ID, RESPONSE_ID
+from .sockets import session_cookie
 
 PROVIDER_URL = "https://provider.test/v1"
+
+
+@pytest.fixture(autouse=True)
+def polling_by_default(settings):
+    """Provider mocks answer polls unless a test turns streaming on (tests/test_streaming.py);
+    the real-process tests stream, as the site does by default."""
+    settings.RUN_STREAMING = False
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +34,12 @@ def test_provider(settings):
         },
     }
     return settings.ASSISTANT_PROVIDERS["test"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Fair-use counters start at zero in every test (tests always use the in-memory cache)."""
+    cache.clear()
 
 
 @pytest.fixture
@@ -80,6 +97,15 @@ def bob_thread(bob, assistant):
 
 
 @pytest.fixture
+def started_run(alice_thread):
+    """A Responses run the provider has accepted (the state a view leaves it in)."""
+    alice_thread.remote_id = CONVERSATION_ID
+    alice_thread.save()
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
+    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
+
+
+@pytest.fixture
 def alice_client(alice):
     client = Client()
     client.force_login(alice)
@@ -91,6 +117,17 @@ def bob_client(bob):
     client = Client()
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def alice_cookie(alice):
+    """Alice's session as a websocket's Cookie header (see tests/sockets.py)."""
+    return session_cookie(alice)
+
+
+@pytest.fixture
+def bob_cookie(bob):
+    return session_cookie(bob)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from pathlib import Path
 import httpx
 import websockets
 
+from assistants_app.management.commands.serve import daphne_args
+
 ROOT = Path(__file__).resolve().parent.parent
-ASGI_APP = "chatsite.asgi:application"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
 
@@ -85,7 +87,7 @@ class LiveSite:
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Another daphne process on the same database (and channel layer, if Redis)."""
         port = port or free_port()
-        process = self.spawn("-m", "daphne", "-b", "127.0.0.1", "-p", str(port), ASGI_APP)
+        process = self.spawn(*daphne_args("127.0.0.1", port))
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}"
         if url not in self.urls:
@@ -131,6 +133,8 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "SIMULATOR_LATENCY_SECONDS": str(latency),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        # Each site its own fair-use counters, even in a Redis other test runs share.
+        "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
         **(env or {}),
     }
     site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env)
@@ -238,8 +242,6 @@ def is_run_status(status: str):
 @contextmanager
 def postgres_database():
     """A new, empty PostgreSQL database for one test; its DATABASE_URL. Dropped afterwards."""
-    import uuid
-
     import psycopg
 
     name = f"chat_it_{uuid.uuid4().hex[:12]}"

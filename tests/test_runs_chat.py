@@ -8,10 +8,10 @@ import pytest
 from django.utils import timezone
 
 from assistants_app import runs, services
-from assistants_app.engines.chat import BROKEN_MARK, STOPPED_MARK
 from assistants_app.models import Message, Run, RunStatus, Thread
 
 from .chat_stream import answer, chunk, sent, streamed
+from .test_streaming import collect, drain, reassemble
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,8 +21,10 @@ async def thread(alice_chat_thread):
     return await Thread.objects.select_related("assistant").aget(pk=alice_chat_thread.pk)
 
 
-async def answers(thread: Thread) -> list[str]:
-    return [m.text async for m in thread.messages.filter(role=Message.Role.ASSISTANT)]
+async def answers(thread: Thread) -> list[tuple[str, bool]]:
+    """The thread's answers, each with whether it is partial (cut short)."""
+    replies = thread.messages.filter(role=Message.Role.ASSISTANT)
+    return [(m.text, m.is_partial) async for m in replies]
 
 
 def paused_after(*events: bytes) -> tuple:
@@ -63,7 +65,7 @@ async def test_it_answers_once_from_the_threads_own_history(alice, thread, provi
     await run.arefresh_from_db()
     assert run.status == RunStatus.COMPLETED
     assert (run.input_tokens, run.output_tokens, run.total_tokens) == (30, 2, 32)
-    assert await answers(thread) == ["Hello!", "Four."]
+    assert await answers(thread) == [("Hello!", False), ("Four.", False)]
     assert route.call_count == 1
     assert sent(route)["messages"] == [
         {"role": "system", "content": "Answer briefly."},
@@ -97,6 +99,18 @@ async def test_it_marks_the_run_in_progress_while_generating(alice, thread, prov
     driving.cancel()
 
 
+async def test_the_answer_reaches_the_page_while_it_is_written(alice, thread, provider_mock):
+    layer, channel = await collect(thread.group_name)
+    run, driving = await story_begun(alice, thread, provider_mock)
+
+    received = await drain(layer, channel)
+
+    assert reassemble([e for e in received if e["type"] == "message.delta"]) == "Once upon"
+    # Saved too, for a page that reloads or a socket on another process.
+    assert (await Run.objects.aget(pk=run.pk)).partial_text == "Once upon"
+    driving.cancel()
+
+
 async def test_cancel_stops_the_generation_and_keeps_what_was_said(alice, thread, provider_mock):
     run, driving = await story_begun(alice, thread, provider_mock)
 
@@ -106,7 +120,7 @@ async def test_cancel_stops_the_generation_and_keeps_what_was_said(alice, thread
     await run.arefresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert run.finished_at is not None
-    assert await answers(thread) == [f"Once upon\n\n{STOPPED_MARK}"]
+    assert await answers(thread) == [("Once upon", True)]
 
 
 async def test_a_cancel_stored_by_another_process_stops_the_generation(
@@ -118,7 +132,7 @@ async def test_a_cancel_stored_by_another_process_stops_the_generation(
     await asyncio.wait_for(driving, 5)
 
     assert (await Run.objects.aget(pk=run.pk)).status == RunStatus.CANCELLED
-    assert await answers(thread) == [f"Once upon\n\n{STOPPED_MARK}"]
+    assert await answers(thread) == [("Once upon", True)]
 
 
 async def test_cancel_before_the_generation_starts_calls_no_provider(alice, thread, provider_mock):
@@ -147,7 +161,7 @@ async def test_a_broken_stream_fails_the_run_and_loses_nothing(alice, thread, pr
     assert run.error_code == "stream_broken"
     assert "broke in the middle" in run.error_message
     assert await Message.objects.filter(pk=message.pk).aexists()
-    assert await answers(thread) == [f"Once upon\n\n{BROKEN_MARK}"]
+    assert await answers(thread) == [("Once upon", True)]
 
 
 async def test_a_refused_connection_fails_the_run_with_a_readable_reason(
@@ -179,7 +193,7 @@ async def test_it_waits_out_a_rate_limit_before_answering(alice, thread, provide
 
     assert (await Run.objects.aget(pk=run.pk)).status == RunStatus.COMPLETED
     assert route.call_count == 2
-    assert await answers(thread) == ["Hi"]
+    assert await answers(thread) == [("Hi", False)]
 
 
 async def test_a_generation_past_the_deadline_expires_keeping_what_was_said(
@@ -189,10 +203,10 @@ async def test_a_generation_past_the_deadline_expires_keeping_what_was_said(
     provider_mock.post("/chat/completions").mock(return_value=streamed(events))
     _, run = await services.submit_message(alice, thread, "Tell me a story")
     almost_expired = timezone.now() - timedelta(seconds=settings.RUN_MAX_SECONDS - 0.3)
-    await Run.objects.filter(pk=run.pk).aupdate(created_at=almost_expired)
+    await Run.objects.filter(pk=run.pk).aupdate(started_at=almost_expired)
 
     await asyncio.wait_for(runs.drive(run.pk), 5)
 
     run = await Run.objects.aget(pk=run.pk)
     assert (run.status, run.error_code) == (RunStatus.EXPIRED, "expired")
-    assert await answers(thread) == [f"Once upon\n\n{STOPPED_MARK}"]
+    assert await answers(thread) == [("Once upon", True)]

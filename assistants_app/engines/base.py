@@ -4,6 +4,7 @@ An engine translates domain operations into provider calls; it never touches the
 and never decides about retries. The run driver (runs.py) does both, for every engine.
 """
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..exceptions import ProviderError
@@ -57,6 +58,16 @@ class RunUpdate:
     tool_calls: list[ToolCall] = field(default_factory=list)  # with status requires_action
 
 
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a run's live stream: new answer text, a status change, or the end."""
+
+    sequence: int | None = None  # the provider's position: resume after it
+    delta: str = ""  # text just written
+    item_id: str = ""  # the provider's id of the message being written
+    update: RunUpdate | None = None
+
+
 class Engine:
     """Base class; `thread.assistant` and `run.thread` are loaded by the caller.
 
@@ -67,6 +78,8 @@ class Engine:
     """
 
     executes_locally = False
+
+    streams = False  # whether `stream` is available; the driver polls otherwise
 
     def __init__(self, provider: dict):
         self.provider = provider
@@ -94,11 +107,22 @@ class Engine:
     async def poll(self, run: Run) -> RunUpdate:
         raise NotImplementedError
 
-    async def generate(self, run: Run, history: list[Turn]) -> RunUpdate:
-        """Produce the whole answer (engines that execute locally); history ends with the prompt."""
+    async def generate(
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> RunUpdate:
+        """Produce the whole answer (engines that execute locally), handing each piece of text
+        to `on_text` as it comes; `history` ends with the prompt."""
         raise NotImplementedError
 
     async def cancel(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        """Follow a started run live, from after the given sequence number (None: the start).
+        The stream may end before the run does (a dropped connection): the driver resumes."""
         raise NotImplementedError
 
     async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:

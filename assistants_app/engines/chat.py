@@ -3,12 +3,14 @@ llama-server, LM Studio, gateways).
 
 The provider keeps no run and no thread, so the run driver executes the run itself: `generate`
 sends the assistant's instructions and the history the driver loaded from our own messages to
-a streamed `chat.completions.create` and returns the finished answer. What has streamed so far
-is held in memory, so `cancel` (after the driver stopped the generation) and a stream that
-breaks midway keep it, marked as cut off. Failures are not retried here or by the driver
-(except a rate limit before any output): the run fails with its reason and the page offers a
-retry.
+a streamed `chat.completions.create`, hands each piece of text to the driver as it comes, and
+returns the finished answer. What has streamed so far is also held here, so that `cancel`
+(after the driver stopped the generation) and a stream that breaks midway keep it; the driver
+stores it as a partial answer. Failures are not retried here or by the driver (except a rate
+limit before any output): the run fails with its reason and the page offers a retry.
 """
+
+from collections.abc import Awaitable, Callable
 
 from openai.types.chat import ChatCompletionChunk
 
@@ -17,12 +19,11 @@ from ..models import Message, Run, RunStatus
 from .base import Engine, RemoteMessage, RunUpdate, Turn, Usage
 from .client import get_client, provider_errors
 
-STOPPED_MARK = "_(stopped)_"
-BROKEN_MARK = "_(incomplete: the answer broke off)_"
 CUT_SHORT = {
     "length": "the model reached its length limit",
     "content_filter": "the provider's content filter stopped it",
 }
+BROKEN = "The connection to the provider broke in the middle of its answer."
 
 
 class ChatEngine(Engine):
@@ -38,7 +39,12 @@ class ChatEngine(Engine):
         run.remote_id = f"chat-{run.pk}"
         return RunUpdate(status=RunStatus.QUEUED)
 
-    async def generate(self, run: Run, history: list[Turn]) -> RunUpdate:
+    async def generate(
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> RunUpdate:
         params = self.request(run, history)
         pieces = self._streamed[run.pk] = []
         usage = finish_reason = None
@@ -49,23 +55,27 @@ class ChatEngine(Engine):
                     async for chunk in stream:
                         usage = _usage_of(chunk) or usage
                         for choice in chunk.choices:
-                            pieces.append(choice.delta.content or "")
                             finish_reason = choice.finish_reason or finish_reason
+                            if choice.delta.content:
+                                pieces.append(choice.delta.content)
+                                if on_text:
+                                    await on_text(choice.delta.content)
         except ProviderError as error:
             # A generation is not replayed behind the user's back (it is slow and not
-            # idempotent): it fails, keeping any partial text, and the page offers a retry.
-            # Only a rate limit before any output is left to the driver to wait out.
+            # idempotent). Only a rate limit before any output is left to the driver to wait.
             if error.code == "rate_limited" and not pieces:
                 raise
+            if pieces and error.code in ("connection_error", "timeout"):
+                return self._broken(run, "stream_broken", BROKEN, usage)
             return self._broken(run, error.code, error.message, usage)
         if finish_reason is None:
             # Every server we know ends with a finish reason; a stream without one was cut.
-            return self._broken(run, "stream_broken", "The answer stopped before it was finished.")
+            return self._broken(run, "stream_broken", "The answer stopped before its end.", usage)
         return _finished(run, "".join(pieces), finish_reason, usage)
 
     async def cancel(self, run: Run) -> RunUpdate:
-        """What was said before the driver stopped the generation, marked as stopped."""
-        return RunUpdate(status=RunStatus.CANCELLED, messages=self._so_far(run, STOPPED_MARK))
+        """What was said before the driver stopped the generation."""
+        return RunUpdate(status=RunStatus.CANCELLED, messages=self._so_far(run))
 
     def request(self, run: Run, history: list[Turn]) -> dict:
         assistant = run.thread.assistant
@@ -83,21 +93,22 @@ class ChatEngine(Engine):
             params["temperature"] = assistant.temperature
         return params
 
-    def _broken(self, run: Run, code: str, message: str, usage: Usage | None = None) -> RunUpdate:
+    def _broken(self, run: Run, code: str, message: str, usage: Usage | None) -> RunUpdate:
+        """A failed run that keeps what had arrived (stored as a partial answer)."""
         return RunUpdate(
             status=RunStatus.FAILED,
-            messages=self._so_far(run, BROKEN_MARK),
+            messages=self._so_far(run),
             usage=usage,
             error_code=code,
             error_message=message,
         )
 
-    def _so_far(self, run: Run, mark: str) -> list[RemoteMessage]:
+    def _so_far(self, run: Run) -> list[RemoteMessage]:
         text = "".join(self._streamed.get(run.pk, [])).rstrip()
-        return [RemoteMessage(run.remote_id, f"{text}\n\n{mark}")] if text else []
+        return [RemoteMessage(run.remote_id, text)] if text.strip() else []
 
 
-def _finished(run: Run, text: str, finish_reason: str | None, usage: Usage | None) -> RunUpdate:
+def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:
     if not text.strip():
         return RunUpdate(
             status=RunStatus.FAILED,

@@ -73,11 +73,12 @@ def provider_errors():
     """Re-raise the SDK's errors as ProviderError with a stable code and a readable message."""
     try:
         yield
-    except openai.APITimeoutError:
+    except (openai.APITimeoutError, httpx.TimeoutException):
         raise ProviderError(
             "timeout", "The provider did not answer in time.", retryable=True
         ) from None
-    except openai.APIConnectionError:
+    except (openai.APIConnectionError, httpx.TransportError):
+        # httpx's own errors surface while a stream is read, after the SDK has handed it over.
         raise ProviderError(
             "connection_error", "Could not connect to the provider.", retryable=True
         ) from None
@@ -100,12 +101,3 @@ def provider_errors():
     except openai.APIError as error:
         # An error event inside a stream: the HTTP status was 200, the answer is unusable.
         raise ProviderError("stream_error", f"The provider reported: {error.message}") from None
-    except httpx.TimeoutException:
-        # The SDK does not wrap errors raised while a streamed body is being read.
-        raise ProviderError(
-            "timeout", "The provider stopped sending in the middle of its answer.", retryable=True
-        ) from None
-    except httpx.TransportError:
-        raise ProviderError(
-            "stream_broken", "The connection to the provider broke in the middle of its answer."
-        ) from None

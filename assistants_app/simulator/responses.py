@@ -64,6 +64,8 @@ class SimulatedResponse:
 
     @cached_property
     def tokens(self) -> list[str]:
+        if self.fault == "fail":
+            return []  # it fails before writing anything
         return tokens_of(self.reply)
 
     def token_due(self, index: int) -> float:
@@ -147,6 +149,9 @@ class SimulatedResponse:
             self.latency * 0.2,
             lambda: {"type": "response.in_progress", "response": self.to_json()},
         )
+        if self.fault == "fail":
+            yield self.latency, lambda: {"type": "response.failed", "response": self.to_json()}
+            return
         yield self.latency, lambda: {
             "type": "response.output_item.added", "output_index": 0,
             "item": self.output_message("", "in_progress"),
@@ -289,12 +294,12 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if request.query_params.get("stream") == "true":
-            return self.stream(request, response)
         failure = await poll_fault(response.fault, response.started, response.polls)
         response.polls += 1
         if failure is not None:
             return failure
+        if request.query_params.get("stream") == "true":
+            return self.stream(request, response)
         return JSONResponse(response.to_json())
 
     def stream(self, request: Request, response: SimulatedResponse):

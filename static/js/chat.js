@@ -55,30 +55,70 @@
     return composer.querySelector("[name=csrfmiddlewaretoken]").value;
   }
 
-  function addMessage(message) {
-    if (list.querySelector('[data-id="' + message.id + '"]')) return; // shown already
+  function messageItem(role) {
     const empty = document.getElementById("empty-state");
     if (empty) empty.remove();
     const item = document.createElement("li");
-    item.className = "message " + message.role;
-    item.dataset.id = message.id;
-    const role = document.createElement("div");
-    role.className = "role";
-    role.textContent = message.role === "user" ? "You" : assistantName;
+    item.className = "message " + role;
+    const label = document.createElement("div");
+    label.className = "role";
+    label.textContent = role === "user" ? "You" : assistantName;
     const body = document.createElement("div");
     body.className = "body";
-    body.innerHTML = message.html; // sanitised on the server (markdown-it + nh3)
-    item.append(role, body);
+    item.append(label, body);
     list.append(item);
+    return item;
+  }
+
+  function addMessage(message) {
+    if (list.querySelector('[data-id="' + message.id + '"]')) return; // shown already
+    // The final answer replaces the text streamed for its run.
+    const streamed = message.run_id && list.querySelector('[data-streaming-run="' + message.run_id + '"]');
+    const item = streamed || messageItem(message.role);
+    delete item.dataset.streamingRun;
+    item.classList.remove("streaming");
+    item.removeAttribute("aria-busy");
+    item.dataset.id = message.id;
+    item.querySelector(".body").innerHTML = message.html; // sanitised on the server (nh3)
+    if (message.partial) {
+      const note = document.createElement("p");
+      note.className = "cut-off";
+      note.textContent = "(stopped before the end)";
+      item.append(note);
+    }
     if (lastMessageId === null || message.id > lastMessageId) lastMessageId = message.id;
     item.scrollIntoView({ block: "end" });
   }
 
+  // Streamed text arrives in pieces, each with the offset it starts at. A piece that starts
+  // beyond what we have means some were missed: ask the server to bring us up to date.
+  function addDelta(event) {
+    let item = list.querySelector('[data-streaming-run="' + event.run_id + '"]');
+    if (!item) {
+      item = messageItem("assistant");
+      item.classList.add("streaming");
+      item.dataset.streamingRun = event.run_id;
+      item.setAttribute("aria-busy", "true");
+    }
+    const body = item.querySelector(".body");
+    const have = body.textContent;
+    if (event.offset > have.length) {
+      sendHello();
+      return;
+    }
+    body.textContent = have.slice(0, event.offset) + event.text;
+  }
+
   const handlers = {
     "message.created": (event) => addMessage(event.message),
+    "message.delta": addDelta,
     "run.status": (event) => showStatus(event.run),
     error: (event) => console.warn("server:", event.code, event.message),
   };
+
+  function sendHello() {
+    socket.send(JSON.stringify({ type: "hello", last_message_id: lastMessageId }));
+  }
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -86,7 +126,7 @@
     socket.addEventListener("open", () => {
       reconnectAttempt = 0;
       connectionLine.textContent = "";
-      socket.send(JSON.stringify({ type: "hello", last_message_id: lastMessageId }));
+      sendHello();
     });
     socket.addEventListener("message", (frame) => {
       const event = JSON.parse(frame.data);
@@ -97,10 +137,14 @@
         connectionLine.textContent = "This thread is not available. Log in again.";
         return;
       }
+      if (closing.code === 4429) {
+        connectionLine.textContent = "Too many open tabs. Close some; this one retries.";
+        reconnectAttempt = Math.max(reconnectAttempt, 5); // retry slowly
+      }
       // Jittered exponential backoff, so a restarted server is not hit by every tab at once.
       const delay = Math.min(30000, 500 * 2 ** reconnectAttempt) * (0.5 + Math.random() / 2);
       reconnectAttempt += 1;
-      connectionLine.textContent = "Connection lost; reconnecting…";
+      if (closing.code !== 4429) connectionLine.textContent = "Connection lost; reconnecting…";
       setTimeout(connect, delay);
     });
   }

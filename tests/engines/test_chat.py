@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from assistants_app.engines.base import RemoteMessage, RunUpdate, Turn, Usage
-from assistants_app.engines.chat import BROKEN_MARK, STOPPED_MARK, ChatEngine
+from assistants_app.engines.chat import ChatEngine
 from assistants_app.exceptions import ProviderError
 from assistants_app.models import Assistant, EngineKind, Message, Run, RunStatus, Thread
 
@@ -140,7 +140,7 @@ async def test_a_stream_that_breaks_midway_fails_and_keeps_the_partial_answer(
     assert update.error_message == (
         "The connection to the provider broke in the middle of its answer."
     )
-    assert update.messages == [RemoteMessage("chat-7", f"Once upon\n\n{BROKEN_MARK}")]
+    assert update.messages == [RemoteMessage("chat-7", "Once upon")]
 
 
 async def test_a_stream_that_ends_unfinished_fails_and_keeps_the_partial_answer(
@@ -153,7 +153,7 @@ async def test_a_stream_that_ends_unfinished_fails_and_keeps_the_partial_answer(
 
     assert update.status == RunStatus.FAILED
     assert update.error_code == "stream_broken"
-    assert update.messages == [RemoteMessage("chat-7", f"Once upon\n\n{BROKEN_MARK}")]
+    assert update.messages == [RemoteMessage("chat-7", "Once upon")]
 
 
 async def test_an_error_event_in_the_stream_fails_the_run_with_its_message(engine, provider_mock):
@@ -166,7 +166,7 @@ async def test_an_error_event_in_the_stream_fails_the_run_with_its_message(engin
     assert update.status == RunStatus.FAILED
     assert update.error_code == "stream_error"
     assert "CUDA out of memory" in update.error_message
-    assert update.messages == [RemoteMessage("chat-7", f"Once\n\n{BROKEN_MARK}")]
+    assert update.messages == [RemoteMessage("chat-7", "Once")]
 
 
 @pytest.mark.parametrize(
@@ -248,7 +248,7 @@ async def test_cancel_keeps_what_was_said_before_the_generation_was_stopped(engi
 
     assert update == RunUpdate(
         status=RunStatus.CANCELLED,
-        messages=[RemoteMessage("chat-7", f"Once upon\n\n{STOPPED_MARK}")],
+        messages=[RemoteMessage("chat-7", "Once upon")],
     )
 
 

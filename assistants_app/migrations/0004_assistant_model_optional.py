@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('assistants_app', '0001_initial'),
+        ('assistants_app', '0003_usage_limits'),
     ]
 
     operations = [
