@@ -24,6 +24,7 @@ CUT_SHORT = {
     "content_filter": "the provider's content filter stopped it",
 }
 BROKEN = "The connection to the provider broke in the middle of its answer."
+UNFINISHED = "The answer stopped before it was finished."
 
 
 class ChatEngine(Engine):
@@ -70,7 +71,7 @@ class ChatEngine(Engine):
             return self._broken(run, error.code, error.message, usage)
         if finish_reason is None:
             # Every server we know ends with a finish reason; a stream without one was cut.
-            return self._broken(run, "stream_broken", "The answer stopped before its end.", usage)
+            return self._broken(run, "stream_broken", UNFINISHED, usage)
         return _finished(run, "".join(pieces), finish_reason, usage)
 
     async def cancel(self, run: Run) -> RunUpdate:
