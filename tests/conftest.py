@@ -106,6 +106,15 @@ def started_run(alice_thread):
 
 
 @pytest.fixture
+def staff_client(django_user_model):
+    """Carol, who runs the site: a superuser logged in to admin."""
+    carol = django_user_model.objects.create_superuser("carol", password="carol-password")
+    client = Client()
+    client.force_login(carol)
+    return client
+
+
+@pytest.fixture
 def alice_client(alice):
     client = Client()
     client.force_login(alice)

@@ -3,7 +3,6 @@
 import httpx
 import pytest
 import respx
-from django.test import Client
 from django.urls import reverse
 
 from assistants_app.models import Assistant
@@ -12,14 +11,6 @@ from .conftest import PROVIDER_URL
 
 DOWN_URL = "http://127.0.0.1:11434/v1"
 STATUS_URL = "admin:assistants_app_provider_status"
-
-
-@pytest.fixture
-def staff_client(django_user_model):
-    staff = django_user_model.objects.create_superuser("staff", password="staff-password")
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture
