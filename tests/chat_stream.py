@@ -4,10 +4,6 @@ import json
 
 import httpx
 
-from .conftest import PROVIDER_URL
-
-COMPLETIONS_URL = f"{PROVIDER_URL}/chat/completions"
-
 
 def chunk(content: str | None = None, finish_reason: str | None = None, **delta) -> bytes:
     if content is not None:
