@@ -20,6 +20,10 @@ class RunActive(ClientError):
     status = 409
 
 
+class NothingToRetry(ClientError):
+    status = 409
+
+
 class NotAllowed(ClientError):
     status = 403
 

@@ -8,4 +8,5 @@ urlpatterns = [
     path("threads/<int:pk>/", views.thread_detail, name="thread-detail"),
     path("threads/<int:pk>/messages/", views.message_create, name="message-create"),
     path("threads/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
+    path("threads/<int:pk>/retry/", views.run_retry, name="run-retry"),
 ]
