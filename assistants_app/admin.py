@@ -1,16 +1,27 @@
 """Staff manage assistants here; threads and runs are shown read-only for support."""
 
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from . import limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
+from .engines.client import list_models
 from .exceptions import ProviderError
 from .models import Assistant, Message, Run, Thread, UsageLimit, UsageReport
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CHECK_SECONDS = 3.0  # the status page waits no longer for a provider
 
 
 class AssistantForm(forms.ModelForm):
@@ -44,10 +55,16 @@ class AssistantAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
-        providers = ", ".join(sorted(settings.ASSISTANT_PROVIDERS))
-        form.base_fields["provider"].help_text = f"One of: {providers}."
+        provider = form.base_fields["provider"]
+        provider.widget = forms.Select(
+            choices=[
+                (name, f"{name} ({entry['label']})")
+                for name, entry in sorted(settings.ASSISTANT_PROVIDERS.items())
+            ]
+        )
+        provider.help_text = "Providers are declared in the environment (README, Providers)."
         if obj is None:
-            form.base_fields["provider"].initial = settings.DEFAULT_PROVIDER
+            provider.initial = settings.DEFAULT_PROVIDER
         return form
 
     def save_model(self, request, obj, form, change):
@@ -77,6 +94,26 @@ class AssistantAdmin(admin.ModelAdmin):
                 request, f"Skipped {skipped}: their engine keeps no assistant on the provider."
             )
 
+    def get_urls(self):
+        status = path(
+            "providers/",
+            self.admin_site.admin_view(self.provider_status),
+            name="assistants_app_provider_status",
+        )
+        return [status, *super().get_urls()]
+
+    def provider_status(self, request):
+        """Every configured provider, and whether its `/models` answers right now."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Providers",
+            "opts": self.model._meta,
+            "providers": async_to_sync(check_providers)(settings.ASSISTANT_PROVIDERS),
+        }
+        return TemplateResponse(request, "admin/assistants_app/provider_status.html", context)
+
     @admin.action(description="Deactivate selected assistants")
     def deactivate(self, request, queryset):
         self.message_user(request, f"Deactivated {queryset.update(is_active=False)} assistant(s).")
@@ -84,6 +121,25 @@ class AssistantAdmin(admin.ModelAdmin):
     @admin.action(description="Activate selected assistants")
     def activate(self, request, queryset):
         self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
+
+
+async def check_providers(providers: dict) -> list[dict]:
+    """Each provider's entry (without its key) and how it answered, all asked at once."""
+
+    async def check(name: str, provider: dict) -> dict:
+        shown = {key: value for key, value in provider.items() if key != "api_key"}
+        try:
+            models = await list_models(provider, timeout=PROVIDER_CHECK_SECONDS)
+        except ProviderError as error:
+            return {**shown, "name": name, "answers": False, "problem": error.message}
+        except Exception:
+            # A page about broken providers must not break on one (an HTML page, a bad body).
+            log.warning("provider %s: unexpected answer to /models", name, exc_info=True)
+            problem = "It answered, but not with a model list: does the base URL end in /v1?"
+            return {**shown, "name": name, "answers": False, "problem": problem}
+        return {**shown, "name": name, "answers": True, "models": models}
+
+    return await asyncio.gather(*(check(n, p) for n, p in sorted(providers.items())))
 
 
 class ReadOnlyInline(admin.TabularInline):

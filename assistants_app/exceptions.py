@@ -24,6 +24,10 @@ class RunActive(ClientError):
     status = 409
 
 
+class NothingToRetry(ClientError):
+    status = 409
+
+
 class NotAllowed(ClientError):
     status = 403
 

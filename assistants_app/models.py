@@ -62,7 +62,12 @@ class Assistant(models.Model):
     instructions = models.TextField(
         blank=True, help_text="Sent with every request; kept here, not on the provider."
     )
-    model = models.CharField(max_length=200, default="gpt-4.1-mini")
+    model = models.CharField(
+        max_length=200,
+        default="gpt-4.1-mini",
+        blank=True,
+        help_text="Blank: the provider's default model (see README, Providers).",
+    )
     engine = models.CharField(
         max_length=20, choices=EngineKind.choices, default=EngineKind.RESPONSES
     )
@@ -88,6 +93,11 @@ class Assistant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        provider = settings.ASSISTANT_PROVIDERS.get(self.provider, {})
+        if not self.model and not provider.get("default_model"):
+            raise ValidationError({"model": "Name a model: this provider has no default model."})
 
     @property
     def is_simulated(self) -> bool:
@@ -222,6 +232,11 @@ class Run(models.Model):
         return self.status in TERMINAL_STATUSES
 
     @property
+    def can_retry(self) -> bool:
+        """Ended without a full answer, and the message it answered is still there."""
+        return self.is_terminal and self.status != RunStatus.COMPLETED and bool(self.prompt_id)
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
@@ -232,6 +247,7 @@ class Run(models.Model):
             "id": self.pk,
             "status": self.status,
             "is_terminal": self.is_terminal,
+            "can_retry": self.can_retry,
             "error_code": self.error_code,
             "error_message": self.error_message,
         }

@@ -30,6 +30,7 @@ from . import tools
 from .engines import get_engine
 from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
 from .exceptions import ProviderError, UnknownTool
+from .history import load_history
 from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
 
 # An answer stored with one of these statuses was cut short, and is shown as such.
@@ -105,12 +106,19 @@ async def _ring_doorbell(run: Run) -> None:
 async def cancel(run: Run) -> None:
     """Ask the provider to stop an active run and record what it answers (usually cancelling;
     polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
+
+    A run executed locally (chat) is only marked cancelling: whichever process generates it
+    sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far.
     """
     if not run.remote_id:
         # Not started on the provider (its process died first): nothing there to stop.
         await record(run, RunUpdate(status=RunStatus.CANCELLED))
         return
-    update = await get_engine(run.thread.assistant).cancel(run)
+    engine = get_engine(run.thread.assistant)
+    if engine.executes_locally:
+        update = RunUpdate(status=RunStatus.CANCELLING)
+    else:
+        update = await engine.cancel(run)
     if await record(run, update) and not run.is_terminal:
         await _ring_doorbell(run)
 
@@ -280,7 +288,7 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             async with asyncio.timeout_at(_loop_time_at(deadline)):
                 if await follow_stream(engine, run):
                     return
-    lease_renewed_at = asyncio.get_running_loop().time()
+    lease_renewed_at: float | None = asyncio.get_running_loop().time()
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -288,9 +296,12 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await _expire(engine, run)
             return
         try:
-            update = await engine.poll(run)
-            if update.tool_calls:
-                update = await _answer_tool_calls(engine, run, update)
+            if engine.executes_locally:
+                update = await _generate(engine, run, deadline)
+            else:
+                update = await engine.poll(run)
+                if update.tool_calls:
+                    update = await _answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
@@ -310,12 +321,9 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
         else:
             quiet_polls += 1
-        now = asyncio.get_running_loop().time()
-        if now - lease_renewed_at > settings.RUN_LEASE_SECONDS / 3:
-            if not await _take_lease(run.pk):
-                log.warning("run %s: lease lost to another process; stopping here", run.pk)
-                return
-            lease_renewed_at = now
+        lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+        if lease_renewed_at is None:
+            return
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
 
 
@@ -477,6 +485,74 @@ def _loop_time_at(moment) -> float:
     return loop.time() + (moment - timezone.now()).total_seconds()
 
 
+# --- Generating here (Chat Completions) -----------------------------------------------
+
+
+async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
+    """The whole answer of a locally executed run (chat), generated in this process.
+
+    Its text goes to the sockets as it comes, like a streamed run's (LiveText). Meanwhile the
+    lease is renewed and the stored status looked at every CHAT_CANCEL_CHECK_SECONDS, so a
+    cancel from any process stops it with what was said so far. None when there is nothing
+    more to do here: the run expired (recorded) or another process took it over.
+    """
+    status = await _begin_generation(run)
+    if status == RunStatus.CANCELLING:
+        return await engine.cancel(run)  # cancelled before it started: nothing to keep
+    if status != RunStatus.IN_PROGRESS:
+        return None  # finished by another process meanwhile
+    history = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
+    run.partial_text = ""  # a generation starts over: an earlier process's text is replaced
+    live = _live[run.pk] = LiveText(run)
+    generation = asyncio.create_task(
+        engine.generate(run, history, on_text=lambda text: live.add(StreamEvent(delta=text))),
+        name=f"generate-{run.pk}",
+    )
+    loop = asyncio.get_running_loop()
+    checked_at = loop.time()
+    lease_renewed_at: float | None = checked_at
+    try:
+        while True:
+            await asyncio.wait([generation], timeout=settings.STREAM_DELTA_SECONDS)
+            if generation.done():
+                return generation.result()
+            if live.unsent:
+                await live.push()  # text that waited long enough
+            if loop.time() - checked_at < settings.CHAT_CANCEL_CHECK_SECONDS:
+                continue
+            checked_at = loop.time()
+            if timezone.now() >= deadline:
+                await _stop(generation)
+                await _expire(engine, run)
+                return None
+            if await _status_of(run.pk) == RunStatus.CANCELLING:
+                await _stop(generation)
+                return await engine.cancel(run)
+            lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+            if lease_renewed_at is None:
+                return None
+    finally:
+        generation.cancel()  # this task was cancelled (shutdown) or gave up on the run
+        del _live[run.pk]
+
+
+async def _stop(generation: asyncio.Task) -> None:
+    """Cancel a generation and wait until it has closed its stream."""
+    generation.cancel()
+    await asyncio.wait([generation])
+
+
+async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
+    """Renew the lease once a third of it has passed: when it was renewed, None if lost."""
+    now = asyncio.get_running_loop().time()
+    if now - renewed_at <= settings.RUN_LEASE_SECONDS / 3:
+        return renewed_at
+    if not await _take_lease(run.pk):
+        log.warning("run %s: lease lost to another process; stopping here", run.pk)
+        return None
+    return now
+
+
 async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> RunUpdate | None:
     """Run the tools the provider asks for, as the thread's owner, and submit their outputs.
 
@@ -549,11 +625,17 @@ async def _cancel_quietly(engine: Engine, run: Run) -> None:
 
 
 async def _expire(engine: Engine, run: Run) -> None:
-    await _cancel_quietly(engine, run)
+    said_so_far = []
+    if engine.executes_locally:
+        # The generation was stopped here: what it had said is kept, as a partial answer.
+        said_so_far = (await engine.cancel(run)).messages
+    else:
+        await _cancel_quietly(engine, run)
     await record(
         run,
         RunUpdate(
             status=RunStatus.EXPIRED,
+            messages=said_so_far,
             error_code="expired",
             error_message=(
                 f"No answer after {settings.RUN_MAX_SECONDS} seconds; the run was stopped."
@@ -578,6 +660,30 @@ def _stored_remote_ids(run: Run) -> set[str]:
         .exclude(remote_id="")
         .values_list("remote_id", flat=True)
     )
+
+
+def _stored_status(run_id: int) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+_status_of = database_sync_to_async(_stored_status)
+
+
+@database_sync_to_async
+def _begin_generation(run: Run) -> str:
+    """queued -> in_progress, pushed to the sockets; the run's status either way.
+
+    Conditional, so a cancel stored a moment earlier is not overwritten.
+    """
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.IN_PROGRESS
+        ):
+            run.status = RunStatus.IN_PROGRESS
+            event = {"type": "run.status", "run": run.as_event()}
+            transaction.on_commit(partial(broadcast, run.thread.group_name, [event]))
+            return run.status
+    return _stored_status(run.pk)
 
 
 @database_sync_to_async

@@ -1,5 +1,7 @@
 """What a user can do with threads and messages. Each function takes the user explicitly."""
 
+from contextlib import contextmanager
+
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -15,6 +17,7 @@ from .exceptions import (
     InvalidMessage,
     NotAllowed,
     NothingToCancel,
+    NothingToRetry,
     ProviderError,
     RunActive,
 )
@@ -51,14 +54,37 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     the user, RunActive while the thread's previous run is unfinished and RateLimited over a
     fair-use limit; nothing is stored then. A provider error fails the run but keeps the message.
     """
-    if thread.owner_id != user.pk:
-        raise Http404("No such thread")
+    _check_owner(user, thread)
     text = clean_text(text)
-    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
-        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
+    await _check_may_use(user, thread)
     message, run = await _store_message_and_run(user, thread, text)
     await runs.start(run, message)
     return message, run
+
+
+async def retry_run(user, thread: Thread) -> Run:
+    """Start a new run for the message the thread's last run did not fully answer.
+
+    `thread` must belong to `user` and have its assistant loaded. Raises NotAllowed and
+    RateLimited as `submit_message` does, RunActive while a run is unfinished and
+    NothingToRetry unless the last run failed, expired, was cancelled or came back
+    incomplete. Whatever that run stored stays.
+    """
+    _check_owner(user, thread)
+    await _check_may_use(user, thread)
+    prompt, run = await _new_run_for_last_prompt(user, thread)
+    await runs.start(run, prompt)
+    return run
+
+
+def _check_owner(user, thread: Thread) -> None:
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")
+
+
+async def _check_may_use(user, thread: Thread) -> None:
+    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
 
 
 async def cancel_run(user, thread: Thread) -> Run:
@@ -86,21 +112,43 @@ async def cancel_run(user, thread: Thread) -> Run:
 def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
         raise _run_active()
-    try:
-        with transaction.atomic():
-            # One submit of a user at a time past this line, so limits are counted exactly.
-            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
-            limits.check_can_start_run(user)
-            message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-            # The unique "one active run per thread" constraint settles two tabs racing here.
-            run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
-    except IntegrityError:
-        raise _run_active() from None
+    with _starting_a_run(user):
+        message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
     if not thread.title:
         thread.title = text.splitlines()[0][:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
     run.thread = thread
     return message, run
+
+
+@database_sync_to_async
+def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
+    last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
+    if last is not None and not last.is_terminal:
+        raise _run_active()
+    if last is None or not last.can_retry:
+        raise NothingToRetry(
+            "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
+        )
+    with _starting_a_run(user):
+        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
+    run.thread = thread
+    return last.prompt, run
+
+
+@contextmanager
+def _starting_a_run(user):
+    """The transaction that creates a run, within the user's fair-use limits."""
+    try:
+        with transaction.atomic():
+            # One submit of a user at a time past this line, so limits are counted exactly.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            limits.check_can_start_run(user)
+            yield
+    except IntegrityError:
+        # The unique "one active run per thread" constraint settles two tabs racing here.
+        raise _run_active() from None
 
 
 def _run_active() -> RunActive:

@@ -79,6 +79,19 @@ async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"run": run.as_event()})
 
 
+@login_required
+@require_POST
+async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
+    """Start a new run for the message the thread's last run did not fully answer."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.retry_run(user, thread)
+    except ClientError as error:
+        return _error_response(error)
+    return JsonResponse({"run": run.as_event()}, status=201)
+
+
 async def _owned_thread(user, pk: int) -> Thread:
     thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
     if thread is None:

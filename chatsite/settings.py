@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .providers import declared_providers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -198,15 +200,20 @@ ASSISTANT_PROVIDERS = {
         "api_key": "simulator",
         "label": "Offline simulator (canned replies)",
         "simulated": True,
+        "default_model": "simulator",
     },
 }
 if OPENAI_API_KEY:
     ASSISTANT_PROVIDERS["openai"] = {
         "base_url": envstr("OPENAI_BASE_URL", "https://api.openai.com/v1"),
         "api_key": OPENAI_API_KEY,
+        "api_key_env": "OPENAI_API_KEY",
         "label": "OpenAI",
         "simulated": False,
+        "default_model": "",
     }
+# More providers (Ollama, vLLM, llama-server, LM Studio, gateways): chatsite/providers.py.
+ASSISTANT_PROVIDERS.update(declared_providers(os.environ))
 DEFAULT_PROVIDER = "openai" if OPENAI_API_KEY else "simulator"
 
 # Messages and runs.
@@ -216,6 +223,10 @@ RUN_MAX_SECONDS = envint("RUN_MAX_SECONDS", 600)  # a run still active after thi
 RUN_POLL_FIRST_SECONDS = envfloat("RUN_POLL_FIRST_SECONDS", 0.2)
 RUN_POLL_MAX_SECONDS = envfloat("RUN_POLL_MAX_SECONDS", 1.0)
 RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
+# Chat Completions runs: how much of the thread is sent, how often a generation looks for a
+# cancel from another process.
+CHAT_HISTORY_MAX_CHARS = envint("CHAT_HISTORY_MAX_CHARS", 16_000)
+CHAT_CANCEL_CHECK_SECONDS = envfloat("CHAT_CANCEL_CHECK_SECONDS", 0.5)
 RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
 STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
 STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
@@ -241,3 +252,4 @@ if TESTING:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RUN_POLL_FIRST_SECONDS = 0.01
     RUN_POLL_MAX_SECONDS = 0.05
+    CHAT_CANCEL_CHECK_SECONDS = 0.02

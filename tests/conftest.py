@@ -1,6 +1,7 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
 import pytest
+import respx
 from django.core.cache import cache
 from django.test import Client
 
@@ -42,6 +43,13 @@ def fresh_cache():
 
 
 @pytest.fixture
+def provider_mock():
+    """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
+    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
+        yield mock
+
+
+@pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password")
 
@@ -51,15 +59,31 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-password")
 
 
+def make_assistant(**fields) -> Assistant:
+    """An assistant on the mocked provider; `fields` override the defaults."""
+    defaults = {
+        "name": "Helper",
+        "instructions": "Answer briefly.",
+        "model": "gpt-test",
+        "engine": EngineKind.RESPONSES,
+        "provider": "test",
+    }
+    return Assistant.objects.create(**{**defaults, **fields})
+
+
 @pytest.fixture
 def assistant(db):
-    return Assistant.objects.create(
-        name="Helper",
-        instructions="Answer briefly.",
-        model="gpt-test",
-        engine=EngineKind.RESPONSES,
-        provider="test",
-    )
+    return make_assistant()
+
+
+@pytest.fixture
+def chat_assistant(db):
+    return make_assistant(name="Chatter", model="llama-test", engine=EngineKind.CHAT)
+
+
+@pytest.fixture
+def alice_chat_thread(alice, chat_assistant):
+    return Thread.objects.create(owner=alice, assistant=chat_assistant)
 
 
 @pytest.fixture
@@ -79,6 +103,15 @@ def started_run(alice_thread):
     alice_thread.save()
     prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
     return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
+
+
+@pytest.fixture
+def staff_client(django_user_model):
+    """Carol, who runs the site: a superuser logged in to admin."""
+    carol = django_user_model.objects.create_superuser("carol", password="carol-password")
+    client = Client()
+    client.force_login(carol)
+    return client
 
 
 @pytest.fixture

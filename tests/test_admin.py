@@ -8,13 +8,6 @@ from assistants_app.models import Assistant, Message, Run, RunStatus
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    staff = django_user_model.objects.create_superuser("staff", password="staff-password")
-    client.force_login(staff)
-    return client
-
-
 def test_it_is_for_staff_only(alice_client):
     response = alice_client.get(reverse("admin:assistants_app_assistant_changelist"))
     assert response.status_code == 302

@@ -2,9 +2,6 @@
 
 import re
 
-import pytest
-from django.test import Client
-
 from assistants_app.models import Assistant, EngineKind
 from tests.assistants_api import provider, sent
 
@@ -12,14 +9,6 @@ ADD_URL = "/admin/assistants_app/assistant/add/"
 LIST_URL = "/admin/assistants_app/assistant/"
 REFUSAL = {"error": {"message": "The model 'gpt-nope' does not exist.",
                      "type": "invalid_request_error", "code": "model_not_found"}}  # fmt: skip
-
-
-@pytest.fixture
-def staff_client(django_user_model):
-    staff = django_user_model.objects.create_superuser("carol", password="carol-password")
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 def remote_assistant(assistant_id: str = "asst_1") -> dict:

@@ -13,13 +13,6 @@ pytestmark = pytest.mark.django_db
 URL = reverse("admin:assistants_app_usagereport_changelist")
 
 
-@pytest.fixture
-def staff_client(client, django_user_model):
-    staff = django_user_model.objects.create_superuser("staff", password="staff-password")
-    client.force_login(staff)
-    return client
-
-
 def add_runs(thread, count, status=RunStatus.COMPLETED, tokens=10, days_ago=0):
     when = timezone.now() - timedelta(days=days_ago)
     Run.objects.bulk_create(

@@ -6,11 +6,13 @@ from ..exceptions import ProviderError
 from ..models import Assistant, EngineKind
 from .assistants import AssistantsEngine
 from .base import Engine
+from .chat import ChatEngine
 from .responses import ResponsesEngine
 
 ENGINES = {
     EngineKind.RESPONSES: ResponsesEngine,
     EngineKind.ASSISTANTS: AssistantsEngine,
+    EngineKind.CHAT: ChatEngine,
 }
 
 

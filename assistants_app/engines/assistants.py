@@ -25,7 +25,7 @@ class AssistantsEngine(Engine):
             "name": assistant.name,
             "description": assistant.description,
             "instructions": assistant.instructions,
-            "model": assistant.model,
+            "model": self.model_of(assistant),
             "tools": tools.definitions(assistant.tools),
             "metadata": {"assistant_id": str(assistant.pk)},
         }
@@ -63,7 +63,7 @@ class AssistantsEngine(Engine):
         # remote assistant that missed an admin change still answers as configured here.
         params = {
             "assistant_id": assistant.remote_id,
-            "model": assistant.model,
+            "model": self.model_of(assistant),
             "instructions": assistant.instructions,
             "tools": tools.definitions(assistant.tools),
         }

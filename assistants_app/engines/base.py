@@ -4,15 +4,24 @@ An engine translates domain operations into provider calls; it never touches the
 and never decides about retries. The run driver (runs.py) does both, for every engine.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
+from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, Thread
 
 
 @dataclass(frozen=True)
 class RemoteMessage:
     remote_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the history a locally executed run sends: role "user" or "assistant"."""
+
+    role: str
     text: str
 
 
@@ -60,12 +69,29 @@ class StreamEvent:
 
 
 class Engine:
-    """Base class; `thread.assistant` and `run.thread` are loaded by the caller."""
+    """Base class; `thread.assistant` and `run.thread` are loaded by the caller.
+
+    Most engines start a run on the provider and the driver polls it. An engine whose run is
+    executed by the driver itself (`executes_locally`, Chat Completions) is instead asked to
+    `generate` the whole answer once, from the history the driver loads, and `cancel` then
+    returns what it had generated so far.
+    """
+
+    executes_locally = False
 
     streams = False  # whether `stream` is available; the driver polls otherwise
 
     def __init__(self, provider: dict):
         self.provider = provider
+
+    def model_of(self, assistant: Assistant) -> str:
+        """The assistant's model, or its provider's default model when it names none."""
+        model = assistant.model or self.provider.get("default_model")
+        if not model:
+            raise ProviderError(
+                "no_model", "This assistant names no model and its provider has no default one."
+            )
+        return model
 
     async def sync_assistant(self, assistant: Assistant) -> None:
         """Create the provider-side assistant, or update it from ours when it has a
@@ -79,6 +105,16 @@ class Engine:
         raise NotImplementedError
 
     async def poll(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    async def generate(
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> RunUpdate:
+        """Produce the whole answer (engines that execute locally), handing each piece of text
+        to `on_text` as it comes; `history` ends with the prompt."""
         raise NotImplementedError
 
     async def cancel(self, run: Run) -> RunUpdate:

@@ -21,15 +21,23 @@ _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref
 def get_client(provider: dict) -> openai.AsyncOpenAI:
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
-    key = (provider["base_url"], provider.get("api_key", ""))
+    timeout = provider.get("timeout") or settings.PROVIDER_TIMEOUT_SECONDS
+    key = (provider["base_url"], provider.get("api_key", ""), timeout)
     if key not in per_loop:
         per_loop[key] = openai.AsyncOpenAI(
             base_url=provider["base_url"],
             api_key=provider.get("api_key") or "none",
             max_retries=0,
-            timeout=settings.PROVIDER_TIMEOUT_SECONDS,
+            timeout=timeout,
         )
     return per_loop[key]
+
+
+async def list_models(provider: dict, timeout: float) -> list[str]:
+    """The ids of the provider's models (`GET /models`): whether it answers, and with what."""
+    with provider_errors():
+        page = await get_client(provider).models.list(timeout=timeout)
+    return [model.id for model in page.data]
 
 
 def retry_after_seconds(headers) -> float | None:
@@ -85,8 +93,11 @@ def provider_errors():
         # 409: the conversation or thread is busy with another response; it frees up soon.
         retryable = error.status_code >= 500 or error.status_code == 409
         raise ProviderError(
-            error.code or error.type or f"http_{error.status_code}",
+            str(error.code or error.type or f"http_{error.status_code}"),  # llama.cpp: an int
             _readable_message(error),
             retryable=retryable,
             retry_after=retry_after_seconds(error.response.headers),
         ) from None
+    except openai.APIError as error:
+        # An error event inside a stream: the HTTP status was 200, the answer is unusable.
+        raise ProviderError("stream_error", f"The provider reported: {error.message}") from None

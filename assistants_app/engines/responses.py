@@ -31,7 +31,7 @@ class ResponsesEngine(Engine):
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         assistant = run.thread.assistant
         params = {
-            "model": assistant.model,
+            "model": self.model_of(assistant),
             "conversation": run.thread.remote_id,
             "input": message.text,
             "background": True,

@@ -10,7 +10,8 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
   SIMULATOR_STORM_SECONDS (default 2) after creation
 - `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
 - `drop`: polls never answer, as over a connection lost mid-way; the client times out
-- `break-stream`: the first stream of an answer stops half-way (resume with starting_after)
+- `break-stream`: the first stream of an answer stops half-way (resume with starting_after);
+  a streamed chat completion stops half-way every time, with no finish reason
 - `no-stream`: streaming is refused (400), so clients must poll
 - `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .assistants import AssistantsAPI
+from .chat import ChatCompletionsAPI
 from .common import Settings
 from .responses import ResponsesAPI
 
@@ -46,6 +48,7 @@ def create_app(latency: float | None = None, token_rate: float | None = None) ->
         Route("/v1/models", list_models),
         *ResponsesAPI(settings).routes(),
         *AssistantsAPI(settings).routes(),
+        *ChatCompletionsAPI(settings).routes(),
     ]
     return Starlette(routes=routes)
 

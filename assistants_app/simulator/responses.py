@@ -9,7 +9,6 @@ Faults: see app.py.
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, input_text, json_body, new_id, poll_fault
-from .replies import canned_reply, count_tokens
+from .replies import canned_reply, count_tokens, tokens_of
 
 
 @dataclass
@@ -67,7 +66,7 @@ class SimulatedResponse:
     def tokens(self) -> list[str]:
         if self.fault == "fail":
             return []  # it fails before writing anything
-        return re.findall(r"\s*\S+", self.reply) or [self.reply]
+        return tokens_of(self.reply)
 
     def token_due(self, index: int) -> float:
         """Seconds after creation when token `index` is written."""

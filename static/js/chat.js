@@ -12,6 +12,7 @@
   const textarea = document.getElementById("composer-text");
   const sendButton = document.getElementById("send");
   const stopButton = document.getElementById("stop");
+  const retryButton = document.getElementById("retry");
   const composerError = document.getElementById("composer-error");
   const connectionLine = document.getElementById("connection");
   const assistantName = chat.querySelector(".chat-header .meta").textContent.split(" — ")[0];
@@ -46,6 +47,8 @@
     sendButton.disabled = !run.is_terminal;
     stopButton.hidden = run.is_terminal;
     stopButton.disabled = run.status === "cancelling";
+    retryButton.hidden = !run.can_retry;
+    retryButton.disabled = false;
   }
 
   function showError(text) {
@@ -182,29 +185,34 @@
     }
   }
 
-  // Asks the server to cancel the active run; the socket then shows it end as cancelled.
-  async function stop() {
+  // Stop (cancel the active run) and Retry (a new run for the same message): a POST about
+  // the thread's run, whose statuses the socket then shows.
+  async function runAction(button, url, what) {
     composerError.hidden = true;
-    stopButton.disabled = true;
+    button.disabled = true;
     try {
-      const response = await fetch(chat.dataset.cancelUrl, {
+      const response = await fetch(url, {
         method: "POST",
         headers: { "X-CSRFToken": csrfToken() },
       });
       const body = await response.json();
-      if (!response.ok) {
-        showError(body.error ? body.error.message : "Could not stop the answer.");
-        stopButton.disabled = false;
+      if (response.ok) {
+        showStatus(body.run);
         return;
       }
-      showStatus(body.run);
+      showError(body.error ? body.error.message : "Could not " + what + ".");
     } catch (error) {
-      showError("Could not reach the server to stop the answer.");
-      stopButton.disabled = false;
+      showError("Could not reach the server to " + what + ".");
     }
+    button.disabled = false;
   }
 
-  stopButton.addEventListener("click", stop);
+  stopButton.addEventListener("click", () =>
+    runAction(stopButton, chat.dataset.cancelUrl, "stop the answer"),
+  );
+  retryButton.addEventListener("click", () =>
+    runAction(retryButton, chat.dataset.retryUrl, "retry"),
+  );
   composer.addEventListener("submit", (event) => {
     event.preventDefault();
     send();
