@@ -42,6 +42,11 @@
     }
   });
 
-  // Ready to type on arrival; not on touch screens, where focus pops up the keyboard.
-  if (window.matchMedia("(pointer: fine)").matches) textarea.focus();
+  // Ready to type on arrival, and again after Stop or Retry hide themselves (focus would fall
+  // to the page); not on touch screens, where focus pops up the keyboard.
+  const finePointer = window.matchMedia("(pointer: fine)").matches;
+  if (finePointer) textarea.focus();
+  document.addEventListener("click", (event) => {
+    if (finePointer && event.target.closest("#stop, #retry")) setTimeout(() => textarea.focus());
+  });
 })();

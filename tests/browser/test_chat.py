@@ -5,30 +5,11 @@ import re
 import time
 
 import pytest
-from django.urls import Resolver404, resolve
 from playwright.sync_api import expect
 
 from .conftest import PHONE, answers, screenshot, send, start_thread
 
 pytestmark = pytest.mark.slow
-
-
-def endpoint_exists(path: str) -> bool:
-    try:
-        resolve(path)
-    except Resolver404:
-        return False
-    return True
-
-
-# Stop (#stop, POST threads/<id>/cancel/) and Retry (#retry, POST threads/<id>/retry/) come
-# from other branches (issues 3 and 4); these tests run as soon as those endpoints exist.
-needs_stop = pytest.mark.skipif(
-    not endpoint_exists("/threads/1/cancel/"), reason="needs the Stop button of issue 3"
-)
-needs_retry = pytest.mark.skipif(
-    not endpoint_exists("/threads/1/retry/"), reason="needs the Retry button of issue 4"
-)
 
 
 def status_line(page):
@@ -109,7 +90,6 @@ def test_a_failed_run_says_so_plainly(site, log_in):
     expect(status_line(page)).to_contain_text(re.compile(r"failed.*asked to fail", re.I))
 
 
-@needs_retry
 def test_a_failed_run_can_be_retried(site, log_in):
     page = log_in("alice")
     thread_id = start_thread(page, "Sim fail")
@@ -127,7 +107,6 @@ def test_a_failed_run_can_be_retried(site, log_in):
     expect(status_line(page)).to_contain_text(re.compile("failed", re.I))
 
 
-@needs_stop
 @pytest.mark.parametrize("how", ["button", "escape"])
 def test_a_run_can_be_stopped(site, log_in, how):
     page = log_in("alice")
@@ -142,6 +121,7 @@ def test_a_run_can_be_stopped(site, log_in, how):
 
     expect(status_line(page)).to_have_attribute("data-status", "cancelled")
     expect(page.get_by_role("button", name="Send")).to_be_enabled()
+    expect(page.get_by_label("Message", exact=True)).to_be_focused()
     screenshot(page, f"07-thread-stopped-{how}")
 
 
