@@ -8,14 +8,16 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils import timezone
 
-from . import limits, tools
+from . import limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines.client import list_models
 from .exceptions import ProviderError
-from .models import Assistant, Message, Run, Thread, UsageLimit
+from .models import Assistant, Message, Run, Thread, UsageLimit, UsageReport
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +213,49 @@ class UsageLimitAdmin(admin.ModelAdmin):
     @admin.display(description="Tokens used today (UTC)")
     def tokens_used_today(self, obj):
         return limits.tokens_used_today(obj.user) if obj.pk else "-"
+
+
+@admin.register(UsageReport)
+class UsageAdmin(admin.ModelAdmin):
+    """The usage report in place of a change list: per user and per assistant over a period."""
+
+    rows_per_page = 50
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        form = usage.PeriodForm(request.GET)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta}
+        context.update(title="Usage", form=form, presets=usage.presets(timezone.localdate()))
+        if form.is_valid():
+            since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+            runs = usage.runs_between(since, until)
+            context.update(
+                # Shows the period in effect, defaults included.
+                form=usage.PeriodForm({"since": since.isoformat(), "until": until.isoformat()}),
+                since=since,
+                until=until,
+                totals=usage.totals(runs),
+                users=self._page(request, usage.per_user(runs), "user_page"),
+                assistants=self._page(request, usage.per_assistant(runs), "assistant_page"),
+            )
+        return TemplateResponse(request, "admin/assistants_app/usage_report.html", context)
+
+    def _page(self, request, rows, parameter: str):
+        """One page of rows, with links to its neighbours that keep the other parameters."""
+        page = Paginator(rows, self.rows_per_page).get_page(request.GET.get(parameter))
+        query = request.GET.copy()
+        if page.has_previous():
+            query[parameter] = page.previous_page_number()
+            page.previous_url = "?" + query.urlencode()
+        if page.has_next():
+            query[parameter] = page.next_page_number()
+            page.next_url = "?" + query.urlencode()
+        return page

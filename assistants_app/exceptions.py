@@ -16,6 +16,10 @@ class InvalidMessage(ClientError):
     status = 400
 
 
+class InvalidInput(ClientError):
+    status = 400
+
+
 class RunActive(ClientError):
     status = 409
 

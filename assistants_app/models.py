@@ -218,7 +218,11 @@ class Run(models.Model):
                 name="one_active_run_per_thread",
             )
         ]
-        indexes = [models.Index(fields=["status"], name="run_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="run_status_idx"),
+            # The usage report selects runs by period.
+            models.Index(fields=["created_at"], name="run_created_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
@@ -271,3 +275,12 @@ class UsageLimit(models.Model):
 
     def __str__(self) -> str:
         return f"Limits of {self.user}"
+
+
+class UsageReport(Run):
+    """Runs seen as usage figures: admin's usage report (per user, per assistant) lives on
+    this proxy, so staff find it beside the runs with the same permissions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = verbose_name_plural = "usage report"

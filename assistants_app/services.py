@@ -6,11 +6,14 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
 from . import limits, runs
 from .exceptions import (
     CancelFailed,
+    InvalidInput,
     InvalidMessage,
     NotAllowed,
     NothingToCancel,
@@ -152,3 +155,82 @@ def _run_active() -> RunActive:
     return RunActive(
         "RUN_ACTIVE", "The assistant is still answering. Wait for it to finish, then send again."
     )
+
+
+# --- Keeping threads: list, search, rename, delete, export ----------------------------
+
+
+def list_threads(user, query: str = "") -> QuerySet[Thread]:
+    """The user's threads, newest activity first; with a query, only those whose title or
+    any message contains it (case-insensitive)."""
+    threads = Thread.objects.filter(owner=user).select_related("assistant")
+    query = query.strip()
+    if not query:
+        return threads
+    in_messages = Message.objects.filter(thread=OuterRef("pk"), text__icontains=query)
+    return threads.filter(Q(title__icontains=query) | Exists(in_messages))
+
+
+def rename_thread(user, thread: Thread, title) -> Thread:
+    _check_owner(user, thread)
+    title = " ".join(title.split()) if isinstance(title, str) else ""
+    if not title:
+        raise InvalidInput("EMPTY_TITLE", "Give the thread a title.")
+    max_length = Thread._meta.get_field("title").max_length
+    if len(title) > max_length:
+        raise InvalidInput("TITLE_TOO_LONG", f"Titles can be at most {max_length} characters.")
+    thread.title = title
+    thread.save(update_fields=["title", "updated_at"])
+    return thread
+
+
+def delete_thread(user, thread: Thread) -> None:
+    """Delete a thread with its messages and runs. Refused while a run is unfinished: the
+    driver would go on writing to a thread that no longer exists."""
+    _check_owner(user, thread)
+    if Run.objects.filter(thread=thread).active().exists():
+        raise RunActive(
+            "RUN_ACTIVE", "The assistant is still answering. Wait for it to finish, then delete."
+        )
+    thread.delete()
+
+
+def export_json(user, thread: Thread) -> dict:
+    """The thread and its messages as plain data, for a download."""
+    _check_owner(user, thread)
+    return {
+        "id": thread.pk,
+        "title": str(thread),
+        "assistant": {
+            "name": thread.assistant.name,
+            "description": thread.assistant.description,
+            "simulated": thread.assistant.is_simulated,
+        },
+        "created_at": thread.created_at.isoformat(),
+        "updated_at": thread.updated_at.isoformat(),
+        "messages": [
+            {"role": m.role, "text": m.text, "created_at": m.created_at.isoformat()}
+            for m in thread.messages.all()
+        ],
+    }
+
+
+def export_markdown(user, thread: Thread) -> str:
+    """The thread as a Markdown document: a heading per message, the text as written."""
+    data = export_json(user, thread)
+    assistant = data["assistant"]
+    lines = [f"# {data['title']}", "", f"Assistant: {assistant['name']}"]
+    if assistant["description"]:
+        lines[-1] += f" ({assistant['description']})"
+    lines += [f"Exported: {timezone.now().isoformat(timespec='seconds')}", ""]
+    for message in data["messages"]:
+        author = "You" if message["role"] == Message.Role.USER else assistant["name"]
+        when = message["created_at"][:16].replace("T", " ")  # stored in UTC
+        lines += [f"## {author} · {when} UTC", ""]
+        lines += [message["text"], ""]
+    return "\n".join(lines)
+
+
+def _check_owner(user, thread: Thread) -> None:
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")

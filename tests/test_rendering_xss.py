@@ -110,7 +110,7 @@ def test_safe_markdown_still_renders():
         '<a href="https://docs.example/a?b=1" target="_blank" rel="noopener noreferrer">docs'
         in html
     )
-    assert '<pre><code class="language-py">x = 1' in html
+    assert '<pre><code class="language-py"><span class="n">x</span>' in html  # highlighted
 
 
 @pytest.fixture
@@ -132,13 +132,16 @@ def test_the_thread_page_shows_payloads_inert(alice_client, poisoned_thread):
 
     elements = Elements(page).found
     scripts = [attrs for tag, attrs in elements if tag == "script"]
-    assert scripts == [{"src": "/static/js/chat.js", "defer": ""}]
+    assert scripts == [
+        {"src": f"/static/js/{name}.js", "defer": ""}
+        for name in ("time", "chat", "messages", "composer")
+    ]
     assert not [tag for tag, _ in elements if tag in FETCHING_TAGS - {"link"}]
     assert all(attrs.get("rel") == "stylesheet" for tag, attrs in elements if tag == "link")
     assert not [(tag, n) for tag, attrs in elements for n in attrs if n.startswith("on")]
 
     messages = page[page.index('<ol class="messages"') : page.index("</ol>")]
-    page_tags = ALLOWED_TAGS | {"ol", "li", "div"}
+    page_tags = ALLOWED_TAGS | {"ol", "li", "div", "time"}
     assert_inert(messages.removeprefix('<ol class="messages"'), page_tags)
     assert messages.count('<li class="message') == 2 * len(PAYLOADS)  # none broke the list
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the title, escaped

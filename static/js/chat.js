@@ -34,7 +34,12 @@
     expired: "The run expired",
   };
 
+  let shownRun = null;
+
   function showStatus(run) {
+    // The POST's answer can arrive after the socket said the run ended: never go back.
+    if (shownRun && shownRun.id === run.id && shownRun.is_terminal && !run.is_terminal) return;
+    shownRun = run;
     statusLine.dataset.status = run.status;
     const text = run.status in STATUS_TEXT ? STATUS_TEXT[run.status] : run.status;
     const reason = run.is_terminal && run.error_message ? ": " + run.error_message : "";
@@ -88,6 +93,8 @@
     }
     if (lastMessageId === null || message.id > lastMessageId) lastMessageId = message.id;
     item.scrollIntoView({ block: "end" });
+    // Other scripts (messages.js, composer.js) decorate new messages from this event.
+    list.dispatchEvent(new CustomEvent("chat:message", { bubbles: true, detail: { message: message, element: item } }));
   }
 
   // Streamed text arrives in pieces, each with the offset it starts at. A piece that starts
