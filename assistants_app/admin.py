@@ -1,19 +1,51 @@
 """Staff manage assistants here; threads and runs are shown read-only for support."""
 
-from django.conf import settings
-from django.contrib import admin
+import asyncio
+import logging
 
-from .models import Assistant, Message, Run, Thread
+from asgiref.sync import async_to_sync
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.template.response import TemplateResponse
+from django.urls import path
+from django.utils import timezone
+
+from . import limits, tools, usage
+from .assistants_sync import has_remote_assistant, sync_assistant
+from .engines.client import list_models
+from .exceptions import ProviderError
+from .models import Assistant, Message, Run, Thread, UsageLimit, UsageReport
+
+log = logging.getLogger(__name__)
+
+PROVIDER_CHECK_SECONDS = 3.0  # the status page waits no longer for a provider
+
+
+class AssistantForm(forms.ModelForm):
+    tools = forms.MultipleChoiceField(
+        choices=tools.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Functions the assistant may call (engines with tool support).",
+    )
+
+    class Meta:
+        model = Assistant
+        fields = ["tools"]  # the admin adds the others from its fieldsets
 
 
 @admin.register(Assistant)
 class AssistantAdmin(admin.ModelAdmin):
+    form = AssistantForm
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "created_at", "updated_at"]
     filter_horizontal = ["groups"]
-    actions = ["deactivate", "activate"]
+    actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Model", {"fields": ["engine", "provider", "model", "temperature", "tools"]}),
@@ -23,11 +55,64 @@ class AssistantAdmin(admin.ModelAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
-        providers = ", ".join(sorted(settings.ASSISTANT_PROVIDERS))
-        form.base_fields["provider"].help_text = f"One of: {providers}."
+        provider = form.base_fields["provider"]
+        provider.widget = forms.Select(
+            choices=[
+                (name, f"{name} ({entry['label']})")
+                for name, entry in sorted(settings.ASSISTANT_PROVIDERS.items())
+            ]
+        )
+        provider.help_text = "Providers are declared in the environment (README, Providers)."
         if obj is None:
-            form.base_fields["provider"].initial = settings.DEFAULT_PROVIDER
+            provider.initial = settings.DEFAULT_PROVIDER
         return form
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        self._sync(request, obj)
+
+    def _sync(self, request, assistant: Assistant) -> bool:
+        """Push the assistant to its provider; a refusal is shown and the saved row is kept."""
+        try:
+            sync_assistant(assistant)
+        except ProviderError as error:
+            messages.error(
+                request,
+                f"“{assistant}” is saved here, but its provider refused the update: "
+                f"{error.message} The next run sends these settings again.",
+            )
+            return False
+        return True
+
+    @admin.action(description="Sync selected assistants with their provider")
+    def sync_with_provider(self, request, queryset):
+        syncable = [a for a in queryset if has_remote_assistant(a)]
+        synced = sum(1 for assistant in syncable if self._sync(request, assistant))
+        self.message_user(request, f"Synced {synced} assistant(s) with their provider.")
+        if skipped := queryset.count() - len(syncable):
+            self.message_user(
+                request, f"Skipped {skipped}: their engine keeps no assistant on the provider."
+            )
+
+    def get_urls(self):
+        status = path(
+            "providers/",
+            self.admin_site.admin_view(self.provider_status),
+            name="assistants_app_provider_status",
+        )
+        return [status, *super().get_urls()]
+
+    def provider_status(self, request):
+        """Every configured provider, and whether its `/models` answers right now."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Providers",
+            "opts": self.model._meta,
+            "providers": async_to_sync(check_providers)(settings.ASSISTANT_PROVIDERS),
+        }
+        return TemplateResponse(request, "admin/assistants_app/provider_status.html", context)
 
     @admin.action(description="Deactivate selected assistants")
     def deactivate(self, request, queryset):
@@ -36,6 +121,25 @@ class AssistantAdmin(admin.ModelAdmin):
     @admin.action(description="Activate selected assistants")
     def activate(self, request, queryset):
         self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
+
+
+async def check_providers(providers: dict) -> list[dict]:
+    """Each provider's entry (without its key) and how it answered, all asked at once."""
+
+    async def check(name: str, provider: dict) -> dict:
+        shown = {key: value for key, value in provider.items() if key != "api_key"}
+        try:
+            models = await list_models(provider, timeout=PROVIDER_CHECK_SECONDS)
+        except ProviderError as error:
+            return {**shown, "name": name, "answers": False, "problem": error.message}
+        except Exception:
+            # A page about broken providers must not break on one (an HTML page, a bad body).
+            log.warning("provider %s: unexpected answer to /models", name, exc_info=True)
+            problem = "It answered, but not with a model list: does the base URL end in /v1?"
+            return {**shown, "name": name, "answers": False, "problem": problem}
+        return {**shown, "name": name, "answers": True, "models": models}
+
+    return await asyncio.gather(*(check(n, p) for n, p in sorted(providers.items())))
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -92,3 +196,66 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(UsageLimit)
+class UsageLimitAdmin(admin.ModelAdmin):
+    """Per-user fair-use limits; users without a row get the site defaults (README)."""
+
+    list_display = [
+        "user", "messages_per_minute", "concurrent_runs", "daily_token_budget",
+        "tokens_used_today",
+    ]  # fmt: skip
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["tokens_used_today"]
+
+    @admin.display(description="Tokens used today (UTC)")
+    def tokens_used_today(self, obj):
+        return limits.tokens_used_today(obj.user) if obj.pk else "-"
+
+
+@admin.register(UsageReport)
+class UsageAdmin(admin.ModelAdmin):
+    """The usage report in place of a change list: per user and per assistant over a period."""
+
+    rows_per_page = 50
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        form = usage.PeriodForm(request.GET)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta}
+        context.update(title="Usage", form=form, presets=usage.presets(timezone.localdate()))
+        if form.is_valid():
+            since, until = form.cleaned_data["since"], form.cleaned_data["until"]
+            runs = usage.runs_between(since, until)
+            context.update(
+                # Shows the period in effect, defaults included.
+                form=usage.PeriodForm({"since": since.isoformat(), "until": until.isoformat()}),
+                since=since,
+                until=until,
+                totals=usage.totals(runs),
+                users=self._page(request, usage.per_user(runs), "user_page"),
+                assistants=self._page(request, usage.per_assistant(runs), "assistant_page"),
+            )
+        return TemplateResponse(request, "admin/assistants_app/usage_report.html", context)
+
+    def _page(self, request, rows, parameter: str):
+        """One page of rows, with links to its neighbours that keep the other parameters."""
+        page = Paginator(rows, self.rows_per_page).get_page(request.GET.get(parameter))
+        query = request.GET.copy()
+        if page.has_previous():
+            query[parameter] = page.previous_page_number()
+            page.previous_url = "?" + query.urlencode()
+        if page.has_next():
+            query[parameter] = page.next_page_number()
+            page.next_url = "?" + query.urlencode()
+        return page

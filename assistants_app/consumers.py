@@ -6,22 +6,28 @@ a restarted server is picked up as soon as anyone opens the thread again.
 
 import json
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
-from . import runs
+from . import limits, runs
 from .exceptions import ClientError
 from .models import Message, Run, Thread
 
 REPLAY_LIMIT = 500
 
-# Close codes: the websocket's counterpart of HTTP 401 and 404.
+# Close codes: the websocket's counterparts of HTTP 401, 404 and 429, and RFC 6455's own
+# "message too big".
 CLOSE_NOT_LOGGED_IN = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_TOO_BIG = 1009
 
 
 class ThreadConsumer(AsyncJsonWebsocketConsumer):
     thread: Thread | None = None
+    counted_socket = False  # in the user's open-socket count, so to be taken out of it
 
     async def connect(self):
         user = self.scope["user"]
@@ -33,6 +39,10 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
+        if not await sync_to_async(limits.open_socket)(user):
+            await self.refuse(CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.counted_socket = True
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
         for run_id in active_run_ids:
@@ -46,9 +56,18 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code):
         if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
+        if self.counted_socket:
+            await sync_to_async(limits.close_socket)(self.scope["user"])
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Every client event goes through here; a bad one gets an `error` event, not a crash."""
+        # daphne refuses big frames too (manage.py serve sets it); this holds under any server.
+        if frame_size(text_data, bytes_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
+            await self.send_json(
+                {"type": "error", "code": "FRAME_TOO_LARGE", "message": "Event too large."}
+            )
+            await self.close(code=CLOSE_TOO_BIG)
+            return
         try:
             await self.handle(parse_event(text_data))
         except ClientError as error:
@@ -61,14 +80,13 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             raise ClientError("UNKNOWN_EVENT", f"Unknown event type {event.get('type')!r}.")
 
     async def replay(self, last_message_id) -> None:
-        """Send what a client missed: messages after the one it has, and the latest run."""
+        """Send what a client missed: messages after the one it has, the latest run, and the
+        answer written so far if that run is still going."""
         if last_message_id is not None and not isinstance(last_message_id, int):
             raise ClientError("BAD_LAST_MESSAGE_ID", "last_message_id must be a number or null.")
-        messages, latest_run = await _missed(self.thread, last_message_id or 0)
-        for message in messages:
-            await self.send_json({"type": "message.created", "message": message})
-        if latest_run:
-            await self.send_json({"type": "run.status", "run": latest_run})
+        events = await _missed(self.thread, last_message_id or 0)
+        for event in events:
+            await self.send_json(event)
 
     # Group events, named after their type.
 
@@ -80,6 +98,13 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
 
     async def message_created(self, event):
         await self.send_json(event)
+
+    async def message_delta(self, event):
+        await self.send_json(event)
+
+
+def frame_size(text_data: str | None, bytes_data: bytes | None) -> int:
+    return len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
 
 
 def parse_event(text_data: str | None) -> dict:
@@ -109,7 +134,12 @@ def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[
 
 
 @database_sync_to_async
-def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], dict | None]:
+def _missed(thread: Thread, last_message_id: int) -> list[dict]:
     messages = Message.objects.filter(thread=thread, pk__gt=last_message_id)[:REPLAY_LIMIT]
+    events = [{"type": "message.created", "message": m.as_event()} for m in messages]
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
-    return [m.as_event() for m in messages], latest_run.as_event() if latest_run else None
+    if latest_run is not None:
+        events.append({"type": "run.status", "run": latest_run.as_event()})
+        if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
+            events.append(delta)
+    return events

@@ -16,12 +16,42 @@ class InvalidMessage(ClientError):
     status = 400
 
 
+class InvalidInput(ClientError):
+    status = 400
+
+
 class RunActive(ClientError):
+    status = 409
+
+
+class NothingToRetry(ClientError):
     status = 409
 
 
 class NotAllowed(ClientError):
     status = 403
+
+
+class NothingToCancel(ClientError):
+    status = 409
+
+
+class CancelFailed(ClientError):
+    status = 502
+
+
+class UnknownTool(Exception):
+    """A run asked for a tool the assistant does not have; the run fails with this reason."""
+
+
+class RateLimited(ClientError):
+    """A fair-use limit is reached; `retry_after` says in how many seconds it lifts, if known."""
+
+    status = 429
+
+    def __init__(self, code: str, message: str = "", retry_after: int | None = None):
+        super().__init__(code, message)
+        self.retry_after = retry_after
 
 
 class ProviderError(Exception):

@@ -62,7 +62,12 @@ class Assistant(models.Model):
     instructions = models.TextField(
         blank=True, help_text="Sent with every request; kept here, not on the provider."
     )
-    model = models.CharField(max_length=200, default="gpt-4.1-mini")
+    model = models.CharField(
+        max_length=200,
+        default="gpt-4.1-mini",
+        blank=True,
+        help_text="Blank: the provider's default model (see README, Providers).",
+    )
     engine = models.CharField(
         max_length=20, choices=EngineKind.choices, default=EngineKind.RESPONSES
     )
@@ -88,6 +93,11 @@ class Assistant(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        provider = settings.ASSISTANT_PROVIDERS.get(self.provider, {})
+        if not self.model and not provider.get("default_model"):
+            raise ValidationError({"model": "Name a model: this provider has no default model."})
 
     @property
     def is_simulated(self) -> bool:
@@ -127,6 +137,9 @@ class Message(models.Model):
     role = models.CharField(max_length=20, choices=Role.choices)
     text = models.TextField()
     remote_id = models.CharField(max_length=200, blank=True)
+    is_partial = models.BooleanField(
+        default=False, help_text="Cut short: the run was stopped, failed or ran out."
+    )
     run = models.ForeignKey(
         "Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
     )
@@ -157,6 +170,7 @@ class Message(models.Model):
             "html": self.html,
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
+            "partial": self.is_partial,
         }
 
 
@@ -186,6 +200,10 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # Which process drives the run, until when; another process takes over only after expiry.
+    # The answer streamed so far and the provider's position in the stream, saved every
+    # STREAM_SAVE_SECONDS so that a reload or another process can resume it.
+    partial_text = models.TextField(blank=True)
+    stream_sequence = models.IntegerField(null=True, blank=True)
     lease_owner = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -200,7 +218,11 @@ class Run(models.Model):
                 name="one_active_run_per_thread",
             )
         ]
-        indexes = [models.Index(fields=["status"], name="run_status_idx")]
+        indexes = [
+            models.Index(fields=["status"], name="run_status_idx"),
+            # The usage report selects runs by period.
+            models.Index(fields=["created_at"], name="run_created_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
@@ -208,6 +230,11 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def can_retry(self) -> bool:
+        """Ended without a full answer, and the message it answered is still there."""
+        return self.is_terminal and self.status != RunStatus.COMPLETED and bool(self.prompt_id)
 
     @property
     def duration(self):
@@ -220,6 +247,40 @@ class Run(models.Model):
             "id": self.pk,
             "status": self.status,
             "is_terminal": self.is_terminal,
+            "can_retry": self.can_retry,
             "error_code": self.error_code,
             "error_message": self.error_message,
         }
+
+
+class UsageLimit(models.Model):
+    """One user's fair-use limits where they differ from the site's defaults (settings)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_limit"
+    )
+    messages_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the site default. 0: no limit."
+    )
+    concurrent_runs = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Answers in progress at once. Empty: the site default. 0: no limit.",
+    )
+    daily_token_budget = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Tokens per day (UTC). Empty: the site default. 0: no limit.",
+    )
+
+    def __str__(self) -> str:
+        return f"Limits of {self.user}"
+
+
+class UsageReport(Run):
+    """Runs seen as usage figures: admin's usage report (per user, per assistant) lives on
+    this proxy, so staff find it beside the runs with the same permissions."""
+
+    class Meta:
+        proxy = True
+        verbose_name = verbose_name_plural = "usage report"

@@ -14,7 +14,7 @@ import os
 import random
 import socket
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
@@ -25,10 +25,17 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import tools
 from .engines import get_engine
-from .engines.base import Engine, RunUpdate
-from .exceptions import ProviderError
-from .models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
+from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
+from .exceptions import ProviderError, UnknownTool
+from .history import load_history
+from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
+
+# An answer stored with one of these statuses was cut short, and is shown as such.
+CUT_SHORT_STATUSES = {
+    RunStatus.CANCELLED, RunStatus.INCOMPLETE, RunStatus.FAILED, RunStatus.EXPIRED
+}  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,7 @@ PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 STARTING = f"{PROCESS_ID}:starting"
 MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
 START_ATTEMPTS = 3
+STREAM_ATTEMPTS = 3  # streams opened for one run before it falls back to polling
 # Errors after which the provider has certainly not acted on the request, so sending it again
 # cannot start a second answer.
 RESEND_SAFE_CODES = {"rate_limited", "conversation_locked"}
@@ -63,7 +71,6 @@ async def start(run: Run, message: Message) -> None:
     `run.thread.assistant` must be loaded. A provider error fails the run with its reason;
     the user's message is kept either way.
     """
-    thread = run.thread
     try:
         update = await _start_on_provider(run, message)
     except ProviderError as error:
@@ -71,12 +78,48 @@ async def start(run: Run, message: Message) -> None:
         await record(run, failure(error))
         return
     run.started_at = timezone.now()
+    if message.remote_id:
+        await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
     await record(run, update)
     await _release_lease(run.pk, owner=STARTING)
     if not run.is_terminal:
-        await get_channel_layer().group_send(
-            thread.group_name, {"type": "run.started", "run_id": run.pk}
-        )
+        await _ring_doorbell(run)
+
+
+async def _ensure_remote_assistant(engine: Engine, assistant: Assistant) -> None:
+    """Create the provider-side assistant nobody synced from admin yet (where there is one)."""
+    if assistant.remote_id:
+        return
+    await engine.sync_assistant(assistant)
+    if assistant.remote_id:
+        await Assistant.objects.filter(pk=assistant.pk).aupdate(remote_id=assistant.remote_id)
+
+
+async def _ring_doorbell(run: Run) -> None:
+    """Ask the thread's sockets to make sure someone drives the run."""
+    await get_channel_layer().group_send(
+        run.thread.group_name, {"type": "run.started", "run_id": run.pk}
+    )
+
+
+async def cancel(run: Run) -> None:
+    """Ask the provider to stop an active run and record what it answers (usually cancelling;
+    polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
+
+    A run executed locally (chat) is only marked cancelling: whichever process generates it
+    sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far.
+    """
+    if not run.remote_id:
+        # Not started on the provider (its process died first): nothing there to stop.
+        await record(run, RunUpdate(status=RunStatus.CANCELLED))
+        return
+    engine = get_engine(run.thread.assistant)
+    if engine.executes_locally:
+        update = RunUpdate(status=RunStatus.CANCELLING)
+    else:
+        update = await engine.cancel(run)
+    if await record(run, update) and not run.is_terminal:
+        await _ring_doorbell(run)
 
 
 def starting_lease() -> dict:
@@ -90,6 +133,7 @@ async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
     engine = get_engine(thread.assistant)
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
+            await _ensure_remote_assistant(engine, thread.assistant)
             if not thread.remote_id:
                 await engine.ensure_thread(thread)
                 await _save_remote_thread_id(thread)
@@ -131,7 +175,12 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             message, created = Message.objects.get_or_create(
                 thread_id=run.thread_id,
                 remote_id=remote.remote_id,
-                defaults={"role": Message.Role.ASSISTANT, "text": remote.text, "run": run},
+                defaults={
+                    "role": Message.Role.ASSISTANT,
+                    "text": remote.text,
+                    "run": run,
+                    "is_partial": update.status in CUT_SHORT_STATUSES,
+                },
             )
             if created:
                 new_messages.append(message)
@@ -151,6 +200,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 error_message=update.error_message,
                 lease_owner="",
                 lease_expires_at=None,
+                partial_text="",
             )
         still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
         if still_active:
@@ -238,8 +288,15 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
 
 
 async def _poll_until_terminal(engine: Engine, run: Run) -> None:
-    deadline = run.created_at + timedelta(seconds=settings.RUN_MAX_SECONDS)
-    lease_renewed_at = asyncio.get_running_loop().time()
+    # Counted from when the provider accepted the run: our own slowness is not its fault.
+    deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
+    if engine.streams and settings.RUN_STREAMING:
+        # Streaming is the fast path; polling below stays the durable one.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout_at(_loop_time_at(deadline)):
+                if await follow_stream(engine, run):
+                    return
+    lease_renewed_at: float | None = asyncio.get_running_loop().time()
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -247,7 +304,12 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await _expire(engine, run)
             return
         try:
-            update = await engine.poll(run)
+            if engine.executes_locally:
+                update = await _generate(engine, run, deadline)
+            else:
+                update = await engine.poll(run)
+                if update.tool_calls:
+                    update = await _answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
@@ -258,6 +320,8 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
             continue
         errors = 0
+        if update is None:
+            return
         if _is_news(run, update, stored):
             quiet_polls = 0
             stored.update(m.remote_id for m in update.messages)
@@ -265,13 +329,265 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
         else:
             quiet_polls += 1
-        now = asyncio.get_running_loop().time()
-        if now - lease_renewed_at > settings.RUN_LEASE_SECONDS / 3:
-            if not await _take_lease(run.pk):
-                log.warning("run %s: lease lost to another process; stopping here", run.pk)
-                return
-            lease_renewed_at = now
+        lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+        if lease_renewed_at is None:
+            return
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
+
+
+# --- Streaming ------------------------------------------------------------------------
+
+
+class LiveText:
+    """The answer being written for one run: sent to sockets as coalesced `message.delta`
+    events, saved now and then so that a reload or another process can resume it."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.text = run.partial_text
+        self.sequence = run.stream_sequence
+        self.item_id = ""
+        self.sent = len(self.text)  # characters already pushed to sockets
+        self.saved_at = self.pushed_at = 0.0
+
+    @property
+    def unsent(self) -> bool:
+        return self.sent < len(self.text)
+
+    def flush_due_in(self) -> float | None:
+        """Seconds until unsent text must go out (None: nothing waits)."""
+        if not self.unsent:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self.pushed_at
+        return max(0.0, settings.STREAM_DELTA_SECONDS - elapsed)
+
+    async def add(self, event: StreamEvent) -> None:
+        self.text += event.delta
+        self.item_id = event.item_id or self.item_id
+        if event.sequence is not None:
+            self.sequence = event.sequence
+        if self.flush_due_in() == 0:
+            await self.push()
+
+    async def push(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.unsent:
+            event = self.delta_event(self.sent)
+            self.sent, self.pushed_at = len(self.text), now
+            await get_channel_layer().group_send(self.run.thread.group_name, event)
+        if now - self.saved_at >= settings.STREAM_SAVE_SECONDS:
+            self.saved_at = now
+            await _save_partial(self.run.pk, self.text, self.sequence)
+
+    def delta_event(self, offset: int = 0) -> dict:
+        """Text from `offset` on; a client with fewer characters than `offset` missed some."""
+        return {
+            "type": "message.delta",
+            "run_id": self.run.pk,
+            "offset": offset,
+            "text": self.text[offset:],
+        }
+
+    def as_message(self) -> RemoteMessage:
+        return RemoteMessage(remote_id=self.item_id or f"run-{self.run.pk}", text=self.text)
+
+
+# run id -> the text being streamed for it in this process (for replay on `hello`)
+_live: dict[int, LiveText] = {}
+
+
+def live_delta(run: Run) -> dict | None:
+    """The `message.delta` that brings a new client up to date on an active run's answer."""
+    live = _live.get(run.pk)
+    if live is not None:
+        return live.delta_event()
+    if run.partial_text:
+        return {"type": "message.delta", "run_id": run.pk, "offset": 0, "text": run.partial_text}
+    return None
+
+
+async def follow_stream(engine: Engine, run: Run) -> bool:
+    """Stream the run, resuming after breaks; true once it is terminal and recorded, false
+    when streaming gave out and polling must take over."""
+    live = _live[run.pk] = LiveText(run)
+    try:
+        for _ in range(STREAM_ATTEMPTS):
+            try:
+                if await _follow_once(engine, run, live):
+                    return True
+            except ProviderError as error:
+                log.info("run %s: stream failed (%s)", run.pk, error.code)
+                if not error.retryable:
+                    return False
+            await live.push()
+            # The stream ended early: unless the run ended meanwhile, resume it.
+            try:
+                update = await engine.poll(run)
+            except ProviderError:
+                return False  # the polling loop has the patience for this
+            if update.status not in ACTIVE_STATUSES:
+                await _finish(run, update, live)
+                return True
+        return False
+    finally:
+        await live.push()
+        del _live[run.pk]
+
+
+async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
+    async for event in _ticking(engine.stream(run, live.sequence), live.flush_due_in):
+        if event is None:
+            await live.push()  # text waited long enough: send it
+        elif event.delta:
+            await live.add(event)
+        elif event.update is not None:
+            live.sequence = event.sequence if event.sequence is not None else live.sequence
+            if event.update.status not in ACTIVE_STATUSES:
+                await live.push()
+                await _finish(run, event.update, live)
+                return True
+            if event.update.status != run.status:
+                await record(run, event.update)
+    return False
+
+
+async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
+    """Record the end; an answer the provider did not return is kept from what was streamed."""
+    if not update.messages and live.text:
+        update = replace(update, messages=[live.as_message()])
+    await record(run, update)
+
+
+async def _ticking(events, timeout_of):
+    """Yield the stream's events, and None whenever `timeout_of()` seconds pass without one."""
+    queue: asyncio.Queue = asyncio.Queue()
+    finished = object()
+
+    async def read():
+        try:
+            async for event in events:
+                await queue.put(event)
+            await queue.put(finished)
+        except Exception as error:  # handed to the reader's side, raised there
+            await queue.put(error)
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), timeout_of())
+            except TimeoutError:
+                yield None
+                continue
+            if item is finished:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+
+
+def _loop_time_at(moment) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (moment - timezone.now()).total_seconds()
+
+
+# --- Generating here (Chat Completions) -----------------------------------------------
+
+
+async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
+    """The whole answer of a locally executed run (chat), generated in this process.
+
+    Its text goes to the sockets as it comes, like a streamed run's (LiveText). Meanwhile the
+    lease is renewed and the stored status looked at every CHAT_CANCEL_CHECK_SECONDS, so a
+    cancel from any process stops it with what was said so far. None when there is nothing
+    more to do here: the run expired (recorded) or another process took it over.
+    """
+    committed: list[dict] = []
+    status = await _begin_generation(run, committed)
+    await broadcast(run.thread.group_name, committed)
+    if status == RunStatus.CANCELLING:
+        return await engine.cancel(run)  # cancelled before it started: nothing to keep
+    if status != RunStatus.IN_PROGRESS:
+        return None  # finished by another process meanwhile
+    history = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
+    run.partial_text = ""  # a generation starts over: an earlier process's text is replaced
+    live = _live[run.pk] = LiveText(run)
+    generation = asyncio.create_task(
+        engine.generate(run, history, on_text=lambda text: live.add(StreamEvent(delta=text))),
+        name=f"generate-{run.pk}",
+    )
+    loop = asyncio.get_running_loop()
+    checked_at = loop.time()
+    lease_renewed_at: float | None = checked_at
+    try:
+        while True:
+            await asyncio.wait([generation], timeout=settings.STREAM_DELTA_SECONDS)
+            if generation.done():
+                return generation.result()
+            if live.unsent:
+                await live.push()  # text that waited long enough
+            if loop.time() - checked_at < settings.CHAT_CANCEL_CHECK_SECONDS:
+                continue
+            checked_at = loop.time()
+            if timezone.now() >= deadline:
+                await _stop(generation)
+                await _expire(engine, run)
+                return None
+            if await _status_of(run.pk) == RunStatus.CANCELLING:
+                await _stop(generation)
+                return await engine.cancel(run)
+            lease_renewed_at = await _renew_lease_when_due(run, lease_renewed_at)
+            if lease_renewed_at is None:
+                return None
+    finally:
+        generation.cancel()  # this task was cancelled (shutdown) or gave up on the run
+        del _live[run.pk]
+
+
+async def _stop(generation: asyncio.Task) -> None:
+    """Cancel a generation and wait until it has closed its stream."""
+    generation.cancel()
+    await asyncio.wait([generation])
+
+
+async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
+    """Renew the lease once a third of it has passed: when it was renewed, None if lost."""
+    now = asyncio.get_running_loop().time()
+    if now - renewed_at <= settings.RUN_LEASE_SECONDS / 3:
+        return renewed_at
+    if not await _take_lease(run.pk):
+        log.warning("run %s: lease lost to another process; stopping here", run.pk)
+        return None
+    return now
+
+
+async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> RunUpdate | None:
+    """Run the tools the provider asks for, as the thread's owner, and submit their outputs.
+
+    Returns the provider's update after the submission, or None when the run ended here:
+    cancelled meanwhile, or failed for asking for a tool its assistant does not have. If the
+    submission fails and is retried, the next poll asks again and the tools run again.
+    """
+    # The page shows "using a tool" while they run.
+    if update.status != run.status and not await record(run, update):
+        return None
+    owner, enabled = run.thread.owner, run.thread.assistant.tools
+    try:
+        outputs = [
+            ToolOutput(call.id, await tools.call(owner, enabled, call.name, call.arguments))
+            for call in update.tool_calls
+        ]
+    except UnknownTool as error:
+        log.warning("run %s: %s", run.pk, error)
+        await _cancel_quietly(engine, run)
+        await record(
+            run,
+            RunUpdate(status=RunStatus.FAILED, error_code="unknown_tool", error_message=str(error)),
+        )
+        return None
+    return await engine.submit_tool_outputs(run, outputs)
 
 
 async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
@@ -312,15 +628,26 @@ def _interrupted() -> RunUpdate:
     )
 
 
-async def _expire(engine: Engine, run: Run) -> None:
+async def _cancel_quietly(engine: Engine, run: Run) -> None:
+    """Stop the run on the provider, best effort: we are ending it here either way."""
     try:
         await engine.cancel(run)
     except ProviderError as error:
-        log.warning("run %s: cancel after expiry failed: %s", run.pk, error)
+        log.warning("run %s: cancelling it on the provider failed: %s", run.pk, error)
+
+
+async def _expire(engine: Engine, run: Run) -> None:
+    said_so_far = []
+    if engine.executes_locally:
+        # The generation was stopped here: what it had said is kept, as a partial answer.
+        said_so_far = (await engine.cancel(run)).messages
+    else:
+        await _cancel_quietly(engine, run)
     await record(
         run,
         RunUpdate(
             status=RunStatus.EXPIRED,
+            messages=said_so_far,
             error_code="expired",
             error_message=(
                 f"No answer after {settings.RUN_MAX_SECONDS} seconds; the run was stopped."
@@ -334,7 +661,8 @@ async def _expire(engine: Engine, run: Run) -> None:
 
 @database_sync_to_async
 def _load(run_id: int) -> Run | None:
-    return Run.objects.select_related("thread__assistant").filter(pk=run_id).first()
+    runs = Run.objects.select_related("thread__assistant", "thread__owner")
+    return runs.filter(pk=run_id).first()
 
 
 @database_sync_to_async
@@ -344,6 +672,30 @@ def _stored_remote_ids(run: Run) -> set[str]:
         .exclude(remote_id="")
         .values_list("remote_id", flat=True)
     )
+
+
+def _stored_status(run_id: int) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+_status_of = database_sync_to_async(_stored_status)
+
+
+@database_sync_to_async
+def _begin_generation(run: Run, committed: list[dict]) -> str:
+    """queued -> in_progress, its event to `committed` once stored; the run's status either way.
+
+    Conditional, so a cancel stored a moment earlier is not overwritten.
+    """
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+            status=RunStatus.IN_PROGRESS
+        ):
+            run.status = RunStatus.IN_PROGRESS
+            event = {"type": "run.status", "run": run.as_event()}
+            transaction.on_commit(partial(committed.extend, [event]))
+            return run.status
+    return _stored_status(run.pk)
 
 
 @database_sync_to_async
@@ -366,6 +718,11 @@ def _take_lease(run_id: int) -> bool:
             lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
         )
     )
+
+
+@database_sync_to_async
+def _save_partial(run_id: int, text: str, sequence: int | None) -> None:
+    Run.objects.filter(pk=run_id).active().update(partial_text=text, stream_sequence=sequence)
 
 
 @database_sync_to_async

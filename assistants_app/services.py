@@ -1,13 +1,27 @@
 """What a user can do with threads and messages. Each function takes the user explicitly."""
 
+from contextlib import contextmanager
+
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
+from django.utils import timezone
 
-from . import runs
-from .exceptions import InvalidMessage, NotAllowed, RunActive
-from .models import Assistant, Message, Run, Thread
+from . import limits, runs
+from .exceptions import (
+    CancelFailed,
+    InvalidInput,
+    InvalidMessage,
+    NotAllowed,
+    NothingToCancel,
+    NothingToRetry,
+    ProviderError,
+    RunActive,
+)
+from .models import Assistant, Message, Run, RunStatus, Thread
 
 TITLE_LENGTH = 60
 
@@ -36,29 +50,71 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
     """Store the user's message, create a run for it and start the run on the provider.
 
     `thread` must belong to `user` and have its assistant loaded. Raises InvalidMessage for
-    empty or oversized text and RunActive while the thread's previous run is unfinished;
-    a provider error fails the run but keeps the message.
+    empty or oversized text, NotAllowed when the assistant is retired or no longer shared with
+    the user, RunActive while the thread's previous run is unfinished and RateLimited over a
+    fair-use limit; nothing is stored then. A provider error fails the run but keeps the message.
     """
-    if thread.owner_id != user.pk:
-        raise Http404("No such thread")
-    if not thread.assistant.is_active:
-        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant has been retired by the staff.")
-    message, run = await _store_message_and_run(thread, clean_text(text))
+    _check_owner(user, thread)
+    text = clean_text(text)
+    await _check_may_use(user, thread)
+    message, run = await _store_message_and_run(user, thread, text)
     await runs.start(run, message)
     return message, run
 
 
+async def retry_run(user, thread: Thread) -> Run:
+    """Start a new run for the message the thread's last run did not fully answer.
+
+    `thread` must belong to `user` and have its assistant loaded. Raises NotAllowed and
+    RateLimited as `submit_message` does, RunActive while a run is unfinished and
+    NothingToRetry unless the last run failed, expired, was cancelled or came back
+    incomplete. Whatever that run stored stays.
+    """
+    _check_owner(user, thread)
+    await _check_may_use(user, thread)
+    prompt, run = await _new_run_for_last_prompt(user, thread)
+    await runs.start(run, prompt)
+    return run
+
+
+def _check_owner(user, thread: Thread) -> None:
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")
+
+
+async def _check_may_use(user, thread: Thread) -> None:
+    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
+
+
+async def cancel_run(user, thread: Thread) -> Run:
+    """Stop the thread's active run: the provider is asked to cancel it and the page sees it
+    go through cancelling to cancelled. `thread` must have its assistant loaded.
+
+    Raises NothingToCancel when no run is active and CancelFailed when the provider refuses
+    (the run may have just finished).
+    """
+    _check_owner(user, thread)
+    run = await Run.objects.active().filter(thread=thread).afirst()
+    if run is None:
+        raise NothingToCancel("NO_ACTIVE_RUN", "There is no answer in progress to stop.")
+    run.thread = thread
+    if run.status == RunStatus.CANCELLING:
+        return run  # asked already, from another tab perhaps; polling will see it end
+    try:
+        await runs.cancel(run)
+    except ProviderError as error:
+        raise CancelFailed("CANCEL_FAILED", f"Could not stop the answer: {error.message}") from None
+    return run
+
+
 @database_sync_to_async
-def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
+def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     if Run.objects.filter(thread=thread).active().exists():
         raise _run_active()
-    try:
-        with transaction.atomic():
-            message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-            # The unique "one active run per thread" constraint settles two tabs racing here.
-            run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
-    except IntegrityError:
-        raise _run_active() from None
+    with _starting_a_run(user):
+        message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
     if not thread.title:
         thread.title = text.splitlines()[0][:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
@@ -66,7 +122,115 @@ def _store_message_and_run(thread: Thread, text: str) -> tuple[Message, Run]:
     return message, run
 
 
+@database_sync_to_async
+def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
+    last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
+    if last is not None and not last.is_terminal:
+        raise _run_active()
+    if last is None or not last.can_retry:
+        raise NothingToRetry(
+            "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
+        )
+    with _starting_a_run(user):
+        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
+    run.thread = thread
+    return last.prompt, run
+
+
+@contextmanager
+def _starting_a_run(user):
+    """The transaction that creates a run, within the user's fair-use limits."""
+    try:
+        with transaction.atomic():
+            # One submit of a user at a time past this line, so limits are counted exactly.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            limits.check_can_start_run(user)
+            yield
+    except IntegrityError:
+        # The unique "one active run per thread" constraint settles two tabs racing here.
+        raise _run_active() from None
+
+
 def _run_active() -> RunActive:
     return RunActive(
         "RUN_ACTIVE", "The assistant is still answering. Wait for it to finish, then send again."
     )
+
+
+# --- Keeping threads: list, search, rename, delete, export ----------------------------
+
+
+def list_threads(user, query: str = "") -> QuerySet[Thread]:
+    """The user's threads, newest activity first; with a query, only those whose title or
+    any message contains it (case-insensitive)."""
+    threads = Thread.objects.filter(owner=user).select_related("assistant")
+    query = query.strip()
+    if not query:
+        return threads
+    in_messages = Message.objects.filter(thread=OuterRef("pk"), text__icontains=query)
+    return threads.filter(Q(title__icontains=query) | Exists(in_messages))
+
+
+def rename_thread(user, thread: Thread, title) -> Thread:
+    _check_owner(user, thread)
+    title = " ".join(title.split()) if isinstance(title, str) else ""
+    if not title:
+        raise InvalidInput("EMPTY_TITLE", "Give the thread a title.")
+    max_length = Thread._meta.get_field("title").max_length
+    if len(title) > max_length:
+        raise InvalidInput("TITLE_TOO_LONG", f"Titles can be at most {max_length} characters.")
+    thread.title = title
+    thread.save(update_fields=["title", "updated_at"])
+    return thread
+
+
+def delete_thread(user, thread: Thread) -> None:
+    """Delete a thread with its messages and runs. Refused while a run is unfinished: the
+    driver would go on writing to a thread that no longer exists."""
+    _check_owner(user, thread)
+    if Run.objects.filter(thread=thread).active().exists():
+        raise RunActive(
+            "RUN_ACTIVE", "The assistant is still answering. Wait for it to finish, then delete."
+        )
+    thread.delete()
+
+
+def export_json(user, thread: Thread) -> dict:
+    """The thread and its messages as plain data, for a download."""
+    _check_owner(user, thread)
+    return {
+        "id": thread.pk,
+        "title": str(thread),
+        "assistant": {
+            "name": thread.assistant.name,
+            "description": thread.assistant.description,
+            "simulated": thread.assistant.is_simulated,
+        },
+        "created_at": thread.created_at.isoformat(),
+        "updated_at": thread.updated_at.isoformat(),
+        "messages": [
+            {"role": m.role, "text": m.text, "created_at": m.created_at.isoformat()}
+            for m in thread.messages.all()
+        ],
+    }
+
+
+def export_markdown(user, thread: Thread) -> str:
+    """The thread as a Markdown document: a heading per message, the text as written."""
+    data = export_json(user, thread)
+    assistant = data["assistant"]
+    lines = [f"# {data['title']}", "", f"Assistant: {assistant['name']}"]
+    if assistant["description"]:
+        lines[-1] += f" ({assistant['description']})"
+    lines += [f"Exported: {timezone.now().isoformat(timespec='seconds')}", ""]
+    for message in data["messages"]:
+        author = "You" if message["role"] == Message.Role.USER else assistant["name"]
+        when = message["created_at"][:16].replace("T", " ")  # stored in UTC
+        lines += [f"## {author} · {when} UTC", ""]
+        lines += [message["text"], ""]
+    return "\n".join(lines)
+
+
+def _check_owner(user, thread: Thread) -> None:
+    if thread.owner_id != user.pk:
+        raise Http404("No such thread")

@@ -4,10 +4,11 @@ and calls one function in services.py."""
 import json
 
 from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import services
 from .exceptions import ClientError
@@ -17,12 +18,13 @@ from .models import Assistant, Thread
 @login_required
 @require_GET
 def thread_list(request: HttpRequest) -> HttpResponse:
-    threads = Thread.objects.filter(owner=request.user).select_related("assistant")
+    query = request.GET.get("q", "").strip()
+    threads = services.list_threads(request.user, query)
     assistants = Assistant.objects.available_to(request.user)
     return render(
         request,
         "assistants_app/thread_list.html",
-        {"threads": threads, "assistants": assistants},
+        {"threads": threads, "assistants": assistants, "query": query},
     )
 
 
@@ -36,9 +38,7 @@ def thread_create(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = get_object_or_404(
-        Thread.objects.select_related("assistant"), pk=pk, owner=request.user
-    )
+    thread = _my_thread(request, pk)
     messages = list(thread.messages.all())
     return render(
         request,
@@ -58,16 +58,54 @@ def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
 async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     """Store the user's message and start a run. Errors answer {error: {code, message}}."""
     user = await request.auser()
-    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
-    if thread is None:
-        raise Http404("No such thread")
+    thread = await _owned_thread(user, pk)
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
-        return JsonResponse(
-            {"error": {"code": error.code, "message": error.message}}, status=error.status
-        )
+        return _error_response(error)
     return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+
+
+@login_required
+@require_POST
+async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
+    """Stop the thread's active run; its statuses follow over the websocket."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.cancel_run(user, thread)
+    except ClientError as error:
+        return _error_response(error)
+    return JsonResponse({"run": run.as_event()})
+
+
+@login_required
+@require_POST
+async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
+    """Start a new run for the message the thread's last run did not fully answer."""
+    user = await request.auser()
+    thread = await _owned_thread(user, pk)
+    try:
+        run = await services.retry_run(user, thread)
+    except ClientError as error:
+        return _error_response(error)
+    return JsonResponse({"run": run.as_event()}, status=201)
+
+
+async def _owned_thread(user, pk: int) -> Thread:
+    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
+    if thread is None:
+        raise Http404("No such thread")
+    return thread
+
+
+def _error_response(error: ClientError) -> JsonResponse:
+    response = JsonResponse(
+        {"error": {"code": error.code, "message": error.message}}, status=error.status
+    )
+    if getattr(error, "retry_after", None):
+        response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _text_from(request: HttpRequest):
@@ -77,3 +115,64 @@ def _text_from(request: HttpRequest):
         except (ValueError, AttributeError):
             return None
     return request.POST.get("text")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: a page with the rename form (the thread page has it inline too). POST: rename."""
+    thread = _my_thread(request, pk)
+    if request.method == "POST":
+        try:
+            services.rename_thread(request.user, thread, request.POST.get("title"))
+        except ClientError as error:
+            flash.error(request, error.message)
+            return redirect("thread-rename", pk=pk)
+        flash.success(request, f"Renamed to “{thread.title}”.")
+        return redirect("thread-detail", pk=pk)
+    return render(request, "assistants_app/thread_rename.html", {"thread": thread})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET: ask for confirmation. POST: delete and go back to the list."""
+    thread = _my_thread(request, pk)
+    if request.method == "POST":
+        try:
+            services.delete_thread(request.user, thread)
+        except ClientError as error:
+            flash.error(request, error.message)
+            return redirect("thread-detail", pk=pk)
+        flash.success(request, f"Deleted “{thread}”.")
+        return redirect("thread-list")
+    return render(request, "assistants_app/thread_confirm_delete.html", {"thread": thread})
+
+
+@login_required
+@require_GET
+def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
+    thread = _my_thread(request, pk)
+    response = HttpResponse(
+        services.export_markdown(request.user, thread), content_type="text/markdown; charset=utf-8"
+    )
+    return _as_download(response, f"thread-{pk}.md")
+
+
+@login_required
+@require_GET
+def thread_export_json(request: HttpRequest, pk: int) -> HttpResponse:
+    thread = _my_thread(request, pk)
+    data = services.export_json(request.user, thread)
+    response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
+    return _as_download(response, f"thread-{pk}.json")
+
+
+def _my_thread(request: HttpRequest, pk: int) -> Thread:
+    """The thread, if it is the requesting user's; 404 otherwise (sync views)."""
+    return get_object_or_404(Thread.objects.select_related("assistant"), pk=pk, owner=request.user)
+
+
+def _as_download(response: HttpResponse, filename: str) -> HttpResponse:
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

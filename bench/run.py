@@ -30,9 +30,6 @@ from . import report
 
 RESULTS = ROOT / "bench" / "results"
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters, the length of a CSRF secret
-# As README's "Running at scale" runs daphne: a connect burst may queue longer than daphne's
-# default 5 s handshake timeout, and a refused socket only comes back as another connect.
-DAPHNE_OPTIONS = ("--websocket_connect_timeout", "30")
 SEED = "import json; from bench.seed import seed; print(json.dumps(seed(%d)))"
 
 
@@ -158,10 +155,7 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
     with log, tempfile.TemporaryDirectory() as tmp, database(options) as database_url:
         env = site_env(scenario, options, database_url)
         servers, latency = scenario.servers, options.latency
-        with start_site(
-            Path(tmp), env, servers=servers, latency=latency, output=log,
-            daphne_options=DAPHNE_OPTIONS,
-        ) as site:  # fmt: skip
+        with start_site(Path(tmp), env, servers=servers, latency=latency, output=log) as site:
             seeded = json.loads(site.manage("shell", "--verbosity", "0", "-c", SEED % users))
             daphnes = [p for p in site.processes if "daphne" in p.args]
             simulator = next(p for p in site.processes if "simulator" in p.args)

@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from .providers import declared_providers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -147,10 +149,17 @@ if REDIS_URL:
         "default": {
             "BACKEND": REDIS_CHANNEL_LAYERS[REDIS_CHANNEL_LAYER],
             "CONFIG": {
-                # redis-py refuses a command ("Too many connections") rather than wait when
-                # the pool is full, so the pool must cover a connect burst's concurrent calls.
                 "hosts": [
-                    {"address": REDIS_URL, "max_connections": envint("REDIS_POOL_SIZE", 1000)}
+                    {
+                        "address": REDIS_URL,
+                        # redis-py refuses a command ("Too many connections") rather than
+                        # wait when its pool is full: the pool must cover a connect burst.
+                        "max_connections": envint("REDIS_POOL_SIZE", 1000),
+                        # redis-py 8 times reads out after 5 s, as long as the core layer's
+                        # blocking receive waits (BZPOPMIN, 5 s): without more slack an idle
+                        # socket crashes.
+                        "socket_timeout": 30,
+                    }
                 ],
                 # Several sites (or test runs) can share one Redis under different prefixes.
                 "prefix": envstr("REDIS_PREFIX", "asgi"),
@@ -181,8 +190,34 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# HTTPS in production: cookies only over TLS, plain HTTP redirected, HSTS. `manage.py check
+# --deploy` passes with DJANGO_DEBUG=0 and the variables in README's production example.
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", not DEBUG)
+# Behind a TLS-terminating proxy the request reaches daphne as plain HTTP from the proxy's
+# address: trust its X-Forwarded-Proto here, and `manage.py serve` passes --proxy-headers so
+# per-address limits see the client's address, not the proxy's.
+BEHIND_PROXY = envbool("DJANGO_BEHIND_PROXY", False)
+if BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The cache holds the fair-use counters, so several processes must share it: Redis when
+# REDIS_URL is set (its INCR is atomic), this process's memory otherwise.
+CACHE_KEY_PREFIX = envstr("CACHE_KEY_PREFIX", "chatsite")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 LOGGING = {
     "version": 1,
@@ -205,15 +240,20 @@ ASSISTANT_PROVIDERS = {
         "api_key": "simulator",
         "label": "Offline simulator (canned replies)",
         "simulated": True,
+        "default_model": "simulator",
     },
 }
 if OPENAI_API_KEY:
     ASSISTANT_PROVIDERS["openai"] = {
         "base_url": envstr("OPENAI_BASE_URL", "https://api.openai.com/v1"),
         "api_key": OPENAI_API_KEY,
+        "api_key_env": "OPENAI_API_KEY",
         "label": "OpenAI",
         "simulated": False,
+        "default_model": "",
     }
+# More providers (Ollama, vLLM, llama-server, LM Studio, gateways): chatsite/providers.py.
+ASSISTANT_PROVIDERS.update(declared_providers(os.environ))
 DEFAULT_PROVIDER = "openai" if OPENAI_API_KEY else "simulator"
 
 # Messages and runs.
@@ -226,10 +266,33 @@ RUN_POLL_MAX_SECONDS = envfloat("RUN_POLL_MAX_SECONDS", 1.0)
 RUN_POLL_STRATEGY = envchoice("RUN_POLL_STRATEGY", "adaptive", ("adaptive", "fixed"))
 RUN_POLL_FIXED_SECONDS = envfloat("RUN_POLL_FIXED_SECONDS", 1.0)
 RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
+# Chat Completions runs: how much of the thread is sent, how often a generation looks for a
+# cancel from another process.
+CHAT_HISTORY_MAX_CHARS = envint("CHAT_HISTORY_MAX_CHARS", 16_000)
+CHAT_CANCEL_CHECK_SECONDS = envfloat("CHAT_CANCEL_CHECK_SECONDS", 0.5)
+RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
+STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
+STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
+
+# Fair use, per user (admin can override the first three for one user; 0 means no limit).
+MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 10)
+CONCURRENT_RUNS = envint("CONCURRENT_RUNS", 3)
+DAILY_TOKEN_BUDGET = envint("DAILY_TOKEN_BUDGET", 200_000)
+WEBSOCKETS_PER_USER = envint("WEBSOCKETS_PER_USER", 20)
+# Client events are small JSON objects; daphne and the consumer both refuse bigger frames.
+WEBSOCKET_MAX_MESSAGE_BYTES = envint("WEBSOCKET_MAX_MESSAGE_BYTES", 16_384)
+
+# Accounts: failed logins are throttled per username and address, and per address alone.
+LOGIN_FAILURES_LIMIT = envint("LOGIN_FAILURES_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 900)
+SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", False)
 
 TESTING = "pytest" in sys.modules
 if TESTING:
     # Test-only speed-ups live here and nowhere else.
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests clear the cache between them; never let that flush a shared Redis.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     RUN_POLL_FIRST_SECONDS = 0.01
     RUN_POLL_MAX_SECONDS = 0.05
+    CHAT_CANCEL_CHECK_SECONDS = 0.02

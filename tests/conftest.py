@@ -1,12 +1,24 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
 import pytest
+import respx
+from django.core.cache import cache
 from django.test import Client
 
 from assistants_app import runs
-from assistants_app.models import Assistant, EngineKind, Thread
+from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
+
+from .provider_payloads import CONVERSATION_ID, RESPONSE_ID
+from .sockets import session_cookie
 
 PROVIDER_URL = "https://provider.test/v1"
+
+
+@pytest.fixture(autouse=True)
+def polling_by_default(settings):
+    """Provider mocks answer polls unless a test turns streaming on (tests/test_streaming.py);
+    the real-process tests stream, as the site does by default."""
+    settings.RUN_STREAMING = False
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +36,19 @@ def test_provider(settings):
     return settings.ASSISTANT_PROVIDERS["test"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Fair-use counters start at zero in every test (tests always use the in-memory cache)."""
+    cache.clear()
+
+
+@pytest.fixture
+def provider_mock():
+    """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
+    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
+        yield mock
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password")
@@ -34,15 +59,31 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", password="bob-password")
 
 
+def make_assistant(**fields) -> Assistant:
+    """An assistant on the mocked provider; `fields` override the defaults."""
+    defaults = {
+        "name": "Helper",
+        "instructions": "Answer briefly.",
+        "model": "gpt-test",
+        "engine": EngineKind.RESPONSES,
+        "provider": "test",
+    }
+    return Assistant.objects.create(**{**defaults, **fields})
+
+
 @pytest.fixture
 def assistant(db):
-    return Assistant.objects.create(
-        name="Helper",
-        instructions="Answer briefly.",
-        model="gpt-test",
-        engine=EngineKind.RESPONSES,
-        provider="test",
-    )
+    return make_assistant()
+
+
+@pytest.fixture
+def chat_assistant(db):
+    return make_assistant(name="Chatter", model="llama-test", engine=EngineKind.CHAT)
+
+
+@pytest.fixture
+def alice_chat_thread(alice, chat_assistant):
+    return Thread.objects.create(owner=alice, assistant=chat_assistant)
 
 
 @pytest.fixture
@@ -53,6 +94,24 @@ def alice_thread(alice, assistant):
 @pytest.fixture
 def bob_thread(bob, assistant):
     return Thread.objects.create(owner=bob, assistant=assistant)
+
+
+@pytest.fixture
+def started_run(alice_thread):
+    """A Responses run the provider has accepted (the state a view leaves it in)."""
+    alice_thread.remote_id = CONVERSATION_ID
+    alice_thread.save()
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
+    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
+
+
+@pytest.fixture
+def staff_client(django_user_model):
+    """Carol, who runs the site: a superuser logged in to admin."""
+    carol = django_user_model.objects.create_superuser("carol", password="carol-password")
+    client = Client()
+    client.force_login(carol)
+    return client
 
 
 @pytest.fixture
@@ -67,6 +126,17 @@ def bob_client(bob):
     client = Client()
     client.force_login(bob)
     return client
+
+
+@pytest.fixture
+def alice_cookie(alice):
+    """Alice's session as a websocket's Cookie header (see tests/sockets.py)."""
+    return session_cookie(alice)
+
+
+@pytest.fixture
+def bob_cookie(bob):
+    return session_cookie(bob)
 
 
 @pytest.fixture

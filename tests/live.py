@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from pathlib import Path
 import httpx
 import websockets
 
+from assistants_app.management.commands.serve import daphne_args
+
 ROOT = Path(__file__).resolve().parent.parent
-ASGI_APP = "chatsite.asgi:application"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-1"}
 
@@ -67,7 +69,6 @@ class LiveSite:
     processes: list[subprocess.Popen] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
     output: object = None  # where the processes' output goes (a file); None: this terminal
-    daphne_options: tuple[str, ...] = ()  # more command-line options for each daphne
 
     @property
     def url(self) -> str:
@@ -87,8 +88,7 @@ class LiveSite:
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Another daphne process on the same database (and channel layer, if Redis)."""
         port = port or free_port()
-        address = ("-b", "127.0.0.1", "-p", str(port))
-        process = self.spawn("-m", "daphne", *address, *self.daphne_options, ASGI_APP)
+        process = self.spawn(*daphne_args("127.0.0.1", port))
         wait_for_port(port, process)
         url = f"http://127.0.0.1:{port}"
         if url not in self.urls:
@@ -127,8 +127,7 @@ def migrated_sqlite_template() -> Path:
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
                engine: str = "responses", latency: float = 0.3, servers: int = 1,
-               faults: tuple[str, ...] = (), output=None,
-               daphne_options: tuple[str, ...] = ()):  # fmt: skip
+               faults: tuple[str, ...] = (), output=None):  # fmt: skip
     simulator_port = free_port()
     site_env = {
         **os.environ,
@@ -137,12 +136,11 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "SIMULATOR_LATENCY_SECONDS": str(latency),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
+        # Each site its own fair-use counters, even in a Redis other test runs share.
+        "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
         **(env or {}),
     }
-    site = LiveSite(
-        simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output,
-        daphne_options=daphne_options,
-    )  # fmt: skip
+    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output)
     try:
         simulator = site.spawn("manage.py", "simulator", "--port", str(simulator_port))
         if site_env["DATABASE_URL"].startswith("sqlite:"):
@@ -199,6 +197,11 @@ class SiteClient:
             headers={"X-CSRFToken": self.http.cookies["csrftoken"]},
         )
 
+    def cancel(self, thread_id: int) -> httpx.Response:
+        return self.http.post(
+            f"/threads/{thread_id}/cancel/", headers={"X-CSRFToken": self.http.cookies["csrftoken"]}
+        )
+
     def websocket(self, thread_id: int, url: str | None = None):
         """The thread's socket on this client's server, or on another one given by `url`."""
         url = url or self.url
@@ -237,8 +240,6 @@ def is_run_status(status: str):
 @contextmanager
 def postgres_database():
     """A new, empty PostgreSQL database for one test; its DATABASE_URL. Dropped afterwards."""
-    import uuid
-
     import psycopg
 
     name = f"chat_it_{uuid.uuid4().hex[:12]}"

@@ -15,7 +15,7 @@ from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
-from .provider_payloads import CONVERSATION_ID, RESPONSE_ID, api_error, conversation, response
+from .provider_payloads import RESPONSE_ID, api_error, conversation, response
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RETRIEVE = f"/responses/{RESPONSE_ID}"
@@ -25,14 +25,6 @@ RETRIEVE = f"/responses/{RESPONSE_ID}"
 def provider():
     with respx.mock(base_url=PROVIDER_URL, assert_all_called=False) as mock:
         yield mock
-
-
-@pytest.fixture
-def started_run(alice_thread):
-    alice_thread.remote_id = CONVERSATION_ID
-    alice_thread.save()
-    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
-    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
 
 
 def leased_elsewhere(run, seconds):

@@ -105,6 +105,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
         "id": run.pk,
         "status": "queued",
         "is_terminal": False,
+        "can_retry": False,
         "error_code": "",
         "error_message": "",
     }

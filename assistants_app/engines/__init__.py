@@ -4,16 +4,22 @@ from django.conf import settings
 
 from ..exceptions import ProviderError
 from ..models import Assistant, EngineKind
+from .assistants import AssistantsEngine
 from .base import Engine
+from .chat import ChatEngine
+from .responses import ResponsesEngine
+
+ENGINES = {
+    EngineKind.RESPONSES: ResponsesEngine,
+    EngineKind.ASSISTANTS: AssistantsEngine,
+    EngineKind.CHAT: ChatEngine,
+}
 
 
 def get_engine(assistant: Assistant) -> Engine:
     """The engine for an assistant, built from its provider's configuration."""
-    from .responses import ResponsesEngine
-
-    engines = {EngineKind.RESPONSES: ResponsesEngine}
     try:
-        engine_class = engines[assistant.engine]
+        engine_class = ENGINES[assistant.engine]
     except KeyError:
         raise ProviderError(
             "engine_not_available", f"The {assistant.engine} engine is not available."

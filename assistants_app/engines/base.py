@@ -4,14 +4,24 @@ An engine translates domain operations into provider calls; it never touches the
 and never decides about retries. The run driver (runs.py) does both, for every engine.
 """
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ..models import Message, Run, Thread
+from ..exceptions import ProviderError
+from ..models import Assistant, Message, Run, Thread
 
 
 @dataclass(frozen=True)
 class RemoteMessage:
     remote_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message of the history a locally executed run sends: role "user" or "assistant"."""
+
+    role: str
     text: str
 
 
@@ -23,6 +33,21 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A function the provider asks us to call before the run can go on."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, exactly as the provider sent it
+
+
+@dataclass(frozen=True)
+class ToolOutput:
+    tool_call_id: str
+    output: str
+
+
+@dataclass(frozen=True)
 class RunUpdate:
     status: str
     messages: list[RemoteMessage] = field(default_factory=list)
@@ -30,13 +55,47 @@ class RunUpdate:
     error_code: str = ""
     error_message: str = ""
     poll_after: float | None = None  # seconds, when the provider asked for a pace
+    tool_calls: list[ToolCall] = field(default_factory=list)  # with status requires_action
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event of a run's live stream: new answer text, a status change, or the end."""
+
+    sequence: int | None = None  # the provider's position: resume after it
+    delta: str = ""  # text just written
+    item_id: str = ""  # the provider's id of the message being written
+    update: RunUpdate | None = None
 
 
 class Engine:
-    """Base class; `thread.assistant` and `run.thread` are loaded by the caller."""
+    """Base class; `thread.assistant` and `run.thread` are loaded by the caller.
+
+    Most engines start a run on the provider and the driver polls it. An engine whose run is
+    executed by the driver itself (`executes_locally`, Chat Completions) is instead asked to
+    `generate` the whole answer once, from the history the driver loads, and `cancel` then
+    returns what it had generated so far.
+    """
+
+    executes_locally = False
+
+    streams = False  # whether `stream` is available; the driver polls otherwise
 
     def __init__(self, provider: dict):
         self.provider = provider
+
+    def model_of(self, assistant: Assistant) -> str:
+        """The assistant's model, or its provider's default model when it names none."""
+        model = assistant.model or self.provider.get("default_model")
+        if not model:
+            raise ProviderError(
+                "no_model", "This assistant names no model and its provider has no default one."
+            )
+        return model
+
+    async def sync_assistant(self, assistant: Assistant) -> None:
+        """Create the provider-side assistant, or update it from ours when it has a
+        `remote_id`; sets `assistant.remote_id`. Protocols without assistants do nothing."""
 
     async def ensure_thread(self, thread: Thread) -> None:
         """Create the provider-side thread if it has none yet; sets `thread.remote_id`."""
@@ -48,5 +107,24 @@ class Engine:
     async def poll(self, run: Run) -> RunUpdate:
         raise NotImplementedError
 
+    async def generate(
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> RunUpdate:
+        """Produce the whole answer (engines that execute locally), handing each piece of text
+        to `on_text` as it comes; `history` ends with the prompt."""
+        raise NotImplementedError
+
     async def cancel(self, run: Run) -> RunUpdate:
+        raise NotImplementedError
+
+    def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        """Follow a started run live, from after the given sequence number (None: the start).
+        The stream may end before the run does (a dropped connection): the driver resumes."""
+        raise NotImplementedError
+
+    async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:
+        """Answer a run's `tool_calls`. Only engines that return tool calls implement it."""
         raise NotImplementedError

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import weakref
 
+import httpx
 import openai
 from django.conf import settings
 
@@ -20,15 +21,23 @@ _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref
 def get_client(provider: dict) -> openai.AsyncOpenAI:
     loop = asyncio.get_running_loop()
     per_loop = _clients.setdefault(loop, {})
-    key = (provider["base_url"], provider.get("api_key", ""))
+    timeout = provider.get("timeout") or settings.PROVIDER_TIMEOUT_SECONDS
+    key = (provider["base_url"], provider.get("api_key", ""), timeout)
     if key not in per_loop:
         per_loop[key] = openai.AsyncOpenAI(
             base_url=provider["base_url"],
             api_key=provider.get("api_key") or "none",
             max_retries=0,
-            timeout=settings.PROVIDER_TIMEOUT_SECONDS,
+            timeout=timeout,
         )
     return per_loop[key]
+
+
+async def list_models(provider: dict, timeout: float) -> list[str]:
+    """The ids of the provider's models (`GET /models`): whether it answers, and with what."""
+    with provider_errors():
+        page = await get_client(provider).models.list(timeout=timeout)
+    return [model.id for model in page.data]
 
 
 def preload() -> None:
@@ -51,6 +60,15 @@ def retry_after_seconds(headers) -> float | None:
     return None
 
 
+def poll_after_seconds(headers) -> float | None:
+    """The provider's `openai-poll-after-ms` hint in seconds, when it sent one."""
+    value = headers.get("openai-poll-after-ms") if headers else None
+    try:
+        return int(value) / 1000 if value else None
+    except ValueError:
+        return None
+
+
 def _readable_message(error: openai.APIStatusError) -> str:
     """The provider's own message (the SDK's wraps it in the raw body)."""
     if isinstance(error.body, dict) and error.body.get("message"):
@@ -63,11 +81,12 @@ def provider_errors():
     """Re-raise the SDK's errors as ProviderError with a stable code and a readable message."""
     try:
         yield
-    except openai.APITimeoutError:
+    except (openai.APITimeoutError, httpx.TimeoutException):
         raise ProviderError(
             "timeout", "The provider did not answer in time.", retryable=True
         ) from None
-    except openai.APIConnectionError:
+    except (openai.APIConnectionError, httpx.TransportError):
+        # httpx's own errors surface while a stream is read, after the SDK has handed it over.
         raise ProviderError(
             "connection_error", "Could not connect to the provider.", retryable=True
         ) from None
@@ -82,8 +101,11 @@ def provider_errors():
         # 409: the conversation or thread is busy with another response; it frees up soon.
         retryable = error.status_code >= 500 or error.status_code == 409
         raise ProviderError(
-            error.code or error.type or f"http_{error.status_code}",
+            str(error.code or error.type or f"http_{error.status_code}"),  # llama.cpp: an int
             _readable_message(error),
             retryable=retryable,
             retry_after=retry_after_seconds(error.response.headers),
         ) from None
+    except openai.APIError as error:
+        # An error event inside a stream: the HTTP status was 200, the answer is unusable.
+        raise ProviderError("stream_error", f"The provider reported: {error.message}") from None

@@ -1,19 +1,24 @@
 """The Responses API engine: a conversation per thread, a background response per run.
 
-`responses.create(background=True)` returns at once with a queued response that we poll
-with `responses.retrieve`, the way Assistants API runs were polled.
+`responses.create(background=True)` returns at once with a queued response. The driver
+follows it live with `responses.retrieve(stream=True, starting_after=...)`, resuming after the
+last sequence number it saw, and polls `responses.retrieve` where streaming fails.
 """
+
+from collections.abc import AsyncIterator
 
 from openai.types.responses import Response
 
 from ..models import Message, Run, RunStatus, Thread
-from .base import Engine, RemoteMessage, RunUpdate, Usage
-from .client import get_client, provider_errors
+from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, Usage
+from .client import get_client, poll_after_seconds, provider_errors
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 
 
 class ResponsesEngine(Engine):
+    streams = True
+
     async def ensure_thread(self, thread: Thread) -> None:
         if thread.remote_id:
             return
@@ -26,7 +31,7 @@ class ResponsesEngine(Engine):
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         assistant = run.thread.assistant
         params = {
-            "model": assistant.model,
+            "model": self.model_of(assistant),
             "conversation": run.thread.remote_id,
             "input": message.text,
             "background": True,
@@ -50,10 +55,29 @@ class ResponsesEngine(Engine):
             )
         return to_run_update(raw.parse(), raw.headers)
 
+    async def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        params = {} if starting_after is None else {"starting_after": starting_after}
+        with provider_errors():
+            events = await get_client(self.provider).responses.retrieve(
+                run.remote_id, stream=True, **params
+            )
+            async with events:
+                async for event in events:
+                    yield to_stream_event(event)
+
     async def cancel(self, run: Run) -> RunUpdate:
         with provider_errors():
             response = await get_client(self.provider).responses.cancel(run.remote_id)
         return to_run_update(response, {})
+
+
+def to_stream_event(event) -> StreamEvent:
+    if event.type == "response.output_text.delta":
+        return StreamEvent(event.sequence_number, delta=event.delta, item_id=event.item_id)
+    response = getattr(event, "response", None)
+    if event.type.startswith("response.") and isinstance(response, Response):
+        return StreamEvent(event.sequence_number, update=to_run_update(response, {}))
+    return StreamEvent(getattr(event, "sequence_number", None))
 
 
 def to_run_update(response: Response, headers) -> RunUpdate:
@@ -80,7 +104,7 @@ def to_run_update(response: Response, headers) -> RunUpdate:
         usage=_usage_of(response),
         error_code=error_code,
         error_message=error_message,
-        poll_after=_poll_after(headers),
+        poll_after=poll_after_seconds(headers),
     )
 
 
@@ -99,11 +123,3 @@ def _usage_of(response: Response) -> Usage | None:
         output_tokens=response.usage.output_tokens,
         total_tokens=response.usage.total_tokens,
     )
-
-
-def _poll_after(headers) -> float | None:
-    value = headers.get("openai-poll-after-ms") if headers else None
-    try:
-        return int(value) / 1000 if value else None
-    except ValueError:
-        return None

@@ -10,8 +10,10 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
   SIMULATOR_STORM_SECONDS (default 2) after creation
 - `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
 - `drop`: polls never answer, as over a connection lost mid-way; the client times out
-- `break-stream`: the first stream of an answer stops half-way (resume with starting_after)
+- `break-stream`: the first stream of an answer stops half-way (resume with starting_after);
+  a streamed chat completion stops half-way every time, with no finish reason
 - `no-stream`: streaming is refused (400), so clients must poll
+- `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 
 Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) plus up to
 `SIMULATOR_LATENCY_JITTER_SECONDS` (default 0) at random, or the `X-Simulator-Latency` header;
@@ -26,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .assistants import AssistantsAPI
+from .chat import ChatCompletionsAPI
 from .common import Settings
 from .responses import ResponsesAPI
 
@@ -42,7 +46,12 @@ def create_app(latency: float | None = None, token_rate: float | None = None) ->
         token_rate = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "100"))
     jitter = float(os.environ.get("SIMULATOR_LATENCY_JITTER_SECONDS", "0"))
     settings = Settings(latency=latency, token_rate=token_rate, jitter=jitter)
-    routes = [Route("/v1/models", list_models), *ResponsesAPI(settings).routes()]
+    routes = [
+        Route("/v1/models", list_models),
+        *ResponsesAPI(settings).routes(),
+        *AssistantsAPI(settings).routes(),
+        *ChatCompletionsAPI(settings).routes(),
+    ]
     return Starlette(routes=routes)
 
 

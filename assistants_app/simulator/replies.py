@@ -1,5 +1,7 @@
 """Canned replies: deterministic, labelled as simulated, with a little Markdown to render."""
 
+import re
+
 CODE_SAMPLE = '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```'
 
 
@@ -14,6 +16,11 @@ def canned_reply(text: str, turn: int) -> str:
     if "list" in text.lower():
         parts.append("- first point\n- second point\n- **third** point")
     return "\n\n".join(parts)
+
+
+def tokens_of(reply: str) -> list[str]:
+    """The reply cut into the pieces a stream sends: each word with the space before it."""
+    return re.findall(r"\s*\S+", reply) or [reply]
 
 
 def count_tokens(text: str) -> int:

@@ -9,7 +9,6 @@ Faults: see app.py.
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, input_text, json_body, new_id, poll_fault
-from .replies import canned_reply, count_tokens
+from .replies import canned_reply, count_tokens, tokens_of
 
 
 @dataclass
@@ -66,7 +65,9 @@ class SimulatedResponse:
 
     @cached_property
     def tokens(self) -> list[str]:
-        return re.findall(r"\s*\S+", self.reply) or [self.reply]
+        if self.fault == "fail":
+            return []  # it fails before writing anything
+        return tokens_of(self.reply)
 
     def token_due(self, index: int) -> float:
         """Seconds after creation when token `index` is written."""
@@ -149,6 +150,9 @@ class SimulatedResponse:
             self.latency * 0.2,
             lambda: {"type": "response.in_progress", "response": self.to_json()},
         )
+        if self.fault == "fail":
+            yield self.latency, lambda: {"type": "response.failed", "response": self.to_json()}
+            return
         yield self.latency, lambda: {
             "type": "response.output_item.added", "output_index": 0,
             "item": self.output_message("", "in_progress"),
@@ -292,12 +296,12 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if request.query_params.get("stream") == "true":
-            return self.stream(request, response)
         failure = await poll_fault(response.fault, response.started, response.polls)
         response.polls += 1
         if failure is not None:
             return failure
+        if request.query_params.get("stream") == "true":
+            return self.stream(request, response)
         return JSONResponse(response.to_json())
 
     def stream(self, request: Request, response: SimulatedResponse):

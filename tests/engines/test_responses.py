@@ -21,15 +21,6 @@ def provider():
         yield mock
 
 
-@pytest.fixture
-def started_run(alice_thread):
-    """A run the provider has accepted (the state a view leaves it in)."""
-    alice_thread.remote_id = CONVERSATION_ID
-    alice_thread.save()
-    prompt = Message.objects.create(thread=alice_thread, role="user", text="Hi")
-    return Run.objects.create(thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID)
-
-
 async def test_it_starts_a_background_response_in_a_new_conversation(provider, alice_thread):
     create_conversation = provider.post("/conversations").respond(json=conversation())
     create_response = provider.post("/responses").respond(json=response("queued"))

@@ -29,9 +29,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         helpers = [p for p in (self.start_simulator(), self.start_worker()) if p is not None]
         self.stdout.write(f"Serving the site on http://{host}:{port}/")
-        site = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), ASGI_APP]
-        )
+        site = subprocess.Popen([sys.executable, *daphne_args(host, port)])
         try:
             site.wait()
         except KeyboardInterrupt:
@@ -55,6 +53,20 @@ class Command(BaseCommand):
             return None
         command = ["simulator", "--host", url.hostname, "--port", str(url.port)]
         return subprocess.Popen([sys.executable, "manage.py", *command], cwd=settings.BASE_DIR)
+
+
+def daphne_args(host: str, port: int) -> list[str]:
+    """Python's arguments to run daphne: websocket messages bounded, client addresses from
+    the proxy when there is one."""
+    size = str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
+    command = ["-m", "daphne", "-b", host, "-p", str(port)]
+    command += ["--websocket-max-message-size", size, "--websocket-max-frame-size", size]
+    # In a burst of connects (every page reconnecting after a restart) a handshake can queue
+    # longer than daphne's default 5 s; a refused one only comes back as another connect.
+    command += ["--websocket_connect_timeout", "30"]
+    if settings.BEHIND_PROXY:
+        command.append("--proxy-headers")
+    return command + [ASGI_APP]
 
 
 def _listening(host: str, port: int) -> bool:

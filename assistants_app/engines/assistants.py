@@ -1,0 +1,175 @@
+"""The Assistants API (v2) engine: an assistant, a thread per thread, a run per answer.
+
+The classic flow: add the user's message to the provider's thread, create a run, poll
+`runs.retrieve` until the run is terminal, then read the run's messages with `messages.list`.
+A run that needs function tools stops at requires_action; the driver runs them and the engine
+submits their outputs. OpenAI closed this API on 2026-08-26; compatible servers still speak it.
+"""
+
+import openai
+from openai.types.beta.threads import Run as RemoteRun
+
+from .. import tools
+from ..models import Assistant, Message, Run, RunStatus, Thread
+from .base import Engine, RemoteMessage, RunUpdate, ToolCall, ToolOutput, Usage
+from .client import get_client, poll_after_seconds, provider_errors
+
+# Statuses whose run has written its answer; other statuses have nothing worth reading.
+ANSWERED = {"completed", "incomplete"}
+MESSAGE_PAGE_SIZE = 100
+
+
+class AssistantsEngine(Engine):
+    async def sync_assistant(self, assistant: Assistant) -> None:
+        params = {
+            "name": assistant.name,
+            "description": assistant.description,
+            "instructions": assistant.instructions,
+            "model": self.model_of(assistant),
+            "tools": tools.definitions(assistant.tools),
+            "metadata": {"assistant_id": str(assistant.pk)},
+        }
+        if assistant.temperature is not None:
+            params["temperature"] = assistant.temperature
+        api = get_client(self.provider).beta.assistants
+        with provider_errors():
+            if assistant.remote_id:
+                try:
+                    remote = await api.update(assistant.remote_id, **params)
+                except openai.NotFoundError:
+                    # Deleted on the provider, or the assistant moved to another provider.
+                    remote = await api.create(**params)
+            else:
+                remote = await api.create(**params)
+        assistant.remote_id = remote.id
+
+    async def ensure_thread(self, thread: Thread) -> None:
+        if thread.remote_id:
+            return
+        with provider_errors():
+            remote = await get_client(self.provider).beta.threads.create(
+                metadata={"thread_id": str(thread.pk)}
+            )
+        thread.remote_id = remote.id
+
+    async def start_run(self, run: Run, message: Message) -> RunUpdate:
+        """Add the message to the thread and start a run; sets `message.remote_id` too.
+
+        The driver has created the remote assistant (`sync_assistant`) and thread already.
+        """
+        assistant = run.thread.assistant
+        threads = get_client(self.provider).beta.threads
+        # Our database holds the truth: what the assistant is now goes with every run, so a
+        # remote assistant that missed an admin change still answers as configured here.
+        params = {
+            "assistant_id": assistant.remote_id,
+            "model": self.model_of(assistant),
+            "instructions": assistant.instructions,
+            "tools": tools.definitions(assistant.tools),
+        }
+        if assistant.temperature is not None:
+            params["temperature"] = assistant.temperature
+        with provider_errors():
+            if not message.remote_id:  # else added by an earlier attempt to start this run
+                remote_message = await threads.messages.create(
+                    run.thread.remote_id, role="user", content=message.text
+                )
+                message.remote_id = remote_message.id
+            raw = await threads.runs.with_raw_response.create(run.thread.remote_id, **params)
+        remote_run = raw.parse()
+        run.remote_id = remote_run.id
+        return await self._update(remote_run, raw.headers)
+
+    async def poll(self, run: Run) -> RunUpdate:
+        with provider_errors():
+            raw = await get_client(self.provider).beta.threads.runs.with_raw_response.retrieve(
+                run.remote_id, thread_id=run.thread.remote_id
+            )
+        return await self._update(raw.parse(), raw.headers)
+
+    async def cancel(self, run: Run) -> RunUpdate:
+        with provider_errors():
+            raw = await get_client(self.provider).beta.threads.runs.with_raw_response.cancel(
+                run.remote_id, thread_id=run.thread.remote_id
+            )
+        return await self._update(raw.parse(), raw.headers)
+
+    async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:
+        runs_api = get_client(self.provider).beta.threads.runs
+        with provider_errors():
+            raw = await runs_api.with_raw_response.submit_tool_outputs(
+                run.remote_id,
+                thread_id=run.thread.remote_id,
+                tool_outputs=[
+                    {"tool_call_id": output.tool_call_id, "output": output.output}
+                    for output in outputs
+                ],
+            )
+        return await self._update(raw.parse(), raw.headers)
+
+    async def _update(self, remote: RemoteRun, headers) -> RunUpdate:
+        error_code, error_message = _error_of(remote)
+        return RunUpdate(
+            status=RunStatus(remote.status),
+            messages=await self._answers(remote) if remote.status in ANSWERED else [],
+            usage=_usage_of(remote),
+            error_code=error_code,
+            error_message=error_message,
+            poll_after=poll_after_seconds(headers),
+            tool_calls=_tool_calls_of(remote),
+        )
+
+    async def _answers(self, remote: RemoteRun) -> list[RemoteMessage]:
+        """The assistant messages this run wrote, oldest first, all pages."""
+        with provider_errors():
+            page = get_client(self.provider).beta.threads.messages.list(
+                remote.thread_id, run_id=remote.id, order="asc", limit=MESSAGE_PAGE_SIZE
+            )
+            found = [m async for m in page if m.role == "assistant"]
+        answers = [RemoteMessage(remote_id=m.id, text=_text_of(m)) for m in found]
+        return [answer for answer in answers if answer.text]
+
+
+def _error_of(remote: RemoteRun) -> tuple[str, str]:
+    if remote.status == "failed":
+        error = remote.last_error
+        return (
+            (error.code if error else "") or "failed",
+            (error.message if error else "") or "The provider reported a failure.",
+        )
+    if remote.status == "incomplete":
+        reason = remote.incomplete_details.reason if remote.incomplete_details else None
+        return "incomplete", f"The answer was cut short ({reason or 'no reason given'})."
+    if remote.status == "expired":
+        return "expired", "The run expired on the provider before it finished."
+    return "", ""
+
+
+def _tool_calls_of(remote: RemoteRun) -> list[ToolCall]:
+    if remote.status != "requires_action" or remote.required_action is None:
+        return []
+    return [
+        ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
+        for call in remote.required_action.submit_tool_outputs.tool_calls
+    ]
+
+
+def _text_of(message) -> str:
+    """The message's text parts; images are left out, a refusal is said as one."""
+    parts = []
+    for part in message.content:
+        if part.type == "text":
+            parts.append(part.text.value)
+        elif part.type == "refusal":
+            parts.append(f"(refused: {part.refusal})")
+    return "\n\n".join(parts)
+
+
+def _usage_of(remote: RemoteRun) -> Usage | None:
+    if remote.usage is None:
+        return None
+    return Usage(
+        input_tokens=remote.usage.prompt_tokens,
+        output_tokens=remote.usage.completion_tokens,
+        total_tokens=remote.usage.total_tokens,
+    )

@@ -1,0 +1,139 @@
+"""The Chat Completions engine: any OpenAI-compatible server (Ollama, vLLM, llama.cpp's
+llama-server, LM Studio, gateways).
+
+The provider keeps no run and no thread, so the run driver executes the run itself: `generate`
+sends the assistant's instructions and the history the driver loaded from our own messages to
+a streamed `chat.completions.create`, hands each piece of text to the driver as it comes, and
+returns the finished answer. What has streamed so far is also held here, so that `cancel`
+(after the driver stopped the generation) and a stream that breaks midway keep it; the driver
+stores it as a partial answer. Failures are not retried here or by the driver (except a rate
+limit before any output): the run fails with its reason and the page offers a retry.
+"""
+
+from collections.abc import Awaitable, Callable
+
+from openai.types.chat import ChatCompletionChunk
+
+from ..exceptions import ProviderError
+from ..models import Message, Run, RunStatus
+from .base import Engine, RemoteMessage, RunUpdate, Turn, Usage
+from .client import get_client, provider_errors
+
+CUT_SHORT = {
+    "length": "the model reached its length limit",
+    "content_filter": "the provider's content filter stopped it",
+}
+BROKEN = "The connection to the provider broke in the middle of its answer."
+UNFINISHED = "The answer stopped before it was finished."
+
+
+class ChatEngine(Engine):
+    executes_locally = True
+
+    def __init__(self, provider: dict):
+        super().__init__(provider)
+        self._streamed: dict[int, list[str]] = {}  # run id -> the text pieces received so far
+
+    async def start_run(self, run: Run, message: Message) -> RunUpdate:
+        # Nothing to send yet: the driver generates the answer. The id also names the answer's
+        # message, so however often the run is driven, one message is stored.
+        run.remote_id = f"chat-{run.pk}"
+        return RunUpdate(status=RunStatus.QUEUED)
+
+    async def generate(
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> RunUpdate:
+        params = self.request(run, history)
+        pieces = self._streamed[run.pk] = []
+        usage = finish_reason = None
+        try:
+            with provider_errors():
+                stream = await get_client(self.provider).chat.completions.create(**params)
+                async with stream:
+                    async for chunk in stream:
+                        usage = _usage_of(chunk) or usage
+                        for choice in chunk.choices:
+                            finish_reason = choice.finish_reason or finish_reason
+                            if choice.delta.content:
+                                pieces.append(choice.delta.content)
+                                if on_text:
+                                    await on_text(choice.delta.content)
+        except ProviderError as error:
+            # A generation is not replayed behind the user's back (it is slow and not
+            # idempotent). Only a rate limit before any output is left to the driver to wait.
+            if error.code == "rate_limited" and not pieces:
+                raise
+            if pieces and error.code in ("connection_error", "timeout"):
+                return self._broken(run, "stream_broken", BROKEN, usage)
+            return self._broken(run, error.code, error.message, usage)
+        if finish_reason is None:
+            # Every server we know ends with a finish reason; a stream without one was cut.
+            return self._broken(run, "stream_broken", UNFINISHED, usage)
+        return _finished(run, "".join(pieces), finish_reason, usage)
+
+    async def cancel(self, run: Run) -> RunUpdate:
+        """What was said before the driver stopped the generation."""
+        return RunUpdate(status=RunStatus.CANCELLED, messages=self._so_far(run))
+
+    def request(self, run: Run, history: list[Turn]) -> dict:
+        assistant = run.thread.assistant
+        # The instructions live in our database and always go first, whatever was trimmed.
+        messages = [{"role": "system", "content": assistant.instructions}]
+        messages = messages if assistant.instructions else []
+        messages += [{"role": turn.role, "content": turn.text} for turn in history]
+        params = {
+            "model": self.model_of(assistant),
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if assistant.temperature is not None:
+            params["temperature"] = assistant.temperature
+        return params
+
+    def _broken(self, run: Run, code: str, message: str, usage: Usage | None) -> RunUpdate:
+        """A failed run that keeps what had arrived (stored as a partial answer)."""
+        return RunUpdate(
+            status=RunStatus.FAILED,
+            messages=self._so_far(run),
+            usage=usage,
+            error_code=code,
+            error_message=message,
+        )
+
+    def _so_far(self, run: Run) -> list[RemoteMessage]:
+        text = "".join(self._streamed.get(run.pk, [])).rstrip()
+        return [RemoteMessage(run.remote_id, text)] if text.strip() else []
+
+
+def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:
+    if not text.strip():
+        return RunUpdate(
+            status=RunStatus.FAILED,
+            usage=usage,
+            error_code="empty_answer",
+            error_message="The model returned an empty answer.",
+        )
+    messages = [RemoteMessage(run.remote_id, text)]
+    if finish_reason in CUT_SHORT:
+        return RunUpdate(
+            status=RunStatus.INCOMPLETE,
+            messages=messages,
+            usage=usage,
+            error_code="incomplete",
+            error_message=f"The answer was cut short ({CUT_SHORT[finish_reason]}).",
+        )
+    return RunUpdate(status=RunStatus.COMPLETED, messages=messages, usage=usage)
+
+
+def _usage_of(chunk: ChatCompletionChunk) -> Usage | None:
+    if chunk.usage is None:
+        return None
+    return Usage(
+        input_tokens=chunk.usage.prompt_tokens,
+        output_tokens=chunk.usage.completion_tokens,
+        total_tokens=chunk.usage.total_tokens,
+    )

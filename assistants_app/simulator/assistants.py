@@ -1,0 +1,442 @@
+"""The Assistants API (v2) as the simulator serves it: assistants, threads, messages, runs.
+
+A run moves queued -> in_progress -> completed over the configured latency, measured from its
+creation, and its answer appears in the thread then. `runs.retrieve` sends an
+`openai-poll-after-ms` header (a fifth of the latency, at least 50 ms), as OpenAI did.
+
+Function tools, deterministically: when the run has a function tool whose name appears in the
+user's last message ("what time is it? use current_datetime"), the run stops at
+requires_action asking for that function once. Required string parameters get the text that
+follows the name in the message ("search_my_messages pizza" -> {"query": "pizza"}). After
+submit_tool_outputs the run goes on, and the canned reply quotes the outputs.
+
+Cancelling holds for a fifth of the latency, then the run is cancelled. Faults (see app.py):
+`fail`, `stuck`, `incomplete`, `expire`, and the poll faults on runs.retrieve. Answers are
+written whole, not token by token.
+"""
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .common import Settings, error, fault_of, json_body, new_id, poll_fault
+from .replies import canned_reply, count_tokens
+
+TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
+# Statuses a fault ends a run in, instead of completed.
+FAULT_ENDINGS = {"fail": "failed", "incomplete": "incomplete", "expire": "expired"}
+TOOL_OUTPUT_CHARS = 300
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def message_json(thread_id: str, role: str, text: str, **extra) -> dict:
+    return {
+        "id": new_id("msg"),
+        "object": "thread.message",
+        "created_at": now(),
+        "thread_id": thread_id,
+        "role": role,
+        "content": [{"type": "text", "text": {"value": text, "annotations": []}}],
+        "assistant_id": None,
+        "run_id": None,
+        "attachments": [],
+        "metadata": {},
+        "status": "completed",
+        "incomplete_details": None,
+        "completed_at": now(),
+        "incomplete_at": None,
+        **extra,
+    }
+
+
+def text_of(message: dict) -> str:
+    return message["content"][0]["text"]["value"]
+
+
+def content_text(content) -> str:
+    """A message's text from `content`: a string, or a list of text parts."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else []
+    return "\n".join(p["text"] for p in parts if isinstance(p, dict) and p.get("type") == "text")
+
+
+@dataclass
+class SimThread:
+    id: str
+    metadata: dict
+    created_at: int = field(default_factory=now)
+    messages: list[dict] = field(default_factory=list)
+    runs: list["SimRun"] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "thread",
+            "created_at": self.created_at,
+            "metadata": self.metadata,
+            "tool_resources": {},
+        }
+
+    def active_run(self) -> "SimRun | None":
+        return next((run for run in self.runs if not run.is_terminal), None)
+
+
+@dataclass
+class SimRun:
+    id: str
+    thread: SimThread
+    assistant_id: str
+    model: str
+    instructions: str
+    tools: list[dict]
+    prompt: str
+    turn: int
+    latency: float
+    fault: str
+    created_at: int = field(default_factory=now)
+    started: float = field(default_factory=time.monotonic)
+    phase_started: float = field(default_factory=time.monotonic)
+    tool_calls: list[dict] = field(default_factory=list)
+    tool_outputs: list[dict] = field(default_factory=list)
+    cancelled_at: float | None = None
+    answer: dict | None = None
+    polls: int = 0
+
+    def __post_init__(self):
+        self.tool_calls = planned_tool_calls(self.tools, self.prompt)
+
+    @property
+    def status(self) -> str:
+        if self.cancelled_at is not None:
+            since_cancel = time.monotonic() - self.cancelled_at
+            return "cancelled" if since_cancel >= self.latency * 0.2 else "cancelling"
+        elapsed = time.monotonic() - self.phase_started
+        if elapsed < self.latency * 0.2:
+            return "queued"
+        if self.fault == "stuck" or elapsed < self.latency:
+            return "in_progress"
+        if self.tool_calls and not self.tool_outputs:
+            return "requires_action"
+        return FAULT_ENDINGS.get(self.fault, "completed")
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def settle(self) -> None:
+        """Write the answer into the thread once the run has finished writing it."""
+        status = self.status
+        if self.answer is None and status in ("completed", "incomplete"):
+            self.answer = message_json(
+                self.thread.id,
+                "assistant",
+                self.reply(),
+                assistant_id=self.assistant_id,
+                run_id=self.id,
+                status=status,
+            )
+            self.thread.messages.append(self.answer)
+
+    def reply(self) -> str:
+        text = canned_reply(self.prompt, self.turn)
+        if self.tool_outputs:
+            names = {call["id"]: call["function"]["name"] for call in self.tool_calls}
+            results = "\n".join(
+                f"- `{names.get(o['tool_call_id'], '?')}` answered: "
+                f"{str(o.get('output', ''))[:TOOL_OUTPUT_CHARS]}"
+                for o in self.tool_outputs
+            )
+            text += "\n\nTool results (a simulated use of the tools):\n" + results
+        return text
+
+    def submit(self, outputs: list[dict]) -> None:
+        self.tool_outputs = outputs
+        self.phase_started = time.monotonic()  # a new queued -> in_progress round
+
+    def to_json(self) -> dict:
+        self.settle()
+        status = self.status
+        done = status in TERMINAL
+        prompt_tokens = count_tokens(self.instructions + self.prompt)
+        completion_tokens = count_tokens(text_of(self.answer)) if self.answer else 0
+        return {
+            "id": self.id,
+            "object": "thread.run",
+            "created_at": self.created_at,
+            "assistant_id": self.assistant_id,
+            "thread_id": self.thread.id,
+            "status": status,
+            "started_at": self.created_at,
+            "expires_at": None,
+            "cancelled_at": now() if status == "cancelled" else None,
+            "failed_at": now() if status == "failed" else None,
+            "completed_at": now() if status == "completed" else None,
+            "required_action": (
+                {
+                    "type": "submit_tool_outputs",
+                    "submit_tool_outputs": {"tool_calls": self.tool_calls},
+                }
+                if status == "requires_action"
+                else None
+            ),
+            "last_error": (
+                {"code": "server_error", "message": "The simulator was asked to fail."}
+                if status == "failed"
+                else None
+            ),
+            "incomplete_details": (
+                {"reason": "max_completion_tokens"} if status == "incomplete" else None
+            ),
+            "model": self.model,
+            "instructions": self.instructions,
+            "tools": self.tools,
+            "metadata": {},
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_prompt_tokens": None,
+            "max_completion_tokens": None,
+            "truncation_strategy": {"type": "auto", "last_messages": None},
+            "response_format": "auto",
+            "tool_choice": "auto",
+            "parallel_tool_calls": True,
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
+            if done
+            else None,
+        }
+
+
+def planned_tool_calls(tools: list[dict], prompt: str) -> list[dict]:
+    """The function calls a run asks for: each function tool named in the user's message."""
+    calls = []
+    lowered = prompt.lower()
+    for tool in tools:
+        function = tool.get("function") or {}
+        name = function.get("name", "")
+        if tool.get("type") != "function" or not name or name.lower() not in lowered:
+            continue
+        after = prompt[lowered.index(name.lower()) + len(name) :].strip(" :,.?!\n") or prompt
+        schema = function.get("parameters") or {}
+        properties = schema.get("properties") or {}
+        arguments = {
+            key: after
+            for key in schema.get("required") or []
+            if properties.get(key, {}).get("type") == "string"
+        }
+        calls.append(
+            {
+                "id": new_id("call"),
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(arguments)},
+            }
+        )
+    return calls
+
+
+class AssistantsAPI:
+    """Assistants, threads and runs, kept in memory for the life of the process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.assistants: dict[str, dict] = {}
+        self.threads: dict[str, SimThread] = {}
+
+    # Assistants
+
+    async def create_assistant(self, request: Request) -> JSONResponse:
+        body = await json_body(request)
+        if not body.get("model"):
+            return error(400, "Missing required parameter: 'model'.", "missing_required_parameter")
+        assistant = {
+            "id": new_id("asst"),
+            "object": "assistant",
+            "created_at": now(),
+            "name": None,
+            "description": None,
+            "instructions": None,
+            "tools": [],
+            "metadata": {},
+            "temperature": None,
+            "top_p": None,
+            "response_format": "auto",
+            "tool_resources": {},
+        }
+        self.assistants[assistant["id"]] = assistant
+        assistant.update(self._assistant_fields(body))
+        return JSONResponse(assistant)
+
+    async def get_assistant(self, request: Request) -> JSONResponse:
+        assistant = self.assistants.get(request.path_params["assistant_id"])
+        if assistant is None:
+            return error(404, "No assistant found.", "not_found")
+        return JSONResponse(assistant)
+
+    async def update_assistant(self, request: Request) -> JSONResponse:
+        assistant = self.assistants.get(request.path_params["assistant_id"])
+        if assistant is None:
+            return error(404, "No assistant found.", "not_found")
+        assistant.update(self._assistant_fields(await json_body(request)))
+        return JSONResponse(assistant)
+
+    @staticmethod
+    def _assistant_fields(body: dict) -> dict:
+        names = ("name", "description", "instructions", "model", "tools", "metadata", "temperature")
+        return {name: body[name] for name in names if name in body}
+
+    # Threads and messages
+
+    async def create_thread(self, request: Request) -> JSONResponse:
+        body = await json_body(request)
+        thread = SimThread(id=new_id("thread"), metadata=body.get("metadata") or {})
+        self.threads[thread.id] = thread
+        return JSONResponse(thread.to_json())
+
+    async def get_thread(self, request: Request) -> JSONResponse:
+        thread = self.threads.get(request.path_params["thread_id"])
+        if thread is None:
+            return error(404, "No thread found.", "not_found")
+        return JSONResponse(thread.to_json())
+
+    async def create_message(self, request: Request) -> JSONResponse:
+        thread = self.threads.get(request.path_params["thread_id"])
+        if thread is None:
+            return error(404, "No thread found.", "not_found")
+        if active := thread.active_run():
+            return error(
+                400, f"Can't add messages to {thread.id} while a run {active.id} is active.",
+                "thread_locked",
+            )  # fmt: skip
+        body = await json_body(request)
+        if body.get("role") not in ("user", "assistant"):
+            return error(400, "'role' must be 'user' or 'assistant'.", "invalid_value")
+        message = message_json(thread.id, body["role"], content_text(body.get("content")))
+        thread.messages.append(message)
+        return JSONResponse(message)
+
+    async def list_messages(self, request: Request) -> JSONResponse:
+        thread = self.threads.get(request.path_params["thread_id"])
+        if thread is None:
+            return error(404, "No thread found.", "not_found")
+        for run in thread.runs:
+            run.settle()
+        query = request.query_params
+        messages = list(thread.messages)
+        if query.get("run_id"):
+            messages = [m for m in messages if m["run_id"] == query["run_id"]]
+        if query.get("order", "desc") == "desc":
+            messages.reverse()
+        if query.get("after"):
+            ids = [m["id"] for m in messages]
+            if query["after"] in ids:
+                messages = messages[ids.index(query["after"]) + 1 :]
+        limit = max(1, min(100, int(query.get("limit") or 20)))
+        page = messages[:limit]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(messages) > limit,
+            }
+        )
+
+    # Runs
+
+    async def create_run(self, request: Request) -> JSONResponse:
+        thread = self.threads.get(request.path_params["thread_id"])
+        if thread is None:
+            return error(404, "No thread found.", "not_found")
+        body = await json_body(request)
+        assistant = self.assistants.get(body.get("assistant_id") or "")
+        if assistant is None:
+            return error(
+                404, f"No assistant found with id {body.get('assistant_id')!r}.", "not_found"
+            )
+        if active := thread.active_run():
+            return error(
+                400, f"Thread {thread.id} already has an active run {active.id}.", "thread_locked"
+            )
+        prompts = [m for m in thread.messages if m["role"] == "user"]
+        model = body.get("model") or assistant["model"]
+        run = SimRun(
+            id=new_id("run"),
+            thread=thread,
+            assistant_id=assistant["id"],
+            model=model,
+            instructions=body.get("instructions") or assistant["instructions"] or "",
+            tools=body["tools"] if body.get("tools") is not None else assistant["tools"],
+            prompt=text_of(prompts[-1]) if prompts else "",
+            turn=len(prompts),
+            latency=self.settings.latency_of(request),
+            fault=fault_of(request, model),
+        )
+        thread.runs.append(run)
+        return JSONResponse(run.to_json())
+
+    def _run(self, request: Request) -> SimRun | None:
+        thread = self.threads.get(request.path_params["thread_id"])
+        run_id = request.path_params["run_id"]
+        return next((run for run in thread.runs if run.id == run_id), None) if thread else None
+
+    async def retrieve_run(self, request: Request) -> JSONResponse:
+        run = self._run(request)
+        if run is None:
+            return error(404, "No run found.", "not_found")
+        failure = await poll_fault(run.fault, run.started, run.polls)
+        run.polls += 1
+        if failure:
+            return failure
+        poll_after = max(50, int(run.latency * 200))
+        return JSONResponse(run.to_json(), headers={"openai-poll-after-ms": str(poll_after)})
+
+    async def cancel_run(self, request: Request) -> JSONResponse:
+        run = self._run(request)
+        if run is None:
+            return error(404, "No run found.", "not_found")
+        if run.is_terminal or run.status == "cancelling":
+            return error(400, f"Cannot cancel run with status '{run.status}'.", "invalid_state")
+        run.cancelled_at = time.monotonic()
+        return JSONResponse(run.to_json())
+
+    async def submit_tool_outputs(self, request: Request) -> JSONResponse:
+        run = self._run(request)
+        if run is None:
+            return error(404, "No run found.", "not_found")
+        if run.status != "requires_action":
+            return error(
+                400, f"Runs in status '{run.status}' do not accept tool outputs.", "invalid_state"
+            )
+        outputs = (await json_body(request)).get("tool_outputs") or []
+        missing = {c["id"] for c in run.tool_calls} - {o.get("tool_call_id") for o in outputs}
+        if missing:
+            return error(400, f"Missing tool outputs for {sorted(missing)}.", "invalid_value")
+        run.submit(outputs)
+        return JSONResponse(run.to_json())
+
+    def routes(self) -> list[Route]:
+        run_path = "/v1/threads/{thread_id}/runs/{run_id}"
+        return [
+            Route("/v1/assistants", self.create_assistant, methods=["POST"]),
+            Route("/v1/assistants/{assistant_id}", self.get_assistant, methods=["GET"]),
+            Route("/v1/assistants/{assistant_id}", self.update_assistant, methods=["POST"]),
+            Route("/v1/threads", self.create_thread, methods=["POST"]),
+            Route("/v1/threads/{thread_id}", self.get_thread, methods=["GET"]),
+            Route("/v1/threads/{thread_id}/messages", self.create_message, methods=["POST"]),
+            Route("/v1/threads/{thread_id}/messages", self.list_messages, methods=["GET"]),
+            Route("/v1/threads/{thread_id}/runs", self.create_run, methods=["POST"]),
+            Route(run_path, self.retrieve_run, methods=["GET"]),
+            Route(f"{run_path}/cancel", self.cancel_run, methods=["POST"]),
+            Route(f"{run_path}/submit_tool_outputs", self.submit_tool_outputs, methods=["POST"]),
+        ]

@@ -1,0 +1,127 @@
+"""Chat Completions as the simulator serves them: `POST /v1/chat/completions`, streamed or not.
+
+Streamed answers are server-sent events shaped like OpenAI's: a role chunk, one chunk per
+token (a word), a chunk with the finish reason, the usage chunk when
+`stream_options.include_usage` is set, then `[DONE]`. The first token comes after the latency,
+the rest at the token rate (see app.py); an answer that is not streamed comes whole when the
+last token would have. The reply counts the user messages it was sent, so a test can see
+that the history arrived.
+
+Faults (see app.py): `fail` answers 500; `break-stream` ends every streamed answer halfway,
+without a finish reason or `[DONE]` (as a server that dies mid-answer behind a proxy does;
+daphne cannot drop a connection in the middle of a body); `stuck` streams the first token and
+then nothing.
+"""
+
+import asyncio
+import json
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from .common import Settings, error, fault_of, input_text, json_body, new_id
+from .replies import canned_reply, count_tokens, tokens_of
+
+
+class ChatCompletionsAPI:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    async def create(self, request: Request) -> Response:
+        body = await json_body(request)
+        if not body.get("model"):
+            return error(400, "Missing required parameter: 'model'.", "missing_required_parameter")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return error(400, "'messages' must be a non-empty list.", "invalid_value")
+        fault = fault_of(request, body["model"])
+        if fault == "fail":
+            return error(500, "Internal error (simulated).", "server_error")
+        completion = Completion(body, messages, fault)
+        latency, seconds_per_token = (
+            self.settings.latency_of(request),
+            1 / self.settings.token_rate_of(request),
+        )
+        if body.get("stream"):
+            events = completion.events(latency, seconds_per_token)
+            return StreamingResponse(events, media_type="text/event-stream")
+        await asyncio.sleep(latency + len(completion.tokens) * seconds_per_token)
+        return JSONResponse(completion.whole())
+
+    def routes(self) -> list[Route]:
+        return [Route("/v1/chat/completions", self.create, methods=["POST"])]
+
+
+class Completion:
+    """One answer: the canned reply to the last user message, as a whole or as chunks."""
+
+    def __init__(self, body: dict, messages: list, fault: str):
+        self.id = new_id("chatcmpl")
+        self.created = int(time.time())
+        self.model = body["model"]
+        self.fault = fault
+        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        user_texts = [
+            input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
+        ]
+        self.reply = canned_reply(user_texts[-1] if user_texts else "", turn=len(user_texts))
+        self.tokens = tokens_of(self.reply)
+        self.prompt_tokens = count_tokens(input_text(messages))
+
+    def usage(self) -> dict:
+        completion_tokens = count_tokens(self.reply)
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": self.prompt_tokens + completion_tokens,
+        }
+
+    def whole(self) -> dict:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.reply, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self.usage(),
+        }
+
+    def chunk(self, delta: dict | None, finish_reason: str | None = None) -> str:
+        choices = [] if delta is None else [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        ]  # fmt: skip
+        data = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if self.include_usage:
+            # OpenAI sends "usage": null on every chunk but the last, which has no choices.
+            data["usage"] = self.usage() if delta is None else None
+        return f"data: {json.dumps(data)}\n\n"
+
+    async def events(self, latency: float, seconds_per_token: float):
+        yield self.chunk({"role": "assistant", "content": ""})
+        await asyncio.sleep(latency)
+        for index, token in enumerate(self.tokens):
+            if index == len(self.tokens) // 2 and self.fault == "break-stream":
+                return  # no finish reason, no [DONE]: the answer just stops
+            if index == 1 and self.fault == "stuck":
+                await asyncio.Event().wait()
+            yield self.chunk({"content": token})
+            await asyncio.sleep(seconds_per_token)
+        yield self.chunk({}, finish_reason="stop")
+        if self.include_usage:
+            yield self.chunk(None)
+        yield "data: [DONE]\n\n"

@@ -1,0 +1,13 @@
+"""Template helpers for the site's pages."""
+
+from django import template
+from django.contrib.messages import get_messages
+
+register = template.Library()
+
+
+@register.simple_tag(takes_context=True)
+def flash_messages(context):
+    """The request's one-off notices ("Deleted …"). Read through a tag because the thread
+    page's context uses `messages` for the chat's messages."""
+    return get_messages(context["request"])

@@ -1,0 +1,155 @@
+"""Browser tests: Playwright drives Debian's Chromium (/usr/bin/chromium, installed by .ci/run;
+never downloaded) against real daphne and the simulator (tests/live.py).
+
+Screenshots of the main states go to test-artifacts/screenshots/, which CI keeps. The
+accessibility check runs axe-core from node_modules (`npm ci` installs it from package.json).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from ..live import PASSWORDS, ROOT, start_site
+
+CHROMIUM = Path("/usr/bin/chromium")
+AXE_SCRIPT = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Answers take this long in the simulator; "Sim slow" answers after SLOW_SECONDS.
+LATENCY = 0.5
+SLOW_SECONDS = 2
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+
+
+def _missing(what: str, how: str):
+    """In CI a missing browser is a failure, never a silent skip; on a laptop, a skip."""
+    message = f"{what} is missing: {how}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+# Per module, not per session: while Playwright's sync API runs, its event loop counts as
+# running, and the async tests in other modules could not start theirs.
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import expect
+
+    # Two cores run the browser, daphne and the simulator: allow more than the 5 s default.
+    expect.set_options(timeout=15_000)
+    if not CHROMIUM.exists():
+        _missing("Chromium", "apt-get install -y chromium (see .ci/run)")
+    if not AXE_SCRIPT.exists():
+        _missing("axe-core", "run `npm ci` in the project folder")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with start_site(
+        tmp_path_factory.mktemp("browser-site"),
+        env={"SIMULATOR_SLOW_SECONDS": str(SLOW_SECONDS)},
+        latency=LATENCY,
+        faults=("fail", "stuck", "slow"),
+    ) as site:
+        yield site
+
+
+@pytest.fixture
+def open_context(browser):
+    """Make browser contexts (separate cookie jars: separate people); closed after the test."""
+    contexts = []
+
+    def make(**options):
+        context = browser.new_context(**options)
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def log_in(site, open_context):
+    """A logged-in page for a user in a new browser context: `log_in("alice", **options)`."""
+
+    def person(username: str, **options):
+        page = open_context(base_url=site.url, **options).new_page()
+        page.goto("/login/")
+        page.get_by_label("Username").fill(username)
+        page.get_by_label("Password").fill(PASSWORDS[username])
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{site.url}/")
+        return page
+
+    return person
+
+
+def screenshot(page, name: str) -> Path:
+    """What the person sees: the viewport (the composer sticks to its bottom)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
+    """Run axe-core on the page; its serious and critical violations, one line each."""
+    # evaluate() is not subject to the page's CSP, unlike an injected <script>.
+    page.evaluate(AXE_SCRIPT.read_text())
+    results = page.evaluate(
+        """() => axe.run(document, {runOnly: {type: "tag",
+              values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}})"""
+    )
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
+        for v in results["violations"]
+        if v["impact"] in impacts
+    ]
+
+
+def start_thread(page, assistant: str = "Sim") -> int:
+    """From the thread list, start a thread with the named assistant; its id."""
+    page.goto("/")
+    select = page.get_by_label("Assistant")
+    # Options read "Name — description (simulated)"; "Sim" must not pick "Sim fail".
+    label = next(
+        option for option in select.locator("option").all_inner_texts()
+        if option == assistant or option.startswith((f"{assistant} (", f"{assistant} —"))
+    )  # fmt: skip
+    select.select_option(label=label)
+    page.get_by_role("button", name="New thread").click()
+    page.wait_for_url(re.compile(r"/threads/\d+/$"))
+    return int(page.url.rstrip("/").split("/")[-1])
+
+
+def answers(page):
+    """The assistant's finished answers: one being streamed gets its id when it is complete."""
+    return page.locator("#messages li.message.assistant[data-id]")
+
+
+def send(page, text: str) -> None:
+    page.get_by_label("Message", exact=True).fill(text)
+    page.get_by_role("button", name="Send").click()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS.exists() and any(SCREENSHOTS.iterdir()):
+        terminalreporter.write_line(f"browser screenshots: {SCREENSHOTS}")

@@ -1,0 +1,82 @@
+"""The simulator speaks Chat Completions, streamed and not, as the openai SDK expects."""
+
+import httpx
+import openai
+import pytest
+
+from assistants_app.simulator.app import create_app
+
+CONVERSATION = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Show me a list"},
+]
+
+
+@pytest.fixture
+async def client():
+    transport = httpx.ASGITransport(app=create_app(latency=0, token_rate=10_000))
+    async with httpx.AsyncClient(transport=transport) as http:
+        yield openai.AsyncOpenAI(
+            base_url="http://simulator/v1", api_key="simulator", http_client=http, max_retries=0
+        )
+
+
+async def test_it_answers_without_streaming(client):
+    completion = await client.chat.completions.create(model="simulator", messages=CONVERSATION)
+
+    answer = completion.choices[0].message
+    assert answer.role == "assistant"
+    assert answer.content.startswith("_Simulated reply")
+    assert "“Show me a list”. This is turn 2" in answer.content  # it read the history
+    assert completion.choices[0].finish_reason == "stop"
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+
+
+async def test_it_streams_chunks_and_the_usage_when_asked(client):
+    stream = await client.chat.completions.create(
+        model="simulator",
+        messages=CONVERSATION,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert len(chunks) > 10  # word by word
+    assert "This is turn 2" in text and "- **third** point" in text
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+async def test_it_streams_without_usage_unless_asked(client):
+    stream = await client.chat.completions.create(
+        model="simulator", messages=CONVERSATION, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert all(chunk.usage is None and chunk.choices for chunk in chunks)
+
+
+async def test_a_broken_stream_stops_halfway_unfinished(client):
+    stream = await client.chat.completions.create(
+        model="simulator+break-stream", messages=CONVERSATION, stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+
+    assert chunks and all(chunk.choices[0].finish_reason is None for chunk in chunks)
+    assert "**third** point" not in "".join(c.choices[0].delta.content or "" for c in chunks)
+
+
+async def test_it_fails_when_asked(client):
+    with pytest.raises(openai.InternalServerError):
+        await client.chat.completions.create(model="simulator+fail", messages=CONVERSATION)
+
+
+async def test_it_refuses_a_request_without_messages(client):
+    with pytest.raises(openai.BadRequestError):
+        await client.chat.completions.create(model="simulator", messages=[])

@@ -1,0 +1,215 @@
+"""Answers streamed live: coalesced deltas, resume after a break or a restart, stop mid-answer,
+and the fall back to polling when a provider will not stream."""
+
+import asyncio
+import json
+
+import httpx
+import pytest
+import respx
+from channels.layers import get_channel_layer
+
+from assistants_app import runs
+from assistants_app.models import Message, Run, RunStatus
+
+from .conftest import PROVIDER_URL
+from .provider_payloads import RESPONSE_ID, response
+
+pytestmark = pytest.mark.django_db(transaction=True)
+RETRIEVE = f"/responses/{RESPONSE_ID}"
+ANSWER = "Streaming answers feel fast because words arrive as they are written."
+WORDS = [" " + word if i else word for i, word in enumerate(ANSWER.split(" "))]
+
+
+@pytest.fixture(autouse=True)
+def streaming(settings):
+    settings.RUN_STREAMING = True
+    settings.STREAM_DELTA_SECONDS = 0.05
+
+
+def sse(events: list[dict], first_sequence: int = 0) -> bytes:
+    lines = []
+    for sequence, event in enumerate(events, start=first_sequence):
+        event = {**event, "sequence_number": sequence}
+        lines.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n")
+    return "".join(lines).encode()
+
+
+def opening() -> list[dict]:
+    item = {"type": "message", "id": "msg_out1", "role": "assistant", "status": "in_progress",
+            "content": []}  # fmt: skip
+    return [
+        {"type": "response.created", "response": response("queued")},
+        {"type": "response.in_progress", "response": response("in_progress")},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", "output_index": 0, "item_id": "msg_out1",
+         "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}},
+    ]  # fmt: skip
+
+
+def deltas(words: list[str]) -> list[dict]:
+    return [
+        {"type": "response.output_text.delta", "output_index": 0, "item_id": "msg_out1",
+         "content_index": 0, "delta": word, "logprobs": []}
+        for word in words
+    ]  # fmt: skip
+
+
+def completion() -> list[dict]:
+    return [{"type": "response.completed", "response": response("completed", text=ANSWER)}]
+
+
+def stream_response(body: bytes) -> httpx.Response:
+    return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+
+def is_stream(request: httpx.Request) -> bool:
+    return request.url.params.get("stream") == "true"
+
+
+async def collect(group: str):
+    """A test channel subscribed to a thread's group, to see what the sockets would get."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(group, channel)
+    return layer, channel
+
+
+async def drain(layer, channel) -> list[dict]:
+    events = []
+    while True:
+        try:
+            events.append(await asyncio.wait_for(layer.receive(channel), 0.2))
+        except TimeoutError:
+            return events
+
+
+def reassemble(delta_events: list[dict]) -> str:
+    text = ""
+    for event in delta_events:
+        assert event["offset"] <= len(text), "a delta skipped text"
+        text = text[: event["offset"]] + event["text"]
+    return text
+
+
+async def test_deltas_are_coalesced_and_the_final_answer_replaces_them(started_run):
+    events = opening() + deltas(WORDS) + completion()
+    layer, channel = await collect(started_run.thread.group_name)
+    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+        provider.get(RETRIEVE).mock(return_value=stream_response(sse(events)))
+        await runs.drive(started_run.pk)
+
+    received = await drain(layer, channel)
+    delta_events = [e for e in received if e["type"] == "message.delta"]
+    assert 1 <= len(delta_events) < len(WORDS)  # many provider deltas, few frames
+    assert reassemble(delta_events) == ANSWER
+    created = [e for e in received if e["type"] == "message.created"]
+    assert [e["message"]["run_id"] for e in created] == [started_run.pk]
+    assert received.index(created[0]) > received.index(delta_events[-1])
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+    assert started_run.partial_text == ""
+
+
+async def test_a_broken_stream_resumes_after_the_last_sequence_number(started_run):
+    first = opening() + deltas(WORDS[:3])  # the connection drops here
+    rest = deltas(WORDS[3:]) + completion()
+    requests = []
+
+    def answer(request):
+        requests.append(dict(request.url.params))
+        if not is_stream(request):
+            return httpx.Response(200, json=response("in_progress"))
+        if "starting_after" not in request.url.params:
+            return stream_response(sse(first))
+        return stream_response(sse(rest, first_sequence=len(first)))
+
+    with respx.mock(base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(side_effect=answer)
+        await runs.drive(started_run.pk)
+
+    streams = [r for r in requests if r.get("stream") == "true"]
+    assert streams[1]["starting_after"] == str(len(first) - 1)
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+    assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_restarted_driver_resumes_the_saved_stream(started_run):
+    already = opening() + deltas(WORDS[:2])
+    await Run.objects.filter(pk=started_run.pk).aupdate(
+        partial_text="".join(WORDS[:2]), stream_sequence=len(already) - 1
+    )
+    seen = []
+
+    def answer(request):
+        seen.append(request.url.params.get("starting_after"))
+        return stream_response(sse(deltas(WORDS[2:]) + completion(), len(already)))
+
+    layer, channel = await collect(started_run.thread.group_name)
+    with respx.mock(base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(side_effect=answer)
+        await runs.drive(started_run.pk)
+
+    assert seen == [str(len(already) - 1)]
+    delta_events = [e for e in await drain(layer, channel) if e["type"] == "message.delta"]
+    assert delta_events[0]["offset"] == len("".join(WORDS[:2]))  # continues, no repeat
+
+
+async def test_stopping_mid_stream_keeps_what_was_said_marked_as_cut_off(started_run):
+    said = opening() + deltas(WORDS[:4])  # then the run is cancelled and the stream ends
+
+    def answer(request):
+        if is_stream(request):
+            return stream_response(sse(said))
+        return httpx.Response(200, json=response("cancelled"))  # no output returned
+
+    with respx.mock(base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(side_effect=answer)
+        await runs.drive(started_run.pk)
+
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.CANCELLED
+    kept = await Message.objects.aget(role="assistant")
+    assert (kept.text, kept.is_partial) == ("".join(WORDS[:4]), True)
+    assert kept.as_event()["partial"] is True
+
+
+async def test_it_falls_back_to_polling_when_the_provider_will_not_stream(started_run):
+    def answer(request):
+        if is_stream(request):
+            return httpx.Response(400, json={"error": {"message": "No streaming here",
+                                                       "type": "invalid_request_error",
+                                                       "code": "unsupported"}})  # fmt: skip
+        return httpx.Response(200, json=response("completed", text=ANSWER))
+
+    with respx.mock(base_url=PROVIDER_URL) as provider:
+        route = provider.get(RETRIEVE).mock(side_effect=answer)
+        await runs.drive(started_run.pk)
+
+    assert [is_stream(call.request) for call in route.calls] == [True, False]
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+    assert await Message.objects.filter(role="assistant", text=ANSWER).acount() == 1
+
+
+async def test_hello_replays_the_answer_written_so_far(started_run, alice):
+    from .test_consumer import communicator_for
+
+    await Run.objects.filter(pk=started_run.pk).aupdate(
+        status=RunStatus.IN_PROGRESS, partial_text="Half of it", lease_owner="elsewhere",
+        lease_expires_at=None,
+    )  # fmt: skip
+    communicator = await communicator_for(started_run.thread, alice)
+    await communicator.connect()
+    last = await Message.objects.alatest("pk")
+
+    await communicator.send_json_to({"type": "hello", "last_message_id": last.pk})
+
+    status = await communicator.receive_json_from()
+    delta = await communicator.receive_json_from()
+    assert status["type"] == "run.status"
+    assert delta == {
+        "type": "message.delta", "run_id": started_run.pk, "offset": 0, "text": "Half of it"
+    }  # fmt: skip
+    await communicator.disconnect()
