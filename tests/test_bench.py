@@ -75,13 +75,13 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     results = json.loads((tmp_path / "smoke.json").read_text())
     two_processes, streaming = results["scenarios"]
     assert two_processes["sockets"] == two_processes["sockets_planned"] == 16
-    assert two_processes["runs_completed"] >= 6
-    assert (two_processes["errors"], two_processes["lost"], two_processes["duplicated"]) == (
-        0, 0, 0,
-    )  # fmt: skip
-    assert two_processes["added_ms"][str(95)] is not None
-    assert two_processes["requests_per_run"] > 2
+    assert streaming["sockets"] == streaming["sockets_planned"] == 8
+    for scenario in (two_processes, streaming):
+        assert scenario["runs_completed"] >= scenario["runs_planned"]
+        assert (scenario["errors"], scenario["lost"], scenario["duplicated"]) == (0, 0, 0)
+        assert scenario["added_ms"][str(95)] is not None
+    # Polling asks again and again; a stream is one create and one streamed retrieve.
+    assert two_processes["requests_per_run"] > streaming["requests_per_run"] >= 2
     assert len(two_processes["rss_peak_mb"]) == 2
-    assert streaming["unavailable"]
     assert (tmp_path / "smoke-latency.png").stat().st_size > 0
     assert "| ours, 2 processes | 2 | 16 / 16 |" in capsys.readouterr().out
