@@ -149,7 +149,10 @@ def plot(results: dict, path: Path) -> Path | None:
     axes.axhline(0.95, color="grey", linewidth=0.5, linestyle=":")
     axes.grid(True, which="both", linewidth=0.3)
     axes.legend(loc="lower right", fontsize="small")
-    axes.set_title(f"Added latency per polling strategy ({results['options']['scale']} scale)")
+    scale = results["options"]["scale"]
+    axes.set_title(
+        f"Added latency, {scale['users']} sockets and {scale['runs']} runs in flight per process"
+    )
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "command": command.strip(),
         "machine": machine(),
-        "options": {**asdict(options), "scale": args.scale},
+        "options": {**asdict(options), "scale_name": args.scale},
         "scenarios": [],
     }
     for scenario_name in args.scenarios.split(","):
