@@ -34,7 +34,8 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if not user.is_authenticated:
             await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
-        self.thread = await _owned_thread(user, self.scope["url_route"]["kwargs"]["thread_id"])
+        thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
+        self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
         if self.thread is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
@@ -44,7 +45,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         self.counted_socket = True
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
-        for run_id in await _active_run_ids(self.thread):
+        for run_id in active_run_ids:
             runs.ensure_driving(run_id)
 
     async def refuse(self, code: int) -> None:
@@ -123,13 +124,13 @@ def parse_event(text_data: str | None) -> dict:
 
 
 @database_sync_to_async
-def _owned_thread(user, thread_id) -> Thread | None:
-    return Thread.objects.filter(pk=thread_id, owner=user).first()
-
-
-@database_sync_to_async
-def _active_run_ids(thread: Thread) -> list[int]:
-    return list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
+def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[int]]:
+    # One call, not two: every socket of the process queues for the same database thread, so
+    # in a connect burst each extra call puts a socket behind all the others again.
+    thread = Thread.objects.filter(pk=thread_id, owner=user).first()
+    if thread is None:
+        return None, []
+    return thread, list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
 
 
 @database_sync_to_async

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
@@ -137,7 +136,7 @@ async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
             await _ensure_remote_assistant(engine, thread.assistant)
             if not thread.remote_id:
                 await engine.ensure_thread(thread)
-                await Thread.objects.filter(pk=thread.pk).aupdate(remote_id=thread.remote_id)
+                await _save_remote_thread_id(thread)
             return await engine.start_run(run, message)
         except ProviderError as error:
             if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
@@ -153,13 +152,23 @@ def failure(error: ProviderError) -> RunUpdate:
 # --- Storing --------------------------------------------------------------------------
 
 
-@database_sync_to_async
-def record(run: Run, update: RunUpdate) -> bool:
+async def record(run: Run, update: RunUpdate) -> bool:
     """Store an update and push its events after commit. False if the run had already ended.
 
     New assistant messages are stored once each: the unique (thread, remote_id) key makes a
     second writer, in this process or another, find the row instead of adding one.
     """
+    committed: list[dict] = []
+    still_active = await _store(run, update, committed)
+    # Sent from the event loop, not from the database thread: waiting there on the channel
+    # layer would hold up every other socket's and run's database work in this process.
+    await broadcast(run.thread.group_name, committed)
+    return still_active
+
+
+@database_sync_to_async
+def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
+    """The update's rows, in one transaction; its events go to `committed` once it commits."""
     with transaction.atomic():
         new_messages = []
         for remote in update.messages:
@@ -202,15 +211,14 @@ def record(run: Run, update: RunUpdate) -> bool:
         events = [{"type": "message.created", "message": m.as_event()} for m in new_messages]
         if still_active:
             events.append({"type": "run.status", "run": run.as_event()})
-        transaction.on_commit(partial(broadcast, run.thread.group_name, events))
+        transaction.on_commit(partial(committed.extend, events))
     return bool(still_active)
 
 
-def broadcast(group: str, events: list[dict]) -> None:
+async def broadcast(group: str, events: list[dict]) -> None:
     """Send events to a thread's sockets. A doorbell: a lost event is replayed on `hello`."""
-    send = async_to_sync(get_channel_layer().group_send)
     for event in events:
-        send(group, event)
+        await get_channel_layer().group_send(group, event)
 
 
 # --- Driving --------------------------------------------------------------------------
@@ -496,7 +504,9 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     cancel from any process stops it with what was said so far. None when there is nothing
     more to do here: the run expired (recorded) or another process took it over.
     """
-    status = await _begin_generation(run)
+    committed: list[dict] = []
+    status = await _begin_generation(run, committed)
+    await broadcast(run.thread.group_name, committed)
     if status == RunStatus.CANCELLING:
         return await engine.cancel(run)  # cancelled before it started: nothing to keep
     if status != RunStatus.IN_PROGRESS:
@@ -593,7 +603,9 @@ async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
 
 
 def poll_delay(quiet_polls: int) -> float:
-    """Start fast, then back off while nothing changes."""
+    """Start fast, then back off while nothing changes (or a fixed interval, if so set)."""
+    if settings.RUN_POLL_STRATEGY == "fixed":
+        return settings.RUN_POLL_FIXED_SECONDS
     return min(settings.RUN_POLL_MAX_SECONDS, settings.RUN_POLL_FIRST_SECONDS * 2**quiet_polls)
 
 
@@ -670,8 +682,8 @@ _status_of = database_sync_to_async(_stored_status)
 
 
 @database_sync_to_async
-def _begin_generation(run: Run) -> str:
-    """queued -> in_progress, pushed to the sockets; the run's status either way.
+def _begin_generation(run: Run, committed: list[dict]) -> str:
+    """queued -> in_progress, its event to `committed` once stored; the run's status either way.
 
     Conditional, so a cancel stored a moment earlier is not overwritten.
     """
@@ -681,9 +693,16 @@ def _begin_generation(run: Run) -> str:
         ):
             run.status = RunStatus.IN_PROGRESS
             event = {"type": "run.status", "run": run.as_event()}
-            transaction.on_commit(partial(broadcast, run.thread.group_name, [event]))
+            transaction.on_commit(partial(committed.extend, [event]))
             return run.status
     return _stored_status(run.pk)
+
+
+@database_sync_to_async
+def _save_remote_thread_id(thread: Thread) -> None:
+    # Not the async ORM: its connection would stay checked out of the pool through the
+    # provider call that follows, and under load the pool's other users queue behind it.
+    Thread.objects.filter(pk=thread.pk).update(remote_id=thread.remote_id)
 
 
 @database_sync_to_async

@@ -51,6 +51,13 @@ def envfloat(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
+def envchoice(name: str, default: str, choices) -> str:
+    value = os.environ.get(name) or default
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
 DEBUG = envbool("DJANGO_DEBUG", True)
 SECRET_KEY = envstr("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
@@ -107,9 +114,21 @@ DATABASES = {
     "default": dj_database_url.parse(
         envstr("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
         conn_max_age=envint("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        conn_health_checks=envbool("DATABASE_CONN_HEALTH_CHECKS", True),
     )
 }
+DATABASE_POOL_SIZE = envint("DATABASE_POOL_SIZE", 20)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE:
+    # Under ASGI every HTTP request runs on a thread of its own, and each such thread would
+    # keep a persistent connection of its own until it is garbage collected, which runs the
+    # server out of connections under load. A pool keeps connections open and bounds them per
+    # process instead; Django requires CONN_MAX_AGE 0 with it (connections go back to the pool).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": DATABASE_POOL_SIZE,
+        "timeout": envfloat("DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Persistent connections are a PostgreSQL optimisation; on SQLite they only hold locks.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -117,13 +136,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 REDIS_URL = envstr("REDIS_URL")
+# The pub/sub layer by measurement (BENCHMARKS.md): one PUBLISH per event instead of the core
+# layer's sorted sets, and no group expiry. Both deliver at most once; the `hello` replay covers
+# a lost doorbell either way.
+REDIS_CHANNEL_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "core": "channels_redis.core.RedisChannelLayer",
+}
+REDIS_CHANNEL_LAYER = envchoice("REDIS_CHANNEL_LAYER", "pubsub", REDIS_CHANNEL_LAYERS)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 times reads out after 5 s, as long as channels_redis's blocking
-            # receive waits (BZPOPMIN, 5 s): without more slack an idle socket crashes.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+            "BACKEND": REDIS_CHANNEL_LAYERS[REDIS_CHANNEL_LAYER],
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        # redis-py refuses a command ("Too many connections") rather than
+                        # wait when its pool is full: the pool must cover a connect burst.
+                        "max_connections": envint("REDIS_POOL_SIZE", 1000),
+                        # redis-py 8 times reads out after 5 s, as long as the core layer's
+                        # blocking receive waits (BZPOPMIN, 5 s): without more slack an idle
+                        # socket crashes.
+                        "socket_timeout": 30,
+                    }
+                ],
+                # Several sites (or test runs) can share one Redis under different prefixes.
+                "prefix": envstr("REDIS_PREFIX", "asgi"),
+            },
         }
     }
 else:
@@ -222,6 +262,9 @@ PROVIDER_TIMEOUT_SECONDS = envfloat("PROVIDER_TIMEOUT_SECONDS", 30.0)
 RUN_MAX_SECONDS = envint("RUN_MAX_SECONDS", 600)  # a run still active after this expires
 RUN_POLL_FIRST_SECONDS = envfloat("RUN_POLL_FIRST_SECONDS", 0.2)
 RUN_POLL_MAX_SECONDS = envfloat("RUN_POLL_MAX_SECONDS", 1.0)
+# `adaptive`: the backoff above; `fixed`: every RUN_POLL_FIXED_SECONDS (benchmarks compare them).
+RUN_POLL_STRATEGY = envchoice("RUN_POLL_STRATEGY", "adaptive", ("adaptive", "fixed"))
+RUN_POLL_FIXED_SECONDS = envfloat("RUN_POLL_FIXED_SECONDS", 1.0)
 RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
 # Chat Completions runs: how much of the thread is sent, how often a generation looks for a
 # cancel from another process.

@@ -68,6 +68,7 @@ class LiveSite:
     env: dict
     processes: list[subprocess.Popen] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
+    output: object = None  # where the processes' output goes (a file); None: this terminal
 
     @property
     def url(self) -> str:
@@ -98,7 +99,9 @@ class LiveSite:
         return self.spawn("manage.py", "run_worker", "--interval", "0.2")
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        process = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=self.env)
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=self.output, stderr=self.output
+        )
         self.processes.append(process)
         return process
 
@@ -124,7 +127,7 @@ def migrated_sqlite_template() -> Path:
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
                engine: str = "responses", latency: float = 0.3, servers: int = 1,
-               faults: tuple[str, ...] = ()):  # fmt: skip
+               faults: tuple[str, ...] = (), output=None):  # fmt: skip
     simulator_port = free_port()
     site_env = {
         **os.environ,
@@ -137,14 +140,9 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
         **(env or {}),
     }
-    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env)
+    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output)
     try:
-        simulator = subprocess.Popen(
-            [sys.executable, "manage.py", "simulator", "--port", str(simulator_port)],
-            cwd=ROOT,
-            env=site_env,
-        )
-        site.processes.append(simulator)
+        simulator = site.spawn("manage.py", "simulator", "--port", str(simulator_port))
         if site_env["DATABASE_URL"].startswith("sqlite:"):
             shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
         else:

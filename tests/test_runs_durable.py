@@ -6,10 +6,12 @@ import httpx
 import pytest
 import respx
 from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.utils import timezone
 
 from assistants_app import runs
+from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
@@ -187,3 +189,16 @@ def test_the_worker_leaves_runs_with_a_live_lease_alone(provider, started_run):
     call_command("run_worker", "--once")
 
     assert not retrieve.called
+
+
+async def test_a_stored_update_rings_the_threads_sockets_in_order(started_run):
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(started_run.thread.group_name, channel)
+    update = RunUpdate(status=RunStatus.COMPLETED, messages=[RemoteMessage("msg_1", "Hello")])
+
+    assert await runs.record(started_run, update)
+
+    first, second = await layer.receive(channel), await layer.receive(channel)
+    assert (first["type"], first["message"]["role"]) == ("message.created", "assistant")
+    assert (second["type"], second["run"]["status"]) == ("run.status", "completed")

@@ -2,11 +2,14 @@
 
 import asyncio
 import json
+import time
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from assistants_app.simulator.app import create_app
+from assistants_app.simulator.common import Settings
 
 
 @pytest.fixture
@@ -169,3 +172,41 @@ async def test_a_cancel_mid_answer_keeps_what_was_written(simulator):
     text = partial["content"][0]["text"]
     assert text.startswith("_Simulated")
     assert not text.endswith("conversation.")  # cut off before the end
+
+
+async def test_a_completed_response_says_when_it_completed(simulator):
+    before = time.time()
+    _, created = await create_response(simulator)
+    assert created.json()["completed_at"] is None
+    await asyncio.sleep(0.3)
+
+    done = (await simulator.get(f"/responses/{created.json()['id']}")).json()
+
+    # 0.2 s to the first token, then the tokens at 1000 a second.
+    assert before + 0.2 < done["completed_at"] < before + 0.3
+
+
+async def test_its_stats_tell_each_responses_polls_and_completion(simulator):
+    _, created = await create_response(simulator)
+    response_id = created.json()["id"]
+    await simulator.get(f"/responses/{response_id}")
+    await asyncio.sleep(0.3)
+    done = (await simulator.get(f"/responses/{response_id}")).json()
+
+    stats = (await simulator.get("http://sim/simulator/stats")).json()
+
+    assert stats["conversations"] == 1
+    assert stats["responses"] == [
+        {"id": response_id, "status": "completed", "completed_at": done["completed_at"],
+         "polls": 2, "streams": 0}
+    ]  # fmt: skip
+
+
+def test_jitter_spreads_the_latency_of_answers():
+    settings = Settings(latency=1.0, token_rate=100, jitter=0.5)
+    request = Request({"type": "http", "headers": []})
+
+    latencies = [settings.latency_of(request) for _ in range(50)]
+
+    assert all(1.0 <= latency <= 1.5 for latency in latencies)
+    assert len(set(latencies)) > 1

@@ -40,6 +40,14 @@ async def list_models(provider: dict, timeout: float) -> list[str]:
     return [model.id for model in page.data]
 
 
+def preload() -> None:
+    """Import the SDK's lazily loaded parts now. That takes seconds, and done on a process's
+    first run it would stall the event loop, so every socket of the process, meanwhile."""
+    client = openai.AsyncOpenAI(api_key="preload", base_url="http://127.0.0.1/v1")
+    for resource in ("responses", "conversations", "beta", "chat"):
+        getattr(client, resource)
+
+
 def retry_after_seconds(headers) -> float | None:
     """The provider's Retry-After hint in seconds (retry-after-ms wins when both are sent)."""
     for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):

@@ -15,8 +15,9 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
 - `no-stream`: streaming is refused (400), so clients must poll
 - `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 
-Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) or the
-`X-Simulator-Latency` header; then `SIMULATOR_TOKENS_PER_SECOND` (default 100) or
+Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) plus up to
+`SIMULATOR_LATENCY_JITTER_SECONDS` (default 0) at random, or the `X-Simulator-Latency` header;
+then `SIMULATOR_TOKENS_PER_SECOND` (default 100) or
 `X-Simulator-Token-Rate`.
 """
 
@@ -43,7 +44,8 @@ def create_app(latency: float | None = None, token_rate: float | None = None) ->
         latency = float(os.environ.get("SIMULATOR_LATENCY_SECONDS", "1.0"))
     if token_rate is None:
         token_rate = float(os.environ.get("SIMULATOR_TOKENS_PER_SECOND", "100"))
-    settings = Settings(latency=latency, token_rate=token_rate)
+    jitter = float(os.environ.get("SIMULATOR_LATENCY_JITTER_SECONDS", "0"))
+    settings = Settings(latency=latency, token_rate=token_rate, jitter=jitter)
     routes = [
         Route("/v1/models", list_models),
         *ResponsesAPI(settings).routes(),

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import random
 import time
 import uuid
 from dataclasses import dataclass
@@ -14,10 +15,11 @@ from starlette.responses import JSONResponse
 class Settings:
     latency: float  # seconds from a request to the first token of its answer
     token_rate: float  # tokens a second, once the answer is being written
+    jitter: float = 0.0  # up to this many seconds more latency, at random (benchmarks)
 
     def latency_of(self, request: Request) -> float:
         value = request.headers.get("x-simulator-latency")
-        return float(value) if value else self.latency
+        return float(value) if value else self.latency + random.uniform(0, self.jitter)
 
     def token_rate_of(self, request: Request) -> float:
         value = request.headers.get("x-simulator-token-rate")

@@ -50,6 +50,7 @@ class SimulatedResponse:
     fault: str
     turn: int
     started: float = field(default_factory=time.monotonic)
+    started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
     created_at: int = field(default_factory=lambda: int(time.time()))
     cancelled_after: float | None = None  # seconds after start
     output_id: str = field(default_factory=lambda: new_id("msg"))
@@ -79,7 +80,7 @@ class SimulatedResponse:
     @property
     def completed_at(self) -> float:
         """When the answer is complete, in time.time() terms (for benchmarks' added latency)."""
-        return time.time() - (time.monotonic() - self.started) + self.finished_after
+        return self.started_wall + self.finished_after
 
     @property
     def status(self) -> str:
@@ -187,6 +188,7 @@ class SimulatedResponse:
             "object": "response",
             "created_at": self.created_at,
             "status": status,
+            "completed_at": self.completed_at if done else None,
             "background": True,
             "model": self.model,
             "instructions": self.instructions,
@@ -319,8 +321,24 @@ class ResponsesAPI:
             response.cancelled_after = response.elapsed
         return JSONResponse(response.to_json())
 
+    async def stats(self, request: Request) -> JSONResponse:
+        """Simulator-only, not OpenAI's: every response's timing and how often it was polled,
+        so a benchmark can measure latency added after the answer was complete."""
+        responses = [
+            {
+                "id": r.id,
+                "status": r.status,
+                "completed_at": r.completed_at if r.status == "completed" else None,
+                "polls": r.polls,
+                "streams": r.streams,
+            }
+            for r in self.responses.values()
+        ]
+        return JSONResponse({"conversations": len(self.conversations), "responses": responses})
+
     def routes(self) -> list[Route]:
         return [
+            Route("/simulator/stats", self.stats),
             Route("/v1/conversations", self.create_conversation, methods=["POST"]),
             Route("/v1/conversations/{conversation_id}", self.get_conversation),
             Route("/v1/conversations/{conversation_id}/items", self.list_conversation_items),

@@ -61,6 +61,9 @@ def daphne_args(host: str, port: int) -> list[str]:
     size = str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
     command = ["-m", "daphne", "-b", host, "-p", str(port)]
     command += ["--websocket-max-message-size", size, "--websocket-max-frame-size", size]
+    # In a burst of connects (every page reconnecting after a restart) a handshake can queue
+    # longer than daphne's default 5 s; a refused one only comes back as another connect.
+    command += ["--websocket_connect_timeout", "30"]
     if settings.BEHIND_PROXY:
         command.append("--proxy-headers")
     return command + [ASGI_APP]

@@ -1,0 +1,217 @@
+"""The load generator: simulated users on real websockets, in a process of its own.
+
+It reads its plan (JSON) on stdin and prints what it saw (JSON) on stdout; `bench.run` makes
+the plan and turns the observations into numbers. Every user holds one socket on its own
+thread. The first `runs_in_flight` users each keep one run going: post a message, wait for
+the run to end on the socket, post the next. Halfway through, `reconnect` idle users drop
+their sockets and connect again all at once, to show whether connects starve while runs poll.
+Everything is bounded: in sockets, in time, and to loopback addresses.
+"""
+
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MAX_SOCKETS = 5000
+MAX_DURATION = 600.0
+MAX_ERRORS_KEPT = 50
+
+
+@dataclass
+class Plan:
+    urls: list[str]  # one per daphne process; users are spread over them
+    users: list[dict]  # {"session", "thread"} from bench.seed
+    runs_in_flight: int
+    duration: float  # seconds of posting; runs then in flight are waited for
+    reconnect: int  # idle users who reconnect at once, halfway through
+    run_timeout: float  # seconds a run may take from post to its end on the socket
+    connect_timeout: float
+    csrf: str  # any 32-character token: sent as cookie and header, as the page does
+
+    def check(self) -> None:
+        for url in self.urls:
+            if urlsplit(url).hostname not in LOOPBACK:
+                raise SystemExit(f"refusing to load a non-loopback address: {url}")
+        if len(self.users) > MAX_SOCKETS or self.duration > MAX_DURATION:
+            raise SystemExit("plan exceeds the load generator's bounds")
+        if self.runs_in_flight + self.reconnect > len(self.users):
+            raise SystemExit("more runners and reconnecting users than users")
+
+
+@dataclass
+class Observations:
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    # run id -> {"user", "posted", "status", "arrivals": [time.time() of each message frame]}
+    runs: dict[int, dict] = field(default_factory=dict)
+
+    def error(self, text: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(text)
+
+
+class User:
+    """One person with one tab open on their thread."""
+
+    def __init__(self, index: int, entry: dict, plan: Plan, seen: Observations):
+        self.index = index
+        self.thread = entry["thread"]
+        self.cookie = f"sessionid={entry['session']}; csrftoken={plan.csrf}"
+        self.url = plan.urls[index % len(plan.urls)]
+        # Posts go to another process than the socket when there are several, so every
+        # answer crosses the channel layer between processes.
+        self.post_url = plan.urls[(index + 1) % len(plan.urls)]
+        self.plan = plan
+        self.seen = seen
+        self.socket = None
+        self.reader: asyncio.Task | None = None
+        self.closing = False
+        self.ended: dict[int, str] = {}  # run id -> terminal status seen on the socket
+        self.changed = asyncio.Event()
+
+    async def connect(self) -> float | None:
+        """Open the socket and say hello; seconds until accepted, None on failure."""
+        started = time.monotonic()
+        self.closing = False
+        try:
+            self.socket = await websockets.connect(
+                self.url.replace("http", "ws", 1) + f"/ws/threads/{self.thread}/",
+                additional_headers={"Cookie": self.cookie, "Origin": self.url},
+                open_timeout=self.plan.connect_timeout,
+                ping_interval=None,  # like a browser: the server pings, the page does not
+            )
+            await self.socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        except (OSError, TimeoutError, websockets.InvalidHandshake, ConnectionClosed) as error:
+            self.seen.error(f"user {self.index}: connect failed: {error!r}")
+            return None
+        self.reader = asyncio.create_task(self.read())
+        return time.monotonic() - started
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.socket:
+                self.receive(json.loads(raw), time.time())
+        except ConnectionClosed:
+            pass
+        if not self.closing:
+            self.seen.error(f"user {self.index}: socket closed by the server")
+
+    def receive(self, event: dict, now: float) -> None:
+        kind = event.get("type")
+        if kind == "message.created" and event["message"]["role"] == "assistant":
+            run = self.seen.runs.setdefault(event["message"]["run_id"], {"user": self.index})
+            run.setdefault("arrivals", []).append(now)
+        elif kind == "run.status" and event["run"]["is_terminal"]:
+            self.ended[event["run"]["id"]] = event["run"]["status"]
+            self.changed.set()
+        elif kind == "error":
+            self.seen.error(f"user {self.index}: error event {event.get('code')}")
+
+    async def close(self) -> None:
+        self.closing = True
+        if self.socket is not None:
+            await self.socket.close()
+        if self.reader is not None:
+            await self.reader
+
+    async def keep_a_run_going(self, http: httpx.AsyncClient, until: float) -> None:
+        turn = 0
+        while time.monotonic() < until:
+            turn += 1
+            run_id = await self.post(http, f"Bench message {turn} from user {self.index}")
+            if run_id is None:
+                await asyncio.sleep(1.0)
+                continue
+            try:
+                async with asyncio.timeout(self.plan.run_timeout):
+                    while run_id not in self.ended:
+                        self.changed.clear()
+                        await self.changed.wait()
+            except TimeoutError:
+                self.seen.error(f"run {run_id}: no end seen within {self.plan.run_timeout}s")
+                return
+            self.seen.runs[run_id]["status"] = self.ended[run_id]
+            if self.ended[run_id] != "completed":
+                self.seen.error(f"run {run_id}: ended {self.ended[run_id]}")
+
+    async def post(self, http: httpx.AsyncClient, text: str) -> int | None:
+        headers = {"Cookie": self.cookie, "X-CSRFToken": self.plan.csrf}
+        try:
+            response = await http.post(
+                f"{self.post_url}/threads/{self.thread}/messages/",
+                json={"text": text},
+                headers=headers,
+            )
+        except httpx.HTTPError as error:
+            self.seen.error(f"user {self.index}: post failed: {error!r}")
+            return None
+        if response.status_code != 201:
+            self.seen.error(f"user {self.index}: post answered {response.status_code}")
+            return None
+        run_id = response.json()["run"]["id"]
+        run = self.seen.runs.setdefault(run_id, {"user": self.index})
+        run["posted"] = time.time()
+        return run_id
+
+
+async def connect_all(users: list[User]) -> dict:
+    """Connect users at once; the burst's length and each connect's time."""
+    started = time.monotonic()
+    times = await asyncio.gather(*(user.connect() for user in users))
+    return {
+        "seconds": time.monotonic() - started,
+        "times": [t for t in times if t is not None],
+        "failed": sum(1 for t in times if t is None),
+    }
+
+
+async def reconnect_later(users: list[User], delay: float) -> dict:
+    await asyncio.sleep(delay)
+    await asyncio.gather(*(user.close() for user in users))
+    return await connect_all(users)
+
+
+async def drive(plan: Plan) -> dict:
+    seen = Observations()
+    users = [User(i, entry, plan, seen) for i, entry in enumerate(plan.users)]
+    runners = users[: plan.runs_in_flight]
+    reconnecting = users[len(users) - plan.reconnect :] if plan.reconnect else []
+    connect = await connect_all(users)
+    until = time.monotonic() + plan.duration
+    # Cookies go in each request's header; the client's own jar stays empty.
+    limits = httpx.Limits(max_connections=100)
+    async with httpx.AsyncClient(timeout=plan.run_timeout, limits=limits) as http:
+        reconnect = asyncio.create_task(reconnect_later(reconnecting, plan.duration / 2))
+        await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
+        reconnect = await reconnect
+    await asyncio.sleep(0.5)  # a duplicate frame would come right after the first
+    await asyncio.gather(*(user.close() for user in users))
+    return {
+        "connect": connect,
+        "reconnect_under_load": reconnect if reconnecting else None,
+        "sockets": len(users) - connect["failed"],
+        "runs": seen.runs,
+        "errors": seen.errors,
+        "error_count": seen.error_count,
+    }
+
+
+def main() -> None:
+    plan = Plan(**json.load(sys.stdin))
+    plan.check()
+    deadline = plan.connect_timeout * 2 + plan.duration + plan.run_timeout + 30
+    result = asyncio.run(asyncio.wait_for(drive(plan), timeout=deadline))
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

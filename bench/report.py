@@ -1,0 +1,159 @@
+"""Turn the load generator's observations into the benchmark's numbers, table and plot."""
+
+import math
+from pathlib import Path
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def summarise(observed: dict, stats: dict, remote_ids: dict) -> dict:
+    """Per scenario: added latency, provider requests per run, errors, lost and duplicated
+    answers, and connect bursts.
+
+    Added latency is from the simulator completing an answer (its `completed_at`) to the
+    answer's `message.created` frame reaching the socket watching the thread; both clocks are
+    this machine's time.time().
+    """
+    completed_at = {r["id"]: r["completed_at"] for r in stats["responses"]}
+    added, lost, duplicated, completed = [], 0, 0, 0
+    for run_id, run in observed["runs"].items():
+        arrivals = run.get("arrivals", [])
+        duplicated += max(0, len(arrivals) - 1)
+        if run.get("status") != "completed":
+            continue  # counted among the errors by the load generator
+        completed += 1
+        if not arrivals:
+            lost += 1
+            continue
+        finished = completed_at.get(remote_ids.get(int(run_id)))
+        if finished is not None:
+            added.append(1000 * (arrivals[0] - finished))
+    requests = stats["conversations"] + sum(
+        1 + r["polls"] + r["streams"] for r in stats["responses"]
+    )
+    return {
+        "sockets": observed["sockets"],
+        "runs_completed": completed,
+        "added_ms": {p: _round(percentile(added, p)) for p in (50, 95, 99)},
+        "added_ms_samples": [round(a, 1) for a in added],
+        "requests_per_run": round(requests / max(1, len(stats["responses"])), 1),
+        "errors": observed["error_count"],
+        "error_samples": observed["errors"][:10],
+        "lost": lost,
+        "duplicated": duplicated,
+        "connect": _burst(observed["connect"]),
+        "reconnect_under_load": _burst(observed["reconnect_under_load"]),
+    }
+
+
+def _burst(burst: dict | None) -> dict | None:
+    if burst is None:
+        return None
+    times = [1000 * t for t in burst["times"]]
+    return {
+        "sockets": len(times),
+        "seconds": round(burst["seconds"], 2),
+        "p95_ms": _round(percentile(times, 95)),
+        "failed": burst["failed"],
+    }
+
+
+def _round(value: float | None) -> int | None:
+    return None if value is None else round(value)
+
+
+def line(result: dict) -> str:
+    if result.get("unavailable"):
+        return f"{result['name']}: not available: {result['unavailable']}"
+    added = result["added_ms"]
+    return (
+        f"{result['name']}: {result['sockets']} sockets, {result['runs_completed']} runs, "
+        f"added p50/p95/p99 {added[50]}/{added[95]}/{added[99]} ms, "
+        f"{result['requests_per_run']} requests/run, errors {result['errors']}, "
+        f"lost {result['lost']}, duplicated {result['duplicated']}, "
+        f"RSS {result['rss_peak_mb']} MB, CPU {result['cpu_percent']} %, "
+        f"connect {_burst_text(result['connect'])}, "
+        f"reconnect under load {_burst_text(result['reconnect_under_load'])}"
+    )
+
+
+def _burst_text(burst: dict | None) -> str:
+    if burst is None:
+        return "-"
+    return f"{burst['sockets']} in {burst['seconds']} s (p95 {burst['p95_ms']} ms)"
+
+
+COLUMNS = [
+    "Scenario", "Processes", "Sockets", "Runs completed", "Added latency p50 / p95 / p99 (ms)",
+    "Provider requests per run", "Errors", "Lost", "Duplicated", "Peak RSS per process (MB)",
+    "CPU per process (%)", "Connect burst", "Reconnect burst while runs poll",
+]  # fmt: skip
+
+
+def markdown(results: dict, plot: Path | None) -> str:
+    machine = results["machine"]
+    rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in results["scenarios"]:
+        if r.get("unavailable"):
+            cells = [r["label"], str(r["servers"]), f"not available: {r['unavailable']}"]
+            cells += [""] * (len(COLUMNS) - len(cells))
+        else:
+            added = r["added_ms"]
+            cells = [
+                r["label"], str(r["servers"]), f"{r['sockets']} / {r['sockets_planned']}",
+                f"{r['runs_completed']} ({r['runs_planned']} in flight)",
+                f"{added[50]} / {added[95]} / {added[99]}", str(r["requests_per_run"]),
+                str(r["errors"]), str(r["lost"]), str(r["duplicated"]),
+                ", ".join(map(str, r["rss_peak_mb"])), ", ".join(map(str, r["cpu_percent"])),
+                _burst_text(r["connect"]), _burst_text(r["reconnect_under_load"]),
+            ]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    lines = [
+        f"Command: `{results['command']}`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, "
+        f"{machine['os']}, Python {machine['python']}; load average before "
+        f"{machine['load_before']}, after {machine.get('load_after')}.",
+        "",
+        *rows,
+    ]
+    if plot:
+        lines += ["", f"![Added latency per scenario]({plot.name})"]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> Path | None:
+    """The distribution (CDF) of added latency per scenario, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r for r in results["scenarios"] if r.get("added_ms_samples")]
+    if not measured:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
+    for r in measured:
+        samples = sorted(max(s, 0.1) for s in r["added_ms_samples"])
+        share = [(i + 1) / len(samples) for i in range(len(samples))]
+        axes.step(samples, share, where="post", label=f"{r['label']} (n={len(samples)})")
+    axes.set_xscale("log")
+    axes.set_xlabel("added latency: answer complete at the provider -> frame at the client (ms)")
+    axes.set_ylabel("share of answers")
+    axes.axhline(0.95, color="grey", linewidth=0.5, linestyle=":")
+    axes.grid(True, which="both", linewidth=0.3)
+    axes.legend(loc="lower right", fontsize="small")
+    scale = results["options"]["scale"]
+    axes.set_title(
+        f"Added latency, {scale['users']} sockets and {scale['runs']} runs in flight per process"
+    )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

@@ -1,0 +1,319 @@
+"""Run the scale benchmark: per scenario, a fresh site (daphne processes, the simulator as
+provider, PostgreSQL, Redis), a seeded crowd of users, the load generator, and the numbers.
+
+Scenarios differ in how the site follows a run (polling every 5 s, every 1 s, our adaptive
+polling, or streaming) and in how many daphne processes serve. A scenario the site cannot run
+yet is listed with `unavailable` and reported as such.
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import httpx
+import psutil
+
+from tests.live import ROOT, postgres_database, start_site
+
+from . import report
+
+RESULTS = ROOT / "bench" / "results"
+CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters, the length of a CSRF secret
+SEED = "import json; from bench.seed import seed; print(json.dumps(seed(%d)))"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    label: str
+    env: dict = field(default_factory=dict)
+    servers: int = 1
+    unavailable: str = ""  # why it cannot run yet
+
+
+POLLING = {"RUN_STREAMING": "0"}  # the site streams where the engine can, unless told not to
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario(
+            "fixed-5s",
+            "fixed 5 s (setInterval loop)",
+            {**POLLING, "RUN_POLL_STRATEGY": "fixed", "RUN_POLL_FIXED_SECONDS": "5"},
+        ),
+        Scenario(
+            "fixed-1s",
+            "fixed 1 s (SDK runs.poll default)",
+            {**POLLING, "RUN_POLL_STRATEGY": "fixed", "RUN_POLL_FIXED_SECONDS": "1"},
+        ),
+        Scenario(
+            "adaptive", "ours (adaptive backoff)", {**POLLING, "RUN_POLL_STRATEGY": "adaptive"}
+        ),
+        Scenario("streaming", "streaming", {"RUN_STREAMING": "1"}),
+        Scenario(
+            "adaptive-2proc",
+            "ours, 2 processes",
+            {**POLLING, "RUN_POLL_STRATEGY": "adaptive"},
+            servers=2,
+        ),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class Scale:
+    users: int  # sockets per daphne process
+    runs: int  # runs in flight per daphne process
+    duration: float  # seconds of posting
+    reconnect: int  # idle sockets per process that reconnect at once, halfway through
+
+
+SCALES = {
+    "smoke": Scale(users=8, runs=3, duration=3, reconnect=2),
+    "small": Scale(users=50, runs=10, duration=15, reconnect=10),
+    "full": Scale(users=1000, runs=200, duration=40, reconnect=100),
+}
+
+
+@dataclass
+class Options:
+    scale: Scale
+    database: str  # "postgres" or "sqlite"
+    layer: str  # "pubsub", "core" or "memory"
+    redis_url: str
+    latency: float  # simulator: seconds to the first token...
+    jitter: float  # ...plus up to this much, at random
+    run_timeout: float
+    profile: bool
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--scale", choices=SCALES, default="full")
+    parser.add_argument(
+        "--scenarios", default="fixed-5s,fixed-1s,adaptive,streaming,adaptive-2proc",
+        help=f"comma-separated, of: {', '.join(SCENARIOS)}",
+    )  # fmt: skip
+    for knob in ("users", "runs", "duration", "reconnect"):
+        parser.add_argument(f"--{knob}", type=float, help=f"override the scale's {knob}")
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--layer", choices=["pubsub", "core", "memory"], default="pubsub")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--latency", type=float, default=2.0)
+    parser.add_argument("--jitter", type=float, default=4.0)
+    parser.add_argument("--run-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--profile", action="store_true", help="a py-spy flame graph of the first server"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument("--name", default="", help="results file name (default: the scale)")
+    args = parser.parse_args(argv)
+
+    overrides = {k: v for k in ("users", "runs", "reconnect") if (v := getattr(args, k))}
+    scale = replace(
+        SCALES[args.scale],
+        **{k: int(v) for k, v in overrides.items()},
+        **({"duration": args.duration} if args.duration else {}),
+    )
+    options = Options(
+        scale=scale, database=args.database, layer=args.layer,
+        redis_url=args.redis_url, latency=args.latency, jitter=args.jitter,
+        run_timeout=args.run_timeout, profile=args.profile,
+    )  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    name = args.name or args.scale
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    results = {
+        "command": command.strip(),
+        "machine": machine(),
+        "options": {**asdict(options), "scale_name": args.scale},
+        "scenarios": [],
+    }
+    for scenario_name in args.scenarios.split(","):
+        scenario = SCENARIOS[scenario_name]
+        print(f"--- {scenario.name}: {scenario.label}", file=sys.stderr, flush=True)
+        result = run_scenario(scenario, options, args.out / name)
+        results["scenarios"].append(result)
+        print(report.line(result), file=sys.stderr, flush=True)
+    results["machine"]["load_after"] = load_average()
+    (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
+    plot = report.plot(results, args.out / f"{name}-latency.png")
+    print(report.markdown(results, plot))
+
+
+def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
+    summary = {"name": scenario.name, "label": scenario.label, "servers": scenario.servers}
+    if scenario.unavailable:
+        return {**summary, "unavailable": scenario.unavailable}
+    users = options.scale.users * scenario.servers
+    runs = options.scale.runs * scenario.servers
+    log = open(f"{prefix}-{scenario.name}.log", "w")  # the servers' output
+    with log, tempfile.TemporaryDirectory() as tmp, database(options) as database_url:
+        env = site_env(scenario, options, database_url)
+        servers, latency = scenario.servers, options.latency
+        with start_site(Path(tmp), env, servers=servers, latency=latency, output=log) as site:
+            seeded = json.loads(site.manage("shell", "--verbosity", "0", "-c", SEED % users))
+            daphnes = [p for p in site.processes if "daphne" in p.args]
+            simulator = next(p for p in site.processes if "simulator" in p.args)
+            plan = {
+                "urls": site.urls,
+                "users": seeded,
+                "runs_in_flight": runs,
+                "duration": options.scale.duration,
+                "reconnect": options.scale.reconnect * scenario.servers,
+                "run_timeout": options.run_timeout,
+                "connect_timeout": 60.0,
+                "csrf": CSRF,
+            }
+            profile = f"{prefix}-{scenario.name}-profile.svg"
+            with (
+                Sampler([p.pid for p in daphnes], simulator.pid) as sampler,
+                profiling(daphnes[0].pid, profile) if options.profile else nullcontext(),
+            ):
+                observed = load(plan)
+            stats = httpx.get(site.simulator_url.removesuffix("/v1") + "/simulator/stats").json()
+            remote_ids = dict(site.query("list(Run.objects.values_list('pk', 'remote_id'))"))
+    return {
+        **summary,
+        "sockets_planned": users,
+        "runs_planned": runs,
+        **report.summarise(observed, stats, remote_ids),
+        **sampler.summary(),
+        "profile": Path(profile).name if options.profile else None,
+    }
+
+
+def site_env(scenario: Scenario, options: Options, database_url: str) -> dict:
+    env = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "bench-" + uuid.uuid4().hex,
+        "DJANGO_SECURE_COOKIES": "0",  # plain HTTP on loopback
+        "DJANGO_SSL_REDIRECT": "0",
+        "LOG_LEVEL": "WARNING",
+        # Simulated users post as fast as their answers come: no fair-use limits here.
+        "MESSAGES_PER_MINUTE": "0",
+        "CONCURRENT_RUNS": "0",
+        "DAILY_TOKEN_BUDGET": "0",
+        "SIMULATOR_LATENCY_JITTER_SECONDS": str(options.jitter),
+        **scenario.env,
+    }
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    if options.layer != "memory":
+        env |= {
+            "REDIS_URL": options.redis_url,
+            "REDIS_CHANNEL_LAYER": options.layer,
+            "REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",  # the Redis may be shared
+        }
+    elif scenario.servers > 1:
+        raise SystemExit("several processes need a Redis channel layer (--layer pubsub|core)")
+    return env
+
+
+@contextmanager
+def database(options: Options):
+    if options.database == "sqlite":
+        yield ""  # start_site's own SQLite file
+        return
+    with postgres_database() as url:
+        yield url
+
+
+def load(plan: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen"],
+        input=json.dumps(plan),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=plan["duration"] + plan["run_timeout"] + 4 * plan["connect_timeout"] + 60,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the load generator failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout)
+
+
+class Sampler:
+    """Samples the servers' resident memory (peak) and the CPU time of the servers and the
+    simulator while the load runs."""
+
+    def __init__(self, servers: list[int], simulator: int, every: float = 0.25):
+        self.servers = [psutil.Process(pid) for pid in servers]
+        self.simulator = psutil.Process(simulator)
+        self.every = every
+        self.peaks = [0] * len(servers)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.sample, daemon=True)
+
+    def __enter__(self):
+        self.cpu_before = self.cpu_times()
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.thread.join()
+        seconds = time.monotonic() - self.started
+        self.cpu = [
+            round(100 * (after - before) / seconds)
+            for after, before in zip(self.cpu_times(), self.cpu_before, strict=True)
+        ]
+
+    def cpu_times(self) -> list[float]:
+        return [sum(p.cpu_times()[:2]) for p in [*self.servers, self.simulator]]
+
+    def sample(self) -> None:
+        while not self.stopped.wait(self.every):
+            for i, process in enumerate(self.servers):
+                self.peaks[i] = max(self.peaks[i], process.memory_info().rss)
+
+    def summary(self) -> dict:
+        return {
+            "rss_peak_mb": [round(peak / 2**20) for peak in self.peaks],
+            "cpu_percent": self.cpu[:-1],
+            "simulator_cpu_percent": self.cpu[-1],
+        }
+
+
+@contextmanager
+def profiling(pid: int, output: str):
+    """py-spy samples the process until the block ends, then writes a flame graph."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    # Non-blocking: the server is not paused to be sampled, so it is measured as it runs.
+    command = [str(py_spy), "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
+    command += ["--format", "flamegraph", "--output", output]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        process.send_signal(2)  # SIGINT: py-spy writes what it has and exits
+        process.wait(timeout=60)
+
+
+def machine() -> dict:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_before": load_average(),
+    }
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in psutil.getloadavg()]
