@@ -36,7 +36,7 @@ def test_it_can_be_used_with_the_keyboard_alone(site, open_context):
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS["alice"])
     page.keyboard.press("Enter")
-    page.wait_for_url(f"{site.url}/")
+    page.wait_for_url(f"{site.url}/", timeout=45_000)  # a loaded CI machine is slow
 
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
@@ -44,7 +44,7 @@ def test_it_can_be_used_with_the_keyboard_alone(site, open_context):
     page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="New thread")).to_be_focused()
     page.keyboard.press("Enter")
-    page.wait_for_url(re.compile(r"/threads/(\d+)/$"))
+    page.wait_for_url(re.compile(r"/threads/(\d+)/$"), timeout=45_000)
     thread_id = int(page.url.rstrip("/").split("/")[-1])
 
     expect(composer(page)).to_be_focused()
