@@ -9,6 +9,7 @@ so several processes can be asked to drive the same run and exactly one does.
 import asyncio
 import atexit
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -72,7 +73,8 @@ async def start(run: Run, message: Message) -> None:
     the user's message is kept either way.
     """
     try:
-        update = await _start_on_provider(run, message)
+        engine = get_engine(run.thread.assistant)
+        update = await _start_on_provider(engine, run, message)
     except ProviderError as error:
         log.warning("run %s failed to start: %s", run.pk, error)
         await record(run, failure(error))
@@ -81,7 +83,12 @@ async def start(run: Run, message: Message) -> None:
     if message.remote_id:
         await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
     await record(run, update)
-    await _release_lease(run.pk, owner=STARTING)
+    if engine.holds_stream(run) and not run.is_terminal and await _keep_starting_lease(run.pk):
+        # The run's stream was opened by this process and can be followed from here only.
+        ensure_driving(run.pk)
+    else:
+        await engine.close_stream(run)
+        await _release_lease(run.pk, owner=STARTING)
     if not run.is_terminal:
         await _ring_doorbell(run)
 
@@ -128,9 +135,8 @@ def starting_lease() -> dict:
     return {"lease_owner": STARTING, "lease_expires_at": timezone.now() + timedelta(seconds=window)}
 
 
-async def _start_on_provider(run: Run, message: Message) -> RunUpdate:
+async def _start_on_provider(engine: Engine, run: Run, message: Message) -> RunUpdate:
     thread = run.thread
-    engine = get_engine(thread.assistant)
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             await _ensure_remote_assistant(engine, thread.assistant)
@@ -235,7 +241,12 @@ def ensure_driving(run_id: int, standby: bool = True) -> asyncio.Task:
         driver.wake.set()
         return driver.task
     wake = asyncio.Event()
-    task = asyncio.create_task(drive(run_id, wake, standby), name=f"drive-run-{run_id}")
+    # A context of its own: a driver outlives the request or socket that asked for it, and
+    # inheriting a request's context would tie its database calls to that request's thread,
+    # which asgiref shuts down when the request ends.
+    task = asyncio.create_task(
+        drive(run_id, wake, standby), name=f"drive-run-{run_id}", context=contextvars.Context()
+    )
     _driving[run_id] = _Driver(task, wake)
     task.add_done_callback(partial(_forget, run_id))
     return task
@@ -275,15 +286,19 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
         return
     if not await _take_lease(run_id) and not (standby and await _await_lease(run_id, wake)):
         return
+    engine = None
     try:
         if not run.remote_id:
             # The process that stored the run died before the provider heard of it.
             await record(run, _interrupted())
             return
-        await _poll_until_terminal(get_engine(run.thread.assistant), run)
+        engine = get_engine(run.thread.assistant)
+        await _poll_until_terminal(engine, run)
     except ProviderError as error:
         await record(run, failure(error))
     finally:
+        if engine is not None:
+            await engine.close_stream(run)  # held for a stream this driver did not follow
         await _release_lease(run_id)
 
 
@@ -435,6 +450,9 @@ async def follow_stream(engine: Engine, run: Run) -> bool:
 
 
 async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
+    """Follow one stream of the run: true once the run is terminal and recorded, false if the
+    stream ended first. A run that asks for tools goes on in the stream their outputs open."""
+    asking_for_tools = None
     async for event in _ticking(engine.stream(run, live.sequence), live.flush_due_in):
         if event is None:
             await live.push()  # text waited long enough: send it
@@ -446,9 +464,20 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
                 await live.push()
                 await _finish(run, event.update, live)
                 return True
+            if event.update.tool_calls:
+                asking_for_tools = event.update
+                break
             if event.update.status != run.status:
                 await record(run, event.update)
-    return False
+    if asking_for_tools is None:
+        return False
+    await live.push()
+    update = await _answer_tool_calls(engine, run, asking_for_tools, stream=True)
+    if update is None:
+        return True  # the run ended here
+    if update.status != run.status:
+        await record(run, update)
+    return await _follow_once(engine, run, live)
 
 
 async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
@@ -563,8 +592,11 @@ async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
     return now
 
 
-async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> RunUpdate | None:
-    """Run the tools the provider asks for, as the thread's owner, and submit their outputs.
+async def _answer_tool_calls(
+    engine: Engine, run: Run, update: RunUpdate, stream: bool = False
+) -> RunUpdate | None:
+    """Run the tools the provider asks for, as the thread's owner, and submit their outputs
+    (asking for the run's stream from there on, with `stream`).
 
     Returns the provider's update after the submission, or None when the run ended here:
     cancelled meanwhile, or failed for asking for a tool its assistant does not have. If the
@@ -587,7 +619,7 @@ async def _answer_tool_calls(engine: Engine, run: Run, update: RunUpdate) -> Run
             RunUpdate(status=RunStatus.FAILED, error_code="unknown_tool", error_message=str(error)),
         )
         return None
-    return await engine.submit_tool_outputs(run, outputs)
+    return await engine.submit_tool_outputs(run, outputs, stream=stream)
 
 
 async def _await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
@@ -716,6 +748,17 @@ def _take_lease(run_id: int) -> bool:
         .update(
             lease_owner=PROCESS_ID,
             lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
+        )
+    )
+
+
+@database_sync_to_async
+def _keep_starting_lease(run_id: int) -> bool:
+    """Turn this process's starting lease into a driving one; false if it was lost meanwhile."""
+    return bool(
+        Run.objects.filter(pk=run_id, lease_owner=STARTING).update(
+            lease_owner=PROCESS_ID,
+            lease_expires_at=timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS),
         )
     )
 

@@ -18,7 +18,9 @@ Assistant.objects.filter(name="Sim").update(tools=["current_datetime", "search_m
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     path = tmp_path_factory.mktemp("assistants")
-    with start_site(path, engine="assistants", faults=("stuck",)) as site:
+    # 25 tokens a second: an answer takes over a second to write, long enough to stop midway.
+    env = {"SIMULATOR_TOKENS_PER_SECOND": "25"}
+    with start_site(path, env=env, engine="assistants", faults=("stuck", "break-stream")) as site:
         site.manage("shell", "--verbosity", "0", "-c", GIVE_TOOLS)
         yield site
 
@@ -99,3 +101,65 @@ async def test_alice_stops_a_run_and_bob_cannot(site):
 
     assert response.json()["run"]["status"] == "cancelling"
     assert not answers(events)
+
+
+def written(events: list[dict]) -> str:
+    """The answer as the page assembles it from `message.delta` frames."""
+    text = ""
+    for event in events:
+        if event["type"] == "message.delta":
+            assert event["offset"] <= len(text), "a delta skipped text"
+            text = text[: event["offset"]] + event["text"]
+    return text
+
+
+def is_finished(event: dict) -> bool:
+    return event["type"] == "run.status" and event["run"]["is_terminal"]
+
+
+async def stream(client: SiteClient, assistant: str, text: str) -> list[dict]:
+    thread_id = client.start_thread(assistant)
+    async with client.websocket(thread_id) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        assert client.post(thread_id, text).status_code == 201
+        return await receive_until(socket, is_finished)
+
+
+async def test_an_answer_streams_to_the_page_word_by_word(site):
+    events = await stream(SiteClient(site, "alice"), "Sim", "Hello there")
+
+    deltas = [e for e in events if e["type"] == "message.delta"]
+    assert len(deltas) >= 3  # it arrived in pieces over a second or more, not at once
+    [answer] = [e["message"] for e in events if is_assistant_message(e)]
+    assert events.index(deltas[-1]) < events.index(next(filter(is_assistant_message, events)))
+    assert written(events).startswith("_Simulated reply from the offline simulator")
+    assert "This is turn 1 of this conversation." in written(events)
+    assert "This is turn 1 of this conversation." in answer["html"]
+    assert events[-1]["run"]["status"] == "completed"
+
+
+async def test_a_broken_stream_falls_back_to_polling_and_the_answer_arrives_whole(site):
+    events = await stream(SiteClient(site, "alice"), "Sim break-stream", "Hello there")
+
+    assert events[-1]["run"]["status"] == "completed"
+    [answer] = [e["message"] for e in events if is_assistant_message(e)]
+    shown_live = written(events)
+    assert shown_live.startswith("_Simulated reply") and "This is turn" not in shown_live
+    assert "This is turn 1 of this conversation." in answer["html"] and not answer["partial"]
+
+
+async def test_stop_mid_stream_keeps_what_was_said_marked_as_stopped(site):
+    alice = SiteClient(site, "alice")
+    thread_id = alice.start_thread("Sim")
+    async with alice.websocket(thread_id) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        assert alice.post(thread_id, "Tell me a story").status_code == 201
+        events = await receive_until(socket, lambda e: e["type"] == "message.delta")
+        stopped = alice.cancel(thread_id)
+        events += await receive_until(socket, is_finished)
+
+    assert stopped.status_code == 200
+    assert events[-1]["run"]["status"] == "cancelled"
+    [partial] = [e["message"] for e in events if is_assistant_message(e)]
+    assert partial["partial"] and "Simulated" in partial["html"]
+    assert "This is turn" not in partial["html"]  # stopped before the end

@@ -4,22 +4,41 @@ The classic flow: add the user's message to the provider's thread, create a run,
 `runs.retrieve` until the run is terminal, then read the run's messages with `messages.list`.
 A run that needs function tools stops at requires_action; the driver runs them and the engine
 submits their outputs. OpenAI closed this API on 2026-08-26; compatible servers still speak it.
+
+Streaming: a run can be streamed only from the call that starts it (`runs.create`) or sets it
+going again (`submit_tool_outputs`), with `stream=True`; there is no way to reopen a stream
+later. So with RUN_STREAMING those calls stream, the engine reads up to the run's first event
+(for its id and status) and keeps the rest open in this process for the driver to follow
+(`stream`). A stream that breaks, or a run driven by another process, is polled instead. A
+server that refuses to stream (400) or ignores `stream` (answers with the run) is polled too.
 """
 
+import json
+from collections.abc import AsyncIterator
+
 import openai
+from django.conf import settings
+from openai import AsyncStream
 from openai.types.beta.threads import Run as RemoteRun
 
 from .. import tools
+from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
-from .base import Engine, RemoteMessage, RunUpdate, ToolCall, ToolOutput, Usage
+from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolCall, ToolOutput, Usage
 from .client import get_client, poll_after_seconds, provider_errors
 
 # Statuses whose run has written its answer; other statuses have nothing worth reading.
 ANSWERED = {"completed", "incomplete"}
 MESSAGE_PAGE_SIZE = 100
 
+# Run id -> the rest of the stream its run was started (or set going again) with, opened by
+# this process and waiting for the driver here to follow it.
+_open_streams: dict[int, AsyncStream] = {}
+
 
 class AssistantsEngine(Engine):
+    streams = True  # only for runs this process started with RUN_STREAMING on (see above)
+
     async def sync_assistant(self, assistant: Assistant) -> None:
         params = {
             "name": assistant.name,
@@ -75,10 +94,12 @@ class AssistantsEngine(Engine):
                     run.thread.remote_id, role="user", content=message.text
                 )
                 message.remote_id = remote_message.id
-            raw = await threads.runs.with_raw_response.create(run.thread.remote_id, **params)
-        remote_run = raw.parse()
+            create = threads.runs.with_raw_response.create
+            remote_run, headers = await self._call(
+                run, lambda **stream: create(run.thread.remote_id, **params, **stream)
+            )
         run.remote_id = remote_run.id
-        return await self._update(remote_run, raw.headers)
+        return await self._update(remote_run, headers)
 
     async def poll(self, run: Run) -> RunUpdate:
         with provider_errors():
@@ -94,18 +115,79 @@ class AssistantsEngine(Engine):
             )
         return await self._update(raw.parse(), raw.headers)
 
-    async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:
-        runs_api = get_client(self.provider).beta.threads.runs
+    async def submit_tool_outputs(
+        self, run: Run, outputs: list[ToolOutput], stream: bool = False
+    ) -> RunUpdate:
+        submit = get_client(self.provider).beta.threads.runs.with_raw_response.submit_tool_outputs
+        params = {
+            "thread_id": run.thread.remote_id,
+            "tool_outputs": [
+                {"tool_call_id": output.tool_call_id, "output": output.output} for output in outputs
+            ],
+        }
         with provider_errors():
-            raw = await runs_api.with_raw_response.submit_tool_outputs(
-                run.remote_id,
-                thread_id=run.thread.remote_id,
-                tool_outputs=[
-                    {"tool_call_id": output.tool_call_id, "output": output.output}
-                    for output in outputs
-                ],
+            remote_run, headers = await self._call(
+                run, lambda **stream: submit(run.remote_id, **params, **stream), stream
             )
-        return await self._update(raw.parse(), raw.headers)
+        return await self._update(remote_run, headers)
+
+    async def _call(self, run: Run, call, stream: bool = True) -> tuple[RemoteRun, dict]:
+        """Make a call that answers with a run, streamed when streaming is on: the run as of
+        its first event, the rest of the stream then waits in `_open_streams`."""
+        if not (stream and settings.RUN_STREAMING):
+            raw = await call()
+            return raw.parse(), raw.headers
+        try:
+            raw = await call(stream=True)
+        except (openai.BadRequestError, openai.UnprocessableEntityError):
+            # Refused as a whole, so nothing started: this server cannot stream runs.
+            raw = await call()
+            return raw.parse(), raw.headers
+        if not raw.headers.get("content-type", "").startswith("text/event-stream"):
+            # A server that ignores `stream` answers with the run itself.
+            body = await raw.http_response.aread()
+            return RemoteRun.model_validate(json.loads(body)), raw.headers
+        events: AsyncStream = raw.parse()
+        try:
+            while not isinstance((event := await anext(events)).data, RemoteRun):
+                pass  # a thread.created, for instance
+        except StopAsyncIteration:
+            raise ProviderError(
+                "stream_error", "The provider's stream ended before the run began."
+            ) from None
+        except BaseException:
+            await events.close()
+            raise
+        _open_streams[run.pk] = events
+        return event.data, raw.headers
+
+    def holds_stream(self, run: Run) -> bool:
+        return run.pk in _open_streams
+
+    async def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        events = _open_streams.pop(run.pk, None)
+        if events is None:
+            raise ProviderError(
+                "stream_unavailable", "This run's stream is not open here; it is polled instead."
+            )
+        message_id = ""
+        with provider_errors():
+            async with events:
+                async for event in events:
+                    if isinstance(event.data, RemoteRun):
+                        yield StreamEvent(update=await self._update(event.data, {}))
+                    elif event.event == "thread.message.delta":
+                        text = _delta_text(event.data)
+                        if message_id and event.data.id != message_id:
+                            text = "\n\n" + text  # the run's next message
+                        message_id = event.data.id
+                        yield StreamEvent(delta=text, item_id=message_id)
+                    elif event.event == "error":
+                        raise ProviderError("stream_error", event.data.message, retryable=True)
+
+    async def close_stream(self, run: Run) -> None:
+        if (events := _open_streams.pop(run.pk, None)) is not None:
+            await events.close()
 
     async def _update(self, remote: RemoteRun, headers) -> RunUpdate:
         error_code, error_message = _error_of(remote)
@@ -152,6 +234,14 @@ def _tool_calls_of(remote: RemoteRun) -> list[ToolCall]:
         ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
         for call in remote.required_action.submit_tool_outputs.tool_calls
     ]
+
+
+def _delta_text(delta) -> str:
+    return "".join(
+        part.text.value or ""
+        for part in delta.delta.content or []
+        if part.type == "text" and part.text is not None
+    )
 
 
 def _text_of(message) -> str:

@@ -125,6 +125,18 @@ class Engine:
         The stream may end before the run does (a dropped connection): the driver resumes."""
         raise NotImplementedError
 
-    async def submit_tool_outputs(self, run: Run, outputs: list[ToolOutput]) -> RunUpdate:
-        """Answer a run's `tool_calls`. Only engines that return tool calls implement it."""
+    def holds_stream(self, run: Run) -> bool:
+        """Whether this process holds the run's live stream open, opened when it started the
+        run: it can be followed from here only, so this process should drive the run."""
+        return False
+
+    async def close_stream(self, run: Run) -> None:
+        """Let go of a stream held for the run that nobody followed."""
+
+    async def submit_tool_outputs(
+        self, run: Run, outputs: list[ToolOutput], stream: bool = False
+    ) -> RunUpdate:
+        """Answer a run's `tool_calls`. Only engines that return tool calls implement it.
+        With `stream`, the run's stream from here on is held open for `stream()` where the
+        protocol offers one (see holds_stream)."""
         raise NotImplementedError

@@ -10,8 +10,9 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
   SIMULATOR_STORM_SECONDS (default 2) after creation
 - `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
 - `drop`: polls never answer, as over a connection lost mid-way; the client times out
-- `break-stream`: the first stream of an answer stops half-way (resume with starting_after);
-  a streamed chat completion stops half-way every time, with no finish reason
+- `break-stream`: the first stream of an answer stops half-way (a Responses stream can be
+  resumed with starting_after, an Assistants run only polled); a streamed chat completion
+  stops half-way every time, with no finish reason
 - `no-stream`: streaming is refused (400), so clients must poll
 - `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 

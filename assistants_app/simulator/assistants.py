@@ -1,8 +1,12 @@
 """The Assistants API (v2) as the simulator serves it: assistants, threads, messages, runs.
 
-A run moves queued -> in_progress -> completed over the configured latency, measured from its
-creation, and its answer appears in the thread then. `runs.retrieve` sends an
+A run is queued for the first fifth of its latency, then in progress; from `latency` on its
+answer is written token by token at the configured token rate, and with the last token the
+run completes and the answer appears in the thread. `runs.retrieve` sends an
 `openai-poll-after-ms` header (a fifth of the latency, at least 50 ms), as OpenAI did.
+`runs.create` and `submit_tool_outputs` with `stream: true` answer with the run's events
+instead (thread.run.*, thread.message.created / delta / completed, then `[DONE]`), each when
+it falls due; such a stream cannot be reopened, as on OpenAI.
 
 Function tools, deterministically: when the run has a function tool whose name appears in the
 user's last message ("what time is it? use current_datetime"), the run stops at
@@ -11,20 +15,24 @@ follows the name in the message ("search_my_messages pizza" -> {"query": "pizza"
 submit_tool_outputs the run goes on, and the canned reply quotes the outputs.
 
 Cancelling holds for a fifth of the latency, then the run is cancelled. Faults (see app.py):
-`fail`, `stuck`, `incomplete`, `expire`, and the poll faults on runs.retrieve. Answers are
-written whole, not token by token.
+`fail`, `stuck`, `incomplete`, `expire`, `break-stream` (the first stream stops half-way
+through the answer, without `[DONE]`), `no-stream` (streaming refused with a 400), and the
+poll faults on runs.retrieve.
 """
 
+import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, json_body, new_id, poll_fault
-from .replies import canned_reply, count_tokens
+from .replies import canned_reply, count_tokens, tokens_of
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 # Statuses a fault ends a run in, instead of completed.
@@ -54,6 +62,10 @@ def message_json(thread_id: str, role: str, text: str, **extra) -> dict:
         "incomplete_at": None,
         **extra,
     }
+
+
+def sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 def text_of(message: dict) -> str:
@@ -100,6 +112,7 @@ class SimRun:
     prompt: str
     turn: int
     latency: float
+    token_rate: float  # tokens a second once the answer is being written
     fault: str
     created_at: int = field(default_factory=now)
     started: float = field(default_factory=time.monotonic)
@@ -107,43 +120,75 @@ class SimRun:
     tool_calls: list[dict] = field(default_factory=list)
     tool_outputs: list[dict] = field(default_factory=list)
     cancelled_at: float | None = None
+    answer_id: str = field(default_factory=lambda: new_id("msg"))
     answer: dict | None = None
     polls: int = 0
+    streams: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # wakes streams on a cancel
 
     def __post_init__(self):
         self.tool_calls = planned_tool_calls(self.tools, self.prompt)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds into the current phase (the run's start, or since its tool outputs came);
+        a cancel freezes it, so nothing more is written."""
+        end = time.monotonic() if self.cancelled_at is None else self.cancelled_at
+        return end - self.phase_started
+
+    @property
+    def awaits_tools(self) -> bool:
+        return bool(self.tool_calls) and not self.tool_outputs
+
+    @property
+    def writes(self) -> bool:
+        """Whether this phase writes an answer (it does unless it stops before that)."""
+        return not self.awaits_tools and self.fault not in ("fail", "expire", "stuck")
+
+    @property
+    def tokens(self) -> list[str]:
+        return tokens_of(self.reply()) if self.writes else []
+
+    def token_due(self, index: int) -> float:
+        """Seconds into the phase when token `index` is written."""
+        return self.latency + index / self.token_rate
 
     @property
     def status(self) -> str:
         if self.cancelled_at is not None:
             since_cancel = time.monotonic() - self.cancelled_at
             return "cancelled" if since_cancel >= self.latency * 0.2 else "cancelling"
-        elapsed = time.monotonic() - self.phase_started
+        elapsed = self.elapsed
         if elapsed < self.latency * 0.2:
             return "queued"
         if self.fault == "stuck" or elapsed < self.latency:
             return "in_progress"
-        if self.tool_calls and not self.tool_outputs:
+        if self.awaits_tools:
             return "requires_action"
+        if elapsed < self.token_due(len(self.tokens)):
+            return "in_progress"  # writing
         return FAULT_ENDINGS.get(self.fault, "completed")
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
+    def tokens_written(self) -> int:
+        elapsed = self.elapsed
+        return sum(1 for index in range(len(self.tokens)) if self.token_due(index) <= elapsed)
+
     def settle(self) -> None:
         """Write the answer into the thread once the run has finished writing it."""
         status = self.status
         if self.answer is None and status in ("completed", "incomplete"):
-            self.answer = message_json(
-                self.thread.id,
-                "assistant",
-                self.reply(),
-                assistant_id=self.assistant_id,
-                run_id=self.id,
-                status=status,
-            )
+            self.answer = self.message(self.reply(), status)
             self.thread.messages.append(self.answer)
+
+    def message(self, text: str, status: str) -> dict:
+        return message_json(
+            self.thread.id, "assistant", text,
+            id=self.answer_id, assistant_id=self.assistant_id, run_id=self.id, status=status,
+        )  # fmt: skip
 
     def reply(self) -> str:
         text = canned_reply(self.prompt, self.turn)
@@ -160,6 +205,70 @@ class SimRun:
     def submit(self, outputs: list[dict]) -> None:
         self.tool_outputs = outputs
         self.phase_started = time.monotonic()  # a new queued -> in_progress round
+
+    def cancel(self) -> None:
+        self.cancelled_at = time.monotonic()
+        self.changed.set()
+
+    async def events(self, opening: bool) -> AsyncIterator[str]:
+        """The current phase as server-sent events, each when it falls due: the run's status
+        changes, the answer's message token by token, until the run ends or awaits tools.
+
+        `opening`: the stream of runs.create, which starts with thread.run.created.
+        """
+        self.streams += 1
+        breaks_at = (
+            len(self.tokens) // 2 if self.fault == "break-stream" and self.streams == 1 else None
+        )
+        if opening:
+            yield sse("thread.run.created", self.to_json())
+        status, sent = "", 0  # the last status and the number of tokens sent
+        while True:
+            written = self.tokens_written()
+            if written > sent and sent == 0:
+                yield sse(
+                    "thread.message.created", self.message("", "in_progress") | {"content": []}
+                )
+                yield sse(
+                    "thread.message.in_progress", self.message("", "in_progress") | {"content": []}
+                )
+            for index in range(sent, written):
+                if index == breaks_at:
+                    return  # the connection drops mid-answer: no more events, no [DONE]
+                yield sse("thread.message.delta", self.delta(self.tokens[index]))
+            sent = written
+            if self.status != status:
+                status = self.status
+                if status in TERMINAL or status == "requires_action":
+                    if sent:
+                        ending = "completed" if status == "completed" else "incomplete"
+                        text = "".join(self.tokens[:sent])
+                        yield sse(f"thread.message.{ending}", self.message(text, ending))
+                    yield sse(f"thread.run.{status}", self.to_json())
+                    yield "event: done\ndata: [DONE]\n\n"
+                    return
+                yield sse(f"thread.run.{status}", self.to_json())
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), self.next_change_in(sent))
+
+    def next_change_in(self, sent: int) -> float | None:
+        """Seconds until the next token or status change is due (None: only a cancel)."""
+        if self.cancelled_at is not None:
+            return max(0.0, self.cancelled_at + self.latency * 0.2 - time.monotonic())
+        elapsed = self.elapsed
+        moments = [self.latency * 0.2, self.latency, self.token_due(len(self.tokens))]
+        if sent < len(self.tokens):
+            moments.append(self.token_due(sent))
+        if self.fault == "stuck":
+            moments = moments[:1]
+        future = [moment - elapsed for moment in moments if moment > elapsed]
+        return min(future) if future else (None if self.fault == "stuck" else 0.0)
+
+    def delta(self, token: str) -> dict:
+        part = {"index": 0, "type": "text", "text": {"value": token, "annotations": []}}
+        return {"id": self.answer_id, "object": "thread.message.delta",
+                "delta": {"content": [part]}}  # fmt: skip
 
     def to_json(self) -> dict:
         self.settle()
@@ -380,10 +489,30 @@ class AssistantsAPI:
             prompt=text_of(prompts[-1]) if prompts else "",
             turn=len(prompts),
             latency=self.settings.latency_of(request),
+            token_rate=self.settings.token_rate_of(request),
             fault=fault_of(request, model),
         )
+        if body.get("stream") and run.fault == "no-stream":
+            return error(400, "Streaming is not supported here (simulated).", "unsupported")
         thread.runs.append(run)
+        if body.get("stream"):
+            return StreamingResponse(run.events(opening=True), media_type="text/event-stream")
         return JSONResponse(run.to_json())
+
+    async def list_runs(self, request: Request) -> JSONResponse:
+        thread = self.threads.get(request.path_params["thread_id"])
+        if thread is None:
+            return error(404, "No thread found.", "not_found")
+        data = [run.to_json() for run in reversed(thread.runs)]  # newest first, as OpenAI
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": False,
+            }
+        )
 
     def _run(self, request: Request) -> SimRun | None:
         thread = self.threads.get(request.path_params["thread_id"])
@@ -407,7 +536,7 @@ class AssistantsAPI:
             return error(404, "No run found.", "not_found")
         if run.is_terminal or run.status == "cancelling":
             return error(400, f"Cannot cancel run with status '{run.status}'.", "invalid_state")
-        run.cancelled_at = time.monotonic()
+        run.cancel()
         return JSONResponse(run.to_json())
 
     async def submit_tool_outputs(self, request: Request) -> JSONResponse:
@@ -418,11 +547,14 @@ class AssistantsAPI:
             return error(
                 400, f"Runs in status '{run.status}' do not accept tool outputs.", "invalid_state"
             )
-        outputs = (await json_body(request)).get("tool_outputs") or []
+        body = await json_body(request)
+        outputs = body.get("tool_outputs") or []
         missing = {c["id"] for c in run.tool_calls} - {o.get("tool_call_id") for o in outputs}
         if missing:
             return error(400, f"Missing tool outputs for {sorted(missing)}.", "invalid_value")
         run.submit(outputs)
+        if body.get("stream"):
+            return StreamingResponse(run.events(opening=False), media_type="text/event-stream")
         return JSONResponse(run.to_json())
 
     def routes(self) -> list[Route]:
@@ -436,6 +568,7 @@ class AssistantsAPI:
             Route("/v1/threads/{thread_id}/messages", self.create_message, methods=["POST"]),
             Route("/v1/threads/{thread_id}/messages", self.list_messages, methods=["GET"]),
             Route("/v1/threads/{thread_id}/runs", self.create_run, methods=["POST"]),
+            Route("/v1/threads/{thread_id}/runs", self.list_runs, methods=["GET"]),
             Route(run_path, self.retrieve_run, methods=["GET"]),
             Route(f"{run_path}/cancel", self.cancel_run, methods=["POST"]),
             Route(f"{run_path}/submit_tool_outputs", self.submit_tool_outputs, methods=["POST"]),

@@ -112,7 +112,8 @@ class Command(BaseCommand):
     async def finish(self, run_id: int) -> Run:
         """Drive the run to its end; if a site process drives it already, wait for that."""
         while True:
-            await runs.drive(run_id)
+            # The task driving it here already, if this process started it with a stream.
+            await runs.ensure_driving(run_id, standby=False)
             run = await Run.objects.aget(pk=run_id)
             if run.is_terminal:
                 return run
