@@ -82,7 +82,12 @@ async def start(run: Run, message: Message) -> None:
     run.started_at = timezone.now()
     if message.remote_id:
         await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
-    await record(run, update)
+    if not await record(run, update):
+        # Stopped while it was being started, before anyone could know its provider id: stop
+        # it there too, or it would go on with nobody watching (and keep the thread busy).
+        await engine.close_stream(run)
+        await _cancel_quietly(engine, run)
+        return
     if engine.holds_stream(run) and not run.is_terminal and await _keep_starting_lease(run.pk):
         # The run's stream was opened by this process and can be followed from here only.
         ensure_driving(run.pk)

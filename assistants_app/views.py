@@ -63,7 +63,9 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
         message, run = await services.submit_message(user, thread, _text_from(request))
     except ClientError as error:
         return _error_response(error)
-    return JsonResponse({"message": message.as_event(), "run": run.as_event()}, status=201)
+    # The title too: a thread's first message names it.
+    body = {"message": message.as_event(), "run": run.as_event(), "thread": {"title": str(thread)}}
+    return JsonResponse(body, status=201)
 
 
 @login_required

@@ -101,6 +101,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
     run = Run.objects.get()
     assert (message.role, message.text) == ("user", "Hello there")
     assert body["message"]["id"] == message.pk
+    assert body["thread"] == {"title": "Hello there"}  # named after its first message
     assert body["run"] == {
         "id": run.pk,
         "status": "queued",

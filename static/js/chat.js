@@ -156,6 +156,14 @@
     });
   }
 
+  // A thread is named after its first message: the heading and the tab follow.
+  function showTitle(title) {
+    const heading = chat.querySelector(".chat-header h1");
+    if (heading.textContent === title) return;
+    document.title = document.title.replace(heading.textContent, title);
+    heading.textContent = title;
+  }
+
   async function send() {
     const text = textarea.value;
     if (!text.trim()) return;
@@ -179,6 +187,7 @@
       textarea.value = "";
       addMessage(body.message);
       showStatus(body.run);
+      showTitle(body.thread.title);
     } catch (error) {
       showError("Could not reach the server. Your message is still here.");
       sendButton.disabled = false;

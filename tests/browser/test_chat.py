@@ -43,6 +43,9 @@ def test_a_person_logs_in_sends_and_sees_the_status_then_the_answer(site, log_in
     record_statuses(page)
     send(page, "Hello! Show me some code, please.")
 
+    # The thread is named after its first message at once, not on the next reload.
+    expect(page.locator(".chat-header h1")).to_have_text("Hello! Show me some code, please.")
+    expect(page).to_have_title(re.compile(r"^Hello! Show me some code, please\. · "))
     expect(answers(page)).to_have_count(1)
     seen = page.evaluate("window.seenStatuses")
     assert any(re.match("Queued|Assistant is writing", text) for text in seen), seen

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from assistants_app import runs, services
-from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
+from assistants_app.engines.assistants import AssistantsEngine
+from assistants_app.models import Assistant, EngineKind, Message, Run, RunStatus, Thread
 from tests.assistants_api import (
     completed_run,
     message_list,
@@ -104,6 +105,32 @@ async def test_it_reuses_the_remote_assistant_and_thread(alice, classic, thread)
         mock.post("/threads/thread_1/runs").respond(json=remote_run())
         _, run = await services.submit_message(alice, thread, "Hi")
     assert run.remote_id == "run_1"
+
+
+async def test_a_run_stopped_while_it_was_starting_is_cancelled_on_the_provider_too(
+    alice, classic, thread, monkeypatch
+):
+    classic.remote_id = "asst_1"
+    await classic.asave()
+    thread.remote_id = "thread_1"
+    await thread.asave()
+    start_run = AssistantsEngine.start_run
+
+    async def start_while_alice_stops(engine, run, message):
+        update = await start_run(engine, run, message)
+        await services.cancel_run(alice, thread)  # before the provider's run id is stored
+        return update
+
+    monkeypatch.setattr(AssistantsEngine, "start_run", start_while_alice_stops)
+    with provider() as mock:
+        mock.post(MESSAGES_URL).respond(json=remote_message("Hi", "msg_u2", role="user"))
+        mock.post("/threads/thread_1/runs").respond(json=remote_run())
+        cancel = mock.post(f"{RUN_URL}/cancel").respond(json=remote_run("cancelling"))
+        _, run = await services.submit_message(alice, thread, "Hi")
+
+    assert cancel.called  # no run left going on the provider with nobody watching it
+    await run.arefresh_from_db()
+    assert (run.status, run.lease_owner) == (RunStatus.CANCELLED, "")
 
 
 async def test_it_fails_the_run_and_keeps_the_message_when_the_provider_refuses(alice, thread):
