@@ -50,6 +50,6 @@ def streamed(events) -> httpx.Response:
     return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=content)
 
 
-def sent(route) -> dict:
-    """The JSON body of the last request a respx route received."""
-    return json.loads(route.calls.last.request.content)
+def sent(route, call: int = -1) -> dict:
+    """The JSON body of a request a respx route received (the last one by default)."""
+    return json.loads(route.calls[call].request.content)

@@ -12,6 +12,7 @@ limit before any output): the run fails with its reason and the page offers a re
 
 from collections.abc import Awaitable, Callable
 
+import openai
 from openai.types.chat import ChatCompletionChunk
 
 from ..exceptions import ProviderError
@@ -51,7 +52,7 @@ class ChatEngine(Engine):
         usage = finish_reason = None
         try:
             with provider_errors():
-                stream = await get_client(self.provider).chat.completions.create(**params)
+                stream = await self._open(params)
                 async with stream:
                     async for chunk in stream:
                         usage = _usage_of(chunk) or usage
@@ -73,6 +74,15 @@ class ChatEngine(Engine):
             # Every server we know ends with a finish reason; a stream without one was cut.
             return self._broken(run, "stream_broken", UNFINISHED, usage)
         return _finished(run, "".join(pieces), finish_reason, usage)
+
+    async def _open(self, params: dict):
+        completions = get_client(self.provider).chat.completions
+        try:
+            return await completions.create(**params)
+        except openai.BadRequestError:
+            # Some servers refuse `stream_options`, which only asks for the usage figures:
+            # a refused request started nothing, so it is sent again without them.
+            return await completions.create(**without(params, "stream_options"))
 
     async def cancel(self, run: Run) -> RunUpdate:
         """What was said before the driver stopped the generation."""
@@ -107,6 +117,10 @@ class ChatEngine(Engine):
     def _so_far(self, run: Run) -> list[RemoteMessage]:
         text = "".join(self._streamed.get(run.pk, [])).rstrip()
         return [RemoteMessage(run.remote_id, text)] if text.strip() else []
+
+
+def without(params: dict, key: str) -> dict:
+    return {name: value for name, value in params.items() if name != key}
 
 
 def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:

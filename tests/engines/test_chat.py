@@ -62,6 +62,24 @@ async def test_it_streams_an_answer_and_records_usage(engine, provider_mock):
     assert route.calls.last.request.headers["authorization"] == "Bearer sk-test"
 
 
+async def test_a_server_that_refuses_stream_options_is_asked_again_without_them(
+    engine, provider_mock
+):
+    refusal = {"error": {"message": "Unrecognized request argument supplied: stream_options",
+                         "type": "invalid_request_error", "code": None}}  # fmt: skip
+    route = provider_mock.post("/chat/completions").mock(
+        side_effect=[httpx.Response(400, json=refusal), streamed(answer("Four", "."))]
+    )
+
+    update = await engine.generate(chat_run(), HISTORY)
+
+    assert (update.status, update.messages) == (
+        RunStatus.COMPLETED, [RemoteMessage("chat-7", "Four.")]
+    )  # fmt: skip
+    assert "stream_options" in sent(route, 0) and "stream_options" not in sent(route, 1)
+    assert sent(route, 1)["stream"] is True
+
+
 async def test_it_sends_no_system_message_without_instructions_and_the_temperature(
     engine, provider_mock
 ):
