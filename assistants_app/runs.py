@@ -369,6 +369,7 @@ class LiveText:
         self.item_id = ""
         self.sent = len(self.text)  # characters already pushed to sockets
         self.saved_at = self.pushed_at = 0.0
+        self.lease_renewed_at = asyncio.get_running_loop().time()  # taken just before
 
     @property
     def unsent(self) -> bool:
@@ -380,6 +381,22 @@ class LiveText:
             return None
         elapsed = asyncio.get_running_loop().time() - self.pushed_at
         return max(0.0, settings.STREAM_DELTA_SECONDS - elapsed)
+
+    def wake_in(self) -> float:
+        """Seconds until the follower must act without waiting for an event: to send text
+        that waited long enough, or to renew the lease (a long answer outlasts it)."""
+        elapsed = asyncio.get_running_loop().time() - self.lease_renewed_at
+        renew_in = max(0.0, settings.RUN_LEASE_SECONDS / 3 - elapsed)
+        flush_in = self.flush_due_in()
+        return renew_in if flush_in is None else min(flush_in, renew_in)
+
+    async def hold_lease(self) -> bool:
+        """Renew the run's lease when due; false once another process has taken it over."""
+        renewed_at = await _renew_lease_when_due(self.run, self.lease_renewed_at)
+        if renewed_at is None:
+            return False
+        self.lease_renewed_at = renewed_at
+        return True
 
     async def add(self, event: StreamEvent) -> None:
         self.text += event.delta
@@ -458,7 +475,9 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     """Follow one stream of the run: true once the run is terminal and recorded, false if the
     stream ended first. A run that asks for tools goes on in the stream their outputs open."""
     asking_for_tools = None
-    async for event in _ticking(engine.stream(run, live.sequence), live.flush_due_in):
+    async for event in _ticking(engine.stream(run, live.sequence), live.wake_in):
+        if not await live.hold_lease():
+            return True  # another process drives the run now: nothing more to do here
         if event is None:
             await live.push()  # text waited long enough: send it
         elif event.delta:
@@ -589,7 +608,7 @@ async def _stop(generation: asyncio.Task) -> None:
 async def _renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
     """Renew the lease once a third of it has passed: when it was renewed, None if lost."""
     now = asyncio.get_running_loop().time()
-    if now - renewed_at <= settings.RUN_LEASE_SECONDS / 3:
+    if now - renewed_at < settings.RUN_LEASE_SECONDS / 3:
         return renewed_at
     if not await _take_lease(run.pk):
         log.warning("run %s: lease lost to another process; stopping here", run.pk)

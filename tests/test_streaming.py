@@ -8,6 +8,7 @@ import httpx
 import pytest
 import respx
 from channels.layers import get_channel_layer
+from django.utils.timezone import now
 
 from assistants_app import runs
 from assistants_app.models import Message, Run, RunStatus
@@ -133,6 +134,32 @@ async def test_a_broken_stream_resumes_after_the_last_sequence_number(started_ru
     await started_run.arefresh_from_db()
     assert started_run.status == RunStatus.COMPLETED
     assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_long_stream_keeps_the_runs_lease(started_run, settings):
+    settings.RUN_LEASE_SECONDS = 0.3  # the answer takes three times as long
+    events = opening() + deltas(WORDS[:6]) + completion()
+    held = []
+
+    async def slowly():
+        for sequence, event in enumerate(events):
+            if event["type"] == "response.output_text.delta":
+                await asyncio.sleep(0.15)
+                run = await Run.objects.aget(pk=started_run.pk)
+                held.append(run.lease_owner == runs.PROCESS_ID and run.lease_expires_at > now())
+            yield sse([event], first_sequence=sequence)
+
+    with respx.mock(base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(
+            return_value=httpx.Response(
+                200, content=slowly(), headers={"content-type": "text/event-stream"}
+            )
+        )
+        await runs.drive(started_run.pk)
+
+    assert held == [True] * 6  # nobody could have taken the run over meanwhile
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
 
 
 async def test_a_restarted_driver_resumes_the_saved_stream(started_run):
