@@ -16,9 +16,15 @@ PROVIDER_URL = "https://provider.test/v1"
 
 @pytest.fixture(autouse=True)
 def polling_by_default(settings):
-    """Provider mocks answer polls unless a test turns streaming on (tests/test_streaming.py);
-    the real-process tests stream, as the site does by default."""
+    """Provider mocks answer polls unless a test asks for `streaming`; the real-process tests
+    stream, as the site does by default."""
     settings.RUN_STREAMING = False
+
+
+@pytest.fixture
+def streaming(settings):
+    settings.RUN_STREAMING = True
+    settings.STREAM_DELTA_SECONDS = 0.05
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from .live import SiteClient, is_assistant_message, is_run_status, receive_until, start_site
+from .streamed import written
 
 pytestmark = pytest.mark.slow
 
@@ -101,16 +102,6 @@ async def test_alice_stops_a_run_and_bob_cannot(site):
 
     assert response.json()["run"]["status"] == "cancelling"
     assert not answers(events)
-
-
-def written(events: list[dict]) -> str:
-    """The answer as the page assembles it from `message.delta` frames."""
-    text = ""
-    for event in events:
-        if event["type"] == "message.delta":
-            assert event["offset"] <= len(text), "a delta skipped text"
-            text = text[: event["offset"]] + event["text"]
-    return text
 
 
 def is_finished(event: dict) -> bool:

@@ -15,17 +15,10 @@ from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import RESPONSE_ID, response
+from .streamed import ANSWER, WORDS, written
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streaming")]
 RETRIEVE = f"/responses/{RESPONSE_ID}"
-ANSWER = "Streaming answers feel fast because words arrive as they are written."
-WORDS = [" " + word if i else word for i, word in enumerate(ANSWER.split(" "))]
-
-
-@pytest.fixture(autouse=True)
-def streaming(settings):
-    settings.RUN_STREAMING = True
-    settings.STREAM_DELTA_SECONDS = 0.05
 
 
 def sse(events: list[dict], first_sequence: int = 0) -> bytes:
@@ -85,14 +78,6 @@ async def drain(layer, channel) -> list[dict]:
             return events
 
 
-def reassemble(delta_events: list[dict]) -> str:
-    text = ""
-    for event in delta_events:
-        assert event["offset"] <= len(text), "a delta skipped text"
-        text = text[: event["offset"]] + event["text"]
-    return text
-
-
 async def test_deltas_are_coalesced_and_the_final_answer_replaces_them(started_run):
     events = opening() + deltas(WORDS) + completion()
     layer, channel = await collect(started_run.thread.group_name)
@@ -103,7 +88,7 @@ async def test_deltas_are_coalesced_and_the_final_answer_replaces_them(started_r
     received = await drain(layer, channel)
     delta_events = [e for e in received if e["type"] == "message.delta"]
     assert 1 <= len(delta_events) < len(WORDS)  # many provider deltas, few frames
-    assert reassemble(delta_events) == ANSWER
+    assert written(delta_events) == ANSWER
     created = [e for e in received if e["type"] == "message.created"]
     assert [e["message"]["run_id"] for e in created] == [started_run.pk]
     assert received.index(created[0]) > received.index(delta_events[-1])

@@ -25,20 +25,13 @@ from tests.assistants_api import (
     subscribe,
     tool_call,
 )
+from tests.streamed import ANSWER, WORDS, written
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streaming")]
 
 RUNS_URL = "/threads/thread_1/runs"
 RUN_URL = f"{RUNS_URL}/run_1"
 MESSAGES_URL = "/threads/thread_1/messages"
-ANSWER = "Streaming answers feel fast because words arrive as they are written."
-WORDS = [" " + word if i else word for i, word in enumerate(ANSWER.split(" "))]
-
-
-@pytest.fixture(autouse=True)
-def streaming(settings):
-    settings.RUN_STREAMING = True
-    settings.STREAM_DELTA_SECONDS = 0.05
 
 
 @pytest.fixture
@@ -73,15 +66,6 @@ def opening() -> list[tuple[str, dict]]:
     return [run_event("created"), run_event("queued"), run_event("in_progress")]
 
 
-def reassemble(events: list[dict]) -> str:
-    text = ""
-    for event in events:
-        if event["type"] == "message.delta":
-            assert event["offset"] <= len(text), "a delta skipped text"
-            text = text[: event["offset"]] + event["text"]
-    return text
-
-
 async def send(alice, thread, mock) -> Run:
     """Post a message as the view does, and wait for this process to finish driving its run."""
     mock.post(MESSAGES_URL).respond(json=remote_message("Hello", "msg_u1", role="user"))
@@ -107,7 +91,7 @@ async def test_a_run_streams_from_its_start_and_its_deltas_are_coalesced(alice, 
     events = await received(channel)
     frames = [e for e in events if e["type"] == "message.delta"]
     assert 1 <= len(frames) < len(WORDS)  # many provider deltas, few frames
-    assert reassemble(events) == ANSWER
+    assert written(events) == ANSWER
     assert statuses(events)[-1] == "completed"
     assert (
         run.status == RunStatus.COMPLETED and run.usage_total
@@ -132,7 +116,7 @@ async def test_a_broken_stream_is_polled_to_the_end_without_losing_the_answer(al
 
     assert poll.call_count == 2
     events = await received(channel)
-    assert reassemble(events) == "".join(WORDS[:4])  # shown while it streamed
+    assert written(events) == "".join(WORDS[:4])  # shown while it streamed
     assert run.status == RunStatus.COMPLETED
     assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
 
