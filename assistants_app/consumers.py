@@ -6,12 +6,11 @@ a restarted server is picked up as soon as anyone opens the thread again.
 
 import json
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import limits, runs
+from .db import database_sync_to_async
 from .exceptions import ClientError
 from .models import Message, Run, Thread
 
@@ -39,7 +38,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
-        if not await sync_to_async(limits.open_socket)(user):
+        if not await limits.open_socket(user):
             await self.refuse(CLOSE_TOO_MANY_SOCKETS)
             return
         self.counted_socket = True
@@ -57,7 +56,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
         if self.counted_socket:
-            await sync_to_async(limits.close_socket)(self.scope["user"])
+            await limits.close_socket(self.scope["user"])
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Every client event goes through here; a bad one gets an `error` event, not a crash."""
@@ -119,8 +118,9 @@ def parse_event(text_data: str | None) -> dict:
     return event
 
 
-# database_sync_to_async closes stale connections around each call, as a long-lived
-# consumer needs after waking up.
+# database_sync_to_async (assistants_app/db.py) closes stale connections around each call, as
+# a long-lived consumer needs after waking up, and on PostgreSQL runs the calls of many sockets
+# at once instead of one after another.
 
 
 @database_sync_to_async
