@@ -6,6 +6,8 @@ a restarted server is picked up as soon as anyone opens the thread again.
 
 import json
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -46,6 +48,24 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         for run_id in active_run_ids:
             runs.ensure_driving(run_id)
+
+    async def dispatch(self, message):
+        """Channels' dispatch without its `aclose_old_connections()` before every handler: a
+        hop to the process's one database thread for every frame and every group event (each
+        streamed delta to each socket), all queueing there. It is not needed: this consumer's
+        and the run driver's database calls close stale connections around themselves, on
+        whichever thread they run (assistants_app/db.py).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        # Channels' own, less the same hop (see dispatch). Its other step, leaving the groups
+        # in `self.groups`, has nothing to do: disconnect() leaves the one group joined above.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def refuse(self, code: int) -> None:
         # Accepting first lets the browser see why (a close code instead of a bare 403).

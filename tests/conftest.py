@@ -141,13 +141,14 @@ def bob_cookie(bob):
 
 
 @pytest.fixture
-async def stop_drivers():
+async def stop_drivers(django_db_blocker):
     """Async tests end with no driver task left running into the next test, and with the
     connection of asgiref's shared thread (the async ORM's) back in PostgreSQL's pool: the
     site's own calls run elsewhere (assistants_app/db.py), so nothing else closes it."""
     yield
     await runs.stop_driving()
-    await aclose_old_connections()
+    with django_db_blocker.unblock():  # tests without the database may follow one with it
+        await aclose_old_connections()
 
 
 def pytest_collection_modifyitems(items):
