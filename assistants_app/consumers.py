@@ -145,8 +145,8 @@ def parse_event(text_data: str | None) -> dict:
 
 @database_sync_to_async
 def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[int]]:
-    # One call, not two: every socket of the process queues for the same database thread, so
-    # in a connect burst each extra call puts a socket behind all the others again.
+    # One call, not two: on SQLite every socket of the process queues for the same database
+    # thread, so in a connect burst each extra call puts a socket behind all the others again.
     thread = Thread.objects.filter(pk=thread_id, owner=user).first()
     if thread is None:
         return None, []
