@@ -7,8 +7,8 @@ of the process waits its turn there (BENCHMARKS.md measured 38 % of a loaded pro
 stale connections are closed around each call) but, on PostgreSQL, runs such calls on a pool
 of `DATABASE_THREADS` threads, each call taking a connection from Django's connection pool.
 
-It stays on the one thread where that thread is not shared or concurrency is unsafe:
-- `DATABASE_THREADS = 0`, the default on SQLite, which locks under concurrent writers;
+It keeps Channels' behaviour where moving would be unsafe or gain nothing:
+- with `DATABASE_THREADS = 0`, always so on SQLite, which locks under concurrent writers;
 - inside an HTTP request, where asgiref already gives the request a thread of its own (and a
   test's transaction lives on the calling thread, so its data stays visible).
 """
@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import connections
 
 _executor: ThreadPoolExecutor | None = None
+_executor_threads = 0
 _executor_lock = threading.Lock()
 
 
@@ -81,10 +82,13 @@ def _has_thread_of_its_own() -> bool:
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
-    global _executor
+    """The process's database threads, made on first use (and again if the setting changes,
+    as tests change it)."""
+    global _executor, _executor_threads
     with _executor_lock:
-        if _executor is None or _executor._max_workers != threads:
+        if _executor is None or _executor_threads != threads:
             if _executor is not None:
                 _executor.shutdown(wait=False)
             _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="database")
+            _executor_threads = threads
         return _executor
