@@ -6,12 +6,13 @@ a restarted server is picked up as soon as anyone opens the thread again.
 
 import json
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from . import limits, runs
+from .db import database_sync_to_async
 from .exceptions import ClientError
 from .models import Message, Run, Thread
 
@@ -39,7 +40,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
-        if not await sync_to_async(limits.open_socket)(user):
+        if not await limits.open_socket(user):
             await self.refuse(CLOSE_TOO_MANY_SOCKETS)
             return
         self.counted_socket = True
@@ -47,6 +48,24 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         for run_id in active_run_ids:
             runs.ensure_driving(run_id)
+
+    async def dispatch(self, message):
+        """Channels' dispatch without its `aclose_old_connections()` before every handler: a
+        hop to the process's one database thread for every frame and every group event (each
+        streamed delta to each socket), all queueing there. It is not needed: this consumer's
+        and the run driver's database calls close stale connections around themselves, on
+        whichever thread they run (assistants_app/db.py).
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_disconnect(self, message):
+        # Channels' own, less the same hop (see dispatch). Its other step, leaving the groups
+        # in `self.groups`, has nothing to do: disconnect() leaves the one group joined above.
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def refuse(self, code: int) -> None:
         # Accepting first lets the browser see why (a close code instead of a bare 403).
@@ -57,7 +76,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
         if self.counted_socket:
-            await sync_to_async(limits.close_socket)(self.scope["user"])
+            await limits.close_socket(self.scope["user"])
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Every client event goes through here; a bad one gets an `error` event, not a crash."""
@@ -119,14 +138,15 @@ def parse_event(text_data: str | None) -> dict:
     return event
 
 
-# database_sync_to_async closes stale connections around each call, as a long-lived
-# consumer needs after waking up.
+# database_sync_to_async (assistants_app/db.py) closes stale connections around each call, as
+# a long-lived consumer needs after waking up, and on PostgreSQL runs the calls of many sockets
+# at once instead of one after another.
 
 
 @database_sync_to_async
 def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[int]]:
-    # One call, not two: every socket of the process queues for the same database thread, so
-    # in a connect burst each extra call puts a socket behind all the others again.
+    # One call, not two: on SQLite every socket of the process queues for the same database
+    # thread, so in a connect burst each extra call puts a socket behind all the others again.
     thread = Thread.objects.filter(pk=thread_id, owner=user).first()
     if thread is None:
         return None, []

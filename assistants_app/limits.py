@@ -7,16 +7,20 @@ take the last slot. A fixed window may let up to twice the rate through across a
 boundary; for fair use that is fine and costs one round trip per check.
 """
 
+import asyncio
 import atexit
 import hashlib
 import logging
 import time
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis.asyncio
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 # How long a user's open-socket count outlives its last connect. A process that dies cannot
 # decrement its sockets' counts; this bounds how long they go on counting.
 SOCKET_COUNT_SECONDS = 15 * 60
+# Connections to Redis for the socket counts, per process: a count takes well under a
+# millisecond of one, so a few dozen serve a burst of thousands of connects.
+REDIS_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -142,25 +149,43 @@ def private_name(*parts: str) -> str:
 
 
 # --- Open websockets ------------------------------------------------------------------
+#
+# Counted on every connect and disconnect, so without a thread hop: through redis' asyncio
+# client when the cache is Redis, and directly on the event loop when it is this process's
+# memory (no I/O there). Either way it is the same key the cache's own API reads and the
+# exit handler below decrements.
 
 # user id -> this process's sockets in that user's count, taken out on a clean exit.
 _counted_here: Counter[int] = Counter()
 
+# +n: add and renew the expiry; -n: take away, unless the count has expired meanwhile (then
+# there is nothing to take away from, and DECRBY would make it negative).
+_ADD_SOCKETS = """
+local n = tonumber(ARGV[1])
+if n < 0 and redis.call('exists', KEYS[1]) == 0 then return 0 end
+local count = redis.call('incrby', KEYS[1], n)
+if n > 0 then redis.call('expire', KEYS[1], ARGV[2]) end
+return count
+"""
+# event loop -> its redis client: redis.asyncio connections belong to the loop that made them.
+_redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = (
+    weakref.WeakKeyDictionary()
+)
 
-def open_socket(user) -> bool:
+
+async def open_socket(user) -> bool:
     """Count a new socket of the user; False (and not counted) when over the limit."""
-    key = _socket_key(user.pk)
-    count = increment(key, SOCKET_COUNT_SECONDS)
-    cache.touch(key, SOCKET_COUNT_SECONDS)
+    count = await _add_sockets(user.pk, 1)
     _counted_here[user.pk] += 1
     if settings.WEBSOCKETS_PER_USER and count > settings.WEBSOCKETS_PER_USER:
-        close_socket(user)
+        await close_socket(user)
         return False
     return True
 
 
-def close_socket(user) -> None:
-    _uncount(user.pk, 1)
+async def close_socket(user) -> None:
+    _forget_here(user.pk, 1)
+    await _add_sockets(user.pk, -1)
 
 
 @atexit.register
@@ -168,20 +193,53 @@ def close_all_sockets() -> None:
     """On a clean exit (daphne's SIGTERM included) take this process's sockets out of the
     counts, instead of leaving them to expire: a restart must not lock people out."""
     for user_id, sockets in list(_counted_here.items()):
+        _forget_here(user_id, sockets)
         try:
-            _uncount(user_id, sockets)
+            cache.decr(_socket_key(user_id), sockets)
+        except ValueError:  # the count expired while the sockets were open
+            pass
         except Exception:  # the cache may be gone at exit; the counts expire on their own
             log.warning("could not release the socket counts of user %s at exit", user_id)
 
 
-def _uncount(user_id: int, sockets: int) -> None:
+def _forget_here(user_id: int, sockets: int) -> None:
     _counted_here[user_id] -= sockets
     if _counted_here[user_id] <= 0:
         del _counted_here[user_id]
+
+
+async def _add_sockets(user_id: int, sockets: int) -> int:
+    key = _socket_key(user_id)
+    if not isinstance(caches["default"], RedisCache):
+        return _add_sockets_in_memory(key, sockets)
+    script = _redis_client().register_script(_ADD_SOCKETS)
+    full_key = cache.make_and_validate_key(key)
+    return int(await script(keys=[full_key], args=[sockets, SOCKET_COUNT_SECONDS]))
+
+
+def _add_sockets_in_memory(key: str, sockets: int) -> int:
+    if sockets > 0:
+        count = increment(key, SOCKET_COUNT_SECONDS)
+        cache.touch(key, SOCKET_COUNT_SECONDS)
+        return count
     try:
-        cache.decr(_socket_key(user_id), sockets)
+        return cache.decr(key, -sockets)
     except ValueError:  # the count expired while the sockets were open
-        pass
+        return 0
+
+
+def _redis_client():
+    loop = asyncio.get_running_loop()
+    client = _redis_clients.get(loop)
+    if client is None:
+        location = settings.CACHES["default"]["LOCATION"]
+        url = location if isinstance(location, str) else location[0]
+        # Blocking: a connect burst waits for a free connection instead of failing.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=REDIS_CONNECTIONS, timeout=30
+        )
+        client = _redis_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
+    return client
 
 
 def _socket_key(user_id: int) -> str:

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from datetime import timedelta
 from functools import partial
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
@@ -27,6 +26,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import tools
+from .db import database_sync_to_async
 from .engines import get_engine
 from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
 from .exceptions import ProviderError, UnknownTool

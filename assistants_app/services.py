@@ -2,7 +2,6 @@
 
 from contextlib import contextmanager
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -11,6 +10,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from . import limits, runs
+from .db import database_sync_to_async
 from .exceptions import (
     CancelFailed,
     InvalidInput,

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from channels.db import database_sync_to_async
-
+from .db import database_sync_to_async
 from .exceptions import UnknownTool
 from .models import Message, Run
 

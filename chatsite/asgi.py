@@ -5,9 +5,9 @@ import sys
 
 from django.core.asgi import get_asgi_application
 
-# Every socket and run of a process shares one database thread (Channels' default), and after
-# each round trip to PostgreSQL it waits for the GIL held by the busy event loop: up to the
-# switch interval each time. 0.5 ms instead of 5 ms cut the added latency of 100 polled runs
+# Database threads (Channels' one per process, or assistants_app/db.py's pool) wait for the GIL
+# held by the busy event loop after each round trip to PostgreSQL: up to the switch interval
+# each time. 0.5 ms instead of 5 ms cut the added latency of 100 polled runs
 # by a third in the benchmark (BENCHMARKS.md).
 sys.setswitchinterval(0.0005)
 
@@ -15,12 +15,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 # Django must be set up before anything imports models (Channels tutorial, part 2).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from assistants_app.engines.client import preload  # noqa: E402
 from assistants_app.routing import websocket_urlpatterns  # noqa: E402
+from assistants_app.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 
 preload()  # the provider SDK, before the first socket rather than on the first run
 
@@ -28,7 +28,7 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
 )

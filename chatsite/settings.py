@@ -134,6 +134,17 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Several async tasks write through one process; wait for a lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# Database calls of websockets and run drivers (assistants_app/db.py) run on this many threads
+# per process, so sockets do not all queue behind Channels' one database thread. Not on SQLite,
+# which locks under concurrent writers: there it is 0, that one thread. On PostgreSQL with the
+# pool, at most the pool's size (a thread without a connection would only wait for one), and
+# fewer by default, leaving connections for HTTP requests.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASE_THREADS = 0
+else:
+    DATABASE_THREADS = envint("DATABASE_THREADS", min(8, DATABASE_POOL_SIZE or 8))
+    if DATABASE_POOL_SIZE:
+        DATABASE_THREADS = min(DATABASE_THREADS, DATABASE_POOL_SIZE)
 
 REDIS_URL = envstr("REDIS_URL")
 # The pub/sub layer by measurement (BENCHMARKS.md): one PUBLISH per event instead of the core

@@ -2,6 +2,7 @@
 
 import pytest
 import respx
+from channels.db import aclose_old_connections
 from django.core.cache import cache
 from django.test import Client
 
@@ -146,10 +147,14 @@ def bob_cookie(bob):
 
 
 @pytest.fixture
-async def stop_drivers():
-    """Async tests end with no driver task left running into the next test."""
+async def stop_drivers(django_db_blocker):
+    """Async tests end with no driver task left running into the next test, and with the
+    connection of asgiref's shared thread (the async ORM's) back in PostgreSQL's pool: the
+    site's own calls run elsewhere (assistants_app/db.py), so nothing else closes it."""
     yield
     await runs.stop_driving()
+    with django_db_blocker.unblock():  # tests without the database may follow one with it
+        await aclose_old_connections()
 
 
 def pytest_collection_modifyitems(items):

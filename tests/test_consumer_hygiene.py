@@ -101,14 +101,15 @@ async def test_refused_sockets_do_not_use_up_the_limit(path, bob_cookie, bob_thr
     assert await refusal(f"/ws/threads/{bob_thread.pk}/", bob_cookie) is None
 
 
-def test_a_clean_exit_takes_its_sockets_out_of_the_counts(alice, bob, settings):
+async def test_a_clean_exit_takes_its_sockets_out_of_the_counts(alice, bob, settings):
     settings.WEBSOCKETS_PER_USER = 2
-    assert limits.open_socket(alice) and limits.open_socket(alice) and limits.open_socket(bob)
-    assert not limits.open_socket(alice)
+    assert await limits.open_socket(alice) and await limits.open_socket(alice)
+    assert await limits.open_socket(bob)
+    assert not await limits.open_socket(alice)
 
     limits.close_all_sockets()  # what atexit runs when daphne stops
 
-    assert limits.open_socket(alice) and limits.open_socket(alice)  # restarted tabs get in
+    assert await limits.open_socket(alice) and await limits.open_socket(alice)  # tabs get back
     limits.close_all_sockets()
 
 

@@ -16,7 +16,7 @@ from .live import ROOT
 SCALE_VARIABLES = (
     "DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_CONN_MAX_AGE", "REDIS_URL",
     "REDIS_CHANNEL_LAYER", "REDIS_POOL_SIZE", "REDIS_PREFIX", "RUN_POLL_STRATEGY",
-    "RUN_POLL_FIXED_SECONDS",
+    "RUN_POLL_FIXED_SECONDS", "DATABASE_THREADS",
 )  # fmt: skip
 
 
@@ -25,7 +25,8 @@ def settings_under(env: dict) -> subprocess.CompletedProcess:
     code = (
         "import json; from chatsite import settings as s; print(json.dumps({"
         "'database': s.DATABASES['default'], 'layer': s.CHANNEL_LAYERS['default'],"
-        "'poll': [s.RUN_POLL_STRATEGY, s.RUN_POLL_FIXED_SECONDS]}, default=str))"
+        "'poll': [s.RUN_POLL_STRATEGY, s.RUN_POLL_FIXED_SECONDS],"
+        "'database_threads': s.DATABASE_THREADS}, default=str))"
     )
     clean = {k: v for k, v in os.environ.items() if k not in SCALE_VARIABLES}
     return subprocess.run(
@@ -64,6 +65,18 @@ def test_sqlite_gets_neither_pool_nor_persistent_connections():
     database = settings_with(DATABASE_URL="sqlite:////tmp/chat-scale-config.sqlite3")["database"]
     assert "pool" not in database.get("OPTIONS", {})
     assert database["CONN_MAX_AGE"] == 0
+
+
+def test_postgresql_runs_socket_database_calls_on_threads_within_the_pool():
+    assert settings_with(DATABASE_URL=POSTGRES)["database_threads"] == 8
+    assert settings_with(DATABASE_URL=POSTGRES, DATABASE_THREADS="12")["database_threads"] == 12
+    # A thread beyond the pool's size would only wait for a connection.
+    assert settings_with(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")["database_threads"] == 4
+
+
+def test_sqlite_keeps_one_database_thread_whatever_is_asked():
+    sqlite = "sqlite:////tmp/chat-scale-config.sqlite3"
+    assert settings_with(DATABASE_URL=sqlite, DATABASE_THREADS="8")["database_threads"] == 0
 
 
 def test_redis_uses_the_pubsub_layer_with_an_explicit_pool_size():

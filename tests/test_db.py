@@ -1,0 +1,102 @@
+"""Database calls from async code (assistants_app/db.py): a socket's and a run's database work
+leaves asgiref's one shared thread where the database allows it."""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import respx
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
+
+from assistants_app import db, runs
+from assistants_app.models import Message, Run, RunStatus
+
+from .conftest import PROVIDER_URL
+from .provider_payloads import RESPONSE_ID, response
+from .sockets import communicator, session_cookie
+
+# The helper opens and closes connections around each call, so every test needs the database.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def current_thread() -> int:
+    return threading.get_ident()
+
+
+async def shared_thread() -> int:
+    """The thread a call outside any request lands on: asgiref's one per process."""
+    return await sync_to_async(current_thread)()
+
+
+async def test_without_database_threads_calls_stay_on_the_shared_thread(settings):
+    settings.DATABASE_THREADS = 0  # SQLite's setting: it locks under concurrent writers
+    assert await db.database_sync_to_async(current_thread)() == await shared_thread()
+
+
+async def test_with_database_threads_calls_run_side_by_side_off_the_shared_thread(settings):
+    settings.DATABASE_THREADS = 4
+    # Each call waits until all four are in: on one thread the first would wait forever.
+    everyone_in = threading.Barrier(4, timeout=5)
+
+    def meet() -> int:
+        everyone_in.wait()
+        return current_thread()
+
+    threads = await asyncio.gather(*(db.database_sync_to_async(meet)() for _ in range(4)))
+    assert len(set(threads)) == 4
+    assert await shared_thread() not in threads
+
+
+async def test_a_request_keeps_its_own_thread(settings):
+    """An HTTP request already has a thread of its own (and a test's transaction lives on
+    the calling thread): calls made in one stay there."""
+    settings.DATABASE_THREADS = 4
+    async with ThreadSensitiveContext():
+        requests_thread = await sync_to_async(current_thread)()
+        assert await db.database_sync_to_async(current_thread)() == requests_thread
+    assert requests_thread != await shared_thread()
+
+
+class RecordingExecutor(ThreadPoolExecutor):
+    """Stands in for asgiref's shared thread and notes what runs on it."""
+
+    def __init__(self):
+        super().__init__(max_workers=1)
+        self.calls: list[str] = []
+
+    def submit(self, fn, *args, **kwargs):
+        child = fn.args[-1] if hasattr(fn, "args") else fn  # SyncToAsync's bound call
+        self.calls.append(getattr(getattr(child, "func", child), "__qualname__", repr(child)))
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_a_socket_and_its_run_never_wait_for_the_shared_thread(
+    alice, alice_thread, settings, monkeypatch
+):
+    """The hot path with database threads (PostgreSQL's default): a socket's login, thread
+    lookup, socket count, the run it drives to the end, its `hello` replay and its close."""
+    settings.DATABASE_THREADS = 2
+    cookie = await sync_to_async(session_cookie)(alice)
+    prompt = await Message.objects.acreate(thread=alice_thread, role="user", text="Hi")
+    run = await Run.objects.acreate(
+        thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID, status=RunStatus.QUEUED
+    )
+    shared = RecordingExecutor()
+    monkeypatch.setattr(SyncToAsync, "single_thread_executor", shared)
+
+    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+        provider.get(f"/responses/{RESPONSE_ID}").respond(json=response("completed", text="Hi!"))
+        socket = communicator(f"/ws/threads/{alice_thread.pk}/", cookie)
+        assert (await socket.connect())[0]
+        events = [await socket.receive_json_from(timeout=5) for _ in range(2)]
+        async with asyncio.timeout(5):
+            while run.pk in runs._driving:  # the driver releases its lease last
+                await asyncio.sleep(0.01)
+    await socket.send_json_to({"type": "hello", "last_message_id": prompt.pk})
+    replayed = await socket.receive_json_from(timeout=5)
+    await socket.disconnect()
+
+    assert [e["type"] for e in events] == ["message.created", "run.status"]
+    assert replayed["type"] == "message.created"
+    assert shared.calls == []
