@@ -32,7 +32,10 @@ def tab_to(page, selector: str, limit: int = 40) -> None:
 def test_it_can_be_used_with_the_keyboard_alone(site, open_context):
     page = open_context(base_url=site.url).new_page()
     page.goto("/login/")
-    page.keyboard.type("alice")  # the username field has focus on arrival
+    # The username field has focus on arrival; typing before autofocus lands would lose keys
+    # (that, not slowness, made this test fail now and then).
+    expect(page.locator("#id_username")).to_be_focused()
+    page.keyboard.type("alice")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORDS["alice"])
     page.keyboard.press("Enter")
