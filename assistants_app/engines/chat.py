@@ -82,7 +82,8 @@ class ChatEngine(Engine):
         except openai.BadRequestError:
             # Some servers refuse `stream_options`, which only asks for the usage figures:
             # a refused request started nothing, so it is sent again without them.
-            return await completions.create(**without(params, "stream_options"))
+            params = {key: value for key, value in params.items() if key != "stream_options"}
+            return await completions.create(**params)
 
     async def cancel(self, run: Run) -> RunUpdate:
         """What was said before the driver stopped the generation."""
@@ -117,10 +118,6 @@ class ChatEngine(Engine):
     def _so_far(self, run: Run) -> list[RemoteMessage]:
         text = "".join(self._streamed.get(run.pk, [])).rstrip()
         return [RemoteMessage(run.remote_id, text)] if text.strip() else []
-
-
-def without(params: dict, key: str) -> dict:
-    return {name: value for name, value in params.items() if name != key}
 
 
 def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:

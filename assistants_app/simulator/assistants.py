@@ -125,9 +125,11 @@ class SimRun:
     polls: int = 0
     streams: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # wakes streams on a cancel
+    tokens: list[str] = field(default_factory=list)  # the answer this phase writes, if any
 
     def __post_init__(self):
         self.tool_calls = planned_tool_calls(self.tools, self.prompt)
+        self.tokens = self.planned_tokens()
 
     @property
     def elapsed(self) -> float:
@@ -145,8 +147,7 @@ class SimRun:
         """Whether this phase writes an answer (it does unless it stops before that)."""
         return not self.awaits_tools and self.fault not in ("fail", "expire", "stuck")
 
-    @property
-    def tokens(self) -> list[str]:
+    def planned_tokens(self) -> list[str]:
         return tokens_of(self.reply()) if self.writes else []
 
     def token_due(self, index: int) -> float:
@@ -204,6 +205,7 @@ class SimRun:
 
     def submit(self, outputs: list[dict]) -> None:
         self.tool_outputs = outputs
+        self.tokens = self.planned_tokens()  # the reply now quotes the outputs
         self.phase_started = time.monotonic()  # a new queued -> in_progress round
 
     def cancel(self) -> None:
@@ -226,19 +228,16 @@ class SimRun:
         while True:
             written = self.tokens_written()
             if written > sent and sent == 0:
-                yield sse(
-                    "thread.message.created", self.message("", "in_progress") | {"content": []}
-                )
-                yield sse(
-                    "thread.message.in_progress", self.message("", "in_progress") | {"content": []}
-                )
+                empty = self.message("", "in_progress") | {"content": []}
+                yield sse("thread.message.created", empty)
+                yield sse("thread.message.in_progress", empty)
             for index in range(sent, written):
                 if index == breaks_at:
                     return  # the connection drops mid-answer: no more events, no [DONE]
                 yield sse("thread.message.delta", self.delta(self.tokens[index]))
             sent = written
-            if self.status != status:
-                status = self.status
+            if (now_status := self.status) != status:
+                status = now_status
                 if status in TERMINAL or status == "requires_action":
                     if sent:
                         ending = "completed" if status == "completed" else "incomplete"
