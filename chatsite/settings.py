@@ -142,7 +142,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASE_THREADS = 0
 else:
-    DATABASE_THREADS = envint("DATABASE_THREADS", min(8, DATABASE_POOL_SIZE or 8))
+    DATABASE_THREADS = envint("DATABASE_THREADS", 8)
     if DATABASE_POOL_SIZE:
         DATABASE_THREADS = min(DATABASE_THREADS, DATABASE_POOL_SIZE)
 
