@@ -151,7 +151,7 @@ REDIS_URL = envstr("REDIS_URL")
 # layer's sorted sets, and no group expiry. Both deliver at most once; the `hello` replay covers
 # a lost doorbell either way.
 REDIS_CHANNEL_LAYERS = {
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "pubsub": "chatsite.channel_layer.RedisPubSubChannelLayer",  # channels_redis', one lock less
     "core": "channels_redis.core.RedisChannelLayer",
 }
 REDIS_CHANNEL_LAYER = envchoice("REDIS_CHANNEL_LAYER", "pubsub", REDIS_CHANNEL_LAYERS)

@@ -15,7 +15,7 @@ from tests.conftest import PROVIDER_URL
 
 def provider() -> respx.MockRouter:
     """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
-    return respx.mock(base_url=PROVIDER_URL, assert_all_called=True)
+    return respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True)
 
 
 def remote_run(status: str = "queued", **extra) -> dict:

@@ -52,7 +52,7 @@ def fresh_cache():
 @pytest.fixture
 def provider_mock():
     """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as mock:
         yield mock
 
 

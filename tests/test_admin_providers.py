@@ -26,7 +26,7 @@ def test_it_shows_which_providers_answer(staff_client, two_providers):
         {"id": "gpt-test", "object": "model", "created": 0, "owned_by": "test"},
         {"id": "llama-test", "object": "model", "created": 0, "owned_by": "test"},
     ]}  # fmt: skip
-    with respx.mock(assert_all_called=True) as mock:
+    with respx.mock(using="httpx", assert_all_called=True) as mock:
         listed = mock.get(f"{PROVIDER_URL}/models").respond(json=models)
         mock.get(f"{DOWN_URL}/models").mock(side_effect=httpx.ConnectError("refused"))
         page = staff_client.get(reverse(STATUS_URL))
@@ -41,7 +41,7 @@ def test_it_shows_which_providers_answer(staff_client, two_providers):
 
 
 def test_it_shows_a_provider_that_answers_with_an_error(staff_client, two_providers):
-    with respx.mock(assert_all_called=True) as mock:
+    with respx.mock(using="httpx", assert_all_called=True) as mock:
         mock.get(f"{PROVIDER_URL}/models").respond(
             401,
             json={"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}},

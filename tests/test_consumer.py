@@ -73,7 +73,7 @@ async def test_the_owner_gets_the_answer_pushed(alice_thread, alice):
     run = await Run.objects.acreate(
         thread=alice_thread, prompt=prompt, remote_id=RESPONSE_ID, status=RunStatus.QUEUED
     )
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as provider:
         provider.get(f"/responses/{RESPONSE_ID}").respond(
             json=response("completed", text="Pushed *live*")
         )

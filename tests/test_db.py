@@ -85,7 +85,7 @@ async def test_a_socket_and_its_run_never_wait_for_the_shared_thread(
     shared = RecordingExecutor()
     monkeypatch.setattr(SyncToAsync, "single_thread_executor", shared)
 
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as provider:
         provider.get(f"/responses/{RESPONSE_ID}").respond(json=response("completed", text="Hi!"))
         socket = communicator(f"/ws/threads/{alice_thread.pk}/", cookie)
         assert (await socket.connect())[0]

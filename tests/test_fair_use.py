@@ -34,7 +34,7 @@ QUEUED_RESPONSE = {
 @pytest.fixture
 def provider():
     """The provider accepts runs (they stay queued); a refused message must not reach it."""
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=False) as mock:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=False) as mock:
         mock.post("/conversations").respond(
             json={"id": "conv_1", "object": "conversation", "created_at": 1, "metadata": {}}
         )
@@ -116,7 +116,7 @@ def test_it_limits_answers_in_progress_at_once(alice_client, alice, bob, assista
     active_runs(alice, assistant, 2)
     thread = new_threads(alice, assistant, 1)[0]
 
-    with respx.mock(base_url=PROVIDER_URL):  # no route: any provider call would fail
+    with respx.mock(using="httpx", base_url=PROVIDER_URL):  # no route: any provider call would fail
         error = assert_refused(post(alice_client, thread, "a third"), "TOO_MANY_RUNS", thread)
     assert "2 answers in progress" in error["message"]
     limits.check_can_start_run(bob)  # bob's own count is zero

@@ -122,7 +122,7 @@ def test_it_sends_anonymous_visitors_to_log_in(rooms, route, method):
 @pytest.mark.parametrize("route", OBJECT_ROUTES)
 def test_bob_gets_404_for_anything_of_alices(rooms, alice_client, bob_client, route):
     before = snapshot()
-    with respx.mock:  # nothing may reach a provider while walking
+    with respx.mock(using="httpx"):  # nothing may reach a provider while walking
         for object_id in (ALICE_ID, UNKNOWN_ID):
             url = url_for(route, object_id)
             statuses = {method: getattr(bob_client, method)(url).status_code for method in METHODS}

@@ -113,7 +113,7 @@ def test_it_works_for_the_responses_engine(alice_client, alice_thread):
         "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
     }  # fmt: skip
 
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as provider:
         route = provider.post("/responses").respond(json=queued)
         response = retry(alice_client, alice_thread)
 

@@ -23,7 +23,7 @@ RETRIEVE = f"/responses/{RESPONSE_ID}"
 
 @pytest.fixture
 def provider():
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=False) as mock:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=False) as mock:
         yield mock
 
 

@@ -81,7 +81,7 @@ def test_sqlite_keeps_one_database_thread_whatever_is_asked():
 
 def test_redis_uses_the_pubsub_layer_with_an_explicit_pool_size():
     layer = settings_with(REDIS_URL=REDIS, REDIS_POOL_SIZE="50", REDIS_PREFIX="site2")["layer"]
-    assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert layer["BACKEND"] == "chatsite.channel_layer.RedisPubSubChannelLayer"
     assert layer["CONFIG"] == {
         "hosts": [{"address": REDIS, "max_connections": 50, "socket_timeout": 30}],
         "prefix": "site2",

@@ -81,7 +81,7 @@ async def drain(layer, channel) -> list[dict]:
 async def test_deltas_are_coalesced_and_the_final_answer_replaces_them(started_run):
     events = opening() + deltas(WORDS) + completion()
     layer, channel = await collect(started_run.thread.group_name)
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as provider:
         provider.get(RETRIEVE).mock(return_value=stream_response(sse(events)))
         await runs.drive(started_run.pk)
 
@@ -110,7 +110,7 @@ async def test_a_broken_stream_resumes_after_the_last_sequence_number(started_ru
             return stream_response(sse(first))
         return stream_response(sse(rest, first_sequence=len(first)))
 
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.get(RETRIEVE).mock(side_effect=answer)
         await runs.drive(started_run.pk)
 
@@ -134,7 +134,7 @@ async def test_a_long_stream_keeps_the_runs_lease(started_run, settings):
                 held.append(run.lease_owner == runs.PROCESS_ID and run.lease_expires_at > now())
             yield sse([event], first_sequence=sequence)
 
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.get(RETRIEVE).mock(
             return_value=httpx.Response(
                 200, content=slowly(), headers={"content-type": "text/event-stream"}
@@ -159,7 +159,7 @@ async def test_a_restarted_driver_resumes_the_saved_stream(started_run):
         return stream_response(sse(deltas(WORDS[2:]) + completion(), len(already)))
 
     layer, channel = await collect(started_run.thread.group_name)
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.get(RETRIEVE).mock(side_effect=answer)
         await runs.drive(started_run.pk)
 
@@ -176,7 +176,7 @@ async def test_stopping_mid_stream_keeps_what_was_said_marked_as_cut_off(started
             return stream_response(sse(said))
         return httpx.Response(200, json=response("cancelled"))  # no output returned
 
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.get(RETRIEVE).mock(side_effect=answer)
         await runs.drive(started_run.pk)
 
@@ -195,7 +195,7 @@ async def test_it_falls_back_to_polling_when_the_provider_will_not_stream(starte
                                                        "code": "unsupported"}})  # fmt: skip
         return httpx.Response(200, json=response("completed", text=ANSWER))
 
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         route = provider.get(RETRIEVE).mock(side_effect=answer)
         await runs.drive(started_run.pk)
 

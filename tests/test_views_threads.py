@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def provider():
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=False) as mock:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=False) as mock:
         mock.post("/conversations").respond(json=conversation())
         mock.post("/responses").respond(json=response("queued"))
         yield mock
@@ -146,7 +146,7 @@ def test_it_accepts_a_form_post_too(alice_client, alice_thread, provider):
 
 
 def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(alice_client, alice_thread):
-    with respx.mock(base_url=PROVIDER_URL) as provider:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.post("/conversations").respond(
             401, json=api_error("Incorrect API key provided.", "invalid_api_key")
         )

@@ -1,6 +1,12 @@
 """The one place that builds `openai` clients and turns SDK errors into ProviderError.
 
 The SDK's own retries are off: the run driver retries, with the same policy for every engine.
+
+Requests go through aiohttp, the SDK's alternative to httpx's own transport: at 1,000
+sockets with 200 runs in flight one process finished a fifth more runs with it, at less than
+half the p95 latency (BENCHMARKS.md). httpx's pool (httpcore) checks every pooled connection
+on every request, and each of its steps costs a turn of the event loop, which under load is
+what a run waits for. Tests mock it with `respx.mock(using="httpx")`.
 """
 
 import asyncio
@@ -29,6 +35,7 @@ def get_client(provider: dict) -> openai.AsyncOpenAI:
             api_key=provider.get("api_key") or "none",
             max_retries=0,
             timeout=timeout,
+            http_client=openai.DefaultAioHttpClient(),
         )
     return per_loop[key]
 
@@ -43,7 +50,9 @@ async def list_models(provider: dict, timeout: float) -> list[str]:
 def preload() -> None:
     """Import the SDK's lazily loaded parts now. That takes seconds, and done on a process's
     first run it would stall the event loop, so every socket of the process, meanwhile."""
-    client = openai.AsyncOpenAI(api_key="preload", base_url="http://127.0.0.1/v1")
+    client = openai.AsyncOpenAI(
+        api_key="preload", base_url="http://127.0.0.1/v1", http_client=openai.DefaultAioHttpClient()
+    )
     for resource in ("responses", "conversations", "beta", "chat"):
         getattr(client, resource)
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def provider():
-    with respx.mock(base_url=PROVIDER_URL, assert_all_called=True) as mock:
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as mock:
         yield mock
 
 
