@@ -528,7 +528,9 @@ async def _ticking(events, timeout_of):
     try:
         while True:
             try:
-                item = await asyncio.wait_for(queue.get(), timeout_of())
+                # Not wait_for: on Python 3.11 that makes a task per event.
+                async with asyncio.timeout(timeout_of()):
+                    item = await queue.get()
             except TimeoutError:
                 yield None
                 continue

@@ -5,10 +5,13 @@ the plan and turns the observations into numbers. Every user holds one socket on
 thread. The first `runs_in_flight` users each keep one run going: post a message, wait for
 the run to end on the socket, post the next. Halfway through, `reconnect` idle users drop
 their sockets and connect again all at once, to show whether connects starve while runs poll.
-Everything is bounded: in sockets, in time, and to loopback addresses.
+Lone connects show the same one at a time: an idle user reconnects every quarter second,
+before the runs start and while they go (up to the burst). Everything is bounded: in sockets,
+in time, and to loopback addresses.
 """
 
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -23,6 +26,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_SOCKETS = 5000
 MAX_DURATION = 600.0
 MAX_ERRORS_KEPT = 50
+LONE_CONNECT_USERS = 50  # idle users who take turns reconnecting alone
+LONE_CONNECT_EVERY = 0.25  # seconds between lone connects
+LONE_CONNECT_IDLE_SECONDS = 3.0  # of lone connects before the runs start
 
 
 @dataclass
@@ -180,24 +186,48 @@ async def reconnect_later(users: list[User], delay: float) -> dict:
     return await connect_all(users)
 
 
+async def lone_connects(users: list[User], start: float, until: float) -> list[float]:
+    """From `start` to `until` (monotonic), one user at a time reconnects, every
+    LONE_CONNECT_EVERY seconds: how long a single new connect takes, in seconds."""
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    times = []
+    for user in itertools.cycle(users):
+        if time.monotonic() >= until:
+            break
+        await user.close()
+        if (seconds := await user.connect()) is not None:
+            times.append(seconds)
+        await asyncio.sleep(LONE_CONNECT_EVERY)
+    return times
+
+
 async def drive(plan: Plan) -> dict:
     seen = Observations()
     users = [User(i, entry, plan, seen) for i, entry in enumerate(plan.users)]
     runners = users[: plan.runs_in_flight]
     reconnecting = users[len(users) - plan.reconnect :] if plan.reconnect else []
+    probes = users[plan.runs_in_flight : len(users) - plan.reconnect][:LONE_CONNECT_USERS]
     connect = await connect_all(users)
+    now = time.monotonic()
+    lone_idle = await lone_connects(probes, now, now + LONE_CONNECT_IDLE_SECONDS)
     until = time.monotonic() + plan.duration
     # Cookies go in each request's header; the client's own jar stays empty.
     limits = httpx.Limits(max_connections=100)
     async with httpx.AsyncClient(timeout=plan.run_timeout, limits=limits) as http:
         reconnect = asyncio.create_task(reconnect_later(reconnecting, plan.duration / 2))
+        # From when the runs are under way until the burst.
+        lone_loaded = asyncio.create_task(
+            lone_connects(probes, until - 0.85 * plan.duration, until - 0.5 * plan.duration)
+        )
         await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
         reconnect = await reconnect
+        lone_loaded = await lone_loaded
     await asyncio.sleep(0.5)  # a duplicate frame would come right after the first
     await asyncio.gather(*(user.close() for user in users))
     return {
         "connect": connect,
         "reconnect_under_load": reconnect if reconnecting else None,
+        "lone_connects": {"idle": lone_idle, "under_load": lone_loaded},
         "sockets": len(users) - connect["failed"],
         "runs": seen.runs,
         "errors": seen.errors,

@@ -49,8 +49,21 @@ def summarise(observed: dict, stats: dict, remote_ids: dict) -> dict:
         "duplicated": duplicated,
         "connect": _burst(observed["connect"]),
         "reconnect_under_load": _burst(observed["reconnect_under_load"]),
+        "lone_connect": _lone(observed.get("lone_connects")),
     }
 
+
+def _lone(lone: dict | None) -> dict | None:
+    """p50 / p95 of single connects (ms), idle and while runs go."""
+    if not lone:
+        return None
+    return {
+        when: {
+            "count": len(times),
+            **{f"p{p}_ms": _round(percentile([1000 * t for t in times], p)) for p in (50, 95)},
+        }
+        for when, times in lone.items()
+    }
 
 def _burst(burst: dict | None) -> dict | None:
     if burst is None:
@@ -79,7 +92,8 @@ def line(result: dict) -> str:
         f"lost {result['lost']}, duplicated {result['duplicated']}, "
         f"RSS {result['rss_peak_mb']} MB, CPU {result['cpu_percent']} %, "
         f"connect {_burst_text(result['connect'])}, "
-        f"reconnect under load {_burst_text(result['reconnect_under_load'])}"
+        f"reconnect under load {_burst_text(result['reconnect_under_load'])}, "
+        f"lone connect {_lone_text(result.get('lone_connect'))}"
     )
 
 
@@ -89,10 +103,21 @@ def _burst_text(burst: dict | None) -> str:
     return f"{burst['sockets']} in {burst['seconds']} s (p95 {burst['p95_ms']} ms)"
 
 
+def _lone_text(lone: dict | None) -> str:
+    if not lone:
+        return "-"
+    idle, loaded = lone["idle"], lone["under_load"]
+    return (
+        f"{idle['p50_ms']} / {idle['p95_ms']} ms idle, "
+        f"{loaded['p50_ms']} / {loaded['p95_ms']} ms while runs go"
+    )
+
+
 COLUMNS = [
     "Scenario", "Processes", "Sockets", "Runs completed", "Added latency p50 / p95 / p99 (ms)",
     "Provider requests per run", "Errors", "Lost", "Duplicated", "Peak RSS per process (MB)",
     "CPU per process (%)", "Connect burst", "Reconnect burst while runs poll",
+    "Lone connect p50 / p95",
 ]  # fmt: skip
 
 
@@ -112,6 +137,7 @@ def markdown(results: dict, plot: Path | None) -> str:
                 str(r["errors"]), str(r["lost"]), str(r["duplicated"]),
                 ", ".join(map(str, r["rss_peak_mb"])), ", ".join(map(str, r["cpu_percent"])),
                 _burst_text(r["connect"]), _burst_text(r["reconnect_under_load"]),
+                _lone_text(r.get("lone_connect")),
             ]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
     lines = [

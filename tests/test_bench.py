@@ -55,6 +55,17 @@ def test_it_counts_an_answer_never_shown_as_lost_and_a_second_frame_as_duplicate
     assert (summary["lost"], summary["duplicated"], summary["runs_completed"]) == (1, 1, 2)
 
 
+def test_it_sums_up_lone_connects_idle_and_while_runs_go():
+    lone = {"idle": [0.010, 0.012, 0.030], "under_load": [0.050, 0.080, 0.400]}
+
+    summary = report.summarise({**observed({}), "lone_connects": lone}, STATS, REMOTE_IDS)
+
+    assert summary["lone_connect"] == {
+        "idle": {"count": 3, "p50_ms": 12, "p95_ms": 30},
+        "under_load": {"count": 3, "p50_ms": 80, "p95_ms": 400},
+    }
+
+
 def test_percentiles_are_nearest_rank():
     values = list(range(1, 101))
     assert [report.percentile(values, p) for p in (50, 95, 99)] == [50, 95, 99]
@@ -78,6 +89,8 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     assert streaming["sockets"] == streaming["sockets_planned"] == 8
     for scenario in (two_processes, streaming):
         assert scenario["runs_completed"] >= scenario["runs_planned"]
+        assert scenario["lone_connect"]["idle"]["count"] > 0
+        assert scenario["lone_connect"]["under_load"]["count"] > 0
         assert (scenario["errors"], scenario["lost"], scenario["duplicated"]) == (0, 0, 0)
         assert scenario["added_ms"][str(95)] is not None
     # Polling asks again and again; a stream is one create and one streamed retrieve.
