@@ -65,6 +65,7 @@ def _lone(lone: dict | None) -> dict | None:
         for when, times in lone.items()
     }
 
+
 def _burst(burst: dict | None) -> dict | None:
     if burst is None:
         return None
