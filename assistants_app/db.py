@@ -6,6 +6,9 @@ of the process waits its turn there (BENCHMARKS.md measured 38 % of a loaded pro
 `database_sync_to_async` below keeps Channels' contract (a sync function becomes awaitable;
 stale connections are closed around each call) but, on PostgreSQL, runs such calls on a pool
 of `DATABASE_THREADS` threads, each call taking a connection from Django's connection pool.
+While more calls wait, a thread hands its connection on to its next call instead of back to
+the pool, where taking it out again costs a health check, a round trip to PostgreSQL, each
+time (`_PooledSyncToAsync`).
 
 It keeps Channels' behaviour where moving would be unsafe or gain nothing:
 - with `DATABASE_THREADS = 0`, always so on SQLite, which locks under concurrent writers;
@@ -15,12 +18,15 @@ It keeps Channels' behaviour where moving would be unsafe or gain nothing:
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import AsyncToSync, SyncToAsync, markcoroutinefunction
 from django.conf import settings
 from django.db import connections
 
+KEEP_SECONDS = 1.0
+_thread = threading.local()  # per database thread: when it kept its connection
 _executor: ThreadPoolExecutor | None = None
 _executor_threads = 0
 _executor_lock = threading.Lock()
@@ -47,7 +53,7 @@ class _DatabaseCall:
             return await self._on_calling_thread(*args, **kwargs)
         executor = _pool(threads)
         if self._pooled is None or self._pooled._executor is not executor:
-            self._pooled = _CleanSyncToAsync(self.func, thread_sensitive=False, executor=executor)
+            self._pooled = _PooledSyncToAsync(self.func, thread_sensitive=False, executor=executor)
         return await self._pooled(*args, **kwargs)
 
 
@@ -60,6 +66,31 @@ class _CleanSyncToAsync(SyncToAsync):
             return super().thread_handler(loop, *args, **kwargs)
         finally:
             close_old_connections()
+
+
+class _PooledSyncToAsync(SyncToAsync):
+    """A call on one of the database threads. While other calls wait, the thread keeps its
+    pooled connection for the next one instead of handing it back and taking it out again,
+    which costs the pool's health check (a round trip to PostgreSQL) each time. A connection
+    kept is handed back, and so checked when next taken, once it has sat unused for
+    KEEP_SECONDS or had an error, and whenever no call waits."""
+
+    def thread_handler(self, loop, *args, **kwargs):
+        kept = getattr(_thread, "kept_at", None)
+        if kept is None or time.monotonic() - kept > KEEP_SECONDS or _has_errors():
+            close_old_connections()
+        _thread.kept_at = None
+        try:
+            return super().thread_handler(loop, *args, **kwargs)
+        finally:
+            if self._executor.others_waiting() and not _has_errors():
+                _thread.kept_at = time.monotonic()
+            else:
+                close_old_connections()
+
+
+def _has_errors() -> bool:
+    return any(c.errors_occurred for c in connections.all(initialized_only=True))
 
 
 def close_old_connections() -> None:
@@ -81,6 +112,34 @@ def _has_thread_of_its_own() -> bool:
     )
 
 
+class _DatabaseThreads(ThreadPoolExecutor):
+    """The database threads, counting the calls given to them and not done yet."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._not_done = 0
+        self._counting = threading.Lock()
+
+    def submit(self, fn, /, *args, **kwargs):
+        self._count(+1)
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._count(-1)
+            raise
+        future.add_done_callback(lambda _: self._count(-1))  # also when cancelled unstarted
+        return future
+
+    def _count(self, change: int) -> None:
+        with self._counting:
+            self._not_done += change
+
+    def others_waiting(self) -> bool:
+        """Asked from a call on one of the threads: whether other calls are given and not
+        done (the asking call is not done yet either)."""
+        return self._not_done > 1
+
+
 def _pool(threads: int) -> ThreadPoolExecutor:
     """The process's database threads, made on first use (and again if the setting changes,
     as tests change it)."""
@@ -89,6 +148,6 @@ def _pool(threads: int) -> ThreadPoolExecutor:
         if _executor is None or _executor_threads != threads:
             if _executor is not None:
                 _executor.shutdown(wait=False)
-            _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="database")
+            _executor = _DatabaseThreads(max_workers=threads, thread_name_prefix="database")
             _executor_threads = threads
         return _executor

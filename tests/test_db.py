@@ -58,6 +58,81 @@ async def test_a_request_keeps_its_own_thread(settings):
     assert requests_thread != await shared_thread()
 
 
+def handed_back(monkeypatch) -> list:
+    """Records each time a database thread hands its connection back (to the pool, or closes
+    it without one)."""
+    handed = []
+    close = db.close_old_connections
+
+    def recording_close():
+        handed.append(current_thread())
+        close()
+
+    monkeypatch.setattr(db, "close_old_connections", recording_close)
+    return handed
+
+
+async def two_calls_in_a_row():
+    """Two database calls given at once to one thread, so that the second waits."""
+    second_is_waiting = threading.Event()
+
+    def first() -> None:
+        from django.db import connection
+
+        connection.ensure_connection()
+        second_is_waiting.wait(5)
+
+    def second() -> None:
+        from django.db import connection
+
+        connection.ensure_connection()
+
+    async def let_first_finish():
+        await asyncio.sleep(0.2)  # the second call is queued by now
+        second_is_waiting.set()
+
+    call = db.database_sync_to_async
+    await asyncio.gather(call(first)(), call(second)(), let_first_finish())
+
+
+async def test_a_database_thread_keeps_its_connection_while_calls_wait(settings, monkeypatch):
+    settings.DATABASE_THREADS = 1
+    handed = handed_back(monkeypatch)
+
+    await two_calls_in_a_row()
+
+    # Looked at before the first call, then handed on to the second instead of back to the
+    # pool and out again (a health check each), and handed back when no call waited.
+    assert len(handed) == 2
+
+
+async def test_a_kept_connection_is_handed_back_once_it_sat_unused(settings, monkeypatch):
+    settings.DATABASE_THREADS = 1
+    monkeypatch.setattr(db, "KEEP_SECONDS", 0.0)  # any wait is too long
+    handed = handed_back(monkeypatch)
+
+    await two_calls_in_a_row()
+
+    # Kept after the first call, but stale for the second: taken out of the pool again.
+    assert len(handed) == 3
+
+
+async def test_without_calls_waiting_each_call_hands_its_connection_back(settings, monkeypatch):
+    settings.DATABASE_THREADS = 1
+    handed = handed_back(monkeypatch)
+
+    for _ in range(2):
+        await db.database_sync_to_async(connection_is_open)()
+
+    assert len(handed) == 4
+
+
+def connection_is_open() -> bool:
+    from django.db import connection
+
+    return connection.connection is not None
+
+
 class RecordingExecutor(ThreadPoolExecutor):
     """Stands in for asgiref's shared thread and notes what runs on it."""
 
