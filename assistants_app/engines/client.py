@@ -3,8 +3,8 @@
 The SDK's own retries are off: the run driver retries, with the same policy for every engine.
 
 Requests go through aiohttp, the SDK's alternative to httpx's own transport: at 1,000
-sockets with 200 runs in flight one process finished a fifth more runs with it, at less than
-half the p95 latency (BENCHMARKS.md). httpx's pool (httpcore) checks every pooled connection
+sockets with 200 runs in flight one process finished a fifth more runs with it, at 57 % of
+the p95 latency (BENCHMARKS.md). httpx's pool (httpcore) checks every pooled connection
 on every request, and each of its steps costs a turn of the event loop, which under load is
 what a run waits for. Tests mock it with `respx.mock(using="httpx")`.
 """
