@@ -2,6 +2,7 @@
 hasher leaves the connection pool to everyone, and text PostgreSQL cannot store is refused
 in words, never a 500."""
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -63,7 +64,7 @@ def test_text_postgresql_cannot_store_is_refused_in_words(site_on_postgres):
     for text in ("a NUL \x00 here", "half an emoji \ud83d here"):
         response = alice.http.post(
             f"/threads/{thread_id}/messages/",
-            content='{"text": "%s"}' % text.encode("unicode_escape").decode().replace("\\x", "\\u00"),
+            content=json.dumps({"text": text}),  # escaped, as a browser's JSON.stringify does
             headers={**csrf, "Content-Type": "application/json"},
         )
         assert response.status_code == 400, text

@@ -16,7 +16,7 @@ from assistants_app import runs, services, storable
 from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus, Thread
 
-from .chat_stream import answer, chunk, streamed
+from .chat_stream import answer, streamed
 from .provider_payloads import RESPONSE_ID, response
 from .streamed import written
 from .test_streaming import collect, drain
@@ -54,8 +54,8 @@ def test_it_refuses_a_message_it_cannot_store(alice_client, alice_thread, bad):
 def test_it_refuses_a_title_or_a_search_it_cannot_store(alice_client, alice_thread):
     renamed = alice_client.post(f"/threads/{alice_thread.pk}/rename/", {"title": f"a{NUL}b"})
     searched = alice_client.get("/", {"q": f"a{NUL}"})
-    for response in (renamed, searched):
-        assert "cannot be stored" in refused_in_words(response)
+    for refused in (renamed, searched):
+        assert "cannot be stored" in refused_in_words(refused)
     alice_thread.refresh_from_db()
     assert alice_thread.title == ""
 

@@ -4,6 +4,7 @@ flight included, and the usage report keeps its history after threads are delete
 import importlib
 
 import pytest
+import respx
 from asgiref.sync import async_to_sync
 from django.apps import apps
 from django.urls import reverse
@@ -14,9 +15,21 @@ from assistants_app.exceptions import RunActive
 from assistants_app.models import Run, RunStatus, Thread, UsageRecord
 from assistants_app.runs import RunUpdate
 
-from .test_fair_use import QUEUED_RESPONSE, assert_refused, new_threads, post, provider  # noqa: F401
+from .conftest import PROVIDER_URL
+from .test_fair_use import QUEUED_RESPONSE, assert_refused, new_threads, post
 
 REPORT = reverse("admin:assistants_app_usagereport_changelist")
+
+
+@pytest.fixture
+def provider():
+    """The provider accepts runs; they stay queued until a test finishes them."""
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=False) as mock:
+        mock.post("/conversations").respond(
+            json={"id": "conv_1", "object": "conversation", "created_at": 1, "metadata": {}}
+        )
+        mock.post("/responses").respond(json=QUEUED_RESPONSE)
+        yield mock
 
 
 def finish(run: Run, tokens: int) -> None:
