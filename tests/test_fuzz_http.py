@@ -18,7 +18,7 @@ from .conftest import PROVIDER_URL
 
 pytestmark = pytest.mark.django_db
 
-EXAMPLES = 100
+EXAMPLES = 80
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -139,3 +139,12 @@ def test_no_search_gets_a_500(fuzzing, query):
     client, *_ = fuzzing
     response = client.get("/?" + as_form(query).decode())
     assert response.status_code < 500, (query, response.content[:300])
+
+
+@FUZZ
+@given(body=BODIES, url=st.sampled_from(["/login/", "/signup/", "/logout/"]))
+def test_no_post_to_the_account_pages_gets_a_500(settings, alice, body, url):
+    settings.SIGNUP_ENABLED = True
+    content_type, data = body
+    response = Client().generic("POST", url, data, content_type)
+    assert response.status_code < 500, (url, body, response.content[:300])
