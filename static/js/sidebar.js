@@ -175,8 +175,8 @@ export function sidebar() {
   }
 
   async function postTo(url, fields, keepalive) {
-    const body = new FormData();
-    for (const [name, value] of Object.entries(fields)) body.append(name, value);
+    // Form-encoded: an empty multipart body is malformed, and Django answers it with a 400.
+    const body = new URLSearchParams(fields);
     const response = await fetch(url, {
       method: "POST",
       body,
@@ -184,7 +184,7 @@ export function sidebar() {
       headers: { "X-CSRFToken": csrf(), Accept: "application/json" },
     });
     const data = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(data.error ? data.error.message : "The server refused.");
+    if (!response.ok) throw new Error(data.error ? data.error.message : "please try again.");
     return data;
   }
 
