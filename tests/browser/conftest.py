@@ -5,6 +5,7 @@ Screenshots of the main states go to test-artifacts/screenshots/, which CI keeps
 accessibility check runs axe-core from node_modules (`npm ci` installs it from package.json).
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -174,6 +175,56 @@ def scroll_state(page) -> dict:
             return {top: s.scrollTop, height: s.scrollHeight, client: s.clientHeight,
                     gap: s.scrollHeight - s.scrollTop - s.clientHeight}; }"""
     )
+
+
+SEED_THREAD = """
+import json
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from assistants_app.models import Assistant, Message, Thread
+owner = get_user_model().objects.get(username={owner!r})
+thread = Thread.objects.create(owner=owner, assistant=Assistant.objects.get(name={assistant!r}),
+                               title={title!r})
+Message.objects.bulk_create(Message(thread=thread, role=role, text=text)
+                            for role, text in json.loads({messages!r}))
+Thread.objects.filter(pk=thread.pk).update(updated_at=timezone.now() - timedelta(days={days_ago}))
+print(thread.pk)
+"""
+
+
+def seed_thread(site, owner: str, title: str, messages: list[tuple[str, str]],
+                assistant: str = "Sim", days_ago: int = 0) -> int:  # fmt: skip
+    """A thread with these messages stored directly (no runs), last active `days_ago`."""
+    code = SEED_THREAD.format(
+        owner=owner, assistant=assistant, title=title, messages=json.dumps(messages),
+        days_ago=days_ago,
+    )  # fmt: skip
+    return int(site.manage("shell", "--verbosity", "0", "-c", code))
+
+
+RICH_ANSWER = """Here is **everything** at once, ~~nothing~~ left out; see https://example.com.
+
+| Plant | Seeds | Price |
+|:--|--:|:-:|
+| San Marzano tomato | 1,250,000 | $4.50 |
+| Basil | 980 | $2 |
+
+- [x] sow indoors
+- [ ] plant out after the last frost
+
+> Quoted advice with `inline code`.
+
+The area is $A = \\pi r^2$, and
+
+$$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$
+
+```python
+def water(plants: list[str]) -> None:
+    for plant in plants:
+        print(f"Watering {plant} with a very long line that scrolls sideways in its block")
+```
+"""
 
 
 def pytest_terminal_summary(terminalreporter):
