@@ -107,7 +107,9 @@ class AssistantForm(forms.ModelForm):
 
     class Meta:
         model = Assistant
-        fields = ["tools", "conversation_starters"]  # the admin adds the others (fieldsets)
+        fields = ["tools", "conversation_starters"]
+        # Plain checkboxes: admin's two-pane filter widget has ARIA faults (axe, serious).
+        widgets = {"groups": forms.CheckboxSelectMultiple}  # the admin adds the others (fieldsets)
 
 
 @admin.register(Assistant)
@@ -117,7 +119,6 @@ class AssistantAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "created_at", "updated_at"]
-    filter_horizontal = ["groups"]
     actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),

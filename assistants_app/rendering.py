@@ -10,6 +10,7 @@ sideways, so they take keyboard focus. The page's own live rendering while an an
 (static/js/markdown.js) uses the same options, so the final HTML replaces it without a jump.
 """
 
+import re
 from functools import lru_cache
 
 import nh3
@@ -119,9 +120,24 @@ TOKEN_CLASSES = {name for name in STANDARD_TYPES.values() if name}
 ALIGN_CLASSES = {"align-left", "align-center", "align-right"}
 
 
+_TASK_BOX = re.compile(
+    r'<input class="task-list-item-checkbox"( checked="checked")? type="checkbox" '
+    r'disabled="disabled">'
+)
+
+
+def _name_task_box(match: re.Match) -> str:
+    # A checkbox needs a name for screen readers; a task list's says its state.
+    state = "done" if match[1] else "to do"
+    return match[0].removesuffix(">") + f' aria-label="{state}">'
+
+
 @lru_cache(maxsize=2048)
 def render_markdown(text: str) -> str:
-    html = _markdown.render(text)
+    return _TASK_BOX.sub(_name_task_box, _sanitised(_markdown.render(text)))
+
+
+def _sanitised(html: str) -> str:
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -19,6 +19,8 @@ def test_it_draws_task_lists_that_cannot_be_ticked():
     boxes = re.findall(r"<input ([^>]*)> (\w+)", html)
     assert [(box.count("checked"), label) for box, label in boxes] == [(2, "done"), (0, "todo")]
     assert all('type="checkbox"' in box and 'disabled="disabled"' in box for box, _ in boxes)
+    assert ['aria-label="done"' in box for box, _ in boxes] == [True, False]
+    assert 'aria-label="to do"' in boxes[1][0]  # named for screen readers
 
 
 def test_it_links_bare_urls():

@@ -53,6 +53,7 @@ function taskLists(fragment) {
     box.disabled = true;
     box.checked = match[1] !== " ";
     box.className = "task-list-item-checkbox";
+    box.setAttribute("aria-label", box.checked ? "done" : "to do");
     first.data = " " + first.data.slice(4);
     first.before(box);
     item.classList.add("task-list-item");

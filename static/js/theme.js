@@ -28,8 +28,7 @@
     const show = (choice) => {
       button.textContent = "Theme: " + choice;
       const next = CHOICES[(CHOICES.indexOf(choice) + 1) % CHOICES.length];
-      const now = choice === "system" ? "follows the system" : choice;
-      button.setAttribute("aria-label", "Theme: " + now + ". Switch to " + next);
+      button.title = "Switch to the " + next + " theme";
     };
     show(stored());
     button.hidden = false;
