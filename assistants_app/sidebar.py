@@ -9,7 +9,9 @@ from django.utils import timezone
 from .models import Message, Thread
 
 PAGE_SIZE = 50
-SNIPPET_CONTEXT = 40  # characters either side of the match
+# Characters kept before and after the match: few before, so that the match itself shows in
+# a narrow sidebar.
+SNIPPET_BEFORE, SNIPPET_AFTER = 16, 64
 
 
 def date_group(when: datetime, today: date) -> str:
@@ -53,6 +55,6 @@ def snippet(thread: Thread, query: str) -> str:
     text = " ".join(message.text.split())
     at = text.lower().find(query.lower())
     if at < 0:  # the match spanned whitespace that was squeezed
-        return text[: 2 * SNIPPET_CONTEXT] + ("…" if len(text) > 2 * SNIPPET_CONTEXT else "")
-    start, end = max(0, at - SNIPPET_CONTEXT), at + len(query) + SNIPPET_CONTEXT
+        at = 0
+    start, end = max(0, at - SNIPPET_BEFORE), at + len(query) + SNIPPET_AFTER
     return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")

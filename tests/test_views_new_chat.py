@@ -127,19 +127,17 @@ def test_the_sidebar_loads_threads_a_page_at_a_time(alice_client, alice, bob, as
 
 def test_the_sidebar_search_shows_the_matching_snippet(alice_client, alice, bob, assistant):
     garden = Thread.objects.create(owner=alice, assistant=assistant, title="Garden")
-    Message.objects.create(
-        thread=garden, role="user", text="Early on I sow the San Marzano tomatoes indoors in March."
-    )
+    text = "Early in the year I sow the San Marzano tomatoes indoors, in March, on a sill."
+    Message.objects.create(thread=garden, role="user", text=text)
     bobs = Thread.objects.create(owner=bob, assistant=assistant, title="tomatoes")
 
     found = alice_client.get(reverse("thread-page"), {"q": "marzano"}).json()["threads"]
+    mine = alice_client.get(reverse("thread-page"), {"q": "tomatoes"}).json()["threads"]
 
     assert [t["id"] for t in found] == [garden.pk]
-    assert found[0]["snippet"] == "Early on I sow the San Marzano tomatoes indoors in March."
-    assert bobs.pk not in [
-        t["id"]
-        for t in alice_client.get(reverse("thread-page"), {"q": "tomatoes"}).json()["threads"]
-    ]
+    # The match near the start, so that it shows in a narrow sidebar.
+    assert found[0]["snippet"] == "…r I sow the San Marzano tomatoes indoors, in March, on a sill."
+    assert bobs.pk not in [t["id"] for t in mine]
 
 
 def test_rename_and_delete_answer_json_for_the_sidebar(alice_client, alice, assistant):

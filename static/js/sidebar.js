@@ -46,12 +46,7 @@ export function sidebar() {
     link.title = thread.title;
     link.textContent = thread.title;
     if (String(thread.id) === aside.dataset.current) link.setAttribute("aria-current", "page");
-    if (thread.snippet) {
-      const snippet = document.createElement("span");
-      snippet.className = "snippet";
-      snippet.textContent = thread.snippet;
-      link.append(snippet);
-    }
+    if (thread.snippet) link.append(snippetOf(thread.snippet));
     const menu = document.createElement("details");
     menu.className = "row-menu";
     menu.innerHTML = '<summary><span aria-hidden="true">⋯</span></summary><div class="menu-panel">' +
@@ -61,6 +56,22 @@ export function sidebar() {
     menu.querySelector('[data-action="delete"]').href = link.href + "delete/";
     li.append(link, menu);
     return li;
+  }
+
+  // The words that matched, marked: text nodes only, never HTML from the server.
+  function snippetOf(text) {
+    const snippet = document.createElement("span");
+    snippet.className = "snippet";
+    const query = search.value.trim();
+    const at = query ? text.toLowerCase().indexOf(query.toLowerCase()) : -1;
+    if (at < 0) {
+      snippet.textContent = text;
+      return snippet;
+    }
+    const mark = document.createElement("mark");
+    mark.textContent = text.slice(at, at + query.length);
+    snippet.append(text.slice(0, at), mark, text.slice(at + query.length));
+    return snippet;
   }
 
   function append(threads) {
