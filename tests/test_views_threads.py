@@ -184,3 +184,28 @@ def test_a_failed_run_does_not_block_the_next_message(alice_client, alice_thread
 def test_the_pages_carry_a_content_security_policy(alice_client, alice_thread):
     response = alice_client.get(reverse("thread-detail", args=[alice_thread.pk]))
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_a_broken_answer_is_not_called_stopped_by_the_user(alice_client, alice_thread):
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Tell me")
+    run = Run.objects.create(
+        thread=alice_thread, prompt=prompt, status=RunStatus.FAILED,
+        error_code="stream_broken", error_message="The connection to the provider broke.",
+    )  # fmt: skip
+    Message.objects.create(
+        thread=alice_thread, role="assistant", text="Half an", run=run, is_partial=True
+    )
+    page = alice_client.get(reverse("thread-detail", args=[alice_thread.pk])).content.decode()
+    assert "The assistant could not answer. The connection to the provider broke." in page
+    assert "stopped" not in page.lower()
+    assert page.count('class="retry"') == 1  # on that answer, once
+
+
+def test_an_answer_the_user_stopped_says_so_once(alice_client, alice_thread):
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Tell me")
+    run = Run.objects.create(thread=alice_thread, prompt=prompt, status=RunStatus.CANCELLED)
+    Message.objects.create(
+        thread=alice_thread, role="assistant", text="Half an", run=run, is_partial=True
+    )
+    page = alice_client.get(reverse("thread-detail", args=[alice_thread.pk])).content.decode()
+    assert page.count("You stopped this answer.") == 1

@@ -22,7 +22,19 @@ export function shortcuts({ composer, sidebar }) {
       event.preventDefault();
       composer.focus();
     } else if (event.key === "Escape" && !help.open) {
-      if (sidebar.closeDrawer() || composer.stop()) event.preventDefault();
+      if (closeMenus() || sidebar.closeDrawer() || composer.stop()) event.preventDefault();
     }
   });
+
+  // Menus (<details>) close on Escape and on a click elsewhere, as menus do.
+  function closeMenus(except) {
+    let closed = false;
+    for (const menu of document.querySelectorAll("details[open]")) {
+      if (menu === except || menu.contains(except)) continue;
+      menu.open = false;
+      closed = true;
+    }
+    return closed;
+  }
+  document.addEventListener("click", (event) => closeMenus(event.target.closest("details")));
 }
