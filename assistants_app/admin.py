@@ -7,24 +7,97 @@ from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from . import limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines.client import list_models
 from .exceptions import ProviderError
-from .models import Assistant, Message, Run, Thread, UsageLimit, UsageReport
+from .models import (
+    MAX_STARTERS,
+    STARTER_MAX_CHARS,
+    Assistant,
+    Message,
+    Run,
+    Thread,
+    UsageLimit,
+    UsageReport,
+)
 
 log = logging.getLogger(__name__)
 
 PROVIDER_CHECK_SECONDS = 3.0  # the status page waits no longer for a provider
+MODELS_CACHE_SECONDS = 60  # the model field's suggestions are asked for at most this often
+
+# The site's name on every admin page, not Django's.
+admin.site.site_header = "Assistants · administration"
+admin.site.site_title = "Assistants admin"
+admin.site.index_title = "Assistants, chats and usage"
+
+
+class ModelInput(forms.TextInput):
+    """A text field that suggests the models the providers offer (a <datalist>): free text
+    still goes, for a model a provider does not list."""
+
+    def __init__(self, suggestions: list[tuple[str, str]]):
+        super().__init__(attrs={"list": "model-suggestions", "autocomplete": "off"})
+        self.suggestions = suggestions
+
+    def render(self, name, value, attrs=None, renderer=None):
+        field = super().render(name, value, attrs, renderer)
+        options = format_html_join("", '<option value="{}" label="{}"></option>', self.suggestions)
+        return format_html('{}<datalist id="model-suggestions">{}</datalist>', field, options)
+
+
+def provider_models() -> list[tuple[str, str]]:
+    """(model id, provider name) for every model the configured providers list right now;
+    remembered for a minute, so the form does not ask on every load."""
+    suggestions = cache.get("admin:provider-models")
+    if suggestions is None:
+        checked = async_to_sync(check_providers)(settings.ASSISTANT_PROVIDERS)
+        suggestions = [
+            (model, provider["name"])
+            for provider in checked
+            if provider["answers"]
+            for model in provider["models"]
+        ]
+        cache.set("admin:provider-models", suggestions, MODELS_CACHE_SECONDS)
+    return suggestions
+
+
+class StartersField(forms.CharField):
+    """Conversation starters, one a line in a text box; stored as a list."""
+
+    widget = forms.Textarea(attrs={"rows": 4})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [line.strip() for line in (value or "").splitlines() if line.strip()]
+
+    def validate(self, value):
+        if len(value) > MAX_STARTERS:
+            raise forms.ValidationError(f"At most {MAX_STARTERS} starters.")
+        for starter in value:
+            if len(starter) > STARTER_MAX_CHARS:
+                raise forms.ValidationError(
+                    f"Keep each starter to {STARTER_MAX_CHARS} characters: “{starter[:40]}…”."
+                )
 
 
 class AssistantForm(forms.ModelForm):
+    conversation_starters = StartersField(
+        required=False,
+        help_text=f"Up to {MAX_STARTERS} short prompts, one a line, shown as cards when "
+        "someone starts a chat with this assistant.",
+    )
     tools = forms.MultipleChoiceField(
         choices=tools.choices,
         required=False,
@@ -34,7 +107,9 @@ class AssistantForm(forms.ModelForm):
 
     class Meta:
         model = Assistant
-        fields = ["tools"]  # the admin adds the others from its fieldsets
+        fields = ["tools", "conversation_starters"]
+        # Plain checkboxes: admin's two-pane filter widget has ARIA faults (axe, serious).
+        widgets = {"groups": forms.CheckboxSelectMultiple}  # the admin adds the others (fieldsets)
 
 
 @admin.register(Assistant)
@@ -44,10 +119,10 @@ class AssistantAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "created_at", "updated_at"]
-    filter_horizontal = ["groups"]
     actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
+        ("Starting a chat", {"fields": ["conversation_starters"]}),
         ("Model", {"fields": ["engine", "provider", "model", "temperature", "tools"]}),
         ("Access", {"fields": ["groups"]}),
         ("Provider state", {"fields": ["remote_id", "created_at", "updated_at"]}),
@@ -63,8 +138,18 @@ class AssistantAdmin(admin.ModelAdmin):
             ]
         )
         provider.help_text = "Providers are declared in the environment (README, Providers)."
+        model = form.base_fields["model"]
+        model.widget = ModelInput(provider_models())
+        model.help_text = (
+            "Suggestions come from the providers' model lists; any name goes. "
+            "Blank: the provider's default model (README, Providers)."
+        )
         if obj is None:
             provider.initial = settings.DEFAULT_PROVIDER
+            # The model field's default is an OpenAI model: no use on other providers.
+            default = settings.ASSISTANT_PROVIDERS.get(settings.DEFAULT_PROVIDER, {})
+            if settings.DEFAULT_PROVIDER != "openai":
+                model.initial = default.get("default_model", "")
         return form
 
     def save_model(self, request, obj, form, change):
@@ -185,10 +270,11 @@ class ThreadAdmin(admin.ModelAdmin):
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "thread", "status", "error_code", "total_tokens",
+        "id", "thread", "status", "error_code", "tokens",
         "created_at", "started_at", "finished_at", "duration",
     ]  # fmt: skip
     list_filter = ["status", "thread__assistant"]
+    ordering = ["-created_at", "-id"]  # newest first
     list_select_related = ["thread"]
     search_fields = ["remote_id", "error_code", "error_message", "thread__owner__username"]
     date_hierarchy = "created_at"
@@ -199,6 +285,10 @@ class RunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="Total tokens", ordering="total_tokens")
+    def tokens(self, obj):
+        return "-" if obj.total_tokens is None else f"{obj.total_tokens:,}"
 
 
 @admin.register(UsageLimit)
@@ -215,7 +305,7 @@ class UsageLimitAdmin(admin.ModelAdmin):
 
     @admin.display(description="Tokens used today (UTC)")
     def tokens_used_today(self, obj):
-        return limits.tokens_used_today(obj.user) if obj.pk else "-"
+        return f"{limits.tokens_used_today(obj.user):,}" if obj.pk else "-"
 
 
 @admin.register(UsageReport)

@@ -4,7 +4,9 @@ Connecting also drives the thread's unfinished runs, so a run left behind by a c
 a restarted server is picked up as soon as anyone opens the thread again.
 """
 
+import asyncio
 import json
+import logging
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -16,7 +18,12 @@ from .db import database_sync_to_async
 from .exceptions import ClientError
 from .models import Message, Run, Thread
 
+log = logging.getLogger(__name__)
+
 REPLAY_LIMIT = 500
+# A `heartbeat` event this often: while they arrive the page knows a quiet answer is a slow
+# model, and when they stop, that the socket is stalled (static/js/chat.js reconnects).
+HEARTBEAT_SECONDS = 5.0
 
 # Close codes: the websocket's counterparts of HTTP 401, 404 and 429, and RFC 6455's own
 # "message too big".
@@ -29,6 +36,7 @@ CLOSE_TOO_BIG = 1009
 class ThreadConsumer(AsyncJsonWebsocketConsumer):
     thread: Thread | None = None
     counted_socket = False  # in the user's open-socket count, so to be taken out of it
+    heartbeat: asyncio.Task | None = None
 
     async def connect(self):
         user = self.scope["user"]
@@ -46,6 +54,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         self.counted_socket = True
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
+        self.heartbeat = asyncio.create_task(self.beat())
         for run_id in active_run_ids:
             runs.ensure_driving(run_id)
 
@@ -72,7 +81,20 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         await self.close(code=code)
 
+    async def beat(self) -> None:
+        """Send `heartbeat` every HEARTBEAT_SECONDS until the socket closes."""
+        try:
+            while True:
+                await asyncio.sleep(HEARTBEAT_SECONDS)
+                await self.send_json({"type": "heartbeat"})
+        except asyncio.CancelledError:
+            pass  # disconnect() ends it
+        except Exception:
+            log.warning("heartbeat stopped on %s", self.thread.group_name, exc_info=True)
+
     async def disconnect(self, code):
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
         if self.counted_socket:

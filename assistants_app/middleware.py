@@ -1,11 +1,15 @@
 """Every request and response passes here: a Content-Security-Policy on every response
-(scripts and styles only from our own files), and input the database cannot store refused."""
+(scripts and styles only from our own files), input the database cannot store refused, and
+the site's own 404 page in debug mode too."""
 
 import json
 from inspect import iscoroutinefunction
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware
+from django.views.defaults import page_not_found
 
 from . import storable
 from .exceptions import ClientError
@@ -99,3 +103,35 @@ def _strings_in(data):
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+
+
+def _is_debug_not_found(response) -> bool:
+    return (
+        settings.DEBUG
+        and response.status_code == 404
+        and response.get("Content-Type", "").startswith("text/html")
+    )
+
+
+@sync_and_async_middleware
+def FriendlyNotFoundMiddleware(get_response):  # noqa: N802 (named like a class in settings)
+    """The site's own "Not found" page even with DJANGO_DEBUG=1 (the README's default run):
+    people following a stale link should not meet Django's debug page, which also lists
+    every URL pattern of the site."""
+    if iscoroutinefunction(get_response):
+
+        async def middleware(request):
+            response = await get_response(request)
+            if _is_debug_not_found(response):
+                return await sync_to_async(page_not_found)(request, None)
+            return response
+
+    else:
+
+        def middleware(request):
+            response = get_response(request)
+            if _is_debug_not_found(response):
+                return page_not_found(request, None)
+            return response
+
+    return middleware

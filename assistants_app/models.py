@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .rendering import render_markdown
+from .wording import run_summary
 
 
 class RunStatus(models.TextChoices):
@@ -46,6 +47,10 @@ def validate_provider(value: str) -> None:
         raise ValidationError(f"Unknown provider {value!r}; configured providers: {known}.")
 
 
+MAX_STARTERS = 4
+STARTER_MAX_CHARS = 120
+
+
 class AssistantQuerySet(models.QuerySet):
     def available_to(self, user) -> "AssistantQuerySet":
         """Active assistants open to everyone or shared with one of the user's groups."""
@@ -79,6 +84,11 @@ class Assistant(models.Model):
     temperature = models.FloatField(null=True, blank=True)
     tools = models.JSONField(default=list, blank=True)
     remote_id = models.CharField(max_length=200, blank=True, help_text="The provider's id.")
+    conversation_starters = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=f"Up to {MAX_STARTERS} short prompts offered as cards when a chat starts.",
+    )
     is_active = models.BooleanField(default=True)
     groups = models.ManyToManyField(
         Group, blank=True, help_text="Who may use it. Nobody selected: every user."
@@ -167,6 +177,8 @@ class Message(models.Model):
         return {
             "id": self.pk,
             "role": self.role,
+            # A user's message is shown as typed, never as Markdown.
+            "text": self.text if self.role == self.Role.USER else None,
             "html": self.html,
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
@@ -237,6 +249,11 @@ class Run(models.Model):
         return self.is_terminal and self.status != RunStatus.COMPLETED and bool(self.prompt_id)
 
     @property
+    def summary(self) -> str:
+        """The status as a person reads it (wording.py)."""
+        return run_summary(self)
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
@@ -250,6 +267,8 @@ class Run(models.Model):
             "can_retry": self.can_retry,
             "error_code": self.error_code,
             "error_message": self.error_message,
+            "prompt_id": self.prompt_id,
+            "summary": self.summary,
         }
 
 

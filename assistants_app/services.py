@@ -39,6 +39,31 @@ def start_thread(user, assistant_id: int | str) -> Thread:
     return Thread.objects.create(owner=user, assistant=assistant)
 
 
+async def start_chat(user, assistant_id, text) -> tuple[Thread, Message, Run]:
+    """A new thread with its first message and the run answering it: no thread is left
+    behind empty. Raises Http404 for an assistant the user may not use and what
+    `submit_message` raises; the thread is not kept then."""
+    text = clean_text(text)
+    available = Assistant.objects.available_to(user)
+    assistant = await available.filter(pk=_as_id(assistant_id)).afirst()
+    if assistant is None:
+        raise Http404("No such assistant")
+    thread = await Thread.objects.acreate(owner=user, assistant=assistant)
+    try:
+        message, run = await submit_message(user, thread, text)
+    except BaseException:
+        await thread.adelete()
+        raise
+    return thread, message, run
+
+
+def _as_id(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
 def clean_text(text) -> str:
     if not isinstance(text, str) or not text.strip():
         raise InvalidMessage("EMPTY_MESSAGE", "Write a message before sending.")

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.thread_list, name="thread-list"),
     path("threads/new/", views.thread_create, name="thread-create"),
+    path("threads/page/", views.thread_page, name="thread-page"),
     path("threads/<int:pk>/", views.thread_detail, name="thread-detail"),
     path("threads/<int:pk>/messages/", views.message_create, name="message-create"),
     path("threads/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),

@@ -3,14 +3,17 @@ and calls one function in services.py."""
 
 import json
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import services
+from . import conversation, services, sidebar
 from .exceptions import ClientError, InvalidInput
 from .models import Assistant, Thread
 
@@ -18,42 +21,91 @@ from .models import Assistant, Thread
 @login_required
 @require_GET
 def thread_list(request: HttpRequest) -> HttpResponse:
+    """The new-chat page: the assistant picker and its conversation starters beside the
+    sidebar of threads. No thread exists until the first message is sent."""
+    return render(request, "assistants_app/chat.html", _chat_context(request, thread=None))
+
+
+@login_required
+@require_GET
+def thread_page(request: HttpRequest) -> JsonResponse:
+    """A page of the sidebar's threads as data, for live search and loading more."""
     query = request.GET.get("q", "").strip()
+    try:
+        offset = max(0, int(request.GET.get("offset", 0)))
+    except ValueError:
+        offset = 0
     threads = services.list_threads(request.user, query)
-    assistants = Assistant.objects.available_to(request.user)
-    return render(
-        request,
-        "assistants_app/thread_list.html",
-        {"threads": threads, "assistants": assistants, "query": query},
-    )
+    return JsonResponse(sidebar.page_of(threads, offset, query))
 
 
 @login_required
 @require_POST
-def thread_create(request: HttpRequest) -> HttpResponse:
+async def thread_create(request: HttpRequest) -> HttpResponse:
+    """Start a chat with its first message: the thread, the message and the run at once. The
+    page posts JSON and goes to the thread; a form post (no JavaScript) is redirected there."""
+    user = await request.auser()
+    wants_json = request.content_type == "application/json"
+    if not wants_json and "text" not in request.POST:
+        # An empty thread, for API clients (and the integration tests); the page never makes
+        # one: its new-chat form always carries the first message.
+        try:
+            thread = await sync_to_async(services.start_thread)(user, request.POST.get("assistant"))
+        except ClientError as error:
+            return HttpResponseBadRequest(error.message, content_type="text/plain; charset=utf-8")
+        return redirect("thread-detail", pk=thread.pk)
     try:
-        thread = services.start_thread(request.user, request.POST.get("assistant", ""))
+        data = _json_body(request) if wants_json else request.POST
+        thread, message, run = await services.start_chat(
+            user, data.get("assistant", ""), data.get("text")
+        )
     except ClientError as error:
-        return HttpResponseBadRequest(error.message, content_type="text/plain; charset=utf-8")
-    return redirect("thread-detail", pk=thread.pk)
+        if wants_json:
+            return _error_response(error)
+        await _flash_async(request, error.message)
+        return redirect("thread-list")
+    url = reverse("thread-detail", args=[thread.pk])
+    if not wants_json:
+        return redirect(url)
+    body = {"thread": {"id": thread.pk, "url": url, "title": str(thread)}}
+    body.update(message=message.as_event(), run=run.as_event())
+    return JsonResponse(body, status=201)
 
 
 @login_required
 @require_GET
 def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
     thread = _my_thread(request, pk)
-    messages = list(thread.messages.all())
-    return render(
-        request,
-        "assistants_app/thread_detail.html",
-        {
-            "thread": thread,
-            "messages": messages,
-            "last_message_id": messages[-1].pk if messages else "",
-            "latest_run": thread.runs.order_by("-pk").first(),
-            "max_chars": settings.MESSAGE_MAX_CHARS,
-        },
+    return render(request, "assistants_app/chat.html", _chat_context(request, thread))
+
+
+def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
+    query = request.GET.get("q", "").strip()
+    threads = services.list_threads(request.user, query)
+    context = {
+        "thread": thread,
+        "query": query,
+        "threads": threads,
+        "sidebar": sidebar.page_of(threads, 0, query),
+        "max_chars": settings.MESSAGE_MAX_CHARS,
+    }
+    if thread is None:
+        assistants = list(Assistant.objects.available_to(request.user))
+        last = Thread.objects.filter(owner=request.user, assistant__in=assistants).first()
+        context.update(
+            assistants=assistants,
+            chosen=last.assistant if last else (assistants[0] if assistants else None),
+        )
+        return context
+    entries, last_message_id, latest_run = conversation.entries(thread)
+    context.update(
+        entries=entries,
+        last_message_id=last_message_id or "",
+        latest_run=latest_run,
+        assistants=[thread.assistant],
+        chosen=thread.assistant,
     )
+    return context
 
 
 @login_required
@@ -64,7 +116,7 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     thread = await _owned_thread(user, pk)
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
-    except ClientError as error:  # a body that is not JSON too
+    except ClientError as error:
         return _error_response(error)
     # The title too: a thread's first message names it.
     body = {"message": message.as_event(), "run": run.as_event(), "thread": {"title": str(thread)}}
@@ -114,17 +166,28 @@ def _error_response(error: ClientError) -> JsonResponse:
 
 
 def _text_from(request: HttpRequest):
-    """The message's text, from a JSON body {"text": ...} or a form; InvalidInput for a body
-    that is not JSON (or nests deeper than the parser goes)."""
-    if request.content_type != "application/json":
-        return request.POST.get("text")
+    """The message's text, from a JSON body {"text": ...} or a form."""
+    if request.content_type == "application/json":
+        return _json_body(request).get("text")
+    return request.POST.get("text")
+
+
+def _json_body(request: HttpRequest) -> dict:
+    """A JSON body's fields ({} for JSON that is not an object); InvalidInput for a body that
+    is not JSON (or nests deeper than the parser goes)."""
     try:
-        data = json.loads(request.body)
+        body = json.loads(request.body)
     except (ValueError, RecursionError):
-        raise InvalidInput(
-            "BAD_JSON", 'Send the message as JSON: {"text": "your message"}.'
-        ) from None
-    return data.get("text") if isinstance(data, dict) else None
+        raise InvalidInput("BAD_JSON", 'Send JSON, such as {"text": "your message"}.') from None
+    return body if isinstance(body, dict) else {}
+
+
+async def _flash_async(request: HttpRequest, text: str) -> None:
+    await sync_to_async(flash.error)(request, text)
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
 
 
 @login_required
@@ -136,8 +199,12 @@ def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.rename_thread(request.user, thread, request.POST.get("title"))
         except ClientError as error:
+            if _wants_json(request):
+                return _error_response(error)
             flash.error(request, error.message)
             return redirect("thread-rename", pk=pk)
+        if _wants_json(request):
+            return JsonResponse({"thread": {"id": thread.pk, "title": str(thread)}})
         flash.success(request, f"Renamed to “{thread.title}”.")
         return redirect("thread-detail", pk=pk)
     return render(request, "assistants_app/thread_rename.html", {"thread": thread})
@@ -152,8 +219,12 @@ def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             services.delete_thread(request.user, thread)
         except ClientError as error:
+            if _wants_json(request):
+                return _error_response(error)
             flash.error(request, error.message)
             return redirect("thread-detail", pk=pk)
+        if _wants_json(request):
+            return JsonResponse({"deleted": pk})
         flash.success(request, f"Deleted “{thread}”.")
         return redirect("thread-list")
     return render(request, "assistants_app/thread_confirm_delete.html", {"thread": thread})
@@ -166,7 +237,7 @@ def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(
         services.export_markdown(request.user, thread), content_type="text/markdown; charset=utf-8"
     )
-    return _as_download(response, f"thread-{pk}.md")
+    return _as_download(response, _filename(thread, "md"))
 
 
 @login_required
@@ -175,12 +246,17 @@ def thread_export_json(request: HttpRequest, pk: int) -> HttpResponse:
     thread = _my_thread(request, pk)
     data = services.export_json(request.user, thread)
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
-    return _as_download(response, f"thread-{pk}.json")
+    return _as_download(response, _filename(thread, "json"))
 
 
 def _my_thread(request: HttpRequest, pk: int) -> Thread:
     """The thread, if it is the requesting user's; 404 otherwise (sync views)."""
     return get_object_or_404(Thread.objects.select_related("assistant"), pk=pk, owner=request.user)
+
+
+def _filename(thread: Thread, extension: str) -> str:
+    """Named after the thread, so a folder of exports is readable: "planning-a-garden.md"."""
+    return f"{slugify(str(thread))[:80].strip('-') or f'thread-{thread.pk}'}.{extension}"
 
 
 def _as_download(response: HttpResponse, filename: str) -> HttpResponse:

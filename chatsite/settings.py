@@ -91,6 +91,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "assistants_app.middleware.ContentSecurityPolicyMiddleware",
+    "assistants_app.middleware.FriendlyNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "chatsite.urls"

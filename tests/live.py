@@ -183,7 +183,8 @@ class SiteClient:
 
     def start_thread(self, assistant: str = "Sim") -> int:
         page = self.http.get("/")
-        assistant_id = re.search(rf'<option value="(\d+)">{re.escape(assistant)}\b', page.text)[1]
+        option = rf'<option value="(\d+)"[^>]*>{re.escape(assistant)}\b'
+        assistant_id = re.search(option, page.text)[1]
         response = self.http.post(
             "/threads/new/",
             data={"assistant": assistant_id, "csrfmiddlewaretoken": _csrf_token(page.text)},

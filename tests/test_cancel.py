@@ -135,8 +135,9 @@ def test_the_page_shows_a_stop_button_only_while_a_run_is_active(alice_client, t
                                                                   shown):  # fmt: skip
     Run.objects.create(thread=thread, status=status)
     html = alice_client.get(f"/threads/{thread.pk}/").content.decode()
-    assert ('id="stop" class="secondary">' in html) is shown
-    assert ('id="stop" class="secondary" hidden>' in html) is not shown
+    assert ('id="stop" class="stop">' in html) is shown
+    assert ('id="stop" class="stop" hidden>' in html) is not shown
+    assert ('id="send" hidden>' in html) is shown  # Send turns into Stop
 
 
 async def _started(thread) -> Run:

@@ -30,7 +30,7 @@ async def test_a_chat_completes_over_a_real_websocket(site):
     assert len(answers) == 1
     answer = answers[0]
     assert "Simulated reply" in answer["html"]
-    assert "<pre><code" in answer["html"]  # the canned code sample, rendered
+    assert '<pre tabindex="0"><code' in answer["html"]  # the canned code sample, rendered
 
 
 async def test_bob_cannot_open_alices_thread_socket(site):

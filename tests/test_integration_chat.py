@@ -59,10 +59,14 @@ async def test_a_broken_stream_fails_visibly_and_can_be_retried(tmp_path):
     assert "This is turn" not in partial["html"]  # it broke off before that
     assert retried.status_code == 201
     assert again[-1]["run"]["id"] == retried.json()["run"]["id"] != run["id"]
-    # The message once, and one partial answer for each of the two runs.
+    # The message once, and a partial answer for each of the two runs.
     assert page.count('class="message user"') == 1
-    assert page.count('class="message assistant"') == 2
-    assert page.count("(stopped before the end)") == 2
+    # One answer with two versions: the broken one and the retry (`< 1/2 >` on the page).
+    assert page.count('class="message assistant"') == 1
+    assert page.count('class="version"') == 2
+    # Said as what it was, a failure, never as if the person had stopped it.
+    assert "The assistant could not answer. The answer stopped before it was finished." in page
+    assert "You stopped" not in page
 
 
 async def test_stop_keeps_what_was_said_so_far(tmp_path):

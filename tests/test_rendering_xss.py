@@ -110,7 +110,7 @@ def test_safe_markdown_still_renders():
         '<a href="https://docs.example/a?b=1" target="_blank" rel="noopener noreferrer">docs'
         in html
     )
-    assert '<pre><code class="language-py"><span class="n">x</span>' in html  # highlighted
+    assert '<pre tabindex="0"><code class="language-py"><span class="n">x</span>' in html
 
 
 @pytest.fixture
@@ -133,11 +133,14 @@ def test_the_thread_page_shows_payloads_inert(alice_client, poisoned_thread):
     elements = Elements(page).found
     scripts = [attrs for tag, attrs in elements if tag == "script"]
     assert scripts == [
-        {"src": f"/static/js/{name}.js", "defer": ""}
-        for name in ("time", "chat", "messages", "composer")
+        {"src": "/static/js/theme.js"},
+        {"src": "/static/js/time.js", "defer": ""},
+        {"type": "module", "src": "/static/js/page.js"},
     ]
     assert not [tag for tag, _ in elements if tag in FETCHING_TAGS - {"link"}]
-    assert all(attrs.get("rel") == "stylesheet" for tag, attrs in elements if tag == "link")
+    links = [attrs for tag, attrs in elements if tag == "link"]
+    assert all(attrs["rel"] in ("stylesheet", "icon") for attrs in links)
+    assert all(attrs["href"].startswith("/static/") for attrs in links)  # our own files
     assert not [(tag, n) for tag, attrs in elements for n in attrs if n.startswith("on")]
 
     messages = page[page.index('<ol class="messages"') : page.index("</ol>")]

@@ -58,7 +58,7 @@ def test_it_searches_titles_and_messages_of_my_threads_only(
 
 def test_a_search_without_results_says_so(alice_client, chat):
     response = alice_client.get(reverse("thread-list"), {"q": "zucchini"})
-    assert b"No threads match" in response.content
+    assert b"No chats match" in response.content
     assert b"zucchini" in response.content
 
 
@@ -111,7 +111,8 @@ def test_it_refuses_to_delete_while_the_assistant_answers(alice_client, chat):
 def test_it_exports_markdown(alice_client, chat):
     response = alice_client.get(reverse("thread-export-md", args=[chat.pk]))
     assert response["Content-Type"] == "text/markdown; charset=utf-8"
-    assert response["Content-Disposition"] == f'attachment; filename="thread-{chat.pk}.md"'
+    # Named after the thread, so a folder of exports is readable.
+    assert response["Content-Disposition"] == 'attachment; filename="planning-a-garden.md"'
     text = response.content.decode()
     assert text.startswith("# Planning a garden\n\nAssistant: Helper\n")
     assert "## You · " in text and "Which **tomatoes** grow best?" in text
@@ -121,7 +122,7 @@ def test_it_exports_markdown(alice_client, chat):
 
 def test_it_exports_json(alice_client, chat):
     response = alice_client.get(reverse("thread-export-json", args=[chat.pk]))
-    assert response["Content-Disposition"] == f'attachment; filename="thread-{chat.pk}.json"'
+    assert response["Content-Disposition"] == 'attachment; filename="planning-a-garden.json"'
     data = json.loads(response.content)
     assert data["title"] == "Planning a garden"
     assert data["assistant"] == {"name": "Helper", "description": "", "simulated": False}
@@ -142,7 +143,7 @@ def test_the_thread_page_offers_the_comforts(alice_client, chat):
 def test_a_missing_thread_gets_a_friendly_page(bob_client, chat):
     response = bob_client.get(reverse("thread-detail", args=[chat.pk]))
     assert response.status_code == 404
-    assert b"Back to my threads" in response.content
+    assert b"Back to my chats" in response.content
     assert b"Planning a garden" not in response.content
 
 
@@ -151,5 +152,8 @@ def test_the_assistants_name_and_description_are_shown(alice_client, chat, assis
     assistant.save()
     list_page = alice_client.get(reverse("thread-list")).content.decode()
     thread_page = alice_client.get(reverse("thread-detail", args=[chat.pk])).content.decode()
-    assert "Helper — Knows plants" in list_page  # in the assistant picker
-    assert '<span class="assistant-name">Helper</span> — Knows plants' in thread_page
+    # The new-chat page's picker says what the chosen assistant is for; a thread's header
+    # names its assistant.
+    assert 'data-description="Knows plants"' in list_page
+    assert '<p class="meta" id="assistant-description">Knows plants</p>' in list_page
+    assert '<span class="header-assistant">Helper</span>' in thread_page

@@ -1,5 +1,8 @@
 """Thread pages and the message endpoint: login, ownership, validation and run start."""
 
+import html
+import re
+
 import pytest
 import respx
 from django.urls import reverse
@@ -68,10 +71,20 @@ def test_it_refuses_an_inactive_assistant(alice_client, assistant):
 
 def test_it_shows_the_thread_with_its_history(alice_client, alice_thread):
     Message.objects.create(thread=alice_thread, role="user", text="What is *this*?")
+    Message.objects.create(thread=alice_thread, role="assistant", text="It is *that*.")
     response = alice_client.get(reverse("thread-detail", args=[alice_thread.pk]))
     assert response.status_code == 200
-    assert b"What is <em>this</em>?" in response.content
+    assert b"It is <em>that</em>." in response.content  # answers are Markdown
     assert b"composer-text" in response.content
+
+
+def test_it_shows_a_users_message_as_typed(alice_client, alice_thread):
+    typed = "# note\n1) first\n    indented *not em* <b>tag</b>"
+    Message.objects.create(thread=alice_thread, role="user", text=typed)
+    page = alice_client.get(reverse("thread-detail", args=[alice_thread.pk])).content.decode()
+    shown = re.search(r'<div class="body user-text">(.*?)</div>', page, re.S)[1]
+    assert html.unescape(shown) == typed  # no Markdown, line breaks and spaces kept
+    assert "&lt;b&gt;tag&lt;/b&gt;" in shown  # HTML shown as text
 
 
 def test_it_says_plainly_when_replies_are_simulated(alice_client, alice_thread, assistant):
@@ -109,7 +122,10 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
         "can_retry": False,
         "error_code": "",
         "error_message": "",
+        "prompt_id": message.pk,
+        "summary": "Waiting for the assistant...",
     }
+    assert body["message"]["text"] == "Hello there"  # the page shows it as typed
     assert run.prompt == message
     assert run.remote_id == "resp_abc123"
     alice_thread.refresh_from_db()
@@ -168,3 +184,28 @@ def test_a_failed_run_does_not_block_the_next_message(alice_client, alice_thread
 def test_the_pages_carry_a_content_security_policy(alice_client, alice_thread):
     response = alice_client.get(reverse("thread-detail", args=[alice_thread.pk]))
     assert "script-src 'self'" in response["Content-Security-Policy"]
+
+
+def test_a_broken_answer_is_not_called_stopped_by_the_user(alice_client, alice_thread):
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Tell me")
+    run = Run.objects.create(
+        thread=alice_thread, prompt=prompt, status=RunStatus.FAILED,
+        error_code="stream_broken", error_message="The connection to the provider broke.",
+    )  # fmt: skip
+    Message.objects.create(
+        thread=alice_thread, role="assistant", text="Half an", run=run, is_partial=True
+    )
+    page = alice_client.get(reverse("thread-detail", args=[alice_thread.pk])).content.decode()
+    assert "The assistant could not answer. The connection to the provider broke." in page
+    assert "stopped" not in page.lower()
+    assert page.count('class="retry"') == 1  # on that answer, once
+
+
+def test_an_answer_the_user_stopped_says_so_once(alice_client, alice_thread):
+    prompt = Message.objects.create(thread=alice_thread, role="user", text="Tell me")
+    run = Run.objects.create(thread=alice_thread, prompt=prompt, status=RunStatus.CANCELLED)
+    Message.objects.create(
+        thread=alice_thread, role="assistant", text="Half an", run=run, is_partial=True
+    )
+    page = alice_client.get(reverse("thread-detail", args=[alice_thread.pk])).content.decode()
+    assert page.count("You stopped this answer.") == 1

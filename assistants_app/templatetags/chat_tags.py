@@ -11,3 +11,9 @@ def flash_messages(context):
     """The request's one-off notices ("Deleted …"). Read through a tag because the thread
     page's context uses `messages` for the chat's messages."""
     return get_messages(context["request"])
+
+
+@register.filter
+def thousands(value):
+    """1234567 -> "1,234,567", for usage figures; anything else unchanged."""
+    return f"{value:,}" if isinstance(value, int) else value

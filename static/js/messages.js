@@ -1,102 +1,342 @@
-// Message comforts: a time and a "Copy" button on every message, and a bar with the language
-// and a "Copy code" button on every code block. Applies to the messages the server rendered
-// and to those chat.js adds (its "chat:message" event).
-(function () {
-  "use strict";
+// The message list and its scrolling. Messages scroll in their own region above the composer;
+// the page opens at the latest one and follows a streaming answer only while the reader is at
+// the bottom. Each answer holds its versions (one per run: Retry adds one, shown `< 1/2 >`),
+// and each version says its run's state in words, with Retry on the one that can be retried.
+import { addCodeBars, addCopy } from "./copy.js";
+import { renderLive } from "./markdown.js";
 
+const NEAR_BOTTOM_PX = 24;
+const SILENCE_MS = 3000; // no text for this long: "Still working... 12 s" instead of "Writing..."
+const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"]);
+
+export function messageView(chat) {
+  const scroller = document.getElementById("scroller");
   const list = document.getElementById("messages");
-  if (!list) return;
-  const announcer = document.getElementById("announcer");
+  const jump = document.getElementById("jump");
+  const assistantName = chat.dataset.assistantName;
+  const live = new Map(); // run id -> {text, lastTextAt, startedAt, frame}
+  let following = true;
+  let onRetry = () => {};
 
-  function announce(text) {
-    announcer.textContent = "";
-    // Set after a tick, so a screen reader announces it even when the words repeat.
-    setTimeout(() => {
-      announcer.textContent = text;
-    }, 50);
+  // --- Scrolling ------------------------------------------------------------------------
+
+  const atBottom = () =>
+    scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight <= NEAR_BOTTOM_PX;
+
+  function toBottom() {
+    scroller.scrollTop = scroller.scrollHeight;
   }
 
-  async function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) {
-      await navigator.clipboard.writeText(text);
+  scroller.addEventListener("scroll", () => {
+    following = atBottom();
+    jump.hidden = following;
+  }, { passive: true });
+  jump.addEventListener("click", () => {
+    following = true;
+    jump.hidden = true;
+    scroller.scrollTo({ top: scroller.scrollHeight, behavior: "smooth" });
+  });
+
+  // Content grew (an answer streaming, code bars, fonts) or the region shrank (the composer
+  // grew, a phone's keyboard opened): stay at the bottom if the reader was there.
+  const keepFollowing = () => {
+    if (following) toBottom();
+    else jump.hidden = atBottom();
+  };
+  new ResizeObserver(keepFollowing).observe(scroller);
+  if (list) new ResizeObserver(keepFollowing).observe(list);
+
+  // Changes inside the list must not move a reader who scrolled up: the content above them
+  // stays as it was, so keeping scrollTop keeps what they read in place.
+  function steady(change) {
+    const top = scroller.scrollTop;
+    change();
+    if (following) toBottom();
+    else scroller.scrollTop = top;
+  }
+
+  // --- Building items -------------------------------------------------------------------
+
+  function roleLine(text, createdAt) {
+    const role = document.createElement("div");
+    role.className = "role";
+    role.textContent = text;
+    if (createdAt) {
+      const time = document.createElement("time");
+      time.dateTime = createdAt;
+      time.dataset.relative = "";
+      role.append(" ", time);
+    }
+    return role;
+  }
+
+  function removeEmptyState() {
+    const empty = document.getElementById("empty-state");
+    if (empty) empty.remove();
+  }
+
+  const userItem = (id) => list.querySelector('li.message.user[data-id="' + id + '"]');
+  const lastUserItem = () => [...list.querySelectorAll("li.message.user")].pop();
+
+  function addUserMessage(message) {
+    if (userItem(message.id)) return;
+    removeEmptyState();
+    const item = document.createElement("li");
+    item.className = "message user";
+    item.dataset.id = message.id;
+    const body = document.createElement("div");
+    body.className = "body user-text";
+    body.textContent = message.text; // as typed: never Markdown, never HTML
+    item.append(roleLine("You", message.created_at), body);
+    addCopy(item, body, "your message");
+    steady(() => {
+      // An answer to it may already be shown, if the socket was quicker than the POST.
+      const answer = list.querySelector('li.assistant[data-prompt-id="' + message.id + '"]');
+      if (answer) answer.before(item);
+      else list.append(item);
+    });
+    following = true;
+    toBottom();
+    document.dispatchEvent(new CustomEvent("chat:message", { detail: { message } }));
+  }
+
+  // The answer to a prompt; a run we know nothing of answers the latest message (a thread
+  // has one run at a time, and a retry is for the last message).
+  function answerFor(promptId) {
+    if (!promptId) promptId = (lastUserItem() || { dataset: {} }).dataset.id || "";
+    let answer = list.querySelector('li.assistant[data-prompt-id="' + promptId + '"]');
+    if (answer) return answer;
+    removeEmptyState();
+    answer = document.createElement("li");
+    answer.className = "message assistant";
+    answer.dataset.promptId = promptId;
+    answer.append(roleLine(assistantName));
+    const prompt = userItem(promptId);
+    if (prompt && prompt.nextElementSibling) prompt.nextElementSibling.before(answer);
+    else list.append(answer);
+    return answer;
+  }
+
+  function versionFor(runId, promptId) {
+    let version = list.querySelector('.version[data-run-id="' + runId + '"]');
+    if (version) return version;
+    const answer = answerFor(promptId);
+    version = document.createElement("div");
+    version.className = "version";
+    version.dataset.runId = runId;
+    version.dataset.status = "queued";
+    const body = document.createElement("div");
+    body.className = "body";
+    const state = document.createElement("p");
+    state.className = "run-state";
+    state.hidden = true;
+    version.append(body, state);
+    answer.append(version);
+    for (const retry of answer.querySelectorAll(".retry")) retry.remove();
+    show(answer, versionsOf(answer).length - 1);
+    return version;
+  }
+
+  const versionsOf = (answer) => [...answer.querySelectorAll(":scope > .version")];
+
+  // --- Versions: < 1/2 > ---------------------------------------------------------------
+
+  function show(answer, index) {
+    const versions = versionsOf(answer);
+    versions.forEach((version, i) => {
+      version.hidden = i !== index;
+    });
+    let nav = answer.querySelector(":scope > .versions");
+    if (versions.length < 2) return;
+    if (!nav) {
+      nav = document.createElement("div");
+      nav.className = "versions";
+      nav.innerHTML =
+        '<button type="button" class="icon-button" data-step="-1" aria-label="Previous version">‹</button>' +
+        '<span class="count"></span>' +
+        '<button type="button" class="icon-button" data-step="1" aria-label="Next version">›</button>';
+      answer.querySelector(".role").after(nav);
+    }
+    nav.dataset.index = index;
+    nav.querySelector(".count").textContent = index + 1 + "/" + versions.length;
+    nav.querySelector('[data-step="-1"]').disabled = index === 0;
+    nav.querySelector('[data-step="1"]').disabled = index === versions.length - 1;
+  }
+
+  list && list.addEventListener("click", (event) => {
+    const step = event.target.closest(".versions [data-step]");
+    if (step) {
+      const answer = step.closest("li.assistant");
+      const nav = answer.querySelector(".versions");
+      steady(() => show(answer, Number(nav.dataset.index) + Number(step.dataset.step)));
       return;
     }
-    // Plain http on a host other than localhost has no clipboard API: copy a selection.
-    const area = document.createElement("textarea");
-    area.value = text;
-    area.readOnly = true;
-    area.className = "offscreen";
-    document.body.append(area);
-    area.select();
-    const copied = document.execCommand("copy");
-    area.remove();
-    if (!copied) throw new Error("the browser refused to copy");
-  }
+    if (event.target.closest(".retry")) onRetry(event.target.closest(".retry"));
+  });
 
-  function copyButton(label, accessibleName, textOf) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "copy";
-    button.textContent = label;
-    button.setAttribute("aria-label", accessibleName);
-    button.addEventListener("click", async () => {
-      try {
-        await copyText(textOf());
-        button.textContent = "Copied";
-        announce("Copied to the clipboard.");
-      } catch (error) {
-        button.textContent = "Copy failed";
-        announce("Could not copy: the browser refused.");
-      }
-      setTimeout(() => {
-        button.textContent = label;
-      }, 2000);
-    });
-    return button;
-  }
+  // --- Messages, streamed text and states ---------------------------------------------
 
-  function addTime(item, message) {
-    const role = item.querySelector(".role");
-    if (!message || !role || role.querySelector("time")) return;
-    const time = document.createElement("time");
-    time.dateTime = message.created_at;
-    time.dataset.relative = "";
-    role.append(" ", time);
-  }
-
-  function addCodeBars(body) {
-    for (const pre of body.querySelectorAll("pre")) {
-      const code = pre.querySelector("code") || pre;
-      const language = (code.className.match(/language-(\S+)/) || [])[1];
-      const name = document.createElement("span");
-      name.className = "code-language";
-      name.textContent = language || "code";
-      const bar = document.createElement("div");
-      bar.className = "code-bar";
-      const accessibleName = "Copy code" + (language ? " (" + language + ")" : "");
-      bar.append(name, copyButton("Copy code", accessibleName, () => code.innerText));
-      const block = document.createElement("div");
-      block.className = "code-block";
-      pre.before(block);
-      block.append(bar, pre);
+  function decorateAnswer(version) {
+    const answer = version.closest("li.assistant");
+    const body = version.querySelector(".body");
+    addCodeBars(body);
+    addCopy(version, body, "the answer");
+    if (!answer.querySelector(".role time") && version.dataset.createdAt) {
+      const time = document.createElement("time");
+      time.dateTime = version.dataset.createdAt;
+      time.dataset.relative = "";
+      answer.querySelector(".role").append(" ", time);
     }
   }
 
-  function decorate(item, message) {
-    if (!item.classList.contains("message") || item.dataset.decorated) return;
-    item.dataset.decorated = "true";
-    addTime(item, message);
-    const body = item.querySelector(".body");
-    addCodeBars(body);
-    const whose = item.classList.contains("user") ? "your message" : "the answer";
-    const actions = document.createElement("div");
-    actions.className = "message-actions";
-    actions.append(copyButton("Copy", "Copy " + whose, () => body.innerText.trim()));
-    item.append(actions);
+  function addMessage(message) {
+    if (message.role === "user") return addUserMessage(message);
+    if (list.querySelector('.part[data-id="' + message.id + '"]')) return; // shown already
+    steady(() => {
+      const version = versionFor(message.run_id || "none-" + message.id, null);
+      const streaming = version.querySelector(".part.streaming");
+      const part = streaming || document.createElement("div");
+      part.className = "part";
+      part.dataset.id = message.id;
+      part.dataset.partial = message.partial ? "true" : "false";
+      part.innerHTML = message.html; // sanitised on the server (nh3)
+      if (!streaming) version.querySelector(".body").append(part);
+      live.delete(String(message.run_id));
+      version.dataset.createdAt = message.created_at;
+      decorateAnswer(version);
+    });
+    document.dispatchEvent(new CustomEvent("chat:message", { detail: { message } }));
   }
 
-  list.querySelectorAll("li.message").forEach((item) => decorate(item, null));
-  list.addEventListener("chat:message", (event) => {
-    decorate(event.detail.element, event.detail.message);
-  });
-})();
+  // The text written so far of a run's answer ("" when none).
+  function streamedText(runId) {
+    const state = live.get(String(runId));
+    return state ? state.text : "";
+  }
+
+  function showStreamed(runId, text) {
+    const key = String(runId);
+    const state = live.get(key) || { startedAt: Date.now() };
+    state.text = text;
+    state.lastTextAt = Date.now();
+    live.set(key, state);
+    if (state.frame) return;
+    // Rendered once per frame however many pieces arrive.
+    state.frame = requestAnimationFrame(() => {
+      state.frame = null;
+      const version = versionFor(runId, null);
+      if (version.querySelector(".part:not(.streaming)") && !version.querySelector(".part.streaming")) return;
+      steady(() => {
+        let part = version.querySelector(".part.streaming");
+        if (!part) {
+          part = document.createElement("div");
+          part.className = "part streaming";
+          version.querySelector(".body").append(part);
+          version.closest("li").setAttribute("aria-busy", "true");
+        }
+        renderLive(part, state.text, addCodeBars);
+        if (ACTIVE.has(version.dataset.status) && version.dataset.status !== "cancelling") {
+          version.dataset.status = "in_progress";
+        }
+        sayState(version);
+      });
+    });
+  }
+
+  function showRun(run) {
+    const version = versionFor(run.id, run.prompt_id);
+    // A POST's answer can arrive after the socket said the run ended: never go back.
+    if (!ACTIVE.has(version.dataset.status) && version.dataset.done && ACTIVE.has(run.status)) return;
+    steady(() => {
+      version.dataset.status = run.status;
+      version.dataset.summary = run.summary || "";
+      if (!ACTIVE.has(run.status)) {
+        version.dataset.done = "true";
+        version.closest("li").removeAttribute("aria-busy");
+        for (const part of version.querySelectorAll(".part.streaming")) {
+          // Kept as text until its message arrives; without the cursor.
+          for (const cursor of part.querySelectorAll(".cursor")) cursor.remove();
+        }
+        const live_ = live.get(String(run.id));
+        if (live_ && !live_.text) live.delete(String(run.id));
+      } else if (!live.has(String(run.id))) {
+        live.set(String(run.id), { text: streamedText(run.id), startedAt: Date.now(), lastTextAt: 0 });
+      }
+      setRetry(version, run.can_retry);
+      sayState(version);
+    });
+    document.dispatchEvent(new CustomEvent("chat:run", { detail: { run } }));
+  }
+
+  function setRetry(version, canRetry) {
+    for (const old of list.querySelectorAll(".retry")) {
+      if (!canRetry || old.closest(".version") !== version) old.remove();
+    }
+    if (!canRetry || version.querySelector(".retry")) return;
+    const retry = document.createElement("button");
+    retry.type = "button";
+    retry.className = "retry";
+    retry.textContent = "Retry";
+    version.querySelector(".run-state").after(retry);
+  }
+
+  // The version's state line: the server's sentence once the run ended; while it runs,
+  // "Writing..." only while text arrives, then "Still working... 12 s".
+  function sayState(version) {
+    const state = version.querySelector(".run-state");
+    const status = version.dataset.status;
+    state.dataset.status = status;
+    let text = version.dataset.summary || "";
+    if (ACTIVE.has(status) && status !== "cancelling") {
+      const run = live.get(String(version.dataset.runId)) || { startedAt: Date.now(), lastTextAt: 0 };
+      const quietFor = Date.now() - Math.max(run.lastTextAt || 0, run.startedAt);
+      if (status === "queued" && quietFor < SILENCE_MS) text = "Waiting for the assistant...";
+      else if (status === "requires_action") text = "Using a tool...";
+      else if (quietFor < SILENCE_MS && run.lastTextAt) text = "Writing...";
+      else if (quietFor < SILENCE_MS) text = "Thinking...";
+      else text = "Still working... " + Math.round((Date.now() - run.startedAt) / 1000) + " s";
+    } else if (status === "cancelling") {
+      text = "Stopping...";
+    }
+    if (state.textContent !== text) state.textContent = text;
+    state.hidden = !text;
+  }
+
+  setInterval(() => {
+    for (const version of list ? list.querySelectorAll(".version") : []) {
+      if (ACTIVE.has(version.dataset.status)) sayState(version);
+    }
+  }, 1000);
+
+  // --- The server-rendered page --------------------------------------------------------
+
+  if (list) {
+    for (const item of list.querySelectorAll("li.message.user")) {
+      addCopy(item, item.querySelector(".body"), "your message");
+    }
+    for (const answer of list.querySelectorAll("li.assistant")) {
+      const versions = versionsOf(answer);
+      for (const version of versions) {
+        version.dataset.summary = version.querySelector(".run-state").textContent.trim();
+        if (!ACTIVE.has(version.dataset.status)) version.dataset.done = "true";
+        else live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
+        decorateAnswer(version);
+        sayState(version);
+      }
+      show(answer, versions.length - 1);
+    }
+  }
+  toBottom(); // a thread opens at its latest message
+
+  return {
+    addMessage,
+    addUserMessage,
+    showRun,
+    streamedText,
+    showStreamed,
+    isFollowing: () => following,
+    set onRetry(handler) {
+      onRetry = handler;
+    },
+  };
+}

@@ -5,6 +5,7 @@ Screenshots of the main states go to test-artifacts/screenshots/, which CI keeps
 accessibility check runs axe-core from node_modules (`npm ci` installs it from package.json).
 """
 
+import json
 import os
 import re
 from pathlib import Path
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = [
 LATENCY = 0.5
 SLOW_SECONDS = 2
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+DESKTOP = {"viewport": {"width": 1440, "height": 900}}
 
 
 def _missing(what: str, how: str):
@@ -103,15 +105,15 @@ def log_in(site, open_context):
 
 
 def screenshot(page, name: str) -> Path:
-    """What the person sees: the viewport (the composer sticks to its bottom)."""
+    """What the person sees: the viewport (the messages scroll inside it)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path))
     return path
 
 
-def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
-    """Run axe-core on the page; its serious and critical violations, one line each."""
+def axe_violations(page, impacts=("minor", "moderate", "serious", "critical")) -> list[str]:
+    """Run axe-core on the page; its violations of the given impacts (all), one line each."""
     # evaluate() is not subject to the page's CSP, unlike an injected <script>.
     page.evaluate(AXE_SCRIPT.read_text())
     results = page.evaluate(
@@ -125,29 +127,104 @@ def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
     ]
 
 
-def start_thread(page, assistant: str = "Sim") -> int:
-    """From the thread list, start a thread with the named assistant; its id."""
+def new_chat(page, text: str, assistant: str = "Sim") -> int:
+    """Start a chat as a person does: New chat, pick the assistant, send the first message;
+    the id of the thread that this makes."""
     page.goto("/")
-    select = page.get_by_label("Assistant")
-    # Options read "Name — description (simulated)"; "Sim" must not pick "Sim fail".
+    select = page.get_by_label("Assistant", exact=True)
+    # Options read "Name (simulated)"; "Sim" must not pick "Sim fail".
     label = next(
         option for option in select.locator("option").all_inner_texts()
-        if option == assistant or option.startswith((f"{assistant} (", f"{assistant} —"))
+        if option == assistant or option.startswith(f"{assistant} (")
     )  # fmt: skip
     select.select_option(label=label)
-    page.get_by_role("button", name="New thread").click()
+    send(page, text)
     page.wait_for_url(re.compile(r"/threads/\d+/$"))
     return int(page.url.rstrip("/").split("/")[-1])
 
 
 def answers(page):
     """The assistant's finished answers: one being streamed gets its id when it is complete."""
-    return page.locator("#messages li.message.assistant[data-id]")
+    return page.locator("#messages li.message.assistant:has(.part[data-id])")
+
+
+def run_state(page):
+    """The state line of the answer on show last: "Writing...", a failure, ..."""
+    return page.locator("#messages .version:not([hidden]) .run-state").last
 
 
 def send(page, text: str) -> None:
     page.get_by_label("Message", exact=True).fill(text)
     page.get_by_role("button", name="Send").click()
+
+
+def box(page, selector: str) -> dict:
+    """An element's box on screen (getBoundingClientRect), or None if absent."""
+    return page.evaluate(
+        "s => { const e = document.querySelector(s); if (!e) return null;"
+        " const r = e.getBoundingClientRect();"
+        " return {top: r.top, bottom: r.bottom, left: r.left, right: r.right,"
+        " height: r.height, width: r.width}; }",
+        selector,
+    )
+
+
+def scroll_state(page) -> dict:
+    return page.evaluate(
+        """() => { const s = document.getElementById("scroller");
+            return {top: s.scrollTop, height: s.scrollHeight, client: s.clientHeight,
+                    gap: s.scrollHeight - s.scrollTop - s.clientHeight}; }"""
+    )
+
+
+SEED_THREAD = """
+import json
+from datetime import timedelta
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from assistants_app.models import Assistant, Message, Thread
+owner = get_user_model().objects.get(username={owner!r})
+thread = Thread.objects.create(owner=owner, assistant=Assistant.objects.get(name={assistant!r}),
+                               title={title!r})
+Message.objects.bulk_create(Message(thread=thread, role=role, text=text)
+                            for role, text in json.loads({messages!r}))
+Thread.objects.filter(pk=thread.pk).update(updated_at=timezone.now() - timedelta(days={days_ago}))
+print(thread.pk)
+"""
+
+
+def seed_thread(site, owner: str, title: str, messages: list[tuple[str, str]],
+                assistant: str = "Sim", days_ago: int = 0) -> int:  # fmt: skip
+    """A thread with these messages stored directly (no runs), last active `days_ago`."""
+    code = SEED_THREAD.format(
+        owner=owner, assistant=assistant, title=title, messages=json.dumps(messages),
+        days_ago=days_ago,
+    )  # fmt: skip
+    return int(site.manage("shell", "--verbosity", "0", "-c", code))
+
+
+RICH_ANSWER = """Here is **everything** at once, ~~nothing~~ left out; see https://example.com.
+
+| Plant | Seeds | Price |
+|:--|--:|:-:|
+| San Marzano tomato | 1,250,000 | $4.50 |
+| Basil | 980 | $2 |
+
+- [x] sow indoors
+- [ ] plant out after the last frost
+
+> Quoted advice with `inline code`.
+
+The area is $A = \\pi r^2$, and
+
+$$\\sum_{i=1}^{n} i = \\frac{n(n+1)}{2}$$
+
+```python
+def water(plants: list[str]) -> None:
+    for plant in plants:
+        print(f"Watering {plant} with a very long line that scrolls sideways in its block")
+```
+"""
 
 
 def pytest_terminal_summary(terminalreporter):
