@@ -73,7 +73,8 @@ def clean_text(text) -> str:
             f"Messages can be at most {settings.MESSAGE_MAX_CHARS} characters "
             f"(this one has {len(text)}).",
         )
-    return storable.check(text, "Your message").strip()
+    # Kept as typed: leading spaces indent code, and the page shows a message verbatim.
+    return storable.check(text, "Your message")
 
 
 async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
@@ -147,7 +148,7 @@ def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Ru
         run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
         usage.reserve(run)
     if not thread.title:
-        thread.title = text.splitlines()[0][:TITLE_LENGTH]
+        thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
     run.thread = thread
     return message, run

@@ -112,7 +112,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
     body = response.json()
     message = Message.objects.get()
     run = Run.objects.get()
-    assert (message.role, message.text) == ("user", "Hello there")
+    assert (message.role, message.text) == ("user", "  Hello there  ")  # as typed
     assert body["message"]["id"] == message.pk
     assert body["thread"] == {"title": "Hello there"}  # named after its first message
     assert body["run"] == {

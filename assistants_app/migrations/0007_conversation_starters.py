@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("assistants_app", "0005_usage_report"),
+        ("assistants_app", "0006_usage_ledger"),
     ]
 
     operations = [
