@@ -13,6 +13,7 @@ from django.utils import timezone
 from assistants_app.models import Assistant, Run, RunStatus
 
 from .conftest import PROVIDER_URL
+from .test_admin_usage import add_runs
 
 pytestmark = pytest.mark.django_db
 
@@ -96,11 +97,8 @@ def test_runs_are_listed_newest_first_with_thousands_separators(staff_client, al
 
 
 def test_the_usage_report_separates_thousands(staff_client, alice_thread):
-    Run.objects.create(
-        thread=alice_thread, status=RunStatus.COMPLETED, input_tokens=600000,
-        output_tokens=634567, total_tokens=1234567,
-    )  # fmt: skip
+    add_runs(alice_thread, 1, tokens=1234567)
     page = staff_client.get(reverse("admin:assistants_app_usagereport_changelist"))
     html = page.content.decode()
     assert "1,234,567 tokens" in html
-    assert "<td>600,000</td><td>634,567</td><td>1,234,567</td>" in html
+    assert "<td>617,283</td><td>617,284</td><td>1,234,567</td>" in html
