@@ -19,7 +19,6 @@
 
   let lastMessageId = parseInt(chat.dataset.lastMessageId, 10) || null;
   let socket = null;
-  let reconnectAttempt = 0;
 
   // Every status a provider reports, as the page says it while the status holds.
   const STATUS_TEXT = {
@@ -120,39 +119,24 @@
     "message.created": (event) => addMessage(event.message),
     "message.delta": addDelta,
     "run.status": (event) => showStatus(event.run),
-    error: (event) => console.warn("server:", event.code, event.message),
+    // A long backlog is replayed a page at a time: ask for the next one.
+    "replay.more": () => sendHello(),
+    error: (event) => {
+      if (event.code === "TOO_MANY_HELLOS") setTimeout(sendHello, event.retry_after * 1000);
+      console.warn("server:", event.code, event.message);
+    },
   };
 
   function sendHello() {
-    socket.send(JSON.stringify({ type: "hello", last_message_id: lastMessageId }));
+    socket.send({ type: "hello", last_message_id: lastMessageId });
   }
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + chat.dataset.socketPath);
-    socket.addEventListener("open", () => {
-      reconnectAttempt = 0;
-      connectionLine.textContent = "";
-      sendHello();
-    });
-    socket.addEventListener("message", (frame) => {
-      const event = JSON.parse(frame.data);
-      (handlers[event.type] || (() => {}))(event);
-    });
-    socket.addEventListener("close", (closing) => {
-      if (closing.code === 4401 || closing.code === 4404) {
-        connectionLine.textContent = "This thread is not available. Log in again.";
-        return;
-      }
-      if (closing.code === 4429) {
-        connectionLine.textContent = "Too many open tabs. Close some; this one retries.";
-        reconnectAttempt = Math.max(reconnectAttempt, 5); // retry slowly
-      }
-      // Jittered exponential backoff, so a restarted server is not hit by every tab at once.
-      const delay = Math.min(30000, 500 * 2 ** reconnectAttempt) * (0.5 + Math.random() / 2);
-      reconnectAttempt += 1;
-      if (closing.code !== 4429) connectionLine.textContent = "Connection lost; reconnecting…";
-      setTimeout(connect, delay);
+    socket = window.openThreadSocket({
+      path: chat.dataset.socketPath,
+      onOpen: sendHello,
+      onEvent: (event) => (handlers[event.type] || (() => {}))(event),
+      onState: (text) => { connectionLine.textContent = text; },
     });
   }
 
