@@ -174,15 +174,17 @@ redis.call('zremrangebyscore', KEYS[1], '-inf', now)
 local limit = tonumber(ARGV[3])
 if limit > 0 and redis.call('zcard', KEYS[1]) >= limit then return 0 end
 redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('expire', KEYS[1], ARGV[2])
+redis.call('pexpire', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
 return 1
 """
 # Only entries still there: a socket taken out meanwhile is not brought back.
 _RENEW = """
 local clock = redis.call('time')
-local expiry = tonumber(clock[1]) + tonumber(ARGV[1])
+local expiry = tonumber(clock[1]) + tonumber(clock[2]) / 1000000 + tonumber(ARGV[1])
 for i = 2, #ARGV do redis.call('zadd', KEYS[1], 'XX', expiry, ARGV[i]) end
-if redis.call('exists', KEYS[1]) == 1 then redis.call('expire', KEYS[1], ARGV[1]) end
+if redis.call('exists', KEYS[1]) == 1 then
+  redis.call('pexpire', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000))
+end
 return 0
 """
 # event loop -> its redis client, and its heartbeat task: both belong to the loop.
