@@ -113,6 +113,8 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Every client event goes through here; a bad one gets an `error` event, not a crash."""
+        if self.socket_id is None:  # a refused socket, between its accept and its close
+            return
         # daphne refuses big frames too (manage.py serve sets it); this holds under any server.
         if frame_size(text_data, bytes_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             await self.send_json(

@@ -252,3 +252,26 @@ async def test_through_daphne_bad_frames_and_paths_get_their_close_codes(tmp_pat
             with pytest.raises(ConnectionClosed) as closed:
                 await s.recv()
             assert closed.value.rcvd.code == 4404  # not a handshake answered with 500
+
+
+async def test_an_event_that_cannot_be_sent_is_skipped_not_fatal(
+    path, alice_cookie, alice_thread, monkeypatch, caplog
+):
+    await Message.objects.acreate(thread=alice_thread, role="assistant", text="Unsendable")
+    await Run.objects.acreate(thread=alice_thread, status=RunStatus.COMPLETED)
+    socket = communicator(path, alice_cookie)
+    assert (await socket.connect())[0]
+    real_frames = consumers.frames
+
+    def failing_frames(event, max_bytes):
+        if event["type"] == "message.created":  # as daphne's PayloadExceededError would
+            raise ValueError("tried to send WebSocket message exceeding payload limit")
+        return real_frames(event, max_bytes)
+
+    monkeypatch.setattr(consumers, "frames", failing_frames)
+    await socket.send_json_to({"type": "hello", "last_message_id": None})
+
+    # The socket stays open and goes on (closing it would only bring the same replay back).
+    assert (await socket.receive_json_from())["type"] == "run.status"
+    assert "could not send a 'message.created' event" in caplog.text
+    await socket.disconnect()
