@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 # has this one, so a long backlog never piles up in the server's send buffer.
 REPLAY_PAGE_MESSAGES = 50
 REPLAY_PAGE_CHARS = 200_000
-# A socket may send this many hellos at once, then one every REPLAY_REFILL_SECONDS.
+# A socket may send this many hellos at once, then one every REPLAY_REFILL_SECONDS; a page
+# longer than REPLAY_PAGE_CHARS (one long answer) counts as that many pages, since rendering
+# its Markdown is what a flood of hellos would make the server do.
 REPLAY_BURST = 10
 REPLAY_REFILL_SECONDS = 1.0
 
@@ -144,7 +146,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         wait = self.replays.take()
         if wait:
             raise RateLimited("TOO_MANY_HELLOS", "Too many hellos; ask again later.", wait)
-        for event in await _missed(self.thread, max(last_message_id or 0, 0)):
+        events, chars = await _missed(self.thread, max(last_message_id or 0, 0))
+        self.replays.spend(chars / REPLAY_PAGE_CHARS - 1)
+        for event in events:
             await self.send_json(event)
 
     # Group events, named after their type.
@@ -179,13 +183,18 @@ class TokenBucket:
 
     def take(self) -> float:
         """0 when a token was taken; otherwise the seconds until one is there."""
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.since) / self.refill_seconds)
-        self.since = now
+        self.spend(0)
         if self.tokens >= 1:
             self.tokens -= 1
             return 0
         return round((1 - self.tokens) * self.refill_seconds, 3)
+
+    def spend(self, tokens: float) -> None:
+        """Refill for the time gone by, then take `tokens` more (down below zero: a debt)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.since) / self.refill_seconds)
+        self.since = now
+        self.tokens -= max(tokens, 0)
 
 
 def error_event(error: ClientError) -> dict:
@@ -230,7 +239,8 @@ def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[
 
 
 @database_sync_to_async
-def _missed(thread: Thread, last_message_id: int) -> list[dict]:
+def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
+    """The events of one page of replay, and how many characters of text it holds."""
     after = Message.objects.filter(thread=thread, pk__gt=last_message_id).order_by("pk")
     # Lengths first, so a page of long answers is never read (or rendered) whole.
     sizes = after.annotate(size=Length("text")).values_list("pk", "size")
@@ -243,10 +253,10 @@ def _missed(thread: Thread, last_message_id: int) -> list[dict]:
     messages = Message.objects.filter(pk__in=page).order_by("pk")
     events = [{"type": "message.created", "message": m.as_event()} for m in messages]
     if len(page) < len(sizes[: REPLAY_PAGE_MESSAGES + 1]):
-        return [*events, {"type": "replay.more", "last_message_id": page[-1]}]
+        return [*events, {"type": "replay.more", "last_message_id": page[-1]}], chars
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
     if latest_run is not None:
         events.append({"type": "run.status", "run": latest_run.as_event()})
         if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
             events.append(delta)
-    return events
+    return events, chars

@@ -196,6 +196,23 @@ async def test_hellos_are_rate_limited_per_socket(path, alice_cookie, alice_thre
     await socket.disconnect()
 
 
+async def test_long_replays_use_up_the_hellos_faster(
+    path, alice_cookie, alice_thread, monkeypatch
+):
+    monkeypatch.setattr(consumers, "REPLAY_PAGE_CHARS", 1000)
+    await Message.objects.acreate(thread=alice_thread, role="user", text="x" * 5000)
+    socket = communicator(path, alice_cookie)
+    assert (await socket.connect())[0]
+
+    for _ in range(consumers.REPLAY_BURST):
+        await socket.send_json_to({"type": "hello", "last_message_id": None})
+    answers = [await receive_event(socket) for _ in range(consumers.REPLAY_BURST)]
+
+    replays = [e for e in answers if e["type"] == "message.created"]
+    assert 2 <= len(replays) < consumers.REPLAY_BURST // 2  # each counted as five pages
+    await socket.disconnect()
+
+
 async def test_an_event_bigger_than_a_message_goes_in_parts(path, alice_cookie, alice_thread):
     text = "Съешь же ещё этих мягких французских булок. " * 2000  # 90 KB, 6 bytes a letter
     await Message.objects.acreate(thread=alice_thread, role="assistant", text=text)
