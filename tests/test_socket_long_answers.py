@@ -5,61 +5,24 @@ import asyncio
 import html
 import json
 import re
-from contextlib import asynccontextmanager
 
 import pytest
-from aiohttp import web
 
-from .chat_stream import answer
-from .live import SiteClient, free_port, is_assistant_message, receive_until, start_site
+from .live import SiteClient, is_assistant_message, receive_until, start_site
+from .long_answers import (
+    PIECE_CHARS,
+    add_big_assistant,
+    code_of,
+    provider_answering,
+    provider_env,
+    russian_of,
+)
 
 pytestmark = pytest.mark.slow
-
-PIECE_CHARS = 50_000  # how much text the provider streams at a time
-
-
-def code_of(size: int) -> str:
-    """At least `size` characters of Python, in a Markdown code block."""
-    lines, total, step = [], 0, 0
-    while total < size:
-        line = f"def step_{step:05d}(value):\n    return value + {step}  # step {step}\n"
-        lines.append(line)
-        total, step = total + len(line), step + 1
-    return "```python\n" + "".join(lines) + "```"
-
-
-def russian_of(size: int) -> str:
-    sentence = "Съешь же ещё этих мягких французских булок, да выпей чаю. "
-    return (sentence * (size // len(sentence) + 1))[:size].strip()
 
 
 def text_of(message_html: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", "", message_html)).strip()
-
-
-@asynccontextmanager
-async def provider_answering(text: str):
-    """An OpenAI-compatible server whose every chat completion streams `text`; its base URL."""
-
-    async def completions(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-        pieces = [text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)]
-        for event in answer(*pieces):
-            await response.write(event)
-        await response.write_eof()
-        return response
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", completions)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize(
@@ -72,11 +35,8 @@ async def provider_answering(text: str):
 )
 async def test_a_long_answer_arrives_whole_live_and_on_replay(tmp_path, text, expected):
     async with provider_answering(text) as provider_url:
-        env = {"ASSISTANT_PROVIDERS": "big", "PROVIDER_BIG_BASE_URL": provider_url}
-        with start_site(tmp_path, env=env) as site:
-            site.manage("shell", "-c", "from assistants_app.models import Assistant; "
-                        "Assistant.objects.create(name='Big', model='big', engine='chat', "
-                        "provider='big')")  # fmt: skip
+        with start_site(tmp_path, env=provider_env(provider_url)) as site:
+            add_big_assistant(site)
             alice = SiteClient(site, "alice")
             thread_id = alice.start_thread("Big")
             async with alice.websocket(thread_id) as socket:
@@ -99,5 +59,3 @@ async def test_a_long_answer_arrives_whole_live_and_on_replay(tmp_path, text, ex
     assert text_of(final["html"]) == expected(text)
     [again] = [e["message"] for e in replayed if is_assistant_message(e)]
     assert again == final
-
-
