@@ -5,7 +5,7 @@ import json
 
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from assistants_app import consumers
 from assistants_app.framing import Reassembler
@@ -269,6 +269,13 @@ async def test_through_daphne_bad_frames_and_paths_get_their_close_codes(tmp_pat
             with pytest.raises(ConnectionClosed) as closed:
                 await s.recv()
             assert closed.value.rcvd.code == 4404  # not a handshake answered with 500
+
+        # A page on another port of the same host gets no socket (daphne answers 403).
+        other_port = {**headers, "Origin": site.url.rsplit(":", 1)[0] + ":1"}
+        alices_thread = f"{url}/ws/threads/{thread_id}/"
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(alices_thread, additional_headers=other_port)
+        assert refused.value.response.status_code == 403
 
 
 async def test_an_event_that_cannot_be_sent_is_skipped_not_fatal(

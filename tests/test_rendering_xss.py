@@ -134,7 +134,7 @@ def test_the_thread_page_shows_payloads_inert(alice_client, poisoned_thread):
     scripts = [attrs for tag, attrs in elements if tag == "script"]
     assert scripts == [
         {"src": f"/static/js/{name}.js", "defer": ""}
-        for name in ("time", "chat", "messages", "composer")
+        for name in ("time", "socket", "chat", "messages", "composer")
     ]
     assert not [tag for tag, _ in elements if tag in FETCHING_TAGS - {"link"}]
     assert all(attrs.get("rel") == "stylesheet" for tag, attrs in elements if tag == "link")
