@@ -2,10 +2,17 @@
 
 Failed logins are counted per username and address (a guesser locks out only their own
 attempts at that account, not its owner elsewhere) and per address alone (one address trying
-many usernames). While over the limit the password is not even checked. Sign-up is off unless
-SIGNUP_ENABLED; when on, it is throttled per address, since every account gets its own
-fair-use budget. There is no password reset: the site sends no mail; staff reset passwords.
+many usernames). Each attempt takes its place in the counts before its password is checked and
+gives it back only when the password was right, so parallel guesses are checked at most up to
+the limit; past it the password is not even checked. Password checks are slow on purpose and
+hold a database connection, so a process runs only LOGINS_AT_ONCE of them at a time: a burst
+of logins waits its turn (or is told the site is busy) instead of emptying the pool.
+Sign-up is off unless SIGNUP_ENABLED; when on, it is throttled per address, since every
+account gets its own fair-use budget. There is no password reset: the site sends no mail;
+staff reset passwords.
 """
+
+import threading
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -21,6 +28,10 @@ from . import limits
 # One address may try this many times the per-account limit of failures (shared NATs).
 ADDRESS_FACTOR = 10
 SIGNUPS_PER_ADDRESS_PER_HOUR = 5
+# How long a login waits for its turn at the password check before the site says it is busy.
+LOGIN_WAIT_SECONDS = 10
+BUSY_MESSAGE = "Many people are logging in right now. Try again in a few seconds."
+_password_checks = threading.BoundedSemaphore(settings.LOGINS_AT_ONCE)
 
 
 class LoginThrottle:
@@ -34,12 +45,24 @@ class LoginThrottle:
             (f"login:{limits.private_name(address)}", limit * ADDRESS_FACTOR),
         ]
 
-    def locked(self) -> bool:
-        return any(limits.peek_window(key, self.window) >= limit for key, limit in self.counters)
+    def reserve(self) -> bool:
+        """Count this attempt as a failure before its password is checked; False (counting
+        nothing) when that would pass a limit. Counting first is what holds against parallel
+        guesses: each attempt takes a numbered place atomically, and only the first ones fit."""
+        self.reserved = []
+        for name, limit in self.counters:
+            place = limits.reserve_in_window(name, self.window, limit)
+            if place is None:
+                self.give_back()
+                return False
+            self.reserved.append(place)
+        return True
 
-    def failed(self) -> None:
-        for key, _ in self.counters:
-            limits.count_in_window(key, self.window)
+    def give_back(self) -> None:
+        """Undo the reservation: the password was right, or it was never checked."""
+        for place in self.reserved:
+            limits.give_back(place)
+        self.reserved = []
 
     def message(self) -> str:
         minutes = -(-limits.seconds_left_in_window(self.window) // 60)
@@ -52,16 +75,27 @@ class LoginView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         self.throttle = LoginThrottle(request)
-        if self.throttle.locked():
-            # An unbound form: a bound one would check the password when shown.
-            form = self.get_form_class()(request)
-            context = self.get_context_data(form=form, locked_out=self.throttle.message())
-            return self.render_to_response(context, status=429)
-        return super().post(request, *args, **kwargs)
+        if not self.throttle.reserve():
+            return self._refuse(self.throttle.message(), status=429)
+        if not _password_checks.acquire(timeout=LOGIN_WAIT_SECONDS):
+            self.throttle.give_back()
+            response = self._refuse(BUSY_MESSAGE, status=503)
+            response["Retry-After"] = "5"
+            return response
+        try:
+            return super().post(request, *args, **kwargs)
+        finally:
+            _password_checks.release()
 
-    def form_invalid(self, form):
-        self.throttle.failed()
-        return super().form_invalid(form)
+    def form_valid(self, form):
+        self.throttle.give_back()  # the right password is not a failed login
+        return super().form_valid(form)
+
+    def _refuse(self, reason: str, status: int) -> HttpResponse:
+        # An unbound form: a bound one would check the password when shown.
+        form = self.get_form_class()(self.request)
+        context = self.get_context_data(form=form, locked_out=reason)
+        return self.render_to_response(context, status=status)
 
 
 class SignupView(CreateView):

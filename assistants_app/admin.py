@@ -84,7 +84,10 @@ class AssistantAdmin(admin.ModelAdmin):
             return False
         return True
 
-    @admin.action(description="Sync selected assistants with their provider")
+    # Actions change assistants: staff who may only view them do not get them.
+    @admin.action(
+        description="Sync selected assistants with their provider", permissions=["change"]
+    )
     def sync_with_provider(self, request, queryset):
         syncable = [a for a in queryset if has_remote_assistant(a)]
         synced = sum(1 for assistant in syncable if self._sync(request, assistant))
@@ -114,11 +117,11 @@ class AssistantAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/assistants_app/provider_status.html", context)
 
-    @admin.action(description="Deactivate selected assistants")
+    @admin.action(description="Deactivate selected assistants", permissions=["change"])
     def deactivate(self, request, queryset):
         self.message_user(request, f"Deactivated {queryset.update(is_active=False)} assistant(s).")
 
-    @admin.action(description="Activate selected assistants")
+    @admin.action(description="Activate selected assistants", permissions=["change"])
     def activate(self, request, queryset):
         self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
 
@@ -231,6 +234,10 @@ class UsageAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
+        # This page replaces admin's own change list, and with it the permission check that
+        # came with it: every user's usage is for staff allowed to view the usage report.
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         form = usage.PeriodForm(request.GET)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta}
         context.update(title="Usage", form=form, presets=usage.presets(timezone.localdate()))

@@ -23,9 +23,9 @@ import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.db.models import Sum
 from django.utils import timezone
 
+from . import usage
 from .exceptions import RateLimited
 from .models import Run, UsageLimit
 
@@ -61,19 +61,18 @@ def start_of_today() -> datetime:
 
 
 def tokens_used_today(user) -> int:
-    """Tokens of the user's runs created since midnight UTC (finished runs carry usage)."""
-    used = Run.objects.filter(thread__owner=user, created_at__gte=start_of_today()).aggregate(
-        total=Sum("total_tokens")
-    )["total"]
-    return used or 0
+    """Tokens charged to the user since midnight UTC: what finished runs spent and estimates
+    for runs in flight, deleted threads' included (the usage ledger)."""
+    return usage.tokens_charged(user, start_of_today())
 
 
-def check_can_start_run(user) -> None:
+def check_can_start_run(user) -> str | None:
     """Raise RateLimited if the user may not start another run now.
 
     Call inside the transaction that creates the run, after locking the user's row, so two
     requests of one user cannot both take the last concurrent slot. The message counter is
-    checked last: a message refused for another reason does not use up the minute.
+    counted last: a message refused for another reason does not use up the minute. Returns the
+    place taken in that counter (None: no limit), to give back if the run is then not stored.
     """
     limits = limits_for(user)
     if limits.concurrent_runs:
@@ -91,15 +90,17 @@ def check_can_start_run(user) -> None:
             "at midnight UTC; your message is still here.",
             retry_after=seconds_until_tomorrow(),
         )
-    if limits.messages_per_minute:
-        key = f"messages:{user.pk}"
-        if count_in_window(key, 60) > limits.messages_per_minute:
-            raise RateLimited(
-                "TOO_MANY_MESSAGES",
-                f"You can send {limits.messages_per_minute} messages a minute. Wait a "
-                "moment, then send again; your message is still here.",
-                retry_after=seconds_left_in_window(60),
-            )
+    if not limits.messages_per_minute:
+        return None
+    place = reserve_in_window(f"messages:{user.pk}", 60, limits.messages_per_minute)
+    if place is None:
+        raise RateLimited(
+            "TOO_MANY_MESSAGES",
+            f"You can send {limits.messages_per_minute} messages a minute. Wait a "
+            "moment, then send again; your message is still here.",
+            retry_after=seconds_left_in_window(60),
+        )
+    return place
 
 
 def seconds_until_tomorrow() -> int:
@@ -112,6 +113,25 @@ def seconds_until_tomorrow() -> int:
 def count_in_window(name: str, window: int) -> int:
     """Count one event in the current `window`-second window; return the window's count."""
     return increment(_window_key(name, window), window)
+
+
+def reserve_in_window(name: str, window: int, limit: int) -> str | None:
+    """Take one of the `limit` places of the current window: the counter's key, to give back
+    if what it was taken for does not happen; None (nothing taken) when the window is full.
+    Atomic, so parallel requests never share the last place."""
+    key = _window_key(name, window)
+    if increment(key, window) > limit:
+        give_back(key)
+        return None
+    return key
+
+
+def give_back(key: str) -> None:
+    """Return a place taken by reserve_in_window()."""
+    try:
+        cache.decr(key)
+    except ValueError:  # the window ended meanwhile: nothing left to give back to
+        pass
 
 
 def peek_window(name: str, window: int) -> int:

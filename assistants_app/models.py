@@ -284,3 +284,41 @@ class UsageReport(Run):
     class Meta:
         proxy = True
         verbose_name = verbose_name_plural = "usage report"
+
+
+class UsageRecord(models.Model):
+    """What one run spent, kept apart from the run: a deleted thread takes its runs with it,
+    not the tokens they used (the daily budget and the usage report read this ledger).
+
+    A run is charged an estimate when it starts, so that answers in flight count against the
+    budget too, and what the provider reports when it ends.
+    """
+
+    run = models.OneToOneField(
+        Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_records"
+    )
+    assistant = models.ForeignKey(
+        Assistant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    output_tokens = models.PositiveIntegerField(null=True, blank=True)
+    total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    charged_tokens = models.PositiveIntegerField(
+        default=0, help_text="Counted against the budget: the estimate until the run ends."
+    )
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            # The budget sums a user's day; the report selects a period.
+            models.Index(fields=["user", "created_at"], name="usage_user_created_idx"),
+            models.Index(fields=["created_at"], name="usage_created_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Usage of run {self.run_id} by {self.user_id}"

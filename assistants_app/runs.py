@@ -21,11 +21,11 @@ from functools import partial
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import tools
+from . import storable, tools, usage
 from .db import database_sync_to_async
 from .engines import get_engine
 from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
@@ -170,7 +170,19 @@ async def record(run: Run, update: RunUpdate) -> bool:
     second writer, in this process or another, find the row instead of adding one.
     """
     committed: list[dict] = []
-    still_active = await _store(run, update, committed)
+    try:
+        still_active = await _store(run, update, committed)
+    except (DataError, ValueError, UnicodeError):
+        # A write that can never succeed (a provider's id the database refuses, say): retrying
+        # would only keep the thread busy until the run expires. Fail the run with the reason.
+        log.exception("run %s: the provider's answer could not be stored", run.pk)
+        run.remote_id = storable.mend(run.remote_id)
+        update = RunUpdate(
+            status=RunStatus.FAILED,
+            error_code="unstorable_answer",
+            error_message="The provider's answer could not be saved, so the run was stopped.",
+        )
+        still_active = await _store(run, update, committed)
     # Sent from the event loop, not from the database thread: waiting there on the channel
     # layer would hold up every other socket's and run's database work in this process.
     await broadcast(run.thread.group_name, committed)
@@ -188,7 +200,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 remote_id=remote.remote_id,
                 defaults={
                     "role": Message.Role.ASSISTANT,
-                    "text": remote.text,
+                    "text": storable.mend(remote.text),
                     "run": run,
                     "is_partial": update.status in CUT_SHORT_STATUSES,
                 },
@@ -208,7 +220,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             changes.update(
                 finished_at=timezone.now(),
                 error_code=update.error_code,
-                error_message=update.error_message,
+                error_message=storable.mend(update.error_message),
                 lease_owner="",
                 lease_expires_at=None,
                 partial_text="",
@@ -217,6 +229,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
         if still_active:
             for name, value in changes.items():
                 setattr(run, name, value)
+            usage.settle(run)
         if new_messages:
             Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
         events = [{"type": "message.created", "message": m.as_event()} for m in new_messages]
@@ -399,7 +412,7 @@ class LiveText:
         return True
 
     async def add(self, event: StreamEvent) -> None:
-        self.text += event.delta
+        self.text += storable.mend(event.delta)
         self.item_id = event.item_id or self.item_id
         if event.sequence is not None:
             self.sequence = event.sequence

@@ -9,7 +9,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from . import limits, runs
+from . import limits, runs, storable, usage
 from .db import database_sync_to_async
 from .exceptions import (
     CancelFailed,
@@ -27,7 +27,12 @@ TITLE_LENGTH = 60
 
 
 def start_thread(user, assistant_id: int | str) -> Thread:
-    """A new, empty thread with an assistant the user may use."""
+    """A new, empty thread with an assistant the user may use; InvalidInput for an id that is
+    not a number, Http404 for one that is not such an assistant."""
+    try:
+        assistant_id = int(assistant_id)
+    except (TypeError, ValueError):
+        raise InvalidInput("NO_ASSISTANT", "Choose an assistant from the list.") from None
     assistant = Assistant.objects.available_to(user).filter(pk=assistant_id).first()
     if assistant is None:
         raise Http404("No such assistant")
@@ -43,7 +48,7 @@ def clean_text(text) -> str:
             f"Messages can be at most {settings.MESSAGE_MAX_CHARS} characters "
             f"(this one has {len(text)}).",
         )
-    return text.strip()
+    return storable.check(text, "Your message").strip()
 
 
 async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
@@ -115,6 +120,7 @@ def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Ru
     with _starting_a_run(user):
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
         run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
+        usage.reserve(run)
     if not thread.title:
         thread.title = text.splitlines()[0][:TITLE_LENGTH]
         thread.save(update_fields=["title", "updated_at"])
@@ -133,6 +139,7 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
         )
     with _starting_a_run(user):
         run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
+        usage.reserve(run)
     run.thread = thread
     return last.prompt, run
 
@@ -140,15 +147,20 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
 @contextmanager
 def _starting_a_run(user):
     """The transaction that creates a run, within the user's fair-use limits."""
+    quota = None
     try:
         with transaction.atomic():
             # One submit of a user at a time past this line, so limits are counted exactly.
             get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
-            limits.check_can_start_run(user)
+            quota = limits.check_can_start_run(user)
             yield
+        quota = None  # stored: the message has spent its place in the minute
     except IntegrityError:
         # The unique "one active run per thread" constraint settles two tabs racing here.
         raise _run_active() from None
+    finally:
+        if quota:  # not stored (a race, a database error): a failed send spends nothing
+            limits.give_back(quota)
 
 
 def _run_active() -> RunActive:
@@ -164,7 +176,7 @@ def list_threads(user, query: str = "") -> QuerySet[Thread]:
     """The user's threads, newest activity first; with a query, only those whose title or
     any message contains it (case-insensitive)."""
     threads = Thread.objects.filter(owner=user).select_related("assistant")
-    query = query.strip()
+    query = storable.check(query, "The search").strip()
     if not query:
         return threads
     in_messages = Message.objects.filter(thread=OuterRef("pk"), text__icontains=query)
@@ -174,6 +186,7 @@ def list_threads(user, query: str = "") -> QuerySet[Thread]:
 def rename_thread(user, thread: Thread, title) -> Thread:
     _check_owner(user, thread)
     title = " ".join(title.split()) if isinstance(title, str) else ""
+    storable.check(title, "The title")
     if not title:
         raise InvalidInput("EMPTY_TITLE", "Give the thread a title.")
     max_length = Thread._meta.get_field("title").max_length

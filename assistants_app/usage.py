@@ -1,15 +1,23 @@
-"""Usage figures for staff: runs, failed runs and tokens per user and per assistant over a
-period. Each table is one grouped query, so the report stays fast however many runs there are.
+"""What runs spend: the usage ledger (one UsageRecord per run, charged an estimate when the run
+starts and what the provider reports when it ends) and the figures staff see in admin: runs,
+failed runs and tokens per user and per assistant over a period. The ledger outlives threads
+and runs, so deleting a thread neither refunds the daily budget nor erases the report's history.
+Each table is one grouped query, so the report stays fast however many runs there are.
 """
 
 from datetime import date, datetime, time, timedelta
 
 from django import forms
+from django.conf import settings
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
-from .models import Run, RunStatus
+from .models import EngineKind, Message, Run, RunStatus, UsageRecord
+
+# Tokens an answer is expected to take, on top of what the run sends, until it reports usage.
+ANSWER_TOKENS_ESTIMATE = 1_000
+CHARS_PER_TOKEN = 4
 
 DEFAULT_DAYS = 30
 PRESET_DAYS = [("Last 7 days", 7), ("Last 30 days", 30), ("Last 90 days", 90), ("Last year", 365)]
@@ -22,6 +30,51 @@ FIGURES = {
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
     "total_tokens": Coalesce(Sum("total_tokens"), 0),
 }
+
+
+# --- The ledger ----------------------------------------------------------------------
+
+
+def reserve(run: Run) -> UsageRecord:
+    """Charge a starting run an estimate of its tokens (what it sends, plus an answer), so that
+    answers in flight count against the budget. Call in the transaction that creates the run."""
+    thread = run.thread
+    sent = Message.objects.filter(thread_id=thread.pk).aggregate(chars=Sum(Length("text")))
+    chars = (sent["chars"] or 0) + len(thread.assistant.instructions)
+    if thread.assistant.engine == EngineKind.CHAT:
+        chars = min(chars, settings.CHAT_HISTORY_MAX_CHARS)  # the most a chat run sends
+    return UsageRecord.objects.create(
+        run=run,
+        user_id=thread.owner_id,
+        assistant_id=thread.assistant_id,
+        created_at=run.created_at,
+        status=run.status,
+        charged_tokens=chars // CHARS_PER_TOKEN + ANSWER_TOKENS_ESTIMATE,
+    )
+
+
+def settle(run: Run) -> None:
+    """Charge the run what it reported, once it reports usage or ends (nothing reported: 0)."""
+    if run.total_tokens is None and not run.is_terminal:
+        return
+    UsageRecord.objects.filter(run_id=run.pk).update(
+        status=run.status,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        total_tokens=run.total_tokens,
+        charged_tokens=run.total_tokens or 0,
+    )
+
+
+def tokens_charged(user, since: datetime) -> int:
+    """Tokens charged to the user since `since`: what ended runs spent, estimates for the rest."""
+    charged = UsageRecord.objects.filter(user=user, created_at__gte=since).aggregate(
+        total=Sum("charged_tokens")
+    )["total"]
+    return charged or 0
+
+
+# --- The report -----------------------------------------------------------------------
 
 
 class PeriodForm(forms.Form):
@@ -44,26 +97,27 @@ def presets(today: date) -> list[tuple[str, date, date]]:
     return [(label, today - timedelta(days=days - 1), today) for label, days in PRESET_DAYS]
 
 
-def runs_between(since: date, until: date) -> QuerySet[Run]:
-    """Runs created from the start of `since` to the end of `until`, in the site's time zone."""
+def runs_between(since: date, until: date) -> QuerySet[UsageRecord]:
+    """The ledger's runs created from the start of `since` to the end of `until`, in the site's
+    time zone, deleted threads' included."""
     start = timezone.make_aware(datetime.combine(since, time.min))
     end = timezone.make_aware(datetime.combine(until + timedelta(days=1), time.min))
-    return Run.objects.filter(created_at__gte=start, created_at__lt=end)
+    return UsageRecord.objects.filter(created_at__gte=start, created_at__lt=end)
 
 
-def per_user(runs: QuerySet[Run]) -> QuerySet:
+def per_user(runs: QuerySet[UsageRecord]) -> QuerySet:
     """Rows of {user_id, name, runs, failed, *_tokens}, busiest first."""
-    return _grouped(runs, user_id=F("thread__owner_id"), name=F("thread__owner__username"))
+    return _grouped(runs, "user_id", F("user__username"))
 
 
-def per_assistant(runs: QuerySet[Run]) -> QuerySet:
+def per_assistant(runs: QuerySet[UsageRecord]) -> QuerySet:
     """Rows of {assistant_id, name, runs, failed, *_tokens}, busiest first."""
-    return _grouped(runs, assistant_id=F("thread__assistant_id"), name=F("thread__assistant__name"))
+    return _grouped(runs, "assistant_id", F("assistant__name"))
 
 
-def totals(runs: QuerySet[Run]) -> dict:
+def totals(runs: QuerySet[UsageRecord]) -> dict:
     return runs.aggregate(**FIGURES)
 
 
-def _grouped(runs: QuerySet[Run], **group_by) -> QuerySet:
-    return runs.values(**group_by).annotate(**FIGURES).order_by("-runs", "name")
+def _grouped(runs: QuerySet[UsageRecord], key: str, name: F) -> QuerySet:
+    return runs.values(key, name=name).annotate(**FIGURES).order_by("-runs", "name")

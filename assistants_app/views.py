@@ -6,12 +6,12 @@ import json
 from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import services
-from .exceptions import ClientError
+from .exceptions import ClientError, InvalidInput
 from .models import Assistant, Thread
 
 
@@ -31,7 +31,10 @@ def thread_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def thread_create(request: HttpRequest) -> HttpResponse:
-    thread = services.start_thread(request.user, request.POST.get("assistant", ""))
+    try:
+        thread = services.start_thread(request.user, request.POST.get("assistant", ""))
+    except ClientError as error:
+        return HttpResponseBadRequest(error.message, content_type="text/plain; charset=utf-8")
     return redirect("thread-detail", pk=thread.pk)
 
 
@@ -61,7 +64,7 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     thread = await _owned_thread(user, pk)
     try:
         message, run = await services.submit_message(user, thread, _text_from(request))
-    except ClientError as error:
+    except ClientError as error:  # a body that is not JSON too
         return _error_response(error)
     # The title too: a thread's first message names it.
     body = {"message": message.as_event(), "run": run.as_event(), "thread": {"title": str(thread)}}
@@ -111,12 +114,17 @@ def _error_response(error: ClientError) -> JsonResponse:
 
 
 def _text_from(request: HttpRequest):
-    if request.content_type == "application/json":
-        try:
-            return json.loads(request.body).get("text")
-        except (ValueError, AttributeError):
-            return None
-    return request.POST.get("text")
+    """The message's text, from a JSON body {"text": ...} or a form; InvalidInput for a body
+    that is not JSON (or nests deeper than the parser goes)."""
+    if request.content_type != "application/json":
+        return request.POST.get("text")
+    try:
+        data = json.loads(request.body)
+    except (ValueError, RecursionError):
+        raise InvalidInput(
+            "BAD_JSON", 'Send the message as JSON: {"text": "your message"}.'
+        ) from None
+    return data.get("text") if isinstance(data, dict) else None
 
 
 @login_required

@@ -85,6 +85,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "assistants_app.middleware.RefuseUnstorableInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -296,6 +297,11 @@ WEBSOCKET_MAX_MESSAGE_BYTES = envint("WEBSOCKET_MAX_MESSAGE_BYTES", 16_384)
 # Accounts: failed logins are throttled per username and address, and per address alone.
 LOGIN_FAILURES_LIMIT = envint("LOGIN_FAILURES_LIMIT", 5)
 LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 900)
+# Password checks a process runs at once: each is slow on purpose and holds a database
+# connection, so a burst of logins must not take the pool (nor the CPU) from everyone else.
+LOGINS_AT_ONCE = max(1, envint("LOGINS_AT_ONCE", 2))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_SIZE:
+    LOGINS_AT_ONCE = min(LOGINS_AT_ONCE, max(1, DATABASE_POOL_SIZE // 2))
 SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", False)
 
 TESTING = "pytest" in sys.modules

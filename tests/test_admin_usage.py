@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from assistants_app.models import Assistant, Run, RunStatus, Thread
+from assistants_app.models import Assistant, Run, RunStatus, Thread, UsageRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -14,11 +14,15 @@ URL = reverse("admin:assistants_app_usagereport_changelist")
 
 
 def add_runs(thread, count, status=RunStatus.COMPLETED, tokens=10, days_ago=0):
+    """Finished runs, in the ledger as the driver leaves them."""
     when = timezone.now() - timedelta(days=days_ago)
-    Run.objects.bulk_create(
-        Run(thread=thread, status=status, created_at=when, input_tokens=tokens // 2,
-            output_tokens=tokens - tokens // 2, total_tokens=tokens)
-        for _ in range(count)
+    figures = {"status": status, "created_at": when, "input_tokens": tokens // 2,
+               "output_tokens": tokens - tokens // 2, "total_tokens": tokens}  # fmt: skip
+    runs = Run.objects.bulk_create(Run(thread=thread, **figures) for _ in range(count))
+    UsageRecord.objects.bulk_create(
+        UsageRecord(run=run, user_id=thread.owner_id, assistant_id=thread.assistant_id,
+                    charged_tokens=tokens, **figures)
+        for run in runs
     )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from assistants_app import limits
-from assistants_app.models import Run, RunStatus, Thread, UsageLimit
+from assistants_app.models import Run, RunStatus, Thread, UsageLimit, UsageRecord
 
 from .conftest import PROVIDER_URL
 from .live import ROOT
@@ -123,13 +123,16 @@ def test_it_limits_answers_in_progress_at_once(alice_client, alice, bob, assista
 
 
 def run_with_tokens(user, assistant, tokens: int, days_ago: int = 0) -> None:
+    """A finished run, in the ledger as the driver leaves it."""
     thread = Thread.objects.create(owner=user, assistant=assistant)
-    Run.objects.create(
-        thread=thread,
-        status=RunStatus.COMPLETED,
-        total_tokens=tokens,
-        created_at=timezone.now() - timedelta(days=days_ago),
+    when = timezone.now() - timedelta(days=days_ago)
+    run = Run.objects.create(
+        thread=thread, status=RunStatus.COMPLETED, total_tokens=tokens, created_at=when
     )
+    UsageRecord.objects.create(
+        run=run, user=user, assistant=assistant, created_at=when, status=run.status,
+        total_tokens=tokens, charged_tokens=tokens,
+    )  # fmt: skip
 
 
 def test_it_enforces_the_daily_token_budget(alice_client, alice, assistant, settings):

@@ -1,0 +1,94 @@
+"""Where our code reaches into asgiref, Channels and channels_redis, the versions it was written
+for are pinned in pyproject.toml, and these tests check both the installed versions and the
+private names that code leans on. An upgrade that moves one of them fails here, with a message
+naming the module to read again, instead of failing under load in production.
+
+The reasons for each reach are in the modules named and in README's "Where we go beyond
+Channels, channels_redis and asgiref, and why".
+"""
+
+import inspect
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+# The distributions whose internals we use, and the module of ours that uses them.
+FENCED = {
+    "asgiref": "assistants_app/db.py",
+    "channels": "assistants_app/consumers.py, assistants_app/socket_auth.py",
+    "channels-redis": "chatsite/channel_layer.py",
+}
+
+
+def pinned(name: str) -> Requirement:
+    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    for line in dependencies:
+        requirement = Requirement(line)
+        if requirement.name == name:
+            return requirement
+    raise AssertionError(f"{name} is used past its public API but not pinned in pyproject.toml")
+
+
+@pytest.mark.parametrize("name", sorted(FENCED))
+def test_the_installed_version_is_the_one_the_code_was_written_for(name):
+    requirement = pinned(name)
+    installed = version(name)
+    assert requirement.specifier.contains(installed), (
+        f"{name} {installed} is installed but the code in {FENCED[name]} was written for "
+        f"{name}{requirement.specifier}: read that code against the new version before "
+        "widening the pin."
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FENCED))
+def test_the_pin_admits_no_next_minor_version(name):
+    # A range like ">=4.2,<5" would let a minor release change the internals unseen.
+    major, minor = (int(part) for part in version(name).split(".")[:2])
+    next_minor = f"{major}.{minor + 1}.0"
+    assert not pinned(name).specifier.contains(next_minor), (
+        f"{name}'s pin {pinned(name).specifier} admits {next_minor}, whose internals nobody read"
+    )
+
+
+def test_asgiref_still_picks_executors_the_way_db_py_mirrors():
+    from asgiref.sync import AsyncToSync, SyncToAsync
+
+    # db._has_thread_of_its_own() reads these three to know where a call would run.
+    assert hasattr(AsyncToSync, "executors"), "asgiref: AsyncToSync.executors moved (db.py)"
+    assert hasattr(AsyncToSync, "loop_thread_executors"), "asgiref moved loop_thread_executors"
+    assert hasattr(SyncToAsync, "thread_sensitive_context"), "asgiref moved its context var"
+    # db._CleanSyncToAsync and _PooledSyncToAsync override thread_handler and pass executor=.
+    assert "thread_handler" in SyncToAsync.__dict__, "asgiref: SyncToAsync.thread_handler moved"
+    assert "executor" in inspect.signature(SyncToAsync.__init__).parameters
+
+
+def test_channels_still_does_what_the_consumer_skips():
+    from channels.auth import get_user
+    from channels.consumer import AsyncConsumer
+    from channels.generic.websocket import AsyncWebsocketConsumer
+
+    # ThreadConsumer.dispatch and websocket_disconnect copy Channels' own less one hop to the
+    # database thread; if Channels drops that hop, our copies have no reason to exist.
+    assert "aclose_old_connections" in inspect.getsource(AsyncConsumer.dispatch)
+    assert "aclose_old_connections" in inspect.getsource(
+        AsyncWebsocketConsumer.websocket_disconnect
+    )
+    # socket_auth.py runs Channels' own user lookup, unwrapped from its database_sync_to_async.
+    assert callable(getattr(get_user, "func", None)), "channels.auth.get_user lost .func"
+
+
+def test_channels_redis_pubsub_keeps_the_shape_channel_layer_py_overrides():
+    from channels_redis import pubsub, utils
+
+    assert hasattr(utils, "_wrap_close")
+    assert hasattr(pubsub.RedisPubSubChannelLayer, "_get_layer")
+    shard = pubsub.RedisSingleShardConnection("redis://127.0.0.1:1", channel_layer=None)
+    for name in ("_subscribed_to", "_lock", "_redis", "_pubsub"):
+        assert hasattr(shard, name), f"channels_redis' shard lost {name} (channel_layer.py)"
+    assert callable(getattr(shard, "_ensure_redis", None))
+    assert "_shards" in inspect.getsource(pubsub.RedisPubSubLoopLayer.__init__)
