@@ -7,23 +7,35 @@ a restarted server is picked up as soon as anyone opens the thread again.
 import asyncio
 import json
 import logging
+import time
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
+from django.db.models.functions import Length
 
 from . import limits, runs
 from .db import database_sync_to_async
-from .exceptions import ClientError
+from .exceptions import ClientError, RateLimited
+from .framing import frames
 from .models import Message, Run, Thread
 
 log = logging.getLogger(__name__)
 
-REPLAY_LIMIT = 500
 # A `heartbeat` event this often: while they arrive the page knows a quiet answer is a slow
 # model, and when they stop, that the socket is stalled (static/js/chat.js reconnects).
 HEARTBEAT_SECONDS = 5.0
+# One `hello` replays at most this many messages, and stops early past this many characters
+# of text (one message always goes, however long): the page asks for the next page when it
+# has this one, so a long backlog never piles up in the server's send buffer.
+REPLAY_PAGE_MESSAGES = 50
+REPLAY_PAGE_CHARS = 200_000
+# A socket may send this many hellos at once, then one every REPLAY_REFILL_SECONDS; a page
+# longer than REPLAY_PAGE_CHARS (one long answer) counts as that many pages, since rendering
+# its Markdown is what a flood of hellos would make the server do.
+REPLAY_BURST = 10
+REPLAY_REFILL_SECONDS = 1.0
 
 # Close codes: the websocket's counterparts of HTTP 401, 404 and 429, and RFC 6455's own
 # "message too big".
@@ -35,8 +47,19 @@ CLOSE_TOO_BIG = 1009
 
 class ThreadConsumer(AsyncJsonWebsocketConsumer):
     thread: Thread | None = None
-    counted_socket = False  # in the user's open-socket count, so to be taken out of it
+    socket_id: str | None = None  # its entry in the user's open-socket count
     heartbeat: asyncio.Task | None = None
+
+    async def __call__(self, scope, receive, send):
+        # However the consumer ends (a clean close, an exception, daphne cancelling it), its
+        # socket leaves the user's count; disconnect() alone misses all but the first.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+            if self.socket_id is not None:
+                await limits.close_socket(self.socket_id)
 
     async def connect(self):
         user = self.scope["user"]
@@ -48,10 +71,11 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is None:
             await self.refuse(CLOSE_NOT_FOUND)
             return
-        if not await limits.open_socket(user):
+        self.socket_id = await limits.open_socket(user)
+        if self.socket_id is None:
             await self.refuse(CLOSE_TOO_MANY_SOCKETS)
             return
-        self.counted_socket = True
+        self.replays = TokenBucket(REPLAY_BURST, REPLAY_REFILL_SECONDS)
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
         self.heartbeat = asyncio.create_task(self.beat())
@@ -97,11 +121,23 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             self.heartbeat.cancel()
         if self.thread is not None:
             await self.channel_layer.group_discard(self.thread.group_name, self.channel_name)
-        if self.counted_socket:
-            await limits.close_socket(self.scope["user"])
+
+    async def send_json(self, content, close=False):
+        """Every event goes out here: in parts when it is bigger than a websocket message may
+        be (assistants_app/framing.py). A send that fails anyway is logged and skipped: were
+        the socket closed instead, the page would reconnect and replay the same event again."""
+        try:
+            for frame in frames(content, settings.WEBSOCKET_MAX_MESSAGE_BYTES):
+                await self.send(text_data=frame)
+        except Exception:
+            log.exception("thread %s: could not send a %r event", self.thread.pk, content["type"])
+        if close:
+            await self.close()
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Every client event goes through here; a bad one gets an `error` event, not a crash."""
+        if self.socket_id is None:  # a refused socket, between its accept and its close
+            return
         # daphne refuses big frames too (manage.py serve sets it); this holds under any server.
         if frame_size(text_data, bytes_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
             await self.send_json(
@@ -112,20 +148,27 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.handle(parse_event(text_data))
         except ClientError as error:
-            await self.send_json({"type": "error", "code": error.code, "message": error.message})
+            await self.send_json(error_event(error))
 
     async def handle(self, event: dict) -> None:
         if event.get("type") == "hello":
             await self.replay(event.get("last_message_id"))
         else:
-            raise ClientError("UNKNOWN_EVENT", f"Unknown event type {event.get('type')!r}.")
+            shown = repr(event.get("type"))[:40]
+            raise ClientError("UNKNOWN_EVENT", f"Unknown event type {shown}.")
 
     async def replay(self, last_message_id) -> None:
-        """Send what a client missed: messages after the one it has, the latest run, and the
-        answer written so far if that run is still going."""
-        if last_message_id is not None and not isinstance(last_message_id, int):
+        """Send what a client missed: messages after the one it has, a page at a time, then
+        the latest run and the answer written so far if that run is still going."""
+        if last_message_id is not None and (
+            not isinstance(last_message_id, int) or isinstance(last_message_id, bool)
+        ):
             raise ClientError("BAD_LAST_MESSAGE_ID", "last_message_id must be a number or null.")
-        events = await _missed(self.thread, last_message_id or 0)
+        wait = self.replays.take()
+        if wait:
+            raise RateLimited("TOO_MANY_HELLOS", "Too many hellos; ask again later.", wait)
+        events, chars = await _missed(self.thread, max(last_message_id or 0, 0))
+        self.replays.spend(chars / REPLAY_PAGE_CHARS - 1)
         for event in events:
             await self.send_json(event)
 
@@ -144,8 +187,49 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
 
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Any other websocket path (a thread id that is not a number, say): a 4404, not a 500."""
+
+    async def connect(self):
+        await self.accept()
+        await self.close(code=CLOSE_NOT_FOUND)
+
+
+class TokenBucket:
+    """`burst` takes at once, then one more every `refill_seconds`."""
+
+    def __init__(self, burst: int, refill_seconds: float) -> None:
+        self.burst, self.refill_seconds = burst, refill_seconds
+        self.tokens, self.since = float(burst), time.monotonic()
+
+    def take(self) -> float:
+        """0 when a token was taken; otherwise the seconds until one is there."""
+        self.spend(0)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0
+        return round((1 - self.tokens) * self.refill_seconds, 3)
+
+    def spend(self, tokens: float) -> None:
+        """Refill for the time gone by, then take `tokens` more (down below zero: a debt)."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.since) / self.refill_seconds)
+        self.since = now
+        self.tokens -= max(tokens, 0)
+
+
+def error_event(error: ClientError) -> dict:
+    event = {"type": "error", "code": error.code, "message": error.message}
+    if getattr(error, "retry_after", None):
+        event["retry_after"] = error.retry_after
+    return event
+
+
 def frame_size(text_data: str | None, bytes_data: bytes | None) -> int:
-    return len(text_data.encode()) if text_data is not None else len(bytes_data or b"")
+    if text_data is None:
+        return len(bytes_data or b"")
+    # surrogatepass: a lone surrogate cannot come through daphne, but must not crash here.
+    return len(text_data.encode("utf-8", "surrogatepass"))
 
 
 def parse_event(text_data: str | None) -> dict:
@@ -153,7 +237,7 @@ def parse_event(text_data: str | None) -> dict:
         raise ClientError("BAD_FRAME", "Send JSON text frames, not binary ones.")
     try:
         event = json.loads(text_data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         raise ClientError("BAD_JSON", "Events must be JSON objects.") from None
     if not isinstance(event, dict):
         raise ClientError("BAD_JSON", "Events must be JSON objects.")
@@ -176,12 +260,24 @@ def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[
 
 
 @database_sync_to_async
-def _missed(thread: Thread, last_message_id: int) -> list[dict]:
-    messages = Message.objects.filter(thread=thread, pk__gt=last_message_id)[:REPLAY_LIMIT]
+def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
+    """The events of one page of replay, and how many characters of text it holds."""
+    after = Message.objects.filter(thread=thread, pk__gt=last_message_id).order_by("pk")
+    # Lengths first, so a page of long answers is never read (or rendered) whole.
+    sizes = after.annotate(size=Length("text")).values_list("pk", "size")
+    page, chars = [], 0
+    for pk, size in sizes[: REPLAY_PAGE_MESSAGES + 1]:
+        if len(page) == REPLAY_PAGE_MESSAGES or (page and chars + size > REPLAY_PAGE_CHARS):
+            break
+        page.append(pk)
+        chars += size
+    messages = Message.objects.filter(pk__in=page).order_by("pk")
     events = [{"type": "message.created", "message": m.as_event()} for m in messages]
+    if len(page) < len(sizes[: REPLAY_PAGE_MESSAGES + 1]):
+        return [*events, {"type": "replay.more", "last_message_id": page[-1]}], chars
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
     if latest_run is not None:
         events.append({"type": "run.status", "run": latest_run.as_event()})
         if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
             events.append(delta)
-    return events
+    return events, chars

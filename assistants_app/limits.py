@@ -11,12 +11,14 @@ import asyncio
 import atexit
 import hashlib
 import logging
+import threading
 import time
+import uuid
 import weakref
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis
 import redis.asyncio
 from django.conf import settings
 from django.core.cache import cache, caches
@@ -28,13 +30,6 @@ from .exceptions import RateLimited
 from .models import Run, UsageLimit
 
 log = logging.getLogger(__name__)
-
-# How long a user's open-socket count outlives its last connect. A process that dies cannot
-# decrement its sockets' counts; this bounds how long they go on counting.
-SOCKET_COUNT_SECONDS = 15 * 60
-# Connections to Redis for the socket counts, per process: a count takes well under a
-# millisecond of one, so a few dozen serve a burst of thousands of connects.
-REDIS_CONNECTIONS = 32
 
 
 @dataclass(frozen=True)
@@ -170,93 +165,191 @@ def private_name(*parts: str) -> str:
 
 # --- Open websockets ------------------------------------------------------------------
 #
-# Counted on every connect and disconnect, so without a thread hop: through redis' asyncio
-# client when the cache is Redis, and directly on the event loop when it is this process's
-# memory (no I/O there). Either way it is the same key the cache's own API reads and the
-# exit handler below decrements.
+# Each open socket is an entry in its user's set with an expiry, not a number added to and
+# taken from: a count cannot drift when a socket ends without saying so. The consumer takes
+# its entry out however it ends (assistants_app/consumers.py), and a heartbeat of the process
+# that holds the socket keeps pushing the expiry forward, so the entries of a process that
+# died (SIGKILL, a crash) lapse within SOCKET_TTL_SECONDS. Refused connects add nothing and
+# renew nothing.
+#
+# With Redis the set is a sorted set scored by expiry, changed by Lua scripts on Redis' own
+# clock (atomic across processes) through redis' asyncio client, with no thread hop on every
+# connect. Otherwise it is a dict in this process's memory cache, changed under a lock.
 
-# user id -> this process's sockets in that user's count, taken out on a clean exit.
-_counted_here: Counter[int] = Counter()
+# How long a socket's entry lasts unless its process renews it, and how often it does.
+SOCKET_TTL_SECONDS = 60
+SOCKET_HEARTBEAT_SECONDS = 20
+# Connections to Redis for the socket counts, per process: a count takes well under a
+# millisecond of one, so a few dozen serve a burst of thousands of connects.
+REDIS_CONNECTIONS = 32
 
-# +n: add and renew the expiry; -n: take away, unless the count has expired meanwhile (then
-# there is nothing to take away from, and DECRBY would make it negative).
-_ADD_SOCKETS = """
-local n = tonumber(ARGV[1])
-if n < 0 and redis.call('exists', KEYS[1]) == 0 then return 0 end
-local count = redis.call('incrby', KEYS[1], n)
-if n > 0 then redis.call('expire', KEYS[1], ARGV[2]) end
-return count
+# socket id -> user id: the sockets this process holds, renewed by its heartbeat.
+_held_here: dict[str, int] = {}
+_memory_lock = threading.Lock()
+
+_JOIN = """
+local clock = redis.call('time')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+local limit = tonumber(ARGV[3])
+if limit > 0 and redis.call('zcard', KEYS[1]) >= limit then return 0 end
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('pexpire', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+return 1
 """
-# event loop -> its redis client: redis.asyncio connections belong to the loop that made them.
+# Only entries still there: a socket taken out meanwhile is not brought back.
+_RENEW = """
+local clock = redis.call('time')
+local expiry = tonumber(clock[1]) + tonumber(clock[2]) / 1000000 + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('zadd', KEYS[1], 'XX', expiry, ARGV[i]) end
+if redis.call('exists', KEYS[1]) == 1 then
+  redis.call('pexpire', KEYS[1], math.ceil(tonumber(ARGV[1]) * 1000))
+end
+return 0
+"""
+# event loop -> its redis client, and its heartbeat task: both belong to the loop.
 _redis_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, object]" = (
+    weakref.WeakKeyDictionary()
+)
+_heartbeats: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task]" = (
     weakref.WeakKeyDictionary()
 )
 
 
-async def open_socket(user) -> bool:
-    """Count a new socket of the user; False (and not counted) when over the limit."""
-    count = await _add_sockets(user.pk, 1)
-    _counted_here[user.pk] += 1
-    if settings.WEBSOCKETS_PER_USER and count > settings.WEBSOCKETS_PER_USER:
-        await close_socket(user)
-        return False
-    return True
+async def open_socket(user) -> str | None:
+    """Count a new socket of the user: its id, to close it with; None when over the limit."""
+    socket_id = uuid.uuid4().hex
+    limit = settings.WEBSOCKETS_PER_USER
+    if _uses_redis():
+        script = _redis_client().register_script(_JOIN)
+        args = [socket_id, SOCKET_TTL_SECONDS, limit]
+        joined = await script(keys=[_full_socket_key(user.pk)], args=args)
+    else:
+        joined = _join_in_memory(user.pk, socket_id, limit)
+    if not joined:
+        return None
+    _held_here[socket_id] = user.pk
+    _ensure_heartbeat()
+    return socket_id
 
 
-async def close_socket(user) -> None:
-    _forget_here(user.pk, 1)
-    await _add_sockets(user.pk, -1)
+async def close_socket(socket_id: str) -> None:
+    """Take a socket out of its user's count; closing one twice is harmless."""
+    user_id = _held_here.pop(socket_id, None)
+    if user_id is None:
+        return
+    if not _held_here:
+        _stop_heartbeat()
+    if _uses_redis():
+        await _redis_client().zrem(_full_socket_key(user_id), socket_id)
+    else:
+        _leave_in_memory(user_id, [socket_id])
 
 
 @atexit.register
 def close_all_sockets() -> None:
     """On a clean exit (daphne's SIGTERM included) take this process's sockets out of the
-    counts, instead of leaving them to expire: a restart must not lock people out."""
-    for user_id, sockets in list(_counted_here.items()):
-        _forget_here(user_id, sockets)
-        try:
-            cache.decr(_socket_key(user_id), sockets)
-        except ValueError:  # the count expired while the sockets were open
-            pass
-        except Exception:  # the cache may be gone at exit; the counts expire on their own
-            log.warning("could not release the socket counts of user %s at exit", user_id)
-
-
-def _forget_here(user_id: int, sockets: int) -> None:
-    _counted_here[user_id] -= sockets
-    if _counted_here[user_id] <= 0:
-        del _counted_here[user_id]
-
-
-async def _add_sockets(user_id: int, sockets: int) -> int:
-    key = _socket_key(user_id)
-    if not isinstance(caches["default"], RedisCache):
-        return _add_sockets_in_memory(key, sockets)
-    script = _redis_client().register_script(_ADD_SOCKETS)
-    full_key = cache.make_and_validate_key(key)
-    return int(await script(keys=[full_key], args=[sockets, SOCKET_COUNT_SECONDS]))
-
-
-def _add_sockets_in_memory(key: str, sockets: int) -> int:
-    if sockets > 0:
-        count = increment(key, SOCKET_COUNT_SECONDS)
-        cache.touch(key, SOCKET_COUNT_SECONDS)
-        return count
+    counts at once, rather than leave them to lapse: a restart must not lock people out."""
+    held = _by_user(_held_here)
+    _held_here.clear()
     try:
-        return cache.decr(key, -sockets)
-    except ValueError:  # the count expired while the sockets were open
-        return 0
+        if _uses_redis():
+            with redis.Redis.from_url(_redis_url()) as server:
+                for user_id, socket_ids in held.items():
+                    server.zrem(_full_socket_key(user_id), *socket_ids)
+        else:
+            for user_id, socket_ids in held.items():
+                _leave_in_memory(user_id, socket_ids)
+    except Exception:  # the cache may be gone at exit; the entries lapse on their own
+        log.warning("could not take this process's sockets out of the counts at exit")
+
+
+async def renew_sockets() -> None:
+    """Push the expiry of every socket this process holds forward (the heartbeat's beat)."""
+    held = _by_user(_held_here)
+    if _uses_redis():
+        script = _redis_client().register_script(_RENEW)
+        async with _redis_client().pipeline(transaction=False) as pipe:
+            for user_id, socket_ids in held.items():
+                keys = [_full_socket_key(user_id)]
+                await script(keys=keys, args=[SOCKET_TTL_SECONDS, *socket_ids], client=pipe)
+            await pipe.execute()
+        return
+    with _memory_lock:
+        expiry = time.time() + SOCKET_TTL_SECONDS
+        for user_id, socket_ids in held.items():
+            entries = cache.get(_socket_key(user_id), {})
+            entries.update({s: expiry for s in socket_ids if s in entries})
+            cache.set(_socket_key(user_id), entries, SOCKET_TTL_SECONDS)
+
+
+def _ensure_heartbeat() -> None:
+    loop = asyncio.get_running_loop()
+    task = _heartbeats.get(loop)
+    if task is None or task.done():
+        _heartbeats[loop] = loop.create_task(_heartbeat())
+
+
+def _stop_heartbeat() -> None:
+    # Cancelled when the last socket closes, so no task outlives its sockets (or its loop).
+    task = _heartbeats.pop(asyncio.get_running_loop(), None)
+    if task is not None:
+        task.cancel()
+
+
+async def _heartbeat() -> None:
+    while _held_here:
+        await asyncio.sleep(SOCKET_HEARTBEAT_SECONDS)
+        try:
+            await renew_sockets()
+        except Exception:  # the next beat tries again; entries last three beats
+            log.exception("could not renew this process's socket counts")
+
+
+def _join_in_memory(user_id: int, socket_id: str, limit: int) -> bool:
+    key = _socket_key(user_id)
+    with _memory_lock:
+        now = time.time()
+        entries = {s: expiry for s, expiry in cache.get(key, {}).items() if expiry > now}
+        joined = not limit or len(entries) < limit
+        if joined:
+            entries[socket_id] = now + SOCKET_TTL_SECONDS
+        cache.set(key, entries, SOCKET_TTL_SECONDS)
+        return joined
+
+
+def _leave_in_memory(user_id: int, socket_ids: list[str]) -> None:
+    key = _socket_key(user_id)
+    with _memory_lock:
+        entries = cache.get(key, {})
+        for socket_id in socket_ids:
+            entries.pop(socket_id, None)
+        cache.set(key, entries, SOCKET_TTL_SECONDS)
+
+
+def _by_user(held: dict[str, int]) -> dict[int, list[str]]:
+    by_user: dict[int, list[str]] = {}
+    for socket_id, user_id in held.items():
+        by_user.setdefault(user_id, []).append(socket_id)
+    return by_user
+
+
+def _uses_redis() -> bool:
+    return isinstance(caches["default"], RedisCache)
+
+
+def _redis_url() -> str:
+    location = settings.CACHES["default"]["LOCATION"]
+    return location if isinstance(location, str) else location[0]
 
 
 def _redis_client():
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
-        location = settings.CACHES["default"]["LOCATION"]
-        url = location if isinstance(location, str) else location[0]
         # Blocking: a connect burst waits for a free connection instead of failing.
         pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=REDIS_CONNECTIONS, timeout=30
+            _redis_url(), max_connections=REDIS_CONNECTIONS, timeout=30
         )
         client = _redis_clients[loop] = redis.asyncio.Redis(connection_pool=pool)
     return client
@@ -264,3 +357,8 @@ def _redis_client():
 
 def _socket_key(user_id: int) -> str:
     return f"sockets:{user_id}"
+
+
+def _full_socket_key(user_id: int) -> str:
+    """The key as Redis knows it: the cache's prefix and version included."""
+    return cache.make_and_validate_key(_socket_key(user_id))

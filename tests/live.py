@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import websockets
 
+from assistants_app.framing import Reassembler
 from assistants_app.management.commands.serve import daphne_args
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,9 +223,12 @@ async def receive_until(socket, predicate, timeout: float = 15.0) -> list[dict]:
     import asyncio
 
     events = []
+    parts = Reassembler()  # events bigger than a websocket message come in parts
     async with asyncio.timeout(timeout):
         while True:
-            event = json.loads(await socket.recv())
+            event = parts.feed(await socket.recv())
+            if event is None:
+                continue
             events.append(event)
             if predicate(event):
                 return events

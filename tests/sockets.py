@@ -17,8 +17,11 @@ def session_cookie(user) -> str:
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 
-def communicator(path: str, cookie: str | None = None, origin: str | None = ORIGIN):
-    headers = [(b"origin", origin.encode())] if origin else []
+def communicator(path: str, cookie: str | None = None, origin: str | None = ORIGIN,
+                 host: str = "localhost"):  # fmt: skip
+    headers = [(b"host", host.encode())]
+    if origin:
+        headers.append((b"origin", origin.encode()))
     if cookie:
         headers.append((b"cookie", cookie.encode()))
     return WebsocketCommunicator(application, path, headers=headers)

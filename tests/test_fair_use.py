@@ -223,38 +223,3 @@ def test_counters_are_shared_and_exact_across_processes_with_redis(settings):
         server = redis.Redis.from_url(REDIS_URL)
         for key in server.scan_iter(f"{prefix}*"):
             server.delete(key)
-
-
-async def test_socket_counts_in_redis_are_the_caches_own_counters(settings, alice):
-    """With Redis the socket count goes through redis' asyncio client (no thread hop on
-    every connect): the same key, value and expiry the cache's API and the exit handler use."""
-    prefix = f"sockets-test-{uuid.uuid4().hex}"
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": prefix,
-        }
-    }
-    settings.WEBSOCKETS_PER_USER = 2
-    key = f"sockets:{alice.pk}"
-    server = redis.Redis.from_url(REDIS_URL)
-    full_key = limits.cache.make_and_validate_key(key)
-    try:
-        assert await limits.open_socket(alice) and await limits.open_socket(alice)
-        assert not await limits.open_socket(alice)  # the third is refused and not counted
-        assert limits.cache.get(key) == 2
-        assert limits.SOCKET_COUNT_SECONDS - 5 < server.ttl(full_key) <= limits.SOCKET_COUNT_SECONDS
-
-        await limits.close_socket(alice)
-        assert limits.cache.get(key) == 1
-        limits.close_all_sockets()  # daphne's exit, through the cache's own API
-        assert limits.cache.get(key) == 0
-
-        assert await limits.open_socket(alice)
-        server.delete(full_key)  # the count expired while the socket was open
-        await limits.close_socket(alice)
-        assert not server.exists(full_key)  # not brought back below zero
-    finally:
-        for stale in server.scan_iter(f"{prefix}*"):
-            server.delete(stale)

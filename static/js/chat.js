@@ -5,7 +5,12 @@
 // The server sends a `heartbeat` every few seconds: while they arrive, a quiet answer is a
 // slow model ("Still working..."); when they stop, the socket is stalled and is replaced.
 
+import { reassembler } from "./socket.js";
+
 const HEARTBEAT_GRACE_MS = 15000; // three missed heartbeats (consumers.HEARTBEAT_SECONDS)
+// A socket must stay open this long before a reconnect starts again from the shortest delay:
+// one that the server closes straight after opening backs off instead of looping.
+const STABLE_MS = 10000;
 
 export function startSocket(chat, view, banner) {
   let lastMessageId = parseInt(chat.dataset.lastMessageId, 10) || null;
@@ -38,28 +43,36 @@ export function startSocket(chat, view, banner) {
     "message.delta": addDelta,
     "run.status": (event) => view.showRun(event.run),
     heartbeat: () => {},
-    error: (event) => console.warn("server:", event.code, event.message),
+    // A long backlog is replayed a page at a time: ask for the next one.
+    "replay.more": () => sendHello(),
+    error: (event) => {
+      if (event.code === "TOO_MANY_HELLOS") setTimeout(sendHello, event.retry_after * 1000);
+      console.warn("server:", event.code, event.message);
+    },
   };
 
   function sendHello() {
+    if (socket.readyState !== WebSocket.OPEN) return;
     socket.send(JSON.stringify({ type: "hello", last_message_id: lastMessageId }));
   }
 
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     socket = new WebSocket(scheme + location.host + chat.dataset.socketPath);
+    const receive = reassembler((event) => (handlers[event.type] || (() => {}))(event));
+    let stableTimer = null;
     socket.addEventListener("open", () => {
-      reconnectAttempt = 0;
+      stableTimer = setTimeout(() => { reconnectAttempt = 0; }, STABLE_MS);
       lastFrameAt = Date.now();
       banner.connected();
       sendHello();
     });
     socket.addEventListener("message", (frame) => {
       lastFrameAt = Date.now();
-      const event = JSON.parse(frame.data);
-      (handlers[event.type] || (() => {}))(event);
+      receive(frame.data);
     });
     socket.addEventListener("close", (closing) => {
+      clearTimeout(stableTimer);
       if (closing.code === 4401 || closing.code === 4404) {
         banner.lost("This chat is not available. Log in again.", false);
         return;
