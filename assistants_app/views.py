@@ -178,7 +178,9 @@ def _json_body(request: HttpRequest) -> dict:
     try:
         body = json.loads(request.body)
     except (ValueError, RecursionError):
-        raise InvalidInput("BAD_JSON", 'Send JSON, such as {"text": "your message"}.') from None
+        raise InvalidInput(
+            "BAD_JSON", 'Send the message as JSON, such as {"text": "your message"}.'
+        ) from None
     return body if isinstance(body, dict) else {}
 
 

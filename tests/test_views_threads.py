@@ -125,7 +125,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
         "prompt_id": message.pk,
         "summary": "Waiting for the assistant...",
     }
-    assert body["message"]["text"] == "Hello there"  # the page shows it as typed
+    assert body["message"]["text"] == "  Hello there  "  # the page shows it as typed
     assert run.prompt == message
     assert run.remote_id == "resp_abc123"
     alice_thread.refresh_from_db()
