@@ -21,14 +21,17 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from assistants_app.engines.client import preload  # noqa: E402
 from assistants_app.routing import websocket_urlpatterns  # noqa: E402
 from assistants_app.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
+from assistants_app.worker import EmbeddedWorker  # noqa: E402
 
 preload()  # the provider SDK, before the first socket rather than on the first run
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
-    }
+application = EmbeddedWorker(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(
+                SocketAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            ),
+        }
+    )
 )
