@@ -20,8 +20,6 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from .seed_demo import DEMO_USERNAME
-
 ASGI_APP = "chatsite.asgi:application"
 START_TIMEOUT_SECONDS = 60
 
@@ -133,6 +131,8 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 
 def login_hint(url: str) -> str:
+    from .seed_demo import DEMO_USERNAME  # models: not at import, which tests/live.py does
+
     if get_user_model().objects.filter(username=DEMO_USERNAME).exists():
         return (
             f"Log in at {url}login/ as {DEMO_USERNAME!r}, with the password printed when that "
