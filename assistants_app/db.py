@@ -11,7 +11,7 @@ the pool, where taking it out again costs a health check, a round trip to Postgr
 time (`_PooledSyncToAsync`).
 
 It keeps Channels' behaviour where moving would be unsafe or gain nothing:
-- with `DATABASE_THREADS = 0`, always so on SQLite, where writers take turns at one lock;
+- with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
 - inside an HTTP request, where asgiref already gives the request a thread of its own (and a
   test's transaction lives on the calling thread, so its data stays visible).
 

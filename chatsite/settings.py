@@ -130,8 +130,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         "timeout": envfloat("DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Persistent connections are a PostgreSQL optimisation; on SQLite they only hold locks.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Persistent connections (DATABASE_CONN_MAX_AGE) hold no lock between transactions in
+    # WAL mode, and spare the database thread a new connection per call: 2 ms each to open,
+    # set up and read the schema, on a thread every socket and run of the process shares.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # a file does not drop connections
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         # HTTP requests (a thread each) and the database thread write at once. A writer waits
         # this long for the lock instead of failing with "database is locked"...
@@ -145,12 +147,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
     )
 # Database calls of websockets and run drivers (assistants_app/db.py) run on this many threads
-# per process, so sockets do not all queue behind Channels' one database thread. Not on SQLite,
-# where writers take turns at one lock anyway: there it is 0, that one thread. On PostgreSQL
-# with the pool, at most the pool's size (a thread without a connection would only wait for
-# one), and fewer by default, leaving connections for HTTP requests.
+# per process, so sockets do not all queue behind Channels' one database thread. Not by
+# default on SQLite, where writers take turns at one lock anyway: there it is 0, that one
+# thread (4 threads measured no better, BENCHMARKS.md). On PostgreSQL with the pool, at most
+# the pool's size (a thread without a connection would only wait for one), and fewer by
+# default, leaving connections for HTTP requests.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASE_THREADS = 0
+    DATABASE_THREADS = envint("DATABASE_THREADS", 0)
 else:
     DATABASE_THREADS = envint("DATABASE_THREADS", 8)
     if DATABASE_POOL_SIZE:
