@@ -27,7 +27,8 @@ from .live import (
     wait_for_port,
 )
 
-pytestmark = pytest.mark.slow
+# Real processes on a machine that may be busy with other work: minutes, not the default 2.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 DEMO_PASSWORD = "demo-password-1"
 
 
