@@ -71,7 +71,6 @@ class Serve:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=20)
-        self.process.stdout.close()
 
 
 def serve_env(tmp_path, **more) -> dict:
