@@ -110,7 +110,7 @@ async def cancel_run(user, thread: Thread) -> Run:
     return run
 
 
-def busy_is_refused(call):
+def _refused_when_busy(call):
     """A store that a busy SQLite database still refuses after db.py's retries answers 503
     with a sentence, not 500; nothing was stored."""
 
@@ -128,7 +128,7 @@ def busy_is_refused(call):
     return refusing_when_busy
 
 
-@busy_is_refused
+@_refused_when_busy
 @database_sync_to_async
 def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     # One short transaction, the title included: on SQLite every writer waits for it.
@@ -142,7 +142,7 @@ def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Ru
     return message, run
 
 
-@busy_is_refused
+@_refused_when_busy
 @database_sync_to_async
 def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
     last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
