@@ -144,7 +144,8 @@ async def test_an_answer_the_worker_finishes_reaches_the_open_page(tmp_path):
     # afterwards must see the worker's answer arrive, not only after a reload.
     env = serve_env(tmp_path, SIMULATOR_LATENCY_SECONDS="5", RUN_WORKER_INTERVAL_SECONDS="0.2")
     with serving(env) as serve:
-        serve.wait_for_line("Log in at")
+        serve.wait_for_line("Serving the site on")
+        wait_for_port(serve.port, serve.process, timeout=30)
         site = LiveSite(simulator_url=env["SIMULATOR_URL"], env=env)
         site.urls.append(f"http://127.0.0.1:{serve.port}")
         demo = SiteClient(site, "demo", password=DEMO_PASSWORD)
