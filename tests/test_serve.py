@@ -139,6 +139,32 @@ def test_it_says_where_to_log_in_at_every_start_and_the_password_only_once(tmp_p
     assert not any(DEMO_PASSWORD in line for line in second.seen)
 
 
+async def test_a_restarted_site_finishes_runs_left_from_before_without_a_visitor(tmp_path):
+    env = serve_env(tmp_path, RUN_WORKER_INTERVAL_SECONDS="0.2")
+    with serving(env) as first:
+        first.wait_for_line("Log in at")
+    # A run the stopped server never got to the provider; nobody opens the site afterwards.
+    site = LiveSite(simulator_url=env["SIMULATOR_URL"], env=env)
+    run_id = site.query(LEFT_BEHIND)
+
+    with serving(env) as second:
+        second.wait_for_line("Log in at")
+        with sqlite3.connect(tmp_path / "site.sqlite3") as db:
+            async with asyncio.timeout(20):
+                while _status(db, run_id) != ("failed", "interrupted"):
+                    await asyncio.sleep(0.1)
+
+
+LEFT_BEHIND = """(lambda thread: Run.objects.create(thread=thread, prompt=Message.objects.create(
+    thread=thread, role='user', text='Hello')).pk)(Thread.objects.create(
+    owner_id=1, assistant=Assistant.objects.get()))"""
+
+
+def _status(db, run_id: int) -> tuple[str, str]:
+    query = "SELECT status, error_code FROM assistants_app_run WHERE id = ?"
+    return db.execute(query, (run_id,)).fetchone()
+
+
 async def test_an_answer_the_worker_finishes_reaches_the_open_page(tmp_path):
     # A run nobody drives (its tab closed before it started) is the worker's. The page opened
     # afterwards must see the worker's answer arrive, not only after a reload.

@@ -7,6 +7,7 @@ to daphne.
 """
 
 import errno
+import http.client
 import os
 import signal
 import socket
@@ -59,6 +60,7 @@ class Command(BaseCommand):
             site = spawn(*daphne_args(host, port))
             helpers.append(site)
             wait_until_listening(host, port, site, "The site")
+            first_request(host, port)
             url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
             self.stdout.write(f"Serving the site on {url}")
             self.stdout.write(login_hint(url))
@@ -117,6 +119,23 @@ def wait_until_listening(host: str, port: int, process: subprocess.Popen, name: 
     raise CommandError(
         f"{name} could not start on {host}:{port} (exit status {process.returncode})."
     )
+
+
+def first_request(host: str, port: int) -> None:
+    """One request, so that the site's process starts its worker loop (on its first
+    connection) now, and finishes runs left from before a restart without waiting for a
+    visitor. Any answer will do, even a refusal of the Host header."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+    if address == "::":
+        address = "::1"
+    connection = http.client.HTTPConnection(address, port, timeout=10)
+    try:
+        connection.request("GET", "/login/")
+        connection.getresponse().read()
+    except OSError:
+        pass  # the site answers its visitors or it does not; nothing to add here
+    finally:
+        connection.close()
 
 
 def stop(processes: list[subprocess.Popen]) -> None:
