@@ -70,7 +70,7 @@ class Serve:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=20)
+        self.process.wait(timeout=60)  # serve gives its processes 10 s, then kills them
 
 
 def serve_env(tmp_path, **more) -> dict:

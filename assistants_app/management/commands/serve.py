@@ -138,15 +138,19 @@ def first_request(host: str, port: int) -> None:
         connection.close()
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
+def stop(processes: list[subprocess.Popen], seconds: float = 10) -> None:
+    """SIGTERM to all at once (daphne hands its runs over on it); SIGKILL to what still runs
+    after `seconds` in all."""
     for process in processes:
         if process.poll() is None:
             process.terminate()
+    deadline = time.monotonic() + seconds
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def login_hint(url: str) -> str:
