@@ -65,7 +65,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Serving the site on {url}")
             self.stdout.write(login_hint(url))
             try:
-                site.wait()
+                wait_in_slices(site)
             except KeyboardInterrupt:
                 interrupted = True
         finally:
@@ -136,6 +136,18 @@ def first_request(host: str, port: int) -> None:
         pass  # the site answers its visitors or it does not; nothing to add here
     finally:
         connection.close()
+
+
+def wait_in_slices(process: subprocess.Popen) -> None:
+    """Wait for the process a second at a time: a signal that the kernel hands to another
+    thread than the one blocked in waitpid() would otherwise not be acted on until the
+    process ends (a SIGTERM was once left waiting so on a loaded machine)."""
+    while True:
+        try:
+            process.wait(timeout=1)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def stop(processes: list[subprocess.Popen], seconds: float = 10) -> None:
