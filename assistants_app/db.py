@@ -11,20 +11,31 @@ the pool, where taking it out again costs a health check, a round trip to Postgr
 time (`_PooledSyncToAsync`).
 
 It keeps Channels' behaviour where moving would be unsafe or gain nothing:
-- with `DATABASE_THREADS = 0`, always so on SQLite, which locks under concurrent writers;
+- with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
 - inside an HTTP request, where asgiref already gives the request a thread of its own (and a
   test's transaction lives on the calling thread, so its data stays visible).
+
+On SQLite a writer waits for the lock up to the busy timeout (chatsite/settings.py). A call
+that SQLite still refuses as busy is tried again a few times, after a pause that leaves the
+thread to other calls: every function given here is a read, one statement or one transaction,
+and a busy database refuses such a call whole (an immediate transaction asks for the lock at
+BEGIN, before it has done anything).
 """
 
 import asyncio
+import logging
+import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import AsyncToSync, SyncToAsync, markcoroutinefunction
 from django.conf import settings
-from django.db import connections
+from django.db import OperationalError, connections
 
+log = logging.getLogger(__name__)
+
+BUSY_ATTEMPTS = 4  # tries in all of a call that SQLite refuses as busy
 KEEP_SECONDS = 1.0
 _thread = threading.local()  # per database thread: when it kept its connection
 _executor: ThreadPoolExecutor | None = None
@@ -48,6 +59,16 @@ class _DatabaseCall:
         self._pooled: _CleanSyncToAsync | None = None
 
     async def __call__(self, *args, **kwargs):
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                return await self._call(*args, **kwargs)
+            except OperationalError as error:
+                if not is_busy(error) or attempt == BUSY_ATTEMPTS:
+                    raise
+                log.warning("database busy in %s (try %s); trying again", self.__name__, attempt)
+                await asyncio.sleep(random.uniform(0.05, 0.25) * attempt)
+
+    async def _call(self, *args, **kwargs):
         threads = settings.DATABASE_THREADS
         if not threads or _has_thread_of_its_own():
             return await self._on_calling_thread(*args, **kwargs)
@@ -87,6 +108,15 @@ class _PooledSyncToAsync(SyncToAsync):
                 _thread.kept_at = time.monotonic()
             else:
                 close_old_connections()
+
+
+def is_busy(error: Exception) -> bool:
+    """Whether SQLite refused a statement because another connection held the lock (and kept
+    it past the busy timeout), as opposed to a statement that cannot succeed."""
+    text = str(error)
+    return isinstance(error, OperationalError) and (
+        "database is locked" in text or "database table is locked" in text
+    )
 
 
 def _has_errors() -> bool:

@@ -40,6 +40,12 @@ class CancelFailed(ClientError):
     status = 502
 
 
+class DatabaseBusy(ClientError):
+    """The database stayed locked by other writers for too long (SQLite); nothing was stored."""
+
+    status = 503
+
+
 class UnknownTool(Exception):
     """A run asked for a tool the assistant does not have; the run fails with this reason."""
 

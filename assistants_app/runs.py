@@ -21,7 +21,7 @@ from functools import partial
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import DataError, transaction
+from django.db import DatabaseError, DataError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -70,8 +70,18 @@ async def start(run: Run, message: Message) -> None:
     """Start a stored run on its provider and ring the thread's doorbell.
 
     `run.thread.assistant` must be loaded. A provider error fails the run with its reason;
-    the user's message is kept either way.
+    the user's message is kept either way. A database error (SQLite busy past every retry)
+    hands the run on: the next driver, a socket's or the worker's, carries on from what was
+    stored, or fails it as interrupted if the provider's id was not.
     """
+    try:
+        await _start(run, message)
+    except DatabaseError as error:
+        log.error("run %s: a database error stopped its start (%s); handing it on", run.pk, error)
+        await _hand_on(run.pk, owner=STARTING)
+
+
+async def _start(run: Run, message: Message) -> None:
     try:
         engine = get_engine(run.thread.assistant)
         update = await _start_on_provider(engine, run, message)
@@ -311,13 +321,49 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
             await record(run, _interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        await _poll_until_terminal(engine, run)
-    except ProviderError as error:
-        await record(run, failure(error))
+        try:
+            await _poll_until_terminal(engine, run)
+        except ProviderError as error:
+            await record(run, failure(error))
+    except DatabaseError as error:
+        await _end_after_database_error(run, error)
     finally:
         if engine is not None:
             await engine.close_stream(run)  # held for a stream this driver did not follow
-        await _release_lease(run_id)
+        await _hand_on(run_id)
+
+
+async def _end_after_database_error(run: Run, error: DatabaseError) -> None:
+    """A database error stopped this driver. A busy or lost database may well answer the next
+    driver: the run is handed on (its lease released; the worker or a socket takes it up). A
+    write that cannot succeed would fail the same way again: the run fails with a reason,
+    unless even that cannot be stored."""
+    if isinstance(error, OperationalError):
+        log.warning("run %s: database error (%s); handing the run on", run.pk, error)
+        return
+    log.error("run %s: its progress could not be stored (%s); failing it", run.pk, error)
+    try:
+        await record(
+            run,
+            RunUpdate(
+                status=RunStatus.FAILED,
+                error_code="storage_failed",
+                error_message="The answer could not be saved. Try again.",
+            ),
+        )
+    except DatabaseError:
+        log.exception("run %s: its failure could not be stored either; handing it on", run.pk)
+
+
+async def _hand_on(run_id: int, owner: str = PROCESS_ID) -> None:
+    """Release the run's lease for the next driver; if even that fails, it expires."""
+    try:
+        await _release_lease(run_id, owner=owner)
+    except DatabaseError as error:
+        log.warning(
+            "run %s: lease not released (%s); another driver takes over in %s s",
+            run_id, error, settings.RUN_LEASE_SECONDS,
+        )  # fmt: skip
 
 
 async def _poll_until_terminal(engine: Engine, run: Run) -> None:

@@ -1,18 +1,20 @@
 """What a user can do with threads and messages. Each function takes the user explicitly."""
 
+import functools
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
 from . import limits, runs, storable, usage
-from .db import database_sync_to_async
+from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
+    DatabaseBusy,
     InvalidInput,
     InvalidMessage,
     NotAllowed,
@@ -139,21 +141,40 @@ async def cancel_run(user, thread: Thread) -> Run:
     return run
 
 
+def _refused_when_busy(call):
+    """A store that a busy SQLite database still refuses after db.py's retries answers 503
+    with a sentence, not 500; nothing was stored."""
+
+    @functools.wraps(call)
+    async def refusing_when_busy(*args, **kwargs):
+        try:
+            return await call(*args, **kwargs)
+        except OperationalError as error:
+            if not is_busy(error):
+                raise
+            raise DatabaseBusy(
+                "SITE_BUSY", "The site is busy and did not take this. Try again in a moment."
+            ) from None
+
+    return refusing_when_busy
+
+
+@_refused_when_busy
 @database_sync_to_async
 def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
-    if Run.objects.filter(thread=thread).active().exists():
-        raise _run_active()
-    with _starting_a_run(user):
+    # One short transaction, the title included: on SQLite every writer waits for it.
+    with _starting_a_run(user, thread):
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
         run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
         usage.reserve(run)
-    if not thread.title:
-        thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
-        thread.save(update_fields=["title", "updated_at"])
+        if not thread.title:
+            thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
+            thread.save(update_fields=["title", "updated_at"])
     run.thread = thread
     return message, run
 
 
+@_refused_when_busy
 @database_sync_to_async
 def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
     last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
@@ -163,7 +184,7 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
         raise NothingToRetry(
             "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
         )
-    with _starting_a_run(user):
+    with _starting_a_run(user, thread):
         run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
         usage.reserve(run)
     run.thread = thread
@@ -171,13 +192,18 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
 
 
 @contextmanager
-def _starting_a_run(user):
-    """The transaction that creates a run, within the user's fair-use limits."""
+def _starting_a_run(user, thread: Thread):
+    """The transaction that creates a run in `thread`, within the user's fair-use limits."""
     quota = None
     try:
         with transaction.atomic():
-            # One submit of a user at a time past this line, so limits are counted exactly.
+            # One submit of a user at a time past this line, so limits are counted exactly
+            # (on SQLite the transaction's immediate BEGIN already lets one writer in at once).
             get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            # Under the lock and before the limits count the message: of two sends racing (a
+            # double-click, two tabs) the second sees the first's run, and spends nothing.
+            if Run.objects.filter(thread=thread).active().exists():
+                raise _run_active()
             quota = limits.check_can_start_run(user)
             yield
         quota = None  # stored: the message has spent its place in the minute

@@ -91,6 +91,7 @@ def line(result: dict) -> str:
         f"added p50/p95/p99 {added[50]}/{added[95]}/{added[99]} ms, "
         f"{result['requests_per_run']} requests/run, errors {result['errors']}, "
         f"lost {result['lost']}, duplicated {result['duplicated']}, "
+        f"not stored once / unfinished {_stored_text(result.get('answers_not_stored_once'))}, "
         f"RSS {result['rss_peak_mb']} MB, CPU {result['cpu_percent']} %, "
         f"connect {_burst_text(result['connect'])}, "
         f"reconnect under load {_burst_text(result['reconnect_under_load'])}, "
@@ -102,6 +103,10 @@ def _burst_text(burst: dict | None) -> str:
     if burst is None:
         return "-"
     return f"{burst['sockets']} in {burst['seconds']} s (p95 {burst['p95_ms']} ms)"
+
+
+def _stored_text(stored: dict | None) -> str:
+    return "-" if stored is None else f"{stored['completed']} / {stored['unfinished']}"
 
 
 def _lone_text(lone: dict | None) -> str:
@@ -118,7 +123,7 @@ COLUMNS = [
     "Scenario", "Processes", "Sockets", "Runs completed", "Added latency p50 / p95 / p99 (ms)",
     "Provider requests per run", "Errors", "Lost", "Duplicated", "Peak RSS per process (MB)",
     "CPU per process (%)", "Connect burst", "Reconnect burst while runs poll",
-    "Lone connect p50 / p95",
+    "Lone connect p50 / p95", "Answers not stored once / runs unfinished",
 ]  # fmt: skip
 
 
@@ -138,7 +143,7 @@ def markdown(results: dict, plot: Path | None) -> str:
                 str(r["errors"]), str(r["lost"]), str(r["duplicated"]),
                 ", ".join(map(str, r["rss_peak_mb"])), ", ".join(map(str, r["cpu_percent"])),
                 _burst_text(r["connect"]), _burst_text(r["reconnect_under_load"]),
-                _lone_text(r.get("lone_connect")),
+                _lone_text(r.get("lone_connect")), _stored_text(r.get("answers_not_stored_once")),
             ]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
     lines = [

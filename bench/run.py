@@ -2,8 +2,10 @@
 provider, PostgreSQL, Redis), a seeded crowd of users, the load generator, and the numbers.
 
 Scenarios differ in how the site follows a run (polling every 5 s, every 1 s, our adaptive
-polling, or streaming) and in how many daphne processes serve. A scenario the site cannot run
-yet is listed with `unavailable` and reported as such.
+polling, or streaming) and in how many daphne processes serve. `embedded` is the README's run
+command instead: one daphne process on SQLite with the in-memory channel layer (and the run
+worker inside it), whatever --database and --layer say. A scenario the site cannot run yet is
+listed with `unavailable` and reported as such.
 """
 
 import argparse
@@ -29,6 +31,12 @@ from . import report
 RESULTS = ROOT / "bench" / "results"
 CSRF = "benchcsrftoken0123456789abcdefgh"  # 32 characters, the length of a CSRF secret
 SEED = "import json; from bench.seed import seed; print(json.dumps(seed(%d)))"
+# Completed runs with no stored answer or more than one; and runs left unfinished.
+STORED_ANSWERS = (
+    "{'completed': Run.objects.filter(status='completed').annotate(n=models.Count("
+    "'messages', filter=models.Q(messages__role='assistant'))).exclude(n=1).count(), "
+    "'unfinished': Run.objects.active().count()}"
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,8 @@ class Scenario:
     env: dict = field(default_factory=dict)
     servers: int = 1
     unavailable: str = ""  # why it cannot run yet
+    database: str = ""  # "sqlite" or "postgres" whatever --database says; "": as it says
+    layer: str = ""  # likewise for --layer
 
 
 POLLING = {"RUN_STREAMING": "0"}  # the site streams where the engine can, unless told not to
@@ -64,6 +74,13 @@ SCENARIOS = {
             {**POLLING, "RUN_POLL_STRATEGY": "adaptive"},
             servers=2,
         ),
+        Scenario(
+            "embedded",
+            "SQLite, in-memory layer (manage.py serve)",
+            {"RUN_STREAMING": "1"},
+            database="sqlite",
+            layer="memory",
+        ),
     ]
 }
 
@@ -80,6 +97,8 @@ SCALES = {
     "smoke": Scale(users=8, runs=3, duration=3, reconnect=2),
     "small": Scale(users=50, runs=10, duration=15, reconnect=10),
     "full": Scale(users=1000, runs=200, duration=40, reconnect=100),
+    # A team on the embedded default: 50 people chatting back to back for a minute.
+    "team": Scale(users=60, runs=50, duration=60, reconnect=10),
 }
 
 
@@ -153,6 +172,11 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
     summary = {"name": scenario.name, "label": scenario.label, "servers": scenario.servers}
     if scenario.unavailable:
         return {**summary, "unavailable": scenario.unavailable}
+    options = replace(
+        options,
+        database=scenario.database or options.database,
+        layer=scenario.layer or options.layer,
+    )
     users = options.scale.users * scenario.servers
     runs = options.scale.runs * scenario.servers
     log = open(f"{prefix}-{scenario.name}.log", "w")  # the servers' output
@@ -181,11 +205,13 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 observed = load(plan)
             stats = httpx.get(site.simulator_url.removesuffix("/v1") + "/simulator/stats").json()
             remote_ids = dict(site.query("list(Run.objects.values_list('pk', 'remote_id'))"))
+            stored = site.query(STORED_ANSWERS)
     return {
         **summary,
         "sockets_planned": users,
         "runs_planned": runs,
         **report.summarise(observed, stats, remote_ids),
+        "answers_not_stored_once": stored,
         **sampler.summary(),
         "profile": Path(profile).name if options.profile else None,
     }

@@ -22,6 +22,7 @@ from assistants_app.engines.client import preload  # noqa: E402
 from assistants_app.routing import websocket_fallback, websocket_urlpatterns  # noqa: E402
 from assistants_app.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 from assistants_app.socket_origin import SameOriginValidator  # noqa: E402
+from assistants_app.worker import EmbeddedWorker  # noqa: E402
 
 
 def close_oversized_messages_with_1009() -> None:
@@ -45,11 +46,13 @@ def close_oversized_messages_with_1009() -> None:
 close_oversized_messages_with_1009()
 preload()  # the provider SDK, before the first socket rather than on the first run
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": SameOriginValidator(
-            SocketAuthMiddlewareStack(URLRouter([*websocket_urlpatterns, websocket_fallback]))
-        ),
-    }
+application = EmbeddedWorker(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": SameOriginValidator(
+                SocketAuthMiddlewareStack(URLRouter([*websocket_urlpatterns, websocket_fallback]))
+            ),
+        }
+    )
 )

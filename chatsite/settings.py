@@ -132,17 +132,30 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
         "timeout": envfloat("DATABASE_POOL_TIMEOUT_SECONDS", 10.0),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Persistent connections are a PostgreSQL optimisation; on SQLite they only hold locks.
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # Several async tasks write through one process; wait for a lock instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Persistent connections (DATABASE_CONN_MAX_AGE) hold no lock between transactions in
+    # WAL mode, and spare the database thread a new connection per call: 2 ms each to open,
+    # set up and read the schema, on a thread every socket and run of the process shares.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # a file does not drop connections
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        # HTTP requests (a thread each) and the database thread write at once. A writer waits
+        # this long for the lock instead of failing with "database is locked"...
+        timeout=envfloat("SQLITE_BUSY_TIMEOUT_SECONDS", 20.0),
+        # ...but SQLite only waits when a transaction asks for the lock at BEGIN: a deferred
+        # transaction that reads and then writes fails at once if another wrote meanwhile.
+        transaction_mode="IMMEDIATE",
+        # WAL: readers never wait for the writer nor it for them, and a commit appends to the
+        # log without a sync of its own (NORMAL is safe with WAL; a power cut can lose the
+        # last commits, never the file). The mode is stored in the file; asking is cheap.
+        init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    )
 # Database calls of websockets and run drivers (assistants_app/db.py) run on this many threads
-# per process, so sockets do not all queue behind Channels' one database thread. Not on SQLite,
-# which locks under concurrent writers: there it is 0, that one thread. On PostgreSQL with the
-# pool, at most the pool's size (a thread without a connection would only wait for one), and
-# fewer by default, leaving connections for HTTP requests.
+# per process, so sockets do not all queue behind Channels' one database thread. Not by
+# default on SQLite, where writers take turns at one lock anyway: there it is 0, that one
+# thread (4 threads measured no better, BENCHMARKS.md). On PostgreSQL with the pool, at most
+# the pool's size (a thread without a connection would only wait for one), and fewer by
+# default, leaving connections for HTTP requests.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASE_THREADS = 0
+    DATABASE_THREADS = envint("DATABASE_THREADS", 0)
 else:
     DATABASE_THREADS = envint("DATABASE_THREADS", 8)
     if DATABASE_POOL_SIZE:
@@ -279,6 +292,10 @@ RUN_POLL_MAX_SECONDS = envfloat("RUN_POLL_MAX_SECONDS", 1.0)
 RUN_POLL_STRATEGY = envchoice("RUN_POLL_STRATEGY", "adaptive", ("adaptive", "fixed"))
 RUN_POLL_FIXED_SECONDS = envfloat("RUN_POLL_FIXED_SECONDS", 1.0)
 RUN_LEASE_SECONDS = envint("RUN_LEASE_SECONDS", 30)
+# Runs nobody drives are finished by a worker loop (assistants_app/worker.py). Its events must
+# reach the pages: without Redis only this process's sockets hear them, so the loop runs here.
+RUN_WORKER_IN_SERVER = envbool("RUN_WORKER_IN_SERVER", not REDIS_URL)
+RUN_WORKER_INTERVAL_SECONDS = envfloat("RUN_WORKER_INTERVAL_SECONDS", 2.0)
 # Chat Completions runs: how much of the thread is sent, how often a generation looks for a
 # cancel from another process.
 CHAT_HISTORY_MAX_CHARS = envint("CHAT_HISTORY_MAX_CHARS", 16_000)
@@ -311,6 +328,7 @@ if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Tests clear the cache between them; never let that flush a shared Redis.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    RUN_WORKER_IN_SERVER = False  # tests drive runs themselves
     RUN_POLL_FIRST_SECONDS = 0.01
     RUN_POLL_MAX_SECONDS = 0.05
     CHAT_CANCEL_CHECK_SECONDS = 0.02

@@ -167,7 +167,9 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
 class SiteClient:
     """A logged-in person: HTTP with a session cookie, and the thread websocket."""
 
-    def __init__(self, site: LiveSite, username: str, url: str | None = None):
+    def __init__(
+        self, site: LiveSite, username: str, url: str | None = None, password: str | None = None
+    ):
         self.site = site
         self.url = url or site.url
         self.http = httpx.Client(base_url=self.url, follow_redirects=False, timeout=10)
@@ -176,7 +178,7 @@ class SiteClient:
             "/login/",
             data={
                 "username": username,
-                "password": PASSWORDS[username],
+                "password": password or PASSWORDS[username],
                 "csrfmiddlewaretoken": _csrf_token(page.text),
             },
         )

@@ -61,10 +61,14 @@ def test_it_keeps_persistent_connections_per_thread_without_a_pool():
     assert database["CONN_MAX_AGE"] == 60
 
 
-def test_sqlite_gets_neither_pool_nor_persistent_connections():
+def test_sqlite_waits_for_the_lock_in_wal_mode_with_immediate_transactions():
     database = settings_with(DATABASE_URL="sqlite:////tmp/chat-scale-config.sqlite3")["database"]
-    assert "pool" not in database.get("OPTIONS", {})
-    assert database["CONN_MAX_AGE"] == 0
+    assert "pool" not in database["OPTIONS"]
+    assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert database["OPTIONS"]["timeout"] == 20
+    assert "PRAGMA journal_mode=WAL" in database["OPTIONS"]["init_command"]
+    # In WAL mode an open connection holds no lock: kept, as on PostgreSQL without a pool.
+    assert database["CONN_MAX_AGE"] == 60
 
 
 def test_postgresql_runs_socket_database_calls_on_threads_within_the_pool():
@@ -74,9 +78,10 @@ def test_postgresql_runs_socket_database_calls_on_threads_within_the_pool():
     assert settings_with(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")["database_threads"] == 4
 
 
-def test_sqlite_keeps_one_database_thread_whatever_is_asked():
+def test_sqlite_keeps_one_database_thread_unless_asked():
     sqlite = "sqlite:////tmp/chat-scale-config.sqlite3"
-    assert settings_with(DATABASE_URL=sqlite, DATABASE_THREADS="8")["database_threads"] == 0
+    assert settings_with(DATABASE_URL=sqlite)["database_threads"] == 0
+    assert settings_with(DATABASE_URL=sqlite, DATABASE_THREADS="4")["database_threads"] == 4
 
 
 def test_redis_uses_the_pubsub_layer_with_an_explicit_pool_size():

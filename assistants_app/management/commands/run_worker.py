@@ -2,13 +2,13 @@
 closed before the doorbell rang, or the process driving them died or was stopped."""
 
 import asyncio
-import contextlib
 import logging
 import signal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from assistants_app import runs
+from assistants_app import runs, worker
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, interval, once, **options):
+        if not settings.REDIS_URL and not once:
+            # Its events go to its own in-memory layer: the answers are stored, but open pages
+            # only see them after a reload. The site's process finishes orphans itself then.
+            self.stderr.write(
+                "REDIS_URL is not set: answers this worker finishes reach open pages only "
+                "after a reload. Without Redis the site's own process finishes orphaned runs "
+                "(RUN_WORKER_IN_SERVER); this worker is not needed."
+            )
         asyncio.run(work(interval, once))
 
 
@@ -33,15 +41,6 @@ async def work(interval: float, once: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    while not stopping.is_set():
-        orphans = await runs.orphaned_run_ids()
-        if orphans:
-            log.info("worker: driving orphaned runs %s", orphans)
-        tasks = [runs.ensure_driving(run_id, standby=False) for run_id in orphans]
-        if once:
-            await asyncio.gather(*tasks, return_exceptions=True)
-            break
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=interval)
+    await worker.work(interval, once, stopping)
     # Cancelled drivers release their leases, so another process takes over at once.
     await runs.stop_driving()
