@@ -51,8 +51,8 @@ def test_it_shows_a_provider_that_answers_with_an_error(staff_client, two_provid
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Not answering: Incorrect API key provided" in html
-    assert "Not answering: It answered, but not with a model list" in html
+    assert "Not answering: The provider refused the API key (HTTP 401): Incorrect API" in html
+    assert "Not answering: The provider&#x27;s answer is not in the API&#x27;s format" in html
 
 
 def test_the_assistant_list_links_to_it(staff_client):
