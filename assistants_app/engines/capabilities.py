@@ -26,8 +26,16 @@ log = logging.getLogger(__name__)
 
 PROBE_PROMPT = "Say OK."
 PROBE_OUTPUT_TOKENS = 16  # OpenAI's least
-# "No such API here": the route is missing, or the server refuses the feature outright.
-MISSING = ("endpoint_not_found", "not_found", "http_400", "invalid_request_error", "http_422")
+# Refusals that say nothing of the feature: the probe cannot go on and says why.
+NOT_ABOUT_THE_FEATURE = (
+    "unauthorized", "forbidden", "model_not_found", "tls_failure", "dns_failure",
+    "connection_refused", "connection_error", "timeout", "rate_limited", "server_error",
+)  # fmt: skip
+
+
+def _missing(error: ProviderError) -> bool:
+    """Whether a refusal means "no such API here": a missing route, or a parameter refused."""
+    return not error.retryable and error.code not in NOT_ABOUT_THE_FEATURE
 
 
 @dataclass
@@ -108,7 +116,7 @@ async def _context_sizes(provider: dict) -> dict:
         with provider_errors():
             page = await get_client(provider).models.list()
     except ProviderError as error:
-        if error.code not in (*MISSING, "bad_answer"):
+        if not _missing(error):
             raise  # it does not answer at all: say why
         return {}
     sizes = {}
@@ -167,7 +175,7 @@ async def _probe_responses(provider: dict, model: str, found: Capabilities) -> N
         with provider_errors():
             background = await client.responses.create(**params, background=True, store=True)
     except ProviderError as error:
-        if error.code not in MISSING:
+        if not _missing(error):
             raise
         found.notes.append(f"background responses: {error.message}")
         background = None
@@ -190,7 +198,7 @@ async def _has_conversations(provider: dict, found: Capabilities) -> bool:
                 metadata={"purpose": "capability check"}
             )
     except ProviderError as error:
-        if error.code not in MISSING:
+        if not _missing(error):
             raise
         found.notes.append(error.message)
         return False
@@ -207,7 +215,7 @@ async def _answers(provider: dict, params: dict, found: Capabilities) -> bool:
         with provider_errors():
             await get_client(provider).responses.create(**params, store=False)
     except ProviderError as error:
-        if error.code not in MISSING:
+        if not _missing(error):
             raise
         found.notes.append(f"responses: {error.message}")
         return False
@@ -250,7 +258,7 @@ async def _chains(provider: dict, params: dict, found: Capabilities) -> bool:
             first = await responses.create(**params, store=True)
             await responses.create(**params, store=False, previous_response_id=first.id)
     except ProviderError as error:
-        if error.code not in MISSING:
+        if not _missing(error):
             raise
         found.notes.append(f"previous_response_id: {error.message}")
         return False
