@@ -212,6 +212,20 @@ class AssistantsEngine(Engine):
         return [answer for answer in answers if answer.text]
 
 
+async def has_assistants_api(provider: dict) -> bool:
+    """Whether the provider still serves the Assistants API (OpenAI closed it; the
+    simulator and some compatible servers have it). Raises ProviderError if it does not
+    answer at all."""
+    try:
+        with provider_errors():
+            await get_client(provider).beta.assistants.list(limit=1)
+    except ProviderError as error:
+        if error.retryable or error.code in ("unauthorized", "forbidden", "tls_failure"):
+            raise
+        return False
+    return True
+
+
 def _run_from_body(body: bytes) -> RemoteRun:
     """The run in the body of a call that asked for a stream but was not served as one: the
     run itself (a server that ignores `stream`), or a whole stream served with the wrong

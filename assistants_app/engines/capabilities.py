@@ -11,6 +11,7 @@ corrects the record with `remember`.
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field, fields
 
 import httpx
@@ -58,8 +59,12 @@ class Capabilities:
         )
 
 
-# provider name -> what it offers, for this process (the database has it for the others)
+# provider name -> what it offers, for this process (the database has it for the others),
+# and when it was read there: read again after a while, so a check in admin reaches every
+# process.
 _known: dict[str, Capabilities] = {}
+_read_at: dict[str, float] = {}
+REREAD_SECONDS = 300
 _probing: dict[str, asyncio.Lock] = {}
 
 
@@ -68,15 +73,21 @@ async def capabilities(provider: dict, model: str, responses: bool = False) -> C
     ask at the same time); with `responses`, its Responses API's too, which costs a few tiny
     answers. Raises ProviderError when the provider cannot be asked."""
     name = provider["name"]
-    if _enough(_known.get(name), responses):
+    if _enough(_known.get(name), responses) and not _stale(name):
         return _known[name]
     async with _probing.setdefault(name, asyncio.Lock()):
-        found = _known.get(name) or await _load(name)
+        found = None if _stale(name) else _known.get(name)
+        found = found or await _load(name)
         if not _enough(found, responses):
             found = await probe(provider, model, responses)
             await _save(name, found)
-        _known[name] = found
+        _known[name], _read_at[name] = found, time.monotonic()
     return found
+
+
+def _stale(name: str) -> bool:
+    read_at = _read_at.get(name)
+    return read_at is not None and time.monotonic() - read_at > REREAD_SECONDS
 
 
 def _enough(found: Capabilities | None, responses: bool) -> bool:
@@ -97,6 +108,7 @@ async def remember(provider: dict, **changes) -> None:
 def forget() -> None:
     """Drop this process's memory (tests; the admin page's check saves anew anyway)."""
     _known.clear()
+    _read_at.clear()
 
 
 async def probe(provider: dict, model: str, responses: bool = True) -> Capabilities:
@@ -278,6 +290,12 @@ _FIELDS = [f.name for f in fields(Capabilities)]
 def _load(name: str) -> Capabilities | None:
     row = ProviderCapabilities.objects.filter(provider=name).values(*_FIELDS).first()
     return Capabilities(**row) if row else None
+
+
+async def save(name: str, found: Capabilities) -> None:
+    """Keep what was found (the admin's check): in the database, and in this process."""
+    await _save(name, found)
+    _known[name] = found
 
 
 @database_sync_to_async
