@@ -109,6 +109,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
         "can_retry": False,
         "error_code": "",
         "error_message": "",
+        "note": "",
     }
     assert run.prompt == message
     assert run.remote_id == "resp_abc123"
@@ -155,7 +156,7 @@ def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(alice_cli
     assert response.status_code == 201
     run = Run.objects.get()
     assert response.json()["run"]["status"] == "failed"
-    assert (run.status, run.error_code) == (RunStatus.FAILED, "invalid_api_key")
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "unauthorized")
     assert run.error_message == "Incorrect API key provided."
     assert Message.objects.get().text == "Hello"
 
