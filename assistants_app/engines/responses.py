@@ -53,7 +53,8 @@ class ResponsesEngine(LocalGeneration):
         return run.remote_id.startswith(LOCAL_PREFIX)
 
     async def ensure_thread(self, thread: Thread) -> None:
-        if thread.remote_id or not (await self.capabilities(thread.assistant)).conversations:
+        found = await self.capabilities(thread.assistant)
+        if thread.remote_id or not (found.responses and found.conversations):
             return
         try:
             with provider_errors():

@@ -43,7 +43,9 @@
     statusLine.dataset.status = run.status;
     const text = run.status in STATUS_TEXT ? STATUS_TEXT[run.status] : run.status;
     const reason = run.is_terminal && run.error_message ? ": " + run.error_message : "";
-    statusLine.textContent = text + reason;
+    // e.g. older messages were left out to fit the model's context
+    const note = run.is_terminal && run.note ? " " + run.note : "";
+    statusLine.textContent = (text + reason + note).trim();
     sendButton.disabled = !run.is_terminal;
     stopButton.hidden = run.is_terminal;
     stopButton.disabled = run.status === "cancelling";

@@ -78,25 +78,34 @@ def openai_error(message: str, code: str | None) -> dict:
     return {"error": {"message": message, "type": "invalid_request_error", "code": code}}
 
 
+NGINX = "<html>Welcome to nginx</html>"
+CUT_JSON = '{"object": "list", "data": ['
+NO_KEY = "The provider refused the API key (HTTP 401): Incorrect API key provided."
+NO_ACCESS = "The provider's key may not do this (HTTP 403): Project lacks access."
+NO_MODEL = "The provider does not have this model (HTTP 404): The model `gpt-9` does not exist"
+NO_ROUTE = "This provider has no /v1/models (HTTP 404): it does not offer this API."
+NOT_THE_API = "The provider's answer is not in the API's format"
+
+
 @pytest.mark.parametrize(
     ("answer", "code", "sentence"),
     [
         (httpx.Response(401, json=openai_error("Incorrect API key provided", "invalid_api_key")),
-         "unauthorized", "The provider refused the API key (HTTP 401): Incorrect API key provided."),
+         "unauthorized", NO_KEY),
         (httpx.Response(403, json=openai_error("Project lacks access", None)),
-         "forbidden", "The provider's key may not do this (HTTP 403): Project lacks access."),
-        (httpx.Response(404, json=openai_error("The model `gpt-9` does not exist", "model_not_found")),
-         "model_not_found", "The provider does not have this model (HTTP 404): The model `gpt-9` does not exist"),
+         "forbidden", NO_ACCESS),
+        (httpx.Response(404, json=openai_error("The model `gpt-9` does not exist",
+                                               "model_not_found")),
+         "model_not_found", NO_MODEL),
         (httpx.Response(404, text="404 page not found"),  # Ollama
-         "endpoint_not_found", "This provider has no /v1/models (HTTP 404): it does not offer this API."),
+         "endpoint_not_found", NO_ROUTE),
         (httpx.Response(429, json=openai_error("Slow down", "rate_limit_exceeded")),
          "rate_limited", "The provider is rate limiting requests: Slow down."),
         (httpx.Response(503, text="upstream connect error"),
          "server_error", "The provider had an internal error (HTTP 503): upstream connect error."),
-        (httpx.Response(200, text="<html>Welcome to nginx</html>"),
-         "bad_answer", "The provider's answer is not in the API's format"),
-        (httpx.Response(200, text='{"object": "list", "data": [', headers={"content-type": "application/json"}),
-         "bad_answer", "The provider's answer is not in the API's format"),
+        (httpx.Response(200, text=NGINX), "bad_answer", NOT_THE_API),
+        (httpx.Response(200, text=CUT_JSON, headers={"content-type": "application/json"}),
+         "bad_answer", NOT_THE_API),
     ],
 )  # fmt: skip
 async def test_each_kind_of_refusal_has_its_own_code_and_sentence(
