@@ -12,10 +12,12 @@ corrects the record with `remember`.
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass, field, fields
 
 import httpx
 import openai
+from django.db import IntegrityError
 from django.utils import timezone
 
 from ..db import database_sync_to_async
@@ -65,7 +67,8 @@ class Capabilities:
 _known: dict[str, Capabilities] = {}
 _read_at: dict[str, float] = {}
 REREAD_SECONDS = 300
-_probing: dict[str, asyncio.Lock] = {}
+# One probe at a time per provider and event loop (a lock belongs to one loop).
+_probing: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
 async def capabilities(provider: dict, model: str, responses: bool = False) -> Capabilities:
@@ -75,7 +78,8 @@ async def capabilities(provider: dict, model: str, responses: bool = False) -> C
     name = provider["name"]
     if _enough(_known.get(name), responses) and not _stale(name):
         return _known[name]
-    async with _probing.setdefault(name, asyncio.Lock()):
+    locks = _probing.setdefault(asyncio.get_running_loop(), {})
+    async with locks.setdefault(name, asyncio.Lock()):
         found = None if _stale(name) else _known.get(name)
         found = found or await _load(name)
         if not _enough(found, responses):
@@ -300,7 +304,9 @@ async def save(name: str, found: Capabilities) -> None:
 
 @database_sync_to_async
 def _save(name: str, found: Capabilities) -> None:
-    values = {key: getattr(found, key) for key in _FIELDS}
-    ProviderCapabilities.objects.update_or_create(
-        provider=name, defaults={**values, "checked_at": timezone.now()}
-    )
+    values = {key: getattr(found, key) for key in _FIELDS} | {"checked_at": timezone.now()}
+    try:
+        ProviderCapabilities.objects.update_or_create(provider=name, defaults=values)
+    except IntegrityError:
+        # Another process found out at the same moment and saved first: same answer.
+        ProviderCapabilities.objects.filter(provider=name).update(**values)
