@@ -157,7 +157,9 @@ def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(alice_cli
     run = Run.objects.get()
     assert response.json()["run"]["status"] == "failed"
     assert (run.status, run.error_code) == (RunStatus.FAILED, "unauthorized")
-    assert run.error_message == "Incorrect API key provided."
+    assert run.error_message == (
+        "The provider refused the API key (HTTP 401): Incorrect API key provided."
+    )
     assert Message.objects.get().text == "Hello"
 
 

@@ -238,13 +238,14 @@ async def _answers(provider: dict, params: dict, found: Capabilities) -> bool:
     return True
 
 
-async def _cancels(provider: dict, response_id: str, found: Capabilities) -> bool:
+async def _cancels(provider: dict, response_id: str, found: Capabilities) -> bool | None:
     try:
         with provider_errors():
             cancelled = await get_client(provider).responses.cancel(response_id)
     except ProviderError as error:
         found.notes.append(f"cancel: {error.message}")
-        return False
+        # Refused, perhaps because that tiny answer had finished already: a run finds out.
+        return False if error.code == "endpoint_not_found" else None
     if cancelled.status in ("queued", "in_progress"):
         found.notes.append("cancel: answered, but the response went on")
         return False
