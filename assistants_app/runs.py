@@ -21,7 +21,7 @@ from functools import partial
 
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -340,6 +340,8 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
         await _poll_until_terminal(engine, run)
     except ProviderError as error:
         await record(run, failure(error))
+    except DatabaseError:
+        raise  # ours, and passing (a locked SQLite): the run stays for the next driver
     except Exception:
         log.exception("run %s: unexpected error while driving it", run_id)
         await record(run, failure(UNEXPECTED))

@@ -93,6 +93,11 @@ class ResponsesEngine(LocalGeneration):
             if previous:
                 params["previous_response_id"] = previous
             run.note = history.note if not previous else ""
+        if await _last_run_overflowed(run):
+            # The provider found the thread too long only once it ran the last answer: this
+            # one is sent shorter from the start, or it would fail the same way.
+            params = await self._shorter(run, params, found)
+            run.note = LEFT_OUT_NOTE
         try:
             raw = await self._create(params)
         except ProviderError as error:
@@ -247,6 +252,12 @@ def _last_answered(run: Run) -> str:
         .first()
     )
     return "" if previous is None or previous.startswith(LOCAL_PREFIX) else previous
+
+
+@database_sync_to_async
+def _last_run_overflowed(run: Run) -> bool:
+    last = Run.objects.filter(thread_id=run.thread_id, pk__lt=run.pk).order_by("-pk").first()
+    return last is not None and last.error_code == "context_overflow"
 
 
 def to_stream_event(event) -> StreamEvent:

@@ -134,3 +134,19 @@ async def test_a_stop_the_provider_does_not_hear_still_stops_the_run(provider_mo
     said = [(m.text, m.is_partial) async for m in Message.objects.filter(role="assistant")]
     assert said == [("Once upon", True)]
     assert (await ProviderCapabilities.objects.aget(provider="test")).cancel is False
+
+
+async def test_after_an_answer_failed_for_length_the_next_is_sent_truncated(
+    provider_mock, alice_thread
+):
+    alice_thread.remote_id = "conv_abc123"
+    await alice_thread.asave()
+    earlier = await Message.objects.acreate(thread=alice_thread, role="user", text="Earlier")
+    await Run.objects.acreate(thread=alice_thread, prompt=earlier, status=RunStatus.FAILED,
+                              error_code="context_overflow")  # fmt: skip
+    create = provider_mock.post("/responses").respond(json=response("queued"))
+
+    run = await start(alice_thread, "Retry, please")
+
+    assert sent(create)["truncation"] == "auto"
+    assert run.note.startswith("Older messages were left out")
