@@ -610,7 +610,10 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
         return await engine.cancel(run)  # cancelled before it started: nothing to keep
     if status != RunStatus.IN_PROGRESS:
         return None  # finished by another process meanwhile
-    context = await engine.context_tokens(run.thread.assistant)
+    try:
+        context = await engine.context_tokens(run.thread.assistant)
+    except ProviderError:
+        context = None  # it does not answer: the generation fails at once and says why
     history = await database_sync_to_async(fit_history)(
         run, settings.CHAT_HISTORY_MAX_CHARS, context
     )

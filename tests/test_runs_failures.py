@@ -2,6 +2,7 @@
 ends failed with a reason and the thread takes the next message at once: never a 500, never a
 409 that outlives the run (issue 16)."""
 
+import asyncio
 import json
 
 import httpx
@@ -88,3 +89,27 @@ def test_an_unexpected_error_while_starting_fails_the_run_not_the_request(
     assert first.json()["run"]["error_code"] == "unexpected_error"
     assert "went wrong" in first.json()["run"]["error_message"]
     assert not Run.objects.active().exists()
+
+
+async def test_a_chat_run_on_a_provider_that_is_down_fails_at_once_saying_so(alice, settings):
+    from assistants_app import runs, services
+
+    from .engines.test_provider_errors import closed_port
+
+    settings.ASSISTANT_PROVIDERS = {
+        **settings.ASSISTANT_PROVIDERS,
+        "down": {"base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": "x"},
+    }
+    assistant = await Assistant.objects.acreate(
+        name="Local", model="llama", engine=EngineKind.CHAT, provider="down"
+    )
+    thread = await Thread.objects.acreate(owner=alice, assistant=assistant)
+    thread.assistant = assistant
+    _, run = await services.submit_message(alice, thread, "Hello")
+
+    async with asyncio.timeout(10):  # not retried behind the user's back
+        await runs.drive(run.pk)
+
+    await run.arefresh_from_db()
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "connection_refused")
+    assert "refused the connection" in run.error_message
