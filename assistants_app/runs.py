@@ -202,8 +202,8 @@ async def _with_estimated_usage(run: Run, update: RunUpdate) -> RunUpdate:
             turns = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
             prompt = "\n".join([assistant.instructions, *(turn.text for turn in turns)])
             answer = "\n".join(message.text for message in update.messages)
-            input_tokens, _ = await engine.count_tokens(assistant, prompt)
-            output_tokens, _ = await engine.count_tokens(assistant, answer)
+            input_tokens = await engine.count_tokens(assistant, prompt)
+            output_tokens = await engine.count_tokens(assistant, answer)
     except Exception:  # noqa: BLE001 - counting is a nicety: the answer is stored regardless
         log.warning("run %s: could not count its tokens", run.pk, exc_info=True)
         return update

@@ -103,18 +103,18 @@ class Engine:
         found = await capabilities(self.provider, self.model_of(assistant))
         return found.context_of(self.model_of(assistant))
 
-    async def count_tokens(self, assistant: Assistant, text: str) -> tuple[int, bool]:
-        """Tokens in `text`, and whether the provider's own tokenizer counted them; else a
-        rough estimate: one token per four characters (OpenAI's rule of thumb for English)."""
+    async def count_tokens(self, assistant: Assistant, text: str) -> int:
+        """Tokens in `text`: by the provider's own tokenizer where it has one, else a rough
+        estimate of one token per four characters (OpenAI's rule of thumb for English)."""
         found = await capabilities(self.provider, self.model_of(assistant))
         if found.tokenizer and text:
             try:
                 return await count_with(
                     self.provider, found.tokenizer, self.model_of(assistant), text
-                ), True
+                )
             except Exception:  # noqa: BLE001 - a count is a nicety: estimate instead
                 log.info("provider %s: counting tokens failed", self.provider.get("name"))
-        return math.ceil(len(text) / 4), False
+        return math.ceil(len(text) / 4)
 
     def model_of(self, assistant: Assistant) -> str:
         """The assistant's model, or its provider's default model when it names none."""
