@@ -215,22 +215,6 @@ async def _with_estimated_usage(run: Run, update: RunUpdate) -> RunUpdate:
 def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
     """The update's rows, in one transaction; its events go to `committed` once it commits."""
     with transaction.atomic():
-        new_messages = []
-        # A run that has ended (stopped while its provider went on writing) stores no more.
-        arriving = update.messages if Run.objects.filter(pk=run.pk).active().exists() else []
-        for remote in arriving:
-            message, created = Message.objects.get_or_create(
-                thread_id=run.thread_id,
-                remote_id=remote.remote_id,
-                defaults={
-                    "role": Message.Role.ASSISTANT,
-                    "text": remote.text,
-                    "run": run,
-                    "is_partial": update.status in CUT_SHORT_STATUSES,
-                },
-            )
-            if created:
-                new_messages.append(message)
         changes = {"status": update.status, "remote_id": run.remote_id}
         if run.started_at:
             changes["started_at"] = run.started_at
@@ -252,10 +236,27 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 lease_expires_at=None,
                 partial_text="",
             )
+        # The run's row first: a write before any read keeps SQLite from refusing to turn a
+        # reading transaction into a writing one under concurrent writers.
         still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
         if still_active:
             for name, value in changes.items():
                 setattr(run, name, value)
+        new_messages = []
+        # A run that had ended (stopped while its provider went on writing) stores no more.
+        for remote in update.messages if still_active else []:
+            message, created = Message.objects.get_or_create(
+                thread_id=run.thread_id,
+                remote_id=remote.remote_id,
+                defaults={
+                    "role": Message.Role.ASSISTANT,
+                    "text": remote.text,
+                    "run": run,
+                    "is_partial": update.status in CUT_SHORT_STATUSES,
+                },
+            )
+            if created:
+                new_messages.append(message)
         if new_messages:
             Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
         events = [{"type": "message.created", "message": m.as_event()} for m in new_messages]
