@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
@@ -17,6 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
+from .engines import capabilities
 from .engines.client import list_models
 from .exceptions import ProviderError
 from .models import (
@@ -24,6 +26,7 @@ from .models import (
     STARTER_MAX_CHARS,
     Assistant,
     Message,
+    ProviderCapabilities,
     Run,
     Thread,
     UsageLimit,
@@ -123,7 +126,10 @@ class AssistantAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Starting a chat", {"fields": ["conversation_starters"]}),
-        ("Model", {"fields": ["engine", "provider", "model", "temperature", "tools"]}),
+        (
+            "Model",
+            {"fields": ["engine", "provider", "model", "context_tokens", "temperature", "tools"]},
+        ),
         ("Access", {"fields": ["groups"]}),
         ("Provider state", {"fields": ["remote_id", "created_at", "updated_at"]}),
     ]
@@ -191,16 +197,38 @@ class AssistantAdmin(admin.ModelAdmin):
         return [status, *super().get_urls()]
 
     def provider_status(self, request):
-        """Every configured provider, and whether its `/models` answers right now."""
+        """Every configured provider, whether its `/models` answers right now, and what it
+        was found to offer; a POST checks that anew for one provider."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if request.method == "POST":
+            return self._check_provider(request, request.POST.get("provider", ""))
+        providers = async_to_sync(check_providers)(settings.ASSISTANT_PROVIDERS)
+        known = {row.provider: row for row in ProviderCapabilities.objects.all()}
+        for provider in providers:
+            provider["capabilities"] = known.get(provider["name"])
         context = {
             **self.admin_site.each_context(request),
             "title": "Providers",
             "opts": self.model._meta,
-            "providers": async_to_sync(check_providers)(settings.ASSISTANT_PROVIDERS),
+            "providers": providers,
         }
         return TemplateResponse(request, "admin/assistants_app/provider_status.html", context)
+
+    def _check_provider(self, request, name: str):
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        provider = settings.ASSISTANT_PROVIDERS.get(name)
+        if provider is None:
+            self.message_user(request, f"No provider named {name!r}.", messages.ERROR)
+        else:
+            try:
+                found = async_to_sync(check_capabilities)(name, provider)
+            except ProviderError as error:
+                self.message_user(request, f"{name}: {error.message}", messages.ERROR)
+            else:
+                self.message_user(request, f"Checked {name}: {', '.join(found) or 'no extras'}.")
+        return redirect("admin:assistants_app_provider_status")
 
     @admin.action(description="Deactivate selected assistants", permissions=["change"])
     def deactivate(self, request, queryset):
@@ -209,6 +237,22 @@ class AssistantAdmin(admin.ModelAdmin):
     @admin.action(description="Activate selected assistants", permissions=["change"])
     def activate(self, request, queryset):
         self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
+
+
+async def check_capabilities(name: str, provider: dict) -> list[str]:
+    """Find out anew what a provider offers (capabilities.py), with its default model or
+    else the first it lists; the names of what it has. Raises ProviderError."""
+    model = provider.get("default_model") or ((await list_models(provider, 10.0)) or [""])[0]
+    entry = {**provider, "name": name}
+    found = await capabilities.probe(entry, model)
+    await capabilities.save(name, found)
+    return [key for key in CAPABILITY_NAMES if getattr(found, key)]
+
+
+CAPABILITY_NAMES = (
+    "responses", "conversations", "background", "streamed_retrieve", "cancel",
+    "previous_response_id", "tokenizer",
+)  # fmt: skip
 
 
 async def check_providers(providers: dict) -> list[dict]:
@@ -250,7 +294,10 @@ class MessageInline(ReadOnlyInline):
 
 class RunInline(ReadOnlyInline):
     model = Run
-    fields = ["created_at", "status", "remote_id", "error_code", "total_tokens", "finished_at"]
+    fields = [
+        "created_at", "status", "remote_id", "error_code", "total_tokens", "usage_estimated",
+        "finished_at",
+    ]  # fmt: skip
     readonly_fields = fields
 
 
@@ -270,7 +317,7 @@ class ThreadAdmin(admin.ModelAdmin):
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
     list_display = [
-        "id", "thread", "status", "error_code", "tokens",
+        "id", "thread", "status", "error_code", "tokens", "usage_estimated",
         "created_at", "started_at", "finished_at", "duration",
     ]  # fmt: skip
     list_filter = ["status", "thread__assistant"]

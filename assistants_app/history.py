@@ -1,31 +1,85 @@
-"""The history a locally executed run (Chat Completions) sends: the thread's own messages.
+"""The history a run sends when the provider keeps none: the thread's own messages.
 
-The provider remembers nothing, so every run sends the conversation up to its prompt, trimmed
-to a budget: the newest messages are kept, the oldest dropped, and the assistant's
-instructions (sent first by the engine) count against the budget but are never dropped.
+Every such run sends the conversation up to its prompt, trimmed to fit: the newest messages
+are kept, the oldest dropped, and the assistant's instructions (sent first by the engine)
+count against the budget but are never dropped. Two budgets apply: CHAT_HISTORY_MAX_CHARS,
+and the model's context window in tokens, less room for the answer. Tokens are estimated here
+at one per three characters (plus a few per message for the chat template): generous on
+purpose, since English runs at about four characters a token and code and other languages at
+fewer; a provider that still finds the prompt too long gets it again, shorter (runs.py).
 """
+
+import math
+from dataclasses import dataclass
 
 from .engines.base import Turn
 from .models import Message, Run
 
+CHARS_PER_TOKEN_FITTING = 3
+TOKENS_PER_MESSAGE = 4  # role markers and separators of chat templates
+ANSWER_ROOM_TOKENS = 1024  # kept free for the answer, at most a quarter of the window
+LEFT_OUT_NOTE = "Older messages were left out: the conversation is longer than the model can read."
 
-def load_history(run: Run, max_chars: int) -> list[Turn]:
-    """The thread's messages up to the run's prompt, oldest first, within `max_chars`.
+
+@dataclass
+class History:
+    turns: list[Turn]
+    left_out: int = 0  # messages of the thread before the prompt that are not sent
+
+    @property
+    def note(self) -> str:
+        return LEFT_OUT_NOTE if self.left_out else ""
+
+
+def fitting_tokens(text: str) -> int:
+    """A generous estimate of the tokens `text` takes in a prompt (see the module's note)."""
+    return math.ceil(len(text) / CHARS_PER_TOKEN_FITTING) + TOKENS_PER_MESSAGE
+
+
+def answer_room(context_tokens: int) -> int:
+    return min(ANSWER_ROOM_TOKENS, context_tokens // 4)
+
+
+def load_history(run: Run, max_chars: int, context_tokens: int | None = None) -> list[Turn]:
+    return fit_history(run, max_chars, context_tokens).turns
+
+
+def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> History:
+    """The thread's messages up to the run's prompt, oldest first, within `max_chars` and,
+    when the model's context window is known, within it with room for the answer.
 
     The newest message (the prompt) is always kept, even when it alone is over budget.
     `run.thread.assistant` must be loaded.
     """
-    budget = max_chars - len(run.thread.assistant.instructions)
+    instructions = run.thread.assistant.instructions
+    chars = max_chars - len(instructions)
+    tokens = math.inf
+    if context_tokens:
+        tokens = context_tokens - answer_room(context_tokens) - fitting_tokens(instructions)
     messages = Message.objects.filter(thread_id=run.thread_id).order_by("-pk")
     if run.prompt_id is not None:
         messages = messages.filter(pk__lte=run.prompt_id)
     newest_first: list[Turn] = []
+    total = 0
     for role, text in messages.values_list("role", "text").iterator(chunk_size=100):
-        if newest_first and len(text) > budget:
+        total += 1
+        cost = fitting_tokens(text)
+        if newest_first and (len(text) > chars or cost > tokens):
+            total += messages.count() - total  # the rest are left out too
             break
         newest_first.append(Turn(role, text))
-        budget -= len(text)
-    return alternating(newest_first[::-1])
+        chars -= len(text)
+        tokens -= cost
+    return History(alternating(newest_first[::-1]), left_out=total - len(newest_first))
+
+
+def shorter(history: History) -> History:
+    """The newest half of a history (the prompt at least): for a second try after the
+    provider found the first too long for its context."""
+    keep = max(1, len(history.turns) // 2)
+    turns = alternating(history.turns[-keep:])
+    dropped = len(history.turns) - len(turns)
+    return History(turns, left_out=history.left_out + max(1, dropped))
 
 
 def alternating(turns: list[Turn]) -> list[Turn]:

@@ -82,6 +82,13 @@ class Assistant(models.Model):
         help_text="A key of ASSISTANT_PROVIDERS (see README).",
     )
     temperature = models.FloatField(null=True, blank=True)
+    context_tokens = models.PositiveIntegerField(
+        "context window (tokens)",
+        null=True,
+        blank=True,
+        help_text="How many tokens the model reads at once. Blank: what the provider's model "
+        "list says (llama.cpp, vLLM), if it says. The history sent is trimmed to fit.",
+    )
     tools = models.JSONField(default=list, blank=True)
     remote_id = models.CharField(max_length=200, blank=True, help_text="The provider's id.")
     conversation_starters = models.JSONField(
@@ -208,6 +215,12 @@ class Run(models.Model):
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The provider reported no usage: the tokens were counted here."
+    )
+    note = models.CharField(
+        max_length=300, blank=True, help_text="Shown with the answer, e.g. history left out."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -269,6 +282,7 @@ class Run(models.Model):
             "error_message": self.error_message,
             "prompt_id": self.prompt_id,
             "summary": self.summary,
+            "note": self.note,
         }
 
 
@@ -341,3 +355,29 @@ class UsageRecord(models.Model):
 
     def __str__(self) -> str:
         return f"Usage of run {self.run_id} by {self.user_id}"
+
+
+class ProviderCapabilities(models.Model):
+    """What one provider was found to offer (engines/capabilities.py), asked once and kept:
+    a missing feature is not tried again on every run. Admin's provider page checks anew."""
+
+    provider = models.CharField(max_length=100, unique=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    model = models.CharField(max_length=200, blank=True, help_text="The model it was tried with.")
+    responses = models.BooleanField(null=True)
+    conversations = models.BooleanField(null=True)
+    background = models.BooleanField(null=True)
+    streamed_retrieve = models.BooleanField(null=True)
+    cancel = models.BooleanField(null=True)
+    previous_response_id = models.BooleanField(null=True)
+    tokenizer = models.CharField(
+        max_length=200, blank=True, help_text="Its token counting endpoint, if it has one."
+    )
+    context_sizes = models.JSONField(default=dict, blank=True, help_text="Model -> tokens.")
+    notes = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name_plural = "provider capabilities"
+
+    def __str__(self) -> str:
+        return f"Capabilities of {self.provider}"

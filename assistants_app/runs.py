@@ -28,9 +28,9 @@ from django.utils import timezone
 from . import storable, tools, usage
 from .db import database_sync_to_async
 from .engines import get_engine
-from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput
+from .engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput, Turn, Usage
 from .exceptions import ProviderError, UnknownTool
-from .history import load_history
+from .history import History, fit_history, fitting_tokens, load_history, shorter
 from .models import ACTIVE_STATUSES, Assistant, Message, Run, RunStatus, Thread
 
 # An answer stored with one of these statuses was cut short, and is shown as such.
@@ -89,6 +89,14 @@ async def _start(run: Run, message: Message) -> None:
         log.warning("run %s failed to start: %s", run.pk, error)
         await record(run, failure(error))
         return
+    except DatabaseError:
+        raise  # ours, not the provider's: start() hands the run on
+    except Exception:
+        # Whatever went wrong, the run ends here with a reason and the thread is free again:
+        # never a 500 for the message, never a thread busy with a run nobody drives.
+        log.exception("run %s: unexpected error while starting it", run.pk)
+        await record(run, failure(UNEXPECTED))
+        return
     run.started_at = timezone.now()
     if message.remote_id:
         await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
@@ -136,7 +144,7 @@ async def cancel(run: Run) -> None:
         await record(run, RunUpdate(status=RunStatus.CANCELLED))
         return
     engine = get_engine(run.thread.assistant)
-    if engine.executes_locally:
+    if engine.runs_here(run):
         update = RunUpdate(status=RunStatus.CANCELLING)
     else:
         update = await engine.cancel(run)
@@ -166,6 +174,12 @@ async def _start_on_provider(engine: Engine, run: Run, message: Message) -> RunU
             await asyncio.sleep(retry_delay(attempt, error.retry_after))
 
 
+UNEXPECTED = ProviderError(
+    "unexpected_error",
+    "Something unexpected went wrong with this answer (it is in the site's log). Try again.",
+)
+
+
 def failure(error: ProviderError) -> RunUpdate:
     return RunUpdate(status=RunStatus.FAILED, error_code=error.code, error_message=error.message)
 
@@ -179,6 +193,8 @@ async def record(run: Run, update: RunUpdate) -> bool:
     New assistant messages are stored once each: the unique (thread, remote_id) key makes a
     second writer, in this process or another, find the row instead of adding one.
     """
+    if update.usage is None and update.messages and update.status not in ACTIVE_STATUSES:
+        update = await _with_estimated_usage(run, update)
     committed: list[dict] = []
     try:
         still_active = await _store(run, update, committed)
@@ -199,12 +215,61 @@ async def record(run: Run, update: RunUpdate) -> bool:
     return still_active
 
 
+async def _with_estimated_usage(run: Run, update: RunUpdate) -> RunUpdate:
+    """The update with its tokens counted here, for a provider that reports none (llama.cpp's
+    server ignores `include_usage`), so budgets and the usage report count them: by the
+    provider's tokenizer where it has one, else estimated (Engine.count_tokens)."""
+    assistant = run.thread.assistant
+    try:
+        engine = get_engine(assistant)
+        async with asyncio.timeout(settings.PROVIDER_TIMEOUT_SECONDS):
+            turns = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
+            prompt = "\n".join([assistant.instructions, *(turn.text for turn in turns)])
+            answer = "\n".join(message.text for message in update.messages)
+            input_tokens = await engine.count_tokens(assistant, prompt)
+            output_tokens = await engine.count_tokens(assistant, answer)
+    except Exception:  # noqa: BLE001 - counting is a nicety: the answer is stored regardless
+        log.warning("run %s: could not count its tokens", run.pk, exc_info=True)
+        return update
+    usage = Usage(input_tokens, output_tokens, input_tokens + output_tokens, estimated=True)
+    return replace(update, usage=usage)
+
+
 @database_sync_to_async
 def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
     """The update's rows, in one transaction; its events go to `committed` once it commits."""
     with transaction.atomic():
+        changes = {"status": update.status, "remote_id": run.remote_id}
+        if run.started_at:
+            changes["started_at"] = run.started_at
+        if update.usage:
+            changes.update(
+                input_tokens=update.usage.input_tokens,
+                output_tokens=update.usage.output_tokens,
+                total_tokens=update.usage.total_tokens,
+                usage_estimated=update.usage.estimated,
+            )
+        if run.note:
+            changes["note"] = run.note
+        if update.status not in ACTIVE_STATUSES:
+            changes.update(
+                finished_at=timezone.now(),
+                error_code=update.error_code,
+                error_message=storable.mend(update.error_message),
+                lease_owner="",
+                lease_expires_at=None,
+                partial_text="",
+            )
+        # The run's row first: a write before any read keeps SQLite from refusing to turn a
+        # reading transaction into a writing one under concurrent writers.
+        still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
+        if still_active:
+            for name, value in changes.items():
+                setattr(run, name, value)
+            usage.settle(run)
         new_messages = []
-        for remote in update.messages:
+        # A run that had ended (stopped while its provider went on writing) stores no more.
+        for remote in update.messages if still_active else []:
             message, created = Message.objects.get_or_create(
                 thread_id=run.thread_id,
                 remote_id=remote.remote_id,
@@ -217,29 +282,6 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             )
             if created:
                 new_messages.append(message)
-        changes = {"status": update.status, "remote_id": run.remote_id}
-        if run.started_at:
-            changes["started_at"] = run.started_at
-        if update.usage:
-            changes.update(
-                input_tokens=update.usage.input_tokens,
-                output_tokens=update.usage.output_tokens,
-                total_tokens=update.usage.total_tokens,
-            )
-        if update.status not in ACTIVE_STATUSES:
-            changes.update(
-                finished_at=timezone.now(),
-                error_code=update.error_code,
-                error_message=storable.mend(update.error_message),
-                lease_owner="",
-                lease_expires_at=None,
-                partial_text="",
-            )
-        still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
-        if still_active:
-            for name, value in changes.items():
-                setattr(run, name, value)
-            usage.settle(run)
         if new_messages:
             Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
         events = [{"type": "message.created", "message": m.as_event()} for m in new_messages]
@@ -321,12 +363,14 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
             await record(run, _interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        try:
-            await _poll_until_terminal(engine, run)
-        except ProviderError as error:
-            await record(run, failure(error))
+        await _poll_until_terminal(engine, run)
+    except ProviderError as error:
+        await record(run, failure(error))
     except DatabaseError as error:
         await _end_after_database_error(run, error)
+    except Exception:
+        log.exception("run %s: unexpected error while driving it", run_id)
+        await record(run, failure(UNEXPECTED))
     finally:
         if engine is not None:
             await engine.close_stream(run)  # held for a stream this driver did not follow
@@ -369,7 +413,7 @@ async def _hand_on(run_id: int, owner: str = PROCESS_ID) -> None:
 async def _poll_until_terminal(engine: Engine, run: Run) -> None:
     # Counted from when the provider accepted the run: our own slowness is not its fault.
     deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
-    if engine.streams and settings.RUN_STREAMING:
+    if engine.streams and settings.RUN_STREAMING and not engine.runs_here(run):
         # Streaming is the fast path; polling below stays the durable one.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(_loop_time_at(deadline)):
@@ -383,7 +427,7 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await _expire(engine, run)
             return
         try:
-            if engine.executes_locally:
+            if engine.runs_here(run):
                 update = await _generate(engine, run, deadline)
             else:
                 update = await engine.poll(run)
@@ -625,13 +669,25 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
         return await engine.cancel(run)  # cancelled before it started: nothing to keep
     if status != RunStatus.IN_PROGRESS:
         return None  # finished by another process meanwhile
-    history = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)
+    try:
+        context = await engine.context_tokens(run.thread.assistant)
+    except ProviderError:
+        context = None  # it does not answer: the generation fails at once and says why
+    history = await database_sync_to_async(fit_history)(
+        run, settings.CHAT_HISTORY_MAX_CHARS, context
+    )
+    run.note = history.note
     run.partial_text = ""  # a generation starts over: an earlier process's text is replaced
     live = _live[run.pk] = LiveText(run)
-    generation = asyncio.create_task(
-        engine.generate(run, history, on_text=lambda text: live.add(StreamEvent(delta=text))),
-        name=f"generate-{run.pk}",
-    )
+
+    def generating(turns: list[Turn]) -> asyncio.Task:
+        return asyncio.create_task(
+            engine.generate(run, turns, on_text=lambda text: live.add(StreamEvent(delta=text))),
+            name=f"generate-{run.pk}",
+        )
+
+    generation = generating(history.turns)
+    tried_shorter = False
     loop = asyncio.get_running_loop()
     checked_at = loop.time()
     lease_renewed_at: float | None = checked_at
@@ -639,7 +695,17 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
         while True:
             await asyncio.wait([generation], timeout=settings.STREAM_DELTA_SECONDS)
             if generation.done():
-                return generation.result()
+                update = generation.result()
+                if tried_shorter or not _did_not_fit(update, live, history, context):
+                    return update
+                # Once more with the newest half of the history; the page is told.
+                log.info(
+                    "run %s: history did not fit (%s); sending less", run.pk, update.error_code
+                )
+                tried_shorter, history = True, shorter(history)
+                run.note = history.note
+                generation = generating(history.turns)
+                continue
             if live.unsent:
                 await live.push()  # text that waited long enough
             if loop.time() - checked_at < settings.CHAT_CANCEL_CHECK_SECONDS:
@@ -658,6 +724,21 @@ async def _generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     finally:
         generation.cancel()  # this task was cancelled (shutdown) or gave up on the run
         del _live[run.pk]
+
+
+def _did_not_fit(update: RunUpdate, live: LiveText, history: History, context) -> bool:
+    """Whether a generation failed for a prompt longer than the model's context, so that a
+    shorter history may succeed. Most servers say so; some answer 200 and then drop the
+    stream (llama-cpp-python): a stream that broke before its first word, on a history that
+    fills much of the context (or an unknown one), is taken for that."""
+    if live.text or len(history.turns) < 2 or update.status != RunStatus.FAILED:
+        return False
+    if update.error_code == "context_overflow":
+        return True
+    if update.error_code not in ("stream_broken", "connection_error", "stream_error"):
+        return False
+    used = sum(fitting_tokens(turn.text) for turn in history.turns)
+    return context is None or used >= context // 2
 
 
 async def _stop(generation: asyncio.Task) -> None:
@@ -755,7 +836,7 @@ async def _cancel_quietly(engine: Engine, run: Run) -> None:
 
 async def _expire(engine: Engine, run: Run) -> None:
     said_so_far = []
-    if engine.executes_locally:
+    if engine.runs_here(run):
         # The generation was stopped here: what it had said is kept, as a partial answer.
         said_so_far = (await engine.cancel(run)).messages
     else:

@@ -12,7 +12,15 @@ ACTIVE = {
 
 
 def run_summary(run) -> str:
-    """The sentence for the run's status; "" for a completed run (the answer says it all)."""
+    """The sentence for the run's status, then the run's note once it ended (older messages
+    left out to fit the model's context, say); "" for a completed run with no note."""
+    sentence = _status_sentence(run)
+    if run.status in ACTIVE or not run.note:
+        return sentence
+    return f"{sentence} {run.note}".strip()
+
+
+def _status_sentence(run) -> str:
     status, reason = run.status, _reason(run.error_message)
     if status in ACTIVE:
         return ACTIVE[status]

@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from assistants_app import runs
+from assistants_app.engines import capabilities
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
 from .provider_payloads import CONVERSATION_ID, RESPONSE_ID
@@ -41,6 +42,26 @@ def test_provider(settings):
         },
     }
     return settings.ASSISTANT_PROVIDERS["test"]
+
+
+OPENAI_LIKE = {
+    "responses": True,
+    "conversations": True,
+    "background": True,
+    "streamed_retrieve": True,
+    "cancel": True,
+    "previous_response_id": True,
+}
+
+
+@pytest.fixture(autouse=True)
+def known_capabilities():
+    """The test provider is known to offer what OpenAI does, so runs ask it nothing more; a
+    test of another kind of provider changes this (engines/capabilities.py)."""
+    capabilities.forget()
+    capabilities._known["test"] = capabilities.Capabilities(**OPENAI_LIKE)
+    yield capabilities._known["test"]
+    capabilities.forget()
 
 
 @pytest.fixture(autouse=True)

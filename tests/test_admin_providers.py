@@ -5,7 +5,8 @@ import pytest
 import respx
 from django.urls import reverse
 
-from assistants_app.models import Assistant
+from assistants_app.engines import capabilities
+from assistants_app.models import Assistant, ProviderCapabilities
 
 from .conftest import PROVIDER_URL
 
@@ -51,8 +52,8 @@ def test_it_shows_a_provider_that_answers_with_an_error(staff_client, two_provid
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Not answering: Incorrect API key provided" in html
-    assert "Not answering: It answered, but not with a model list" in html
+    assert "Not answering: The provider refused the API key (HTTP 401): Incorrect API" in html
+    assert "Not answering: The provider&#x27;s answer is not in the API&#x27;s format" in html
 
 
 def test_the_assistant_list_links_to_it(staff_client):
@@ -88,3 +89,42 @@ def test_the_assistant_form_wants_a_model_unless_the_provider_has_a_default(
     assert "this provider has no default model" in refused.content.decode()
     assert accepted.status_code == 302
     assert Assistant.objects.get().provider == "test"
+
+
+def test_checking_a_provider_shows_what_it_offers(staff_client, two_providers, monkeypatch):
+    asked = []
+
+    async def probe(provider, model, responses=True):
+        asked.append((provider["name"], model))
+        return capabilities.Capabilities(
+            responses=True, conversations=False, background=False,
+            tokenizer="http://127.0.0.1:8080/tokenize", context_sizes={"local": 2048},
+            notes=["This provider has no /v1/conversations (HTTP 404)."],
+        )  # fmt: skip
+
+    monkeypatch.setattr(capabilities, "probe", probe)
+
+    checked = staff_client.post(reverse(STATUS_URL), {"provider": "test"})
+    with respx.mock(using="httpx") as mock:
+        mock.get(f"{PROVIDER_URL}/models").respond(json={"object": "list", "data": []})
+        mock.get(f"{DOWN_URL}/models").mock(side_effect=httpx.ConnectError("refused"))
+        page = staff_client.get(reverse(STATUS_URL)).content.decode()
+
+    assert checked.status_code == 302
+    assert asked == [("test", "gpt-test")]  # with its default model
+    assert ProviderCapabilities.objects.get(provider="test").conversations is False
+    assert "Conversations: no" in page and "Background mode: no" in page
+    assert "Responses API: yes" in page and "Cancel: not checked" in page
+    assert "<code>http://127.0.0.1:8080/tokenize</code>" in page
+    assert "local 2048 tokens" in page
+    assert "This provider has no /v1/conversations" in page
+    assert "Not checked yet." in page  # ollama
+
+
+def test_only_staff_who_may_change_assistants_can_check(client, alice, two_providers):
+    client.force_login(alice)
+
+    response = client.post(reverse(STATUS_URL), {"provider": "test"})
+
+    assert response.status_code == 302 and "/login/" in response["Location"]
+    assert not ProviderCapabilities.objects.exists()

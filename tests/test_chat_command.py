@@ -19,6 +19,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 REMOTE_ASSISTANT = {"id": "asst_1", "object": "assistant", "created_at": 1767225600,
                     "model": "gpt-test", "name": "Classic", "tools": []}  # fmt: skip
+MODELS = {"object": "list", "data": [
+    {"id": "llama-test", "object": "model", "created": 0, "owned_by": "test"},
+]}  # fmt: skip
 REMOTE_THREAD = {"id": "thread_1", "object": "thread", "created_at": 1767225600, "metadata": {}}
 
 
@@ -43,6 +46,8 @@ def mock_one_turn(mock, run_payload: dict, *answers: dict):
 def test_it_chats_with_a_new_assistant_like_the_classic_example(monkeypatch, alice):
     typed = "Classic\nAnswer briefly.\nHello\nexit()\n"
     with provider() as mock:
+        mock.get("/models").respond(json=MODELS)
+        mock.get("/assistants").respond(json={"object": "list", "data": [], "has_more": False})
         create = mock.post("/assistants").respond(json=REMOTE_ASSISTANT)
         mock_one_turn(mock, completed_run(), remote_message("Hi there!"))
         output = chat(monkeypatch, typed, "--user", "alice", "--provider", "test", "--model",
@@ -50,6 +55,7 @@ def test_it_chats_with_a_new_assistant_like_the_classic_example(monkeypatch, ali
 
     assert (sent(create)["name"], sent(create)["instructions"]) == ("Classic", "Answer briefly.")
     assert sent(create)["tools"][0]["function"]["name"] == "current_datetime"
+    assert "Test: Assistants API (v2), model gpt-test." in output
     assert "Assistant name: Instructions: " in output
     assert "You: Waiting for response...\nClassic: Hi there!\nYou: " in output
     thread = Thread.objects.get()
@@ -105,3 +111,33 @@ def test_its_threads_show_on_the_site_for_that_user_only(monkeypatch, alice, ali
 def test_it_refuses_an_unknown_user(monkeypatch):
     with pytest.raises(CommandError, match="No user named 'mallory'"):
         chat(monkeypatch, "", "--user", "mallory")
+
+
+def test_it_picks_chat_completions_and_the_default_model_on_a_chat_server(
+    monkeypatch, alice, known_capabilities
+):
+    known_capabilities.responses = False  # as llama-server: neither Assistants nor Responses
+    with provider() as mock:
+        mock.get("/models").respond(json=MODELS)
+        mock.get("/assistants").respond(404, json={"detail": "Not Found"})
+        output = chat(monkeypatch, "Local\n\n", "--user", "alice", "--provider", "test")
+
+    assert "Test: Chat Completions, model llama-test." in output
+    assistant = Assistant.objects.get(name="Local")
+    assert (assistant.engine, assistant.model) == (EngineKind.CHAT, "llama-test")
+
+
+def test_it_says_the_simulator_must_be_running_when_it_is_not(monkeypatch, alice, settings):
+    settings.ASSISTANT_PROVIDERS = {
+        **settings.ASSISTANT_PROVIDERS,
+        "simulator": {**settings.ASSISTANT_PROVIDERS["simulator"],
+                      "base_url": "http://127.0.0.1:9/v1"},  # nothing listens on port 9
+    }  # fmt: skip
+
+    with pytest.raises(CommandError) as raised:
+        chat(monkeypatch, "", "--user", "alice", "--provider", "simulator")
+
+    said = str(raised.value)
+    assert "The provider 'simulator' at http://127.0.0.1:9/v1 cannot be used" in said
+    assert "refused the connection" in said
+    assert "The simulator must be running: start it with `python manage.py simulator`" in said

@@ -124,6 +124,7 @@ def test_it_stores_the_message_and_starts_a_run(alice_client, alice_thread, prov
         "error_message": "",
         "prompt_id": message.pk,
         "summary": "Waiting for the assistant...",
+        "note": "",
     }
     assert body["message"]["text"] == "  Hello there  "  # the page shows it as typed
     assert run.prompt == message
@@ -171,8 +172,10 @@ def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(alice_cli
     assert response.status_code == 201
     run = Run.objects.get()
     assert response.json()["run"]["status"] == "failed"
-    assert (run.status, run.error_code) == (RunStatus.FAILED, "invalid_api_key")
-    assert run.error_message == "Incorrect API key provided."
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "unauthorized")
+    assert run.error_message == (
+        "The provider refused the API key (HTTP 401): Incorrect API key provided."
+    )
     assert Message.objects.get().text == "Hello"
 
 

@@ -30,4 +30,5 @@ def get_engine(assistant: Assistant) -> Engine:
             "provider_not_configured",
             f"The provider {assistant.provider!r} of this assistant is not configured.",
         )
-    return engine_class(provider)
+    # The name goes along: what a provider offers is remembered under it (capabilities.py).
+    return engine_class({**provider, "name": assistant.provider})

@@ -146,7 +146,7 @@ class AssistantsEngine(Engine):
         if not raw.headers.get("content-type", "").startswith("text/event-stream"):
             # A server that ignores `stream` answers with the run itself.
             body = await raw.http_response.aread()
-            return RemoteRun.model_validate(json.loads(body)), raw.headers
+            return _run_from_body(body), raw.headers
         events: AsyncStream = raw.parse()
         try:
             while not isinstance((event := await anext(events)).data, RemoteRun):
@@ -210,6 +210,39 @@ class AssistantsEngine(Engine):
             found = [m async for m in page if m.role == "assistant"]
         answers = [RemoteMessage(remote_id=m.id, text=_text_of(m)) for m in found]
         return [answer for answer in answers if answer.text]
+
+
+async def has_assistants_api(provider: dict) -> bool:
+    """Whether the provider still serves the Assistants API (OpenAI closed it; the
+    simulator and some compatible servers have it). Raises ProviderError if it does not
+    answer at all."""
+    try:
+        with provider_errors():
+            await get_client(provider).beta.assistants.list(limit=1)
+    except ProviderError as error:
+        if error.retryable or error.code in ("unauthorized", "forbidden", "tls_failure"):
+            raise
+        return False
+    return True
+
+
+def _run_from_body(body: bytes) -> RemoteRun:
+    """The run in the body of a call that asked for a stream but was not served as one: the
+    run itself (a server that ignores `stream`), or a whole stream served with the wrong
+    content type, whose last run event says where the run is now."""
+    text = body.decode("utf-8", errors="replace").lstrip()
+    if not text.startswith(("event:", "data:")):
+        return RemoteRun.model_validate(json.loads(text))  # not JSON: provider_errors says so
+    runs = [
+        data
+        for line in text.splitlines()
+        if line.startswith("data:")
+        and (data := line[5:].strip()).startswith("{")
+        and '"thread.run"' in data
+    ]
+    if not runs:
+        raise ValueError("a stream without a run")
+    return RemoteRun.model_validate(json.loads(runs[-1]))
 
 
 def _error_of(remote: RemoteRun) -> tuple[str, str]:

@@ -4,11 +4,16 @@ An engine translates domain operations into provider calls; it never touches the
 and never decides about retries. The run driver (runs.py) does both, for every engine.
 """
 
+import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, Thread
+from .capabilities import capabilities, count_with
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None
     total_tokens: int | None = None
+    estimated: bool = False  # counted here: the provider reported none
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,32 @@ class Engine:
 
     def __init__(self, provider: dict):
         self.provider = provider
+
+    def runs_here(self, run: Run) -> bool:
+        """Whether the driver generates this run itself (see `executes_locally`); some engines
+        do so only for some providers."""
+        return self.executes_locally
+
+    async def context_tokens(self, assistant: Assistant) -> int | None:
+        """The model's context window: the assistant's, else what the provider says, if it
+        says (llama.cpp, vLLM). None: unknown."""
+        if assistant.context_tokens:
+            return assistant.context_tokens
+        found = await capabilities(self.provider, self.model_of(assistant))
+        return found.context_of(self.model_of(assistant))
+
+    async def count_tokens(self, assistant: Assistant, text: str) -> int:
+        """Tokens in `text`: by the provider's own tokenizer where it has one, else a rough
+        estimate of one token per four characters (OpenAI's rule of thumb for English)."""
+        found = await capabilities(self.provider, self.model_of(assistant))
+        if found.tokenizer and text:
+            try:
+                return await count_with(
+                    self.provider, found.tokenizer, self.model_of(assistant), text
+                )
+            except Exception:  # noqa: BLE001 - a count is a nicety: estimate instead
+                log.info("provider %s: counting tokens failed", self.provider.get("name"))
+        return math.ceil(len(text) / 4)
 
     def model_of(self, assistant: Assistant) -> str:
         """The assistant's model, or its provider's default model when it names none."""

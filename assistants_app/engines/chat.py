@@ -17,23 +17,18 @@ from openai.types.chat import ChatCompletionChunk
 
 from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
-from .base import Engine, RemoteMessage, RunUpdate, Turn, Usage
-from .client import get_client, provider_errors
+from .base import RemoteMessage, RunUpdate, Turn, Usage
+from .client import get_client, is_context_overflow, provider_errors
+from .local import BROKEN, UNFINISHED, LocalGeneration
 
 CUT_SHORT = {
     "length": "the model reached its length limit",
     "content_filter": "the provider's content filter stopped it",
 }
-BROKEN = "The connection to the provider broke in the middle of its answer."
-UNFINISHED = "The answer stopped before it was finished."
 
 
-class ChatEngine(Engine):
+class ChatEngine(LocalGeneration):
     executes_locally = True
-
-    def __init__(self, provider: dict):
-        super().__init__(provider)
-        self._streamed: dict[int, list[str]] = {}  # run id -> the text pieces received so far
 
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         # Nothing to send yet: the driver generates the answer. The id also names the answer's
@@ -48,7 +43,7 @@ class ChatEngine(Engine):
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> RunUpdate:
         params = self.request(run, history)
-        pieces = self._streamed[run.pk] = []
+        pieces = self._start_pieces(run)
         usage = finish_reason = None
         try:
             with provider_errors():
@@ -79,15 +74,13 @@ class ChatEngine(Engine):
         completions = get_client(self.provider).chat.completions
         try:
             return await completions.create(**params)
-        except openai.BadRequestError:
+        except openai.BadRequestError as error:
+            if is_context_overflow(str(error.message)):
+                raise  # the same request without them would not fit either
             # Some servers refuse `stream_options`, which only asks for the usage figures:
             # a refused request started nothing, so it is sent again without them.
             params = {key: value for key, value in params.items() if key != "stream_options"}
             return await completions.create(**params)
-
-    async def cancel(self, run: Run) -> RunUpdate:
-        """What was said before the driver stopped the generation."""
-        return RunUpdate(status=RunStatus.CANCELLED, messages=self._so_far(run))
 
     def request(self, run: Run, history: list[Turn]) -> dict:
         assistant = run.thread.assistant
@@ -104,20 +97,6 @@ class ChatEngine(Engine):
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
         return params
-
-    def _broken(self, run: Run, code: str, message: str, usage: Usage | None) -> RunUpdate:
-        """A failed run that keeps what had arrived (stored as a partial answer)."""
-        return RunUpdate(
-            status=RunStatus.FAILED,
-            messages=self._so_far(run),
-            usage=usage,
-            error_code=code,
-            error_message=message,
-        )
-
-    def _so_far(self, run: Run) -> list[RemoteMessage]:
-        text = "".join(self._streamed.get(run.pk, [])).rstrip()
-        return [RemoteMessage(run.remote_id, text)] if text.strip() else []
 
 
 def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:

@@ -11,13 +11,20 @@ what a run waits for. Tests mock it with `respx.mock(using="httpx")`.
 
 import asyncio
 import contextlib
+import logging
+import re
+import socket
+import ssl
 import weakref
 
+import aiohttp
 import httpx
 import openai
 from django.conf import settings
 
 from ..exceptions import ProviderError
+
+log = logging.getLogger(__name__)
 
 # One client (and so one connection pool) per provider and event loop: httpx pools cannot
 # be shared between loops, and a new pool per call would reconnect on every poll.
@@ -79,10 +86,144 @@ def poll_after_seconds(headers) -> float | None:
 
 
 def _readable_message(error: openai.APIStatusError) -> str:
-    """The provider's own message (the SDK's wraps it in the raw body)."""
-    if isinstance(error.body, dict) and error.body.get("message"):
-        return str(error.body["message"])
-    return f"The provider answered with HTTP {error.status_code}."
+    """The provider's own message (the SDK's wraps it in the raw body), or ""."""
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # the SDK unwraps OpenAI's {"error": ...}, not every server's
+    if isinstance(body, dict):
+        message = body.get("message") or body.get("detail")
+        return str(message) if message else ""
+    return body.strip()[:300] if isinstance(body, str) else ""
+
+
+# Servers' words for "the prompt does not fit the context window": OpenAI, vLLM, llama.cpp's
+# llama-server, llama-cpp-python, LiteLLM, LM Studio.
+_OVERFLOW_WORDS = re.compile(
+    r"context[_ ](length|window|size)|maximum context|exceeds? (the )?(available )?context"
+    r"|too many tokens|prompt is too long|input is too large|n_ctx",
+    re.IGNORECASE,
+)
+# Servers' bodies for "no such route" (FastAPI, llama-server, Go's mux), unlike "no such object".
+_NO_ROUTE = {"", "not found", "file not found", "404 page not found", "404 not found"}
+OVERFLOW_MESSAGE = "The conversation is longer than the model's context window."
+
+
+def is_context_overflow(text: str) -> bool:
+    return bool(_OVERFLOW_WORDS.search(text or ""))
+
+
+def context_overflow(detail: str = "") -> ProviderError:
+    message = f"{OVERFLOW_MESSAGE} ({detail})" if detail else OVERFLOW_MESSAGE
+    return ProviderError("context_overflow", message)
+
+
+def _status_error(error: openai.APIStatusError) -> ProviderError:
+    """One code and sentence per kind of HTTP refusal, with the provider's words after it."""
+    said = _readable_message(error)
+    status = error.status_code
+    code = str(error.code or "")
+    detail = f": {said.rstrip('.')}" if said else ""
+    hint = retry_after_seconds(error.response.headers)
+    if status in (400, 413, 422) and (
+        code == "context_length_exceeded" or is_context_overflow(said)
+    ):
+        return context_overflow(said)
+    if status == 401:
+        return ProviderError(
+            "unauthorized", f"The provider refused the API key (HTTP 401){detail}."
+        )
+    if status == 403:
+        return ProviderError("forbidden", f"The provider's key may not do this (HTTP 403){detail}.")
+    if status == 404:
+        return _not_found(error, said, code)
+    if status in (405, 501):
+        return _no_endpoint(error, status)
+    if status == 429:
+        return ProviderError(
+            "rate_limited",
+            f"The provider is rate limiting requests{detail}.",
+            retryable=True,
+            retry_after=hint,
+        )
+    if status >= 500:
+        return ProviderError(
+            "server_error",
+            f"The provider had an internal error (HTTP {status}){detail}.",
+            retryable=True,
+            retry_after=hint,
+        )
+    # 409: the conversation or thread is busy with another response; it frees up soon.
+    return ProviderError(
+        code if code and not code.isdigit() else f"http_{status}",  # llama.cpp: an int
+        said or f"The provider answered with HTTP {status}.",
+        retryable=status == 409,
+        retry_after=hint,
+    )
+
+
+def _not_found(error: openai.APIStatusError, said: str, code: str) -> ProviderError:
+    if code == "model_not_found" or re.search(r"\bmodel\b", said, re.IGNORECASE):
+        return ProviderError(
+            "model_not_found", f"The provider does not have this model (HTTP 404): {said}"
+        )
+    if said.strip().lower() in _NO_ROUTE and not code:
+        return _no_endpoint(error, 404)
+    return ProviderError("not_found", said or "The provider does not know this object (HTTP 404).")
+
+
+def _no_endpoint(error: openai.APIStatusError, status: int) -> ProviderError:
+    path = error.response.request.url.path
+    return ProviderError(
+        "endpoint_not_found",
+        f"This provider has no {path} (HTTP {status}): it does not offer this API.",
+    )
+
+
+def _connection_failure(error: BaseException) -> ProviderError:
+    """Why a connection failed. The aiohttp transport reports every connection failure as a
+    connect timeout; the causes it wraps say which it was."""
+    causes = []
+    while error is not None and len(causes) < 10:
+        causes.append(error)
+        error = error.__cause__ or error.__context__
+
+    def caused_by(*kinds) -> bool:
+        return any(isinstance(cause, kinds) for cause in causes)
+
+    if caused_by(aiohttp.ClientConnectorDNSError, socket.gaierror):
+        return ProviderError(
+            "dns_failure",
+            "The provider's host name could not be found (DNS): check its base URL.",
+            retryable=True,
+        )
+    if caused_by(aiohttp.ClientSSLError, ssl.SSLError):
+        return ProviderError(
+            "tls_failure",
+            "A secure (TLS) connection to the provider failed: check its certificate, and "
+            "whether its base URL should be http.",
+        )
+    if caused_by(ConnectionRefusedError):
+        return ProviderError(
+            "connection_refused",
+            "The provider refused the connection: nothing answers at its address (is it running?).",
+            retryable=True,
+        )
+    if caused_by(aiohttp.ClientConnectorError, httpx.ConnectError):
+        return ProviderError(
+            "connection_error", "Could not connect to the provider.", retryable=True
+        )
+    if caused_by(openai.APITimeoutError, httpx.TimeoutException):
+        return ProviderError("timeout", "The provider did not answer in time.", retryable=True)
+    # httpx's own errors surface while a stream is read, after the SDK has handed it over.
+    return ProviderError(
+        "connection_error", "The connection to the provider broke.", retryable=True
+    )
+
+
+BAD_ANSWER = (
+    "The provider's answer is not in the API's format (a web page, a stream without its "
+    "content type, broken JSON): is this API served at its base URL?"
+)
 
 
 @contextlib.contextmanager
@@ -90,31 +231,19 @@ def provider_errors():
     """Re-raise the SDK's errors as ProviderError with a stable code and a readable message."""
     try:
         yield
-    except (openai.APITimeoutError, httpx.TimeoutException):
-        raise ProviderError(
-            "timeout", "The provider did not answer in time.", retryable=True
-        ) from None
-    except (openai.APIConnectionError, httpx.TransportError):
-        # httpx's own errors surface while a stream is read, after the SDK has handed it over.
-        raise ProviderError(
-            "connection_error", "Could not connect to the provider.", retryable=True
-        ) from None
-    except openai.RateLimitError as error:
-        raise ProviderError(
-            "rate_limited",
-            "The provider is rate limiting requests.",
-            retryable=True,
-            retry_after=retry_after_seconds(error.response.headers),
-        ) from None
+    except (openai.APITimeoutError, openai.APIConnectionError, httpx.TransportError) as error:
+        raise _connection_failure(error) from None
     except openai.APIStatusError as error:
-        # 409: the conversation or thread is busy with another response; it frees up soon.
-        retryable = error.status_code >= 500 or error.status_code == 409
-        raise ProviderError(
-            str(error.code or error.type or f"http_{error.status_code}"),  # llama.cpp: an int
-            _readable_message(error),
-            retryable=retryable,
-            retry_after=retry_after_seconds(error.response.headers),
-        ) from None
+        raise _status_error(error) from None
+    except openai.APIResponseValidationError:
+        raise ProviderError("bad_answer", BAD_ANSWER) from None
     except openai.APIError as error:
         # An error event inside a stream: the HTTP status was 200, the answer is unusable.
+        if is_context_overflow(error.message):
+            raise context_overflow(error.message) from None
         raise ProviderError("stream_error", f"The provider reported: {error.message}") from None
+    except (ValueError, AttributeError):
+        # JSON that does not parse, or parses into something other than the API's objects
+        # (pydantic's ValidationError is a ValueError; a text body has no attributes).
+        log.warning("provider answer not understood", exc_info=True)
+        raise ProviderError("bad_answer", BAD_ANSWER) from None

@@ -16,6 +16,19 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
 - `no-stream`: streaming is refused (400), so clients must poll
 - `incomplete` / `expire`: an Assistants API run ends as incomplete / expired
 
+Other kinds of server, each under its own path prefix (a base URL such as
+`http://127.0.0.1:8001/stateless/v1`), or per request as a fault of the same name:
+
+- `stateless`: Responses as LiteLLM, Ollama and OpenRouter serve it: no `/v1/conversations`
+  (404), no `previous_response_id`, `background` ignored (the answer comes whole, or streamed
+  from the create call with `stream`), `retrieve(stream=true)` answers plain JSON and
+  `cancel` answers in_progress while the answer goes on
+- `proxy`: the same, but with background responses and `previous_response_id` (the proxy
+  of issue 16): runs are chained and polled, and Stop is not heard
+- `llamacpp`: Chat Completions as llama.cpp's server does it: `stream_options.include_usage`
+  ignored (no usage), `/tokenize` and `/props` (context `SIMULATOR_CONTEXT_TOKENS`, default
+  2048), and a prompt over that context answered 200 with a stream that stops at once
+
 Latency to the first token: `SIMULATOR_LATENCY_SECONDS` (default 1.0) plus up to
 `SIMULATOR_LATENCY_JITTER_SECONDS` (default 0) at random, or the `X-Simulator-Latency` header;
 then `SIMULATOR_TOKENS_PER_SECOND` (default 100) or
@@ -31,12 +44,15 @@ from starlette.routing import Route
 
 from .assistants import AssistantsAPI
 from .chat import ChatCompletionsAPI
-from .common import Settings
+from .common import Personas, Settings, fault_of
 from .responses import ResponsesAPI
 
 
 async def list_models(request: Request) -> JSONResponse:
     model = {"id": "simulator", "object": "model", "created": 0, "owned_by": "simulator"}
+    if fault_of(request) == "llamacpp":
+        # llama-server's list: the size it was trained for (its /props says what it runs with).
+        model["meta"] = {"n_ctx_train": 32768, "n_vocab": 32000}
     return JSONResponse({"object": "list", "data": [model]})
 
 
@@ -53,7 +69,7 @@ def create_app(latency: float | None = None, token_rate: float | None = None) ->
         *AssistantsAPI(settings).routes(),
         *ChatCompletionsAPI(settings).routes(),
     ]
-    return Starlette(routes=routes)
+    return Personas(Starlette(routes=routes))
 
 
 app = create_app()

@@ -21,7 +21,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, input_text, json_body, new_id
+from .common import (
+    CONTEXT_TOKENS,
+    Settings,
+    error,
+    fault_of,
+    input_text,
+    json_body,
+    new_id,
+    no_route,
+)
 from .replies import canned_reply, count_tokens, tokens_of
 
 
@@ -40,6 +49,9 @@ class ChatCompletionsAPI:
         if fault == "fail":
             return error(500, "Internal error (simulated).", "server_error")
         completion = Completion(body, messages, fault)
+        if fault == "llamacpp" and completion.prompt_tokens > CONTEXT_TOKENS:
+            # As llama-cpp-python does: 200, the stream begins, and ends with no answer.
+            return StreamingResponse(completion.aborted(), media_type="text/event-stream")
         latency, seconds_per_token = (
             self.settings.latency_of(request),
             1 / self.settings.token_rate_of(request),
@@ -50,8 +62,25 @@ class ChatCompletionsAPI:
         await asyncio.sleep(latency + len(completion.tokens) * seconds_per_token)
         return JSONResponse(completion.whole())
 
+    async def tokenize(self, request: Request) -> Response:
+        """llama-server's `POST /tokenize` (`{"content": ...}`), under the llamacpp persona."""
+        if fault_of(request) != "llamacpp":
+            return no_route()
+        text = (await json_body(request)).get("content") or ""
+        return JSONResponse({"tokens": list(range(count_tokens(text)))})
+
+    async def props(self, request: Request) -> Response:
+        """llama-server's `GET /props`: the context size it runs with."""
+        if fault_of(request) != "llamacpp":
+            return no_route()
+        return JSONResponse({"default_generation_settings": {"n_ctx": CONTEXT_TOKENS}})
+
     def routes(self) -> list[Route]:
-        return [Route("/v1/chat/completions", self.create, methods=["POST"])]
+        return [
+            Route("/v1/chat/completions", self.create, methods=["POST"]),
+            Route("/tokenize", self.tokenize, methods=["POST"]),
+            Route("/props", self.props),
+        ]
 
 
 class Completion:
@@ -62,7 +91,10 @@ class Completion:
         self.created = int(time.time())
         self.model = body["model"]
         self.fault = fault
-        self.include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # llama.cpp's server ignores `include_usage`: no usage in its streams.
+        self.include_usage = fault != "llamacpp" and bool(
+            (body.get("stream_options") or {}).get("include_usage")
+        )
         user_texts = [
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
@@ -110,6 +142,9 @@ class Completion:
             # OpenAI sends "usage": null on every chunk but the last, which has no choices.
             data["usage"] = self.usage() if delta is None else None
         return f"data: {json.dumps(data)}\n\n"
+
+    async def aborted(self):
+        yield self.chunk({"role": "assistant", "content": ""})
 
     async def events(self, latency: float, seconds_per_token: float):
         yield self.chunk({"role": "assistant", "content": ""})

@@ -32,10 +32,36 @@ STORM_SECONDS = float(os.environ.get("SIMULATOR_STORM_SECONDS", "2.0"))
 SLOW_SECONDS = float(os.environ.get("SIMULATOR_SLOW_SECONDS", "3.0"))
 
 
+# The simulator plays other kinds of server under a path prefix (see app.py): a whole provider
+# behaves one way, as capabilities are found out per provider.
+PERSONAS = ("stateless", "proxy", "llamacpp")
+CONTEXT_TOKENS = int(os.environ.get("SIMULATOR_CONTEXT_TOKENS", "2048"))  # llamacpp's window
+
+
 def fault_of(request: Request, model: str = "") -> str:
     """The fault asked for: the X-Simulator-Fault header, what follows '+' in the model name,
-    or SIMULATOR_FAULT."""
-    return request.headers.get("x-simulator-fault") or model.partition("+")[2] or DEFAULT_FAULT
+    the persona its path plays, or SIMULATOR_FAULT."""
+    return (
+        request.headers.get("x-simulator-fault")
+        or model.partition("+")[2]
+        or request.scope.get("simulator_persona", "")
+        or DEFAULT_FAULT
+    )
+
+
+class Personas:
+    """ASGI wrapper: `/stateless/v1/...` (and the other personas') are served as `/v1/...` by a
+    server playing that kind of provider (the prefix is kept in the scope for `fault_of`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            first, _, rest = scope["path"].lstrip("/").partition("/")
+            if first in PERSONAS:
+                scope = {**scope, "path": "/" + rest, "simulator_persona": first}
+        await self.app(scope, receive, send)
 
 
 async def poll_fault(fault: str, started: float, polls: int) -> JSONResponse | None:
@@ -58,6 +84,11 @@ async def poll_fault(fault: str, started: float, polls: int) -> JSONResponse | N
         # A connection lost mid-way looks like this from the client: no answer, ever.
         await asyncio.sleep(3600)
     return None
+
+
+def no_route() -> JSONResponse:
+    """What FastAPI-based servers (LiteLLM, vLLM) answer for a route they do not have."""
+    return JSONResponse({"detail": "Not Found"}, status_code=404)
 
 
 def new_id(prefix: str) -> str:

@@ -18,7 +18,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from .common import Settings, error, fault_of, input_text, json_body, new_id, poll_fault
+from .common import (
+    Settings,
+    error,
+    fault_of,
+    input_text,
+    json_body,
+    new_id,
+    no_route,
+    poll_fault,
+)
 from .replies import canned_reply, count_tokens, tokens_of
 
 
@@ -189,7 +198,7 @@ class SimulatedResponse:
             "created_at": self.created_at,
             "status": status,
             "completed_at": self.completed_at if done else None,
-            "background": True,
+            "background": self.fault != "stateless",
             "model": self.model,
             "instructions": self.instructions,
             "conversation": {"id": self.conversation.id} if self.conversation else None,
@@ -215,6 +224,10 @@ class SimulatedResponse:
         }
 
 
+# The personas that play Responses providers other than OpenAI (see app.py).
+PROXIES = KEEPS_NO_CONVERSATIONS = ("stateless", "proxy")
+
+
 class ResponsesAPI:
     """Conversations and background responses, kept in memory for the life of the process."""
 
@@ -224,6 +237,8 @@ class ResponsesAPI:
         self.responses: dict[str, SimulatedResponse] = {}
 
     async def create_conversation(self, request: Request) -> JSONResponse:
+        if fault_of(request) in KEEPS_NO_CONVERSATIONS:
+            return no_route()
         body = await json_body(request)
         conversation = Conversation(
             id=new_id("conv"), created_at=int(time.time()), metadata=body.get("metadata") or {}
@@ -248,6 +263,14 @@ class ResponsesAPI:
         body = await json_body(request)
         if not body.get("model"):
             return error(400, "Missing required parameter: 'model'.", "missing_required_parameter")
+        fault = fault_of(request, body["model"])
+        if (
+            fault in KEEPS_NO_CONVERSATIONS
+            and body.get("conversation")
+            or (fault == "stateless" and body.get("previous_response_id"))
+        ):
+            return error(400, "Unsupported parameter: conversation, previous_response_id "
+                         "(this server keeps no state).", "unsupported_parameter")  # fmt: skip
         conversation = None
         if body.get("conversation"):
             conversation_id = body["conversation"]
@@ -278,6 +301,11 @@ class ResponsesAPI:
         turn = 1
         if conversation is not None:
             turn = sum(1 for item in conversation.items if item.get("role") == "user")
+        elif isinstance(body.get("input"), list):
+            # A whole history sent as input: the answer is to its last user message.
+            said = [item for item in body["input"] if isinstance(item, dict)]
+            said = [item for item in said if item.get("role") == "user"]
+            turn, text = max(1, len(said)), input_text(said[-1:])
         response = SimulatedResponse(
             id=new_id("resp"),
             model=body["model"],
@@ -286,10 +314,15 @@ class ResponsesAPI:
             conversation=conversation,
             latency=self.settings.latency_of(request),
             token_rate=self.settings.token_rate_of(request),
-            fault=fault_of(request, body["model"]),
+            fault=fault,
             turn=turn,
         )
         self.responses[response.id] = response
+        if body.get("stream"):
+            return StreamingResponse(response.events(-1), media_type="text/event-stream")
+        if fault == "stateless":
+            # No background mode: `background` is ignored and the answer comes whole.
+            await asyncio.sleep(response.finished_after)
         return JSONResponse(response.to_json())
 
     async def retrieve_response(self, request: Request) -> JSONResponse:
@@ -300,8 +333,8 @@ class ResponsesAPI:
         response.polls += 1
         if failure is not None:
             return failure
-        if request.query_params.get("stream") == "true":
-            return self.stream(request, response)
+        if request.query_params.get("stream") == "true" and response.fault not in PROXIES:
+            return self.stream(request, response)  # a stateless server answers plain JSON
         return JSONResponse(response.to_json())
 
     def stream(self, request: Request, response: SimulatedResponse):
@@ -317,7 +350,7 @@ class ResponsesAPI:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        if not response.is_terminal:
+        if not response.is_terminal and response.fault not in PROXIES:  # they ignore cancel
             response.cancelled_after = response.elapsed
         return JSONResponse(response.to_json())
 

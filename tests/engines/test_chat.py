@@ -194,16 +194,39 @@ async def test_an_error_event_in_the_stream_fails_the_run_with_its_message(engin
             404,
             {"error": {"message": 'model "llama-test" not found, try pulling it first',
                        "type": "api_error", "param": None, "code": None}},
-            "api_error",
+            "model_not_found",
+            'The provider does not have this model (HTTP 404): '
             'model "llama-test" not found, try pulling it first',
         ),
         (
             500,
             {"error": {"code": 500, "message": "Loading model", "type": "unavailable_error"}},
-            "500",
-            "Loading model",
+            "server_error",
+            "The provider had an internal error (HTTP 500): Loading model.",
         ),
-        (502, {}, "http_502", "The provider answered with HTTP 502."),
+        (502, {}, "server_error", "The provider had an internal error (HTTP 502)."),
+        (
+            401,
+            {"error": {"message": "Invalid API Key", "type": "invalid_request_error",
+                       "code": "invalid_api_key"}},
+            "unauthorized",
+            "The provider refused the API key (HTTP 401): Invalid API Key.",
+        ),
+        (403, {}, "forbidden", "The provider's key may not do this (HTTP 403)."),
+        (
+            404,
+            {"detail": "Not Found"},  # FastAPI's (LiteLLM, vLLM) missing route
+            "endpoint_not_found",
+            "This provider has no /v1/chat/completions (HTTP 404): it does not offer this API.",
+        ),
+        (
+            400,
+            {"error": {"message": "This model's maximum context length is 2048 tokens. However, "
+                       "you requested 2065 tokens.", "type": "BadRequestError", "code": 400}},
+            "context_overflow",
+            "The conversation is longer than the model's context window. (This model's maximum "
+            "context length is 2048 tokens. However, you requested 2065 tokens.)",
+        ),
     ],
 )  # fmt: skip
 async def test_an_error_status_fails_the_run_with_the_providers_reason(

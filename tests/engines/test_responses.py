@@ -158,5 +158,8 @@ async def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(
 
     await run.arefresh_from_db()
     assert run.status == RunStatus.FAILED
-    assert run.error_message == "The server had an error."
+    assert run.error_code == "server_error"
+    assert run.error_message == (
+        "The provider had an internal error (HTTP 500): The server had an error."
+    )
     assert await Message.objects.filter(pk=prompt.pk).aexists()

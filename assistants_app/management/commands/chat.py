@@ -13,10 +13,18 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from assistants_app import runs, services, tools
-from assistants_app.exceptions import ClientError
+from assistants_app.engines import capabilities
+from assistants_app.engines.assistants import has_assistants_api
+from assistants_app.engines.client import list_models
+from assistants_app.exceptions import ClientError, ProviderError
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
 QUIT = "exit()"
+UNREACHABLE = {"connection_refused", "connection_error", "dns_failure", "timeout"}
+SIMULATOR_HINT = (
+    "The simulator must be running: start it with `python manage.py simulator` (or run the "
+    "site with `python manage.py serve`, which starts it)."
+)
 
 
 class Command(BaseCommand):
@@ -80,19 +88,23 @@ class Command(BaseCommand):
         return None
 
     def create_assistant(self, provider: str | None, model: str | None, tool_names: list[str]):
-        provider = provider or settings.DEFAULT_PROVIDER
-        if provider not in settings.ASSISTANT_PROVIDERS:
-            raise CommandError(f"No provider named {provider!r} is configured.")
-        simulated = settings.ASSISTANT_PROVIDERS[provider].get("simulated")
+        name = provider or settings.DEFAULT_PROVIDER
+        if name not in settings.ASSISTANT_PROVIDERS:
+            raise CommandError(f"No provider named {name!r} is configured.")
+        entry = settings.ASSISTANT_PROVIDERS[name]
+        try:
+            engine, model = asyncio.run(speaks({**entry, "name": name}, model))
+        except ProviderError as error:
+            raise CommandError(unreachable(name, entry, error)) from None
+        self.stdout.write(f"{entry.get('label') or name}: {engine.label}, model {model}.")
         # The provider-side assistant is created with the first run, like on the site.
         return Assistant.objects.create(
             name=self.ask("Assistant name: ").strip() or "Assistant",
             instructions=self.ask("Instructions: ").strip(),
-            engine=EngineKind.ASSISTANTS,
-            provider=provider,
+            engine=engine,
+            provider=name,
             tools=tool_names,
-            model=model
-            or ("simulator" if simulated else Assistant._meta.get_field("model").default),
+            model=model,
         )
 
     async def turn(self, user, thread: Thread, text: str) -> None:
@@ -108,6 +120,8 @@ class Command(BaseCommand):
         if run.status != "completed":
             reason = f": {run.error_message}" if run.error_message else ""
             self.stdout.write(f"(The run ended {run.status}{reason})")
+        if run.error_code in UNREACHABLE and thread.assistant.is_simulated:
+            self.stdout.write(SIMULATOR_HINT)
 
     async def finish(self, run_id: int) -> Run:
         """Drive the run to its end; if a site process drives it already, wait for that."""
@@ -118,3 +132,25 @@ class Command(BaseCommand):
             if run.is_terminal:
                 return run
             await asyncio.sleep(settings.RUN_POLL_MAX_SECONDS)
+
+
+async def speaks(provider: dict, model: str | None) -> tuple[EngineKind, str]:
+    """The engine for a new assistant on the provider, and its model: the one asked for, the
+    provider's default, or else the first it lists. The classic Assistants API where the
+    provider still has it, else Responses where it answers, else Chat Completions, which
+    every OpenAI-compatible server speaks. Raises ProviderError when it does not answer."""
+    listed = await list_models(provider, timeout=10.0)  # also: does it answer at all?
+    model = model or provider.get("default_model") or (listed[0] if listed else "")
+    if not model:
+        raise ProviderError("no_model", "It lists no model; name one with --model.")
+    if await has_assistants_api(provider):
+        return EngineKind.ASSISTANTS, model
+    found = await capabilities.capabilities(provider, model, responses=True)
+    return (EngineKind.RESPONSES if found.responses else EngineKind.CHAT), model
+
+
+def unreachable(name: str, provider: dict, error: ProviderError) -> str:
+    said = f"The provider {name!r} at {provider['base_url']} cannot be used: {error.message}"
+    if provider.get("simulated"):
+        said += " " + SIMULATOR_HINT
+    return said
