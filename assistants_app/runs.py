@@ -219,8 +219,8 @@ async def _with_estimated_usage(run: Run, update: RunUpdate) -> RunUpdate:
     """The update with its tokens counted here, for a provider that reports none (llama.cpp's
     server ignores `include_usage`), so budgets and the usage report count them: by the
     provider's tokenizer where it has one, else estimated (Engine.count_tokens)."""
-    assistant = run.thread.assistant
     try:
+        assistant = run.thread.assistant
         engine = get_engine(assistant)
         async with asyncio.timeout(settings.PROVIDER_TIMEOUT_SECONDS):
             turns = await database_sync_to_async(load_history)(run, settings.CHAT_HISTORY_MAX_CHARS)

@@ -148,7 +148,9 @@ async def test_a_polled_answer_and_its_error_are_mended(provider_mock, started_r
 
 @pytest.mark.django_db(transaction=True)
 async def test_an_answer_that_cannot_be_stored_fails_the_run_at_once(started_run, caplog):
-    started_run.thread = await Thread.objects.aget(pk=started_run.thread_id)
+    started_run.thread = await Thread.objects.select_related("assistant").aget(
+        pk=started_run.thread_id
+    )  # as the driver loads it
     layer, channel = await collect(started_run.thread.group_name)
     # A hostile server's message id: mended text would not help, the key itself is refused.
     update = RunUpdate(
