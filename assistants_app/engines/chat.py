@@ -19,7 +19,7 @@ from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
 from .base import RemoteMessage, RunUpdate, Turn, Usage
 from .client import get_client, is_context_overflow, provider_errors
-from .local import BROKEN, UNFINISHED, LocalGeneration
+from .local import UNFINISHED, LocalGeneration
 
 CUT_SHORT = {
     "length": "the model reached its length limit",
@@ -58,13 +58,7 @@ class ChatEngine(LocalGeneration):
                                 if on_text:
                                     await on_text(choice.delta.content)
         except ProviderError as error:
-            # A generation is not replayed behind the user's back (it is slow and not
-            # idempotent). Only a rate limit before any output is left to the driver to wait.
-            if error.code == "rate_limited" and not pieces:
-                raise
-            if pieces and error.code in ("connection_error", "timeout"):
-                return self._broken(run, "stream_broken", BROKEN, usage)
-            return self._broken(run, error.code, error.message, usage)
+            return self._failed_midway(run, error, usage)
         if finish_reason is None:
             # Every server we know ends with a finish reason; a stream without one was cut.
             return self._broken(run, "stream_broken", UNFINISHED, usage)

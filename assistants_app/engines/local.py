@@ -2,6 +2,7 @@
 Responses on a provider without background mode): the text streamed so far, kept so that
 `cancel` (after the driver stopped the generation) and a stream that breaks midway keep it."""
 
+from ..exceptions import ProviderError
 from ..models import Run, RunStatus
 from .base import Engine, RemoteMessage, RunUpdate, Usage
 
@@ -31,6 +32,17 @@ class LocalGeneration(Engine):
             error_code=code,
             error_message=message,
         )
+
+    def _failed_midway(self, run: Run, error: ProviderError, usage: Usage | None) -> RunUpdate:
+        """A generation whose stream failed. It is not replayed behind the user's back (it is
+        slow and not idempotent): only a rate limit before any text is raised, for the driver
+        to wait out; otherwise the run fails keeping what had arrived."""
+        said = bool(self._streamed.get(run.pk))
+        if error.code == "rate_limited" and not said:
+            raise error
+        if said and error.code in ("connection_error", "timeout"):
+            return self._broken(run, "stream_broken", BROKEN, usage)
+        return self._broken(run, error.code, error.message, usage)
 
     def _so_far(self, run: Run) -> list[RemoteMessage]:
         text = "".join(self._streamed.get(run.pk, [])).rstrip()

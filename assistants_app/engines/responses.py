@@ -31,7 +31,7 @@ from ..models import Message, Run, RunStatus, Thread
 from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage
 from .capabilities import Capabilities, capabilities, remember
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
-from .local import BROKEN, UNFINISHED, LocalGeneration
+from .local import UNFINISHED, LocalGeneration
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 LOCAL_PREFIX = "stream-"  # the remote id of a run generated here (there is none to retrieve)
@@ -218,11 +218,7 @@ class ResponsesEngine(LocalGeneration):
                         elif event.type == "error":
                             raise ProviderError("stream_error", event.message)
         except ProviderError as error:
-            if error.code == "rate_limited" and not pieces:
-                raise
-            if pieces and error.code in ("connection_error", "timeout"):
-                return self._broken(run, "stream_broken", BROKEN, None)
-            return self._broken(run, error.code, error.message, None)
+            return self._failed_midway(run, error, None)
         if final is None:
             return self._broken(run, "stream_broken", UNFINISHED, None)
         update = to_run_update(final, {})
