@@ -65,7 +65,9 @@ def browser():
 def site(tmp_path_factory):
     with start_site(
         tmp_path_factory.mktemp("browser-site"),
-        env={"SIMULATOR_SLOW_SECONDS": str(SLOW_SECONDS)},
+        # Fair use is tested in test_fair_use.py; here one person goes through every state
+        # of the page in a minute, far more than the default 10 messages a minute.
+        env={"SIMULATOR_SLOW_SECONDS": str(SLOW_SECONDS), "MESSAGES_PER_MINUTE": "0"},
         latency=LATENCY,
         faults=("fail", "stuck", "slow"),
     ) as site:
