@@ -76,6 +76,11 @@ async def start(run: Run, message: Message) -> None:
     """
     try:
         await _start(run, message)
+    except DataError:
+        # A value the database refuses (a provider's id with a NUL, on PostgreSQL): the next
+        # driver would meet it again, so the run fails now, with the reason.
+        log.exception("run %s: the provider's answer could not be stored", run.pk)
+        await record(run, UNSTORABLE)
     except DatabaseError as error:
         log.error("run %s: a database error stopped its start (%s); handing it on", run.pk, error)
         await _hand_on(run.pk, owner=STARTING)
@@ -187,6 +192,13 @@ def failure(error: ProviderError) -> RunUpdate:
 # --- Storing --------------------------------------------------------------------------
 
 
+UNSTORABLE = RunUpdate(
+    status=RunStatus.FAILED,
+    error_code="unstorable_answer",
+    error_message="The provider's answer could not be saved, so the run was stopped.",
+)
+
+
 async def record(run: Run, update: RunUpdate) -> bool:
     """Store an update and push its events after commit. False if the run had already ended.
 
@@ -203,11 +215,7 @@ async def record(run: Run, update: RunUpdate) -> bool:
         # would only keep the thread busy until the run expires. Fail the run with the reason.
         log.exception("run %s: the provider's answer could not be stored", run.pk)
         run.remote_id = storable.mend(run.remote_id)
-        update = RunUpdate(
-            status=RunStatus.FAILED,
-            error_code="unstorable_answer",
-            error_message="The provider's answer could not be saved, so the run was stopped.",
-        )
+        update = UNSTORABLE
         still_active = await _store(run, update, committed)
     # Sent from the event loop, not from the database thread: waiting there on the channel
     # layer would hold up every other socket's and run's database work in this process.

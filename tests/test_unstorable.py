@@ -10,6 +10,7 @@ import json
 
 import httpx
 import pytest
+from django.db import DataError
 from django.test import Client
 
 from assistants_app import runs, services, storable
@@ -17,7 +18,7 @@ from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus, Thread
 
 from .chat_stream import answer, streamed
-from .provider_payloads import RESPONSE_ID, response
+from .provider_payloads import RESPONSE_ID, conversation, response
 from .streamed import written
 from .test_streaming import collect, drain
 
@@ -167,3 +168,22 @@ async def test_an_answer_that_cannot_be_stored_fails_the_run_at_once(started_run
     events = await drain(layer, channel)
     assert [e["run"]["status"] for e in events if e["type"] == "run.status"] == ["failed"]
     assert caplog.text.count("could not be stored") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_provider_id_the_database_refuses_fails_the_run_as_it_starts(
+    alice, alice_thread, provider_mock, monkeypatch
+):
+    provider_mock.post("/conversations").respond(json=conversation(f"conv_{NUL}"))
+
+    async def refused(thread):  # what PostgreSQL does with a NUL (SQLite would store it)
+        raise DataError("invalid byte sequence for encoding UTF8: 0x00")
+
+    monkeypatch.setattr(runs, "_save_remote_thread_id", refused)
+    thread = await Thread.objects.select_related("assistant").aget(pk=alice_thread.pk)
+
+    _, run = await services.submit_message(alice, thread, "Hi")  # no error escapes
+
+    run = await Run.objects.aget(pk=run.pk)
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "unstorable_answer")
+    assert run.lease_owner == ""  # the thread takes the next message at once
