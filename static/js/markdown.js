@@ -1,14 +1,16 @@
 // An answer rendered as Markdown while it streams, so nothing reflows when it ends: the same
 // options as the server (assistants_app/rendering.py), sanitised by DOMPurify, with a cursor.
-// The server's HTML (highlighted code, math as MathML) replaces it when the answer is done.
+// Math is MathML here too (math.js); the server's HTML (highlighted code) replaces it when the
+// answer is done.
 import markdownit from "../vendor/markdown-it.esm.min.mjs";
 import DOMPurify from "../vendor/purify.es.mjs";
+import { mathPlugin } from "./math.js";
 
 const md = markdownit("commonmark", { html: false, linkify: true }).enable([
   "table",
   "strikethrough",
   "linkify",
-]);
+]).use(mathPlugin);
 
 // An image would make the browser fetch an attacker-chosen URL: a link, as on the server.
 md.renderer.rules.image = (tokens, index, options, env, self) => {
@@ -33,8 +35,19 @@ const ALLOWED = {
     "p", "br", "hr", "em", "strong", "del", "s", "code", "pre", "blockquote", "span",
     "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6",
     "table", "thead", "tbody", "tr", "th", "td",
+    // The server's MathML elements and attributes (rendering.py); temml's style attributes
+    // go, as the CSP would refuse them, and nothing it draws needs them.
+    "math", "semantics", "annotation", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace",
+    "msub", "msup", "msubsup", "mfrac", "msqrt", "mroot", "mover", "munder", "munderover",
+    "mtable", "mtr", "mtd", "mstyle", "mpadded", "mphantom", "menclose", "merror",
   ],
-  ALLOWED_ATTR: ["href", "title", "class", "start"],
+  ALLOWED_ATTR: [
+    "href", "title", "class", "start",
+    "display", "mathvariant", "stretchy", "fence", "separator", "lspace", "rspace",
+    "accent", "accentunder", "columnalign", "rowspacing", "columnspacing", "linethickness",
+    "width", "height", "depth", "notation", "movablelimits", "largeop", "symmetric",
+    "minsize", "maxsize", "scriptlevel", "displaystyle", "form", "encoding",
+  ],
   ALLOWED_URI_REGEXP: /^(?:https?:|mailto:)/i,
   RETURN_DOM_FRAGMENT: true,
 };

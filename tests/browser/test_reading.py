@@ -210,3 +210,67 @@ def test_on_a_desktop_the_hint_says_enter_sends(site, log_in):
     page = log_in("bob", **DESKTOP)
     page.goto("/")
     expect(page.locator("#composer-hint")).to_contain_text("Enter sends · Shift+Enter adds a line")
+
+
+def test_math_renders_while_the_answer_streams_and_prices_stay_text(site, log_in):
+    page = log_in("alice", **DESKTOP)
+    new_chat(
+        page,
+        r"Is $E = mc^2$ and $$\frac{a}{b}$$ and \(\sqrt{x}\) worth $4.50 and $2 to you? "
+        "Give me a list. " + "Take it slowly. " * 6,
+    )
+    streaming = page.locator(".part.streaming")
+    # Before the end: MathML already (drawn by the browser), not TeX source; the prices text.
+    expect(streaming.locator("math")).to_have_count(3, timeout=20_000)
+    assert page.locator("#stop").is_visible()  # still writing
+    text = streaming.inner_text()
+    assert "mc^2" not in text and "\\frac" not in text
+    expect(streaming).to_contain_text("worth $4.50 and $2 to you?")
+    page.evaluate(
+        """() => { const sample = () => { const live = document.querySelector(".part.streaming");
+                     if (live) { window.liveHeight = live.getBoundingClientRect().height;
+                                 requestAnimationFrame(sample); } };
+                   sample(); }"""
+    )
+
+    expect(answers(page)).to_have_count(1, timeout=30_000)
+    final = answers(page).locator(".part[data-id]")
+    expect(final.locator(".cursor")).to_have_count(0)
+    expect(final.locator("math")).to_have_count(3)
+    expect(final).to_contain_text("worth $4.50 and $2 to you?")
+    # The server's MathML takes the place of the browser's without a visible jump.
+    assert abs(final.bounding_box()["height"] - page.evaluate("window.liveHeight")) <= 4
+
+
+def test_unclosed_math_at_the_end_of_a_stream_shows_as_text(site, log_in):
+    page = log_in("bob", **DESKTOP)
+    page.goto("/")
+    errors = []
+    page.on("pageerror", lambda error: errors.append(error))
+    shown = page.evaluate(
+        """async () => { const { renderLive } = await import("/static/js/markdown.js");
+                         const out = [];
+                         for (const text of ["$$\\\\frac{a}{", "Sum: $x + ", "\\\\[ a +"]) {
+                           const div = document.createElement("div");
+                           renderLive(div, text);
+                           out.push([div.querySelectorAll("math").length, div.textContent.trim()]);
+                         }
+                         return out; }"""
+    )
+    # ("\[" unclosed is Markdown's escaped "[", as on the server.)
+    assert shown == [[0, "$$\\frac{a}{"], [0, "Sum: $x +"], [0, "[ a +"]]
+    assert errors == []
+
+
+def test_math_drawn_in_the_browser_keeps_no_style_attributes(site, log_in):
+    # The CSP refuses style attributes; temml writes some (colours, boxes), DOMPurify drops them.
+    page = log_in("bob", **DESKTOP)
+    page.goto("/")
+    found = page.evaluate(
+        """async () => { const { renderLive } = await import("/static/js/markdown.js");
+                         const div = document.createElement("div");
+                         renderLive(div, "$\\\\color{red}{x}$ and $\\\\boxed{y}$");
+                         return [div.querySelectorAll("math").length,
+                                 div.querySelectorAll("[style]").length]; }"""
+    )
+    assert found == [2, 0]
