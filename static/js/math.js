@@ -67,6 +67,15 @@ function bracketInline(state, silent) {
 }
 
 const LABEL_REVERSED = /^\s*\)([^)$\r\n]+?)\(\s*\${2}/;
+
+// How many characters end a line that closes a `$$` block (the `$$`, any spaces after it, or a
+// `$$ (label)`); null for a line that does not close one.
+function closingCut(line) {
+  if (line.trim().endsWith("$$")) return 2 + (line.length - line.trim().length);
+  const label = LABEL_REVERSED.exec(reversed(line));
+  return label ? label[0].length : null;
+}
+
 const reversed = (text) => [...text].reverse().join("");
 
 // `$$a$$` on its own lines (optionally labelled `$$a$$ (eq1)`); unclosed, it is not math.
@@ -79,16 +88,11 @@ function dollarBlock(state, startLine, endLine, silent) {
   let nextLine = startLine;
   let line = state.src.slice(startPos, end);
   if (line.trim().length > 3) {
-    if (line.trim().endsWith("$$")) {
+    const cut = closingCut(line);
+    if (cut !== null) {
       found = true;
-      end = end - 2 - (line.length - line.trim().length);
-    } else {
-      const label = LABEL_REVERSED.exec(reversed(line));
-      if (label) {
-        found = true;
-        end -= label[0].length;
-      } else if (line.slice(2).includes("$$")) return false;
-    }
+      end -= cut;
+    } else if (line.slice(2).includes("$$")) return false;
   }
   while (!found) {
     nextLine += 1;
@@ -96,15 +100,10 @@ function dollarBlock(state, startLine, endLine, silent) {
     const lineStart = state.bMarks[nextLine] + state.tShift[nextLine];
     end = state.eMarks[nextLine];
     line = state.src.slice(lineStart, end);
-    if (line.trim().endsWith("$$")) {
+    const cut = closingCut(line);
+    if (cut !== null) {
       found = true;
-      end = end - 2 - (line.length - line.trim().length);
-    } else {
-      const label = LABEL_REVERSED.exec(reversed(line));
-      if (label) {
-        found = true;
-        end -= label[0].length;
-      }
+      end -= cut;
     }
   }
   if (silent) return true;
