@@ -131,6 +131,8 @@ def test_a_run_can_be_stopped(site, log_in, how):
     page = log_in("alice")
     new_chat(page, "Never ending", assistant="Sim stuck")
     expect(page.locator("#stop")).to_be_visible()
+    copy_answer = page.get_by_role("button", name="Copy the answer")
+    expect(copy_answer).to_be_hidden()  # nothing to copy while it is being written
 
     if how == "button":
         page.locator("#stop").click()
@@ -139,6 +141,7 @@ def test_a_run_can_be_stopped(site, log_in, how):
 
     expect(run_state(page)).to_have_attribute("data-status", "cancelled")
     expect(run_state(page)).to_have_text("You stopped this answer.")
+    expect(copy_answer).to_be_visible()  # what was said can be copied now
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     expect(page.get_by_label("Message", exact=True)).to_be_focused()
     # The state line and Retry are above the composer, not under it.
