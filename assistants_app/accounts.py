@@ -10,6 +10,8 @@ of logins waits its turn (or is told the site is busy) instead of emptying the p
 Sign-up is off unless SIGNUP_ENABLED; when on, it is throttled per address, since every
 account gets its own fair-use budget. There is no password reset: the site sends no mail;
 staff reset passwords.
+With single sign-on (sso.py) the login page offers the provider's sign-in as well, or alone
+when LOCAL_LOGIN_ENABLED is off; logging out then ends the provider's session too.
 """
 
 import threading
@@ -23,7 +25,7 @@ from django.shortcuts import redirect
 from django.urls import reverse_lazy
 from django.views.generic.edit import CreateView
 
-from . import limits
+from . import limits, sso
 
 # One address may try this many times the per-account limit of failures (shared NATs).
 ADDRESS_FACTOR = 10
@@ -31,6 +33,10 @@ SIGNUPS_PER_ADDRESS_PER_HOUR = 5
 # How long a login waits for its turn at the password check before the site says it is busy.
 LOGIN_WAIT_SECONDS = 10
 BUSY_MESSAGE = "Many people are logging in right now. Try again in a few seconds."
+SSO_PROBLEMS = {
+    "failed": "Signing in with {name} did not complete. Try again.",
+    "unavailable": "{name} can't be reached right now. Try again in a minute.",
+}
 _password_checks = threading.BoundedSemaphore(settings.LOGINS_AT_ONCE)
 
 
@@ -71,9 +77,20 @@ class LoginThrottle:
 
 class LoginView(auth_views.LoginView):
     def get_context_data(self, **kwargs):
-        return super().get_context_data(signup_enabled=settings.SIGNUP_ENABLED, **kwargs)
+        problem = SSO_PROBLEMS.get(self.request.GET.get("sso", ""), "")
+        return super().get_context_data(
+            signup_enabled=settings.SIGNUP_ENABLED and settings.LOCAL_LOGIN_ENABLED,
+            local_login=settings.LOCAL_LOGIN_ENABLED,
+            sso_enabled=sso.is_enabled(),
+            sso_name=settings.OIDC_PROVIDER_NAME,
+            sso_problem=problem.format(name=settings.OIDC_PROVIDER_NAME),
+            **kwargs,
+        )
 
     def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN_ENABLED:
+            name = settings.OIDC_PROVIDER_NAME
+            return self._refuse(f"Password login is off here: sign in with {name}.", status=403)
         self.throttle = LoginThrottle(request)
         if not self.throttle.reserve():
             return self._refuse(self.throttle.message(), status=429)
@@ -106,7 +123,7 @@ class SignupView(CreateView):
     success_url = reverse_lazy("thread-list")
 
     def dispatch(self, request, *args, **kwargs):
-        if not settings.SIGNUP_ENABLED:
+        if not (settings.SIGNUP_ENABLED and settings.LOCAL_LOGIN_ENABLED):
             raise Http404("Sign-up is off")
         if request.user.is_authenticated:
             return redirect(self.success_url)
@@ -126,3 +143,13 @@ class SignupView(CreateView):
         response = super().form_valid(form)
         login(self.request, self.object)
         return response
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's logout; a session that came from the provider is then sent to the provider's
+    end_session_endpoint, so that its session ends too and the next sign-in asks again."""
+
+    def post(self, request, *args, **kwargs):
+        provider_logout = sso.provider_logout_url(request)
+        response = super().post(request, *args, **kwargs)
+        return redirect(provider_logout) if provider_logout else response

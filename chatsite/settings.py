@@ -322,6 +322,35 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABAS
     LOGINS_AT_ONCE = min(LOGINS_AT_ONCE, max(1, DATABASE_POOL_SIZE // 2))
 SIGNUP_ENABLED = envbool("SIGNUP_ENABLED", False)
 
+# Single sign-on with OpenID Connect (assistants_app/sso.py), on when OIDC_ISSUER is set. The
+# OIDC_RP_* and OIDC_* names below are mozilla-django-oidc's settings.
+OIDC_ISSUER = envstr("OIDC_ISSUER").rstrip("/")
+OIDC_RP_CLIENT_ID = envstr("OIDC_CLIENT_ID")
+OIDC_RP_CLIENT_SECRET = envstr("OIDC_CLIENT_SECRET")
+OIDC_RP_SCOPES = envstr("OIDC_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = envstr("OIDC_SIGN_ALGO", "RS256")
+OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups")  # empty: groups are set in admin
+OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT_SECONDS", 10.0)
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True  # the provider's logout wants it back (id_token_hint)
+OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"
+LOGIN_REDIRECT_URL_FAILURE = "/login/?sso=failed"
+LOCAL_LOGIN_ENABLED = envbool("LOCAL_LOGIN_ENABLED", True)
+if OIDC_ISSUER and not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+    raise ImproperlyConfigured("OIDC_ISSUER needs OIDC_CLIENT_ID and OIDC_CLIENT_SECRET")
+if not (LOCAL_LOGIN_ENABLED or OIDC_ISSUER):
+    raise ImproperlyConfigured("LOCAL_LOGIN_ENABLED=0 needs single sign-on (OIDC_ISSUER)")
+# Without local login no password is checked anywhere, admin included.
+AUTHENTICATION_BACKENDS = ["assistants_app.sso.SsoBackend"]
+if LOCAL_LOGIN_ENABLED:
+    AUTHENTICATION_BACKENDS.insert(0, "django.contrib.auth.backends.ModelBackend")
+
+# Retention (assistants_app/retention.py): threads untouched for this many days are deleted by
+# the worker and `manage.py apply_retention`; 0 keeps them.
+THREAD_RETENTION_DAYS = envint("THREAD_RETENTION_DAYS", 0)
+RETENTION_SWEEP_SECONDS = envint("RETENTION_SWEEP_SECONDS", 3600)
+
 TESTING = "pytest" in sys.modules
 if TESTING:
     # Test-only speed-ups live here and nowhere else.

@@ -1,16 +1,17 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from assistants_app import accounts
+from assistants_app import accounts, sso
 
 urlpatterns = [
     # Staff log in through the site's throttled login page too, not admin's own form.
     path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True)),
     path("admin/", admin.site.urls),
     path("login/", accounts.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", accounts.LogoutView.as_view(), name="logout"),
+    path("oidc/authenticate/", sso.StartSignIn.as_view(), name="sso-start"),
+    path("oidc/callback/", sso.FinishSignIn.as_view(), name="sso-callback"),
     path("signup/", accounts.SignupView.as_view(), name="signup"),
     path("", include("assistants_app.urls")),
 ]
