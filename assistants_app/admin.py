@@ -403,3 +403,6 @@ class UsageAdmin(admin.ModelAdmin):
             query[parameter] = page.next_page_number()
             page.next_url = "?" + query.urlencode()
         return page
+
+
+from . import admin_audit  # noqa: E402,F401  (the audit log's page, in a module of its own)

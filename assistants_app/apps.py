@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class AssistantsAppConfig(AppConfig):
     name = "assistants_app"
     verbose_name = "Assistants"
+
+    def ready(self) -> None:
+        from . import audit
+
+        audit.connect()

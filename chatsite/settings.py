@@ -88,6 +88,7 @@ MIDDLEWARE = [
     "assistants_app.middleware.RefuseUnstorableInputMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "assistants_app.audit.AuditMiddleware",  # who changes accounts and assistants
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "assistants_app.middleware.ContentSecurityPolicyMiddleware",
