@@ -17,15 +17,19 @@ when LOCAL_LOGIN_ENABLED is off; logging out then ends the provider's session to
 import threading
 
 from django.conf import settings
+from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
+from django.views.decorators.http import require_GET, require_http_methods
 from django.views.generic.edit import CreateView
 
-from . import limits, sso
+from . import limits, personal_data, sso
+from .exceptions import ClientError
 
 # One address may try this many times the per-account limit of failures (shared NATs).
 ADDRESS_FACTOR = 10
@@ -153,3 +157,45 @@ class LogoutView(auth_views.LogoutView):
         provider_logout = sso.provider_logout_url(request)
         response = super().post(request, *args, **kwargs)
         return redirect(provider_logout) if provider_logout else response
+
+
+# --- The account page: who you are here, your data to download or delete ----------------
+
+
+@login_required
+@require_GET
+def account(request: HttpRequest) -> HttpResponse:
+    context = {
+        "groups": sorted(request.user.groups.values_list("name", flat=True)),
+        "via_sso": hasattr(request.user, "sso_identity"),
+        "sso_name": settings.OIDC_PROVIDER_NAME,
+        "data": personal_data.summary(request.user),
+    }
+    return render(request, "registration/account.html", context)
+
+
+@login_required
+@require_GET
+def account_export(request: HttpRequest) -> FileResponse:
+    archive = personal_data.export_archive(request.user)
+    name = personal_data.archive_name(request.user)
+    return FileResponse(archive, as_attachment=True, filename=name, content_type="application/zip")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account_delete_data(request: HttpRequest) -> HttpResponse:
+    """GET: say what goes and what stays. POST: delete, once the username is typed."""
+    context = {"data": personal_data.summary(request.user)}
+    if request.method == "POST":
+        if request.POST.get("confirm", "").strip() != request.user.get_username():
+            context["problem"] = "Type your username exactly to confirm."
+            return render(request, "registration/account_delete.html", context, status=400)
+        try:
+            count = personal_data.delete_all(request.user)
+        except ClientError as error:
+            context["problem"] = error.message
+            return render(request, "registration/account_delete.html", context, status=409)
+        flash.success(request, f"Deleted all your data: {count} chat{'s' * (count != 1)}.")
+        return redirect("account")
+    return render(request, "registration/account_delete.html", context)

@@ -5,6 +5,7 @@ doorbell rang, or the process driving them died or was stopped) and drives them.
 Redis channel layer. Without Redis each process's channel layer is its own memory, so a
 worker elsewhere would write answers that no open page hears: there the serving process runs
 the loop itself (`RUN_WORKER_IN_SERVER`), started by `EmbeddedWorker` on its first connection.
+The same loop deletes expired threads (retention.py) when THREAD_RETENTION_DAYS is set.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError
 
-from . import runs
+from . import retention, runs
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,10 @@ async def work(interval: float, once: bool = False, stopping: asyncio.Event | No
     """Look for orphans every `interval` seconds until `stopping` is set; with `once`, finish
     the orphans found now, then return."""
     stopping = stopping or asyncio.Event()
+    sweeper = retention.Sweeper(settings.RETENTION_SWEEP_SECONDS)
     while not stopping.is_set():
         tasks = await _drive_orphans()
+        await sweeper.sweep_if_due()
         if once:
             await asyncio.gather(*tasks, return_exceptions=True)
             return

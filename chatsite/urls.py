@@ -13,5 +13,8 @@ urlpatterns = [
     path("oidc/authenticate/", sso.StartSignIn.as_view(), name="sso-start"),
     path("oidc/callback/", sso.FinishSignIn.as_view(), name="sso-callback"),
     path("signup/", accounts.SignupView.as_view(), name="signup"),
+    path("account/", accounts.account, name="account"),
+    path("account/export.zip", accounts.account_export, name="account-export"),
+    path("account/delete/", accounts.account_delete_data, name="account-delete-data"),
     path("", include("assistants_app.urls")),
 ]
