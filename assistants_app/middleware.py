@@ -4,6 +4,7 @@ the site's own 404 page in debug mode too."""
 
 import json
 from inspect import iscoroutinefunction
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -14,6 +15,12 @@ from django.views.defaults import page_not_found
 from . import storable
 from .exceptions import ClientError
 
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -23,7 +30,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
-        "form-action 'self'",
+        # Logging out of single sign-on is a form posted here and redirected to the provider's
+        # logout page: browsers hold redirects after a post to form-action too.
+        f"form-action 'self' {_origin(settings.OIDC_ISSUER)}".strip(),
         "frame-ancestors 'none'",
     ]
 )

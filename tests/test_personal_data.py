@@ -68,7 +68,7 @@ def test_deleting_asks_first_and_deletes_nothing_without_the_username(
 ):
     thread_last_active(alice, assistant, days_ago=1)
     page = alice_client.get("/account/delete/").content.decode()
-    assert "All 1 of your chats and their 2 messages are deleted for good." in page
+    assert "Your 1 chat and 2 messages are deleted for good." in page
     response = alice_client.post("/account/delete/", {"confirm": "yes"})
     assert response.status_code == 400
     assert "Type your username exactly to confirm." in response.content.decode()
