@@ -20,7 +20,7 @@ from assistants_app.routing import websocket_urlpatterns
 from .sockets import refusal
 
 # Views anyone may open, by URL name. Everything else must send anonymous visitors to log in.
-PUBLIC_VIEWS = {"login", "logout", "signup"}
+PUBLIC_VIEWS = {"login", "logout", "signup", "sso-start", "sso-callback"}  # sso: signing in
 # Admin checks staff itself (tests/test_accounts.py); static files are not in the URLconf.
 SKIPPED_PREFIXES = ("admin/",)
 
