@@ -22,6 +22,7 @@ FENCED = {
     "asgiref": "assistants_app/db.py",
     "channels": "assistants_app/consumers.py, assistants_app/socket_auth.py",
     "channels-redis": "chatsite/channel_layer.py",
+    "mozilla-django-oidc": "assistants_app/sso.py",
 }
 
 
@@ -92,3 +93,21 @@ def test_channels_redis_pubsub_keeps_the_shape_channel_layer_py_overrides():
         assert hasattr(shard, name), f"channels_redis' shard lost {name} (channel_layer.py)"
     assert callable(getattr(shard, "_ensure_redis", None))
     assert "_shards" in inspect.getsource(pubsub.RedisPubSubLoopLayer.__init__)
+
+
+def test_mozilla_django_oidc_still_reads_what_sso_py_feeds_it():
+    from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+    from mozilla_django_oidc.views import OIDCAuthenticationRequestView
+
+    # sso.SsoBackend replaces __init__ and serves these names from the discovery document.
+    backend = inspect.getsource(OIDCAuthenticationBackend)
+    for name in ("OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT", "OIDC_OP_JWKS_ENDPOINT",
+                 "OIDC_RP_CLIENT_ID", "OIDC_RP_CLIENT_SECRET", "OIDC_RP_SIGN_ALGO",
+                 "OIDC_RP_IDP_SIGN_KEY", "UserModel"):  # fmt: skip
+        assert f"self.{name}" in backend, f"mozilla-django-oidc no longer reads self.{name}"
+    assert "self.OIDC_OP_AUTH_ENDPOINT" in inspect.getsource(OIDCAuthenticationRequestView.get)
+    # It checks no audience itself (sso.check_audience_and_issuer does), and passes the nonce
+    # to verify_token only for the ID token; the logout reads the ID token it stored.
+    assert '"verify_aud": False' in backend
+    assert "self.verify_token(id_token, nonce=nonce)" in backend
+    assert 'session["oidc_id_token"]' in backend
