@@ -16,7 +16,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import limits, tools, usage
+from . import audit, limits, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
 from .engines.client import list_models
@@ -232,11 +232,13 @@ class AssistantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected assistants", permissions=["change"])
     def deactivate(self, request, queryset):
-        self.message_user(request, f"Deactivated {queryset.update(is_active=False)} assistant(s).")
+        changed = audit.update_each(queryset, is_active=False)  # each change in the audit log
+        self.message_user(request, f"Deactivated {changed} assistant(s).")
 
     @admin.action(description="Activate selected assistants", permissions=["change"])
     def activate(self, request, queryset):
-        self.message_user(request, f"Activated {queryset.update(is_active=True)} assistant(s).")
+        changed = audit.update_each(queryset, is_active=True)
+        self.message_user(request, f"Activated {changed} assistant(s).")
 
 
 async def check_capabilities(name: str, provider: dict) -> list[str]:

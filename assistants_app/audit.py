@@ -68,6 +68,20 @@ def record(action: str, target_type: str, target_id, target_name: str, changes=N
     )
 
 
+def update_each(queryset, **values) -> int:
+    """`queryset.update(**values)` one row at a time, so the log sees each change (a bulk
+    update sends no signals); how many rows changed."""
+    changed = 0
+    for instance in queryset:
+        if all(getattr(instance, name) == value for name, value in values.items()):
+            continue
+        for name, value in values.items():
+            setattr(instance, name, value)
+        instance.save()
+        changed += 1
+    return changed
+
+
 def _where(path: str) -> str:
     if path.startswith("/admin/"):
         return "admin"

@@ -152,3 +152,16 @@ def test_admin_shows_the_log_read_only_even_to_a_superuser(staff_client, alice):
     assert deleting.status_code == 403
     assert staff_client.get(f"{ADMIN}auditentry/add/").status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_deactivating_assistants_by_admin_action_is_logged_per_assistant(staff_client):
+    helper, other = make_assistant(), make_assistant(name="Other", is_active=False)
+    response = staff_client.post(
+        f"{ADMIN}assistant/",
+        {"action": "deactivate", "_selected_action": [helper.pk, other.pk]},
+        follow=True,
+    )
+    assert "Deactivated 1 assistant(s)." in response.content.decode()
+    entry = entries("assistant", "changed").get()
+    assert (entry.target_name, entry.actor_name, entry.via) == ("Helper", "carol", "admin")
+    assert entry.changes == {"is_active": {"from": True, "to": False}}
