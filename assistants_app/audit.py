@@ -149,7 +149,9 @@ def _plain(value):
 
 
 def _masked(name: str, value):
-    return "(set)" if name in SECRET_FIELDS and value else value
+    if name not in SECRET_FIELDS or not value:
+        return value
+    return "(none)" if value.startswith("!") else "(set)"  # "!": Django's unusable password
 
 
 def _remember_before(sender, instance, raw=False, update_fields=None, **kwargs) -> None:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -34,6 +34,7 @@ _discovered: dict[str, dict] = {}
 _discovery_lock = threading.Lock()
 USERNAME_MAX = 150
 GROUP_NAME_MAX = Group._meta.get_field("name").max_length
+SIGN_IN_ATTEMPTS = 3
 
 
 class ProviderUnavailable(Exception):
@@ -81,22 +82,33 @@ def forget_provider() -> None:
 def sign_in(claims: dict):
     """The account of the person the verified `claims` describe, made at their first sign-in,
     with name, email and groups brought up to date."""
+    for attempt in range(SIGN_IN_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                return _sign_in(claims)
+        except IntegrityError:
+            # Another sign-in made the same account, username or group at the same moment
+            # (two tabs, say): look again, and find theirs.
+            if attempt == SIGN_IN_ATTEMPTS - 1:
+                raise
+
+
+def _sign_in(claims: dict):
     issuer, subject = settings.OIDC_ISSUER, str(claims["sub"])
-    with transaction.atomic():
-        identity = (
-            SsoIdentity.objects.select_for_update()
-            .select_related("user")
-            .filter(issuer=issuer, subject=subject)
-            .first()
-        )
-        if identity is None:
-            # No password: this account signs in through the provider only.
-            user = get_user_model().objects.create_user(_free_username(claims))
-            identity = SsoIdentity.objects.create(user=user, issuer=issuer, subject=subject)
-        user = identity.user
-        _update_profile(user, claims)
-        if settings.OIDC_GROUPS_CLAIM:
-            sync_groups(user, claims.get(settings.OIDC_GROUPS_CLAIM))
+    identity = (
+        SsoIdentity.objects.select_for_update()
+        .select_related("user")
+        .filter(issuer=issuer, subject=subject)
+        .first()
+    )
+    if identity is None:
+        # No password: this account signs in through the provider only.
+        user = get_user_model().objects.create_user(_free_username(claims))
+        identity = SsoIdentity.objects.create(user=user, issuer=issuer, subject=subject)
+    user = identity.user
+    _update_profile(user, claims)
+    if settings.OIDC_GROUPS_CLAIM:
+        sync_groups(user, claims.get(settings.OIDC_GROUPS_CLAIM))
     return user
 
 

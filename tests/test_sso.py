@@ -131,3 +131,22 @@ def test_a_sign_in_keeps_names_within_what_django_accepts(sso_on, django_user_mo
     user = sso.sign_in({"sub": "42", "preferred_username": "Dana Scully <ds>", "groups": []})
     assert user.username == "Dana-Scully--ds-"
     assert sso.sign_in({"sub": "42", "groups": []}).pk == user.pk
+
+
+def test_a_sign_in_that_races_another_for_a_username_tries_again(
+    sso_on, django_user_model, monkeypatch
+):
+    django_user_model.objects.create_user("dana")
+    names = iter(["dana", "dana-2"])  # the first was taken meanwhile, by another sign-in
+    monkeypatch.setattr(sso, "_free_username", lambda claims: next(names))
+    user = sso.sign_in({"sub": "7", "preferred_username": "dana", "groups": ["physics"]})
+    assert user.username == "dana-2"
+    assert list(user.groups.values_list("name", flat=True)) == ["physics"]
+
+
+def test_an_account_made_at_sign_in_is_logged_without_a_password(db, sso_on):
+    from assistants_app.models import AuditEntry
+
+    user = sso.sign_in({"sub": "8", "preferred_username": "erin", "groups": ["physics"]})
+    created = AuditEntry.objects.get(action="created", target_id=str(user.pk))
+    assert created.changes["password"] == "(none)" and created.via == "system"
