@@ -247,6 +247,14 @@ class FinishSignIn(OIDCAuthenticationCallbackView):
             log.warning("sso: callback refused: %s", error)
             return self.login_failure()
 
+    def login_success(self):
+        response = super().login_success()
+        # Groups are read at sign-in: a session that ends brings the next sign-in, and with it
+        # what the provider says now.
+        if settings.OIDC_SESSION_SECONDS:
+            self.request.session.set_expiry(settings.OIDC_SESSION_SECONDS)
+        return response
+
 
 def provider_logout_url(request: HttpRequest) -> str | None:
     """Where to send the browser so the provider's session ends too (RP-Initiated Logout),

@@ -333,6 +333,7 @@ OIDC_RP_SIGN_ALGO = envstr("OIDC_SIGN_ALGO", "RS256")
 OIDC_GROUPS_CLAIM = envstr("OIDC_GROUPS_CLAIM", "groups")  # empty: groups are set in admin
 OIDC_PROVIDER_NAME = envstr("OIDC_PROVIDER_NAME", "single sign-on")
 OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT_SECONDS", 10.0)
+OIDC_SESSION_SECONDS = envint("OIDC_SESSION_SECONDS", 86_400)  # 0: as long as any session
 OIDC_USE_PKCE = True
 OIDC_STORE_ID_TOKEN = True  # the provider's logout wants it back (id_token_hint)
 OIDC_AUTHENTICATION_CALLBACK_URL = "sso-callback"

@@ -70,6 +70,7 @@ def test_the_first_sign_in_makes_an_account_with_the_providers_groups(provider, 
     assert not user.has_usable_password()
     assert list(user.groups.values_list("name", flat=True)) == ["physics"]
     assert SsoIdentity.objects.get(user=user).issuer == provider.issuer
+    assert client.session.get_expiry_age() == 86_400  # then groups are read anew
     assert "Physics tutor" in client.get("/").content.decode()
 
 
