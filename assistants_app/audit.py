@@ -1,4 +1,4 @@
-"""The audit log: every change to an account, its per-user limits or an assistant, through
+"""The audit log: every change to an account, its per-user limits, a group or an assistant, through
 admin, the site, a sign-in or a command, becomes an AuditEntry saying who, when, where from
 and what changed (old and new value per field; passwords only as "changed").
 
@@ -12,6 +12,7 @@ import json
 from inspect import iscoroutinefunction
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.utils.decorators import sync_and_async_middleware
 
@@ -105,6 +106,10 @@ def _assistant_target(assistant) -> tuple[str, object, str]:
     return "assistant", assistant.pk, assistant.name
 
 
+def _group_target(group) -> tuple[str, object, str]:
+    return "group", group.pk, group.name
+
+
 WATCHED = {}  # model -> how to name its rows in the log
 
 
@@ -115,6 +120,7 @@ def connect() -> None:
             get_user_model(): _user_target,
             UsageLimit: _limit_target,
             Assistant: _assistant_target,
+            Group: _group_target,  # its members reach its assistants
         }
     )
     for model in WATCHED:
@@ -122,7 +128,7 @@ def connect() -> None:
         post_save.connect(_after_save, sender=model, dispatch_uid=f"audit-save-{model}")
         post_delete.connect(_after_delete, sender=model, dispatch_uid=f"audit-del-{model}")
     m2m_fields = [(get_user_model(), "groups"), (get_user_model(), "user_permissions"),
-                  (Assistant, "groups")]  # fmt: skip
+                  (Assistant, "groups"), (Group, "permissions")]  # fmt: skip
     for model, name in m2m_fields:
         through = model._meta.get_field(name).remote_field.through
         m2m_changed.connect(_after_m2m, sender=through, dispatch_uid=f"audit-m2m-{through}")

@@ -165,3 +165,11 @@ def test_deactivating_assistants_by_admin_action_is_logged_per_assistant(staff_c
     entry = entries("assistant", "changed").get()
     assert (entry.target_name, entry.actor_name, entry.via) == ("Helper", "carol", "admin")
     assert entry.changes == {"is_active": {"from": True, "to": False}}
+
+
+def test_renaming_a_group_in_admin_is_logged(staff_client):
+    physics = Group.objects.create(name="physics")
+    staff_client.post(f"/admin/auth/group/{physics.pk}/change/", {"name": "physics-101"})
+    entry = entries("group", "changed").get()
+    assert entry.changes == {"name": {"from": "physics", "to": "physics-101"}}
+    assert entry.actor_name == "carol"

@@ -148,5 +148,5 @@ def test_an_account_made_at_sign_in_is_logged_without_a_password(db, sso_on):
     from assistants_app.models import AuditEntry
 
     user = sso.sign_in({"sub": "8", "preferred_username": "erin", "groups": ["physics"]})
-    created = AuditEntry.objects.get(action="created", target_id=str(user.pk))
+    created = AuditEntry.objects.get(action="created", target_type="user", target_id=str(user.pk))
     assert created.changes["password"] == "(none)" and created.via == "system"

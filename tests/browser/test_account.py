@@ -6,7 +6,7 @@ import zipfile
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import screenshot, seed_thread
+from .conftest import axe_violations, screenshot, seed_thread
 
 pytestmark = pytest.mark.slow
 
@@ -17,6 +17,7 @@ def test_a_person_downloads_then_deletes_all_their_data(site, log_in):
     page = log_in("alice")
     page.get_by_role("link", name="alice", exact=True).click()
     expect(page.locator("#data-summary")).to_contain_text("chat")
+    assert axe_violations(page) == []
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download all my data").click()
@@ -28,6 +29,7 @@ def test_a_person_downloads_then_deletes_all_their_data(site, log_in):
 
     page.get_by_role("link", name="Delete all my data").click()
     screenshot(page, "account-delete-data")
+    assert axe_violations(page) == []
     page.get_by_label("Type your username").fill("alice")
     page.get_by_role("button", name="Delete all my data").click()
     expect(page.get_by_role("status").or_(page.locator(".flash"))).to_contain_text(
