@@ -48,8 +48,11 @@ def account_data(user) -> dict:
         "date_joined": user.date_joined.isoformat(),
         "groups": sorted(user.groups.values_list("name", flat=True)),
         "usage_per_day": [
-            {"date": day["created_at__date"].isoformat(), "answers": day["answers"],
-             "tokens": day["tokens"] or 0}  # fmt: skip
+            {
+                "date": day["created_at__date"].isoformat(),
+                "answers": day["answers"],
+                "tokens": day["tokens"] or 0,
+            }  # fmt: skip
             for day in usage
         ],
         "exported_at": timezone.now().isoformat(timespec="seconds"),

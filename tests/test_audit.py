@@ -67,8 +67,12 @@ def test_a_password_change_is_logged_without_the_password(staff_client, alice):
 def test_adding_and_deleting_an_account_are_logged(staff_client, django_user_model):
     staff_client.post(
         "/admin/auth/user/add/",
-        {"username": "dave", "password1": "dave-Password-77", "password2": "dave-Password-77",
-         "usable_password": "true"},  # fmt: skip
+        {
+            "username": "dave",
+            "password1": "dave-Password-77",
+            "password2": "dave-Password-77",
+            "usable_password": "true",
+        },  # fmt: skip
     )
     dave = django_user_model.objects.get(username="dave")
     created = entries("user", "created").get(target_id=str(dave.pk))
@@ -97,8 +101,12 @@ def test_an_assistants_changes_in_admin_are_logged(staff_client):
 def test_a_users_limits_are_logged_against_the_user(staff_client, alice):
     staff_client.post(
         f"{ADMIN}usagelimit/add/",
-        {"user": alice.pk, "messages_per_minute": "2", "concurrent_runs": "",
-         "daily_token_budget": ""},  # fmt: skip
+        {
+            "user": alice.pk,
+            "messages_per_minute": "2",
+            "concurrent_runs": "",
+            "daily_token_budget": "",
+        },  # fmt: skip
     )
     assert UsageLimit.objects.filter(user=alice).exists()
     entry = entries("user limits", "created").get()

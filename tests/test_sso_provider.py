@@ -143,9 +143,9 @@ def test_an_id_token_issued_to_another_site_is_refused(provider, settings, monke
     monkeypatch.setattr(sso.SsoBackend, "get_token", capturing)
     client, response = sign_in(provider)
     assert signed_in_user(client).is_authenticated  # ...fine at the site it was issued to,
-    other_nonce = json.loads(
-        base64.urlsafe_b64decode(captured["id_token"].split(".")[1] + "==")
-    )["nonce"]
+    other_nonce = json.loads(base64.urlsafe_b64decode(captured["id_token"].split(".")[1] + "=="))[
+        "nonce"
+    ]
 
     # ...replayed at ours, even with its nonce planted in the session, is refused.
     settings.OIDC_RP_CLIENT_ID, settings.OIDC_RP_CLIENT_SECRET = "chat-site", "site-secret"

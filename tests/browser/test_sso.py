@@ -80,9 +80,7 @@ def test_a_person_signs_in_with_the_provider_and_out_of_both(sso_site, provider,
     expect(page.locator("#provider-password")).to_be_visible()
 
 
-def test_a_group_dropped_at_the_provider_takes_its_assistant_away(
-    sso_site, provider, open_context
-):
+def test_a_group_dropped_at_the_provider_takes_its_assistant_away(sso_site, provider, open_context):
     page = open_context().new_page()
     sign_in(page, sso_site)
     assert any(name.startswith("Physics tutor") for name in offered_assistants(page))
