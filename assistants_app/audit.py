@@ -57,9 +57,12 @@ def record(action: str, target_type: str, target_id, target_name: str, changes=N
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             actor = user
+    actor_name = actor.get_username() if actor else ""
+    if actor and target_type == "user" and str(actor.pk) == str(target_id) and action == "deleted":
+        actor = None  # someone deleting their own account: the row is gone, the name stays
     AuditEntry.objects.create(
         actor=actor,
-        actor_name=actor.get_username() if actor else "",
+        actor_name=actor_name,
         via=via,
         action=action,
         target_type=target_type,

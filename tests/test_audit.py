@@ -181,3 +181,11 @@ def test_renaming_a_group_in_admin_is_logged(staff_client):
     entry = entries("group", "changed").get()
     assert entry.changes == {"name": {"from": "physics", "to": "physics-101"}}
     assert entry.actor_name == "carol"
+
+
+def test_a_superuser_deleting_their_own_account_is_logged_by_name(staff_client, django_user_model):
+    carol = django_user_model.objects.get(username="carol")
+    response = staff_client.post(f"/admin/auth/user/{carol.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    entry = entries("user", "deleted").get(target_id=str(carol.pk))
+    assert (entry.actor, entry.actor_name) == (None, "carol")
