@@ -191,7 +191,7 @@ class SsoBackend(OIDCAuthenticationBackend):
 
     def verify_token(self, token, **kwargs):
         claims = super().verify_token(token, **kwargs)
-        if kwargs.get("nonce") is not None:  # the ID token (userinfo JWTs carry no nonce)
+        if "nonce" in kwargs:  # the ID token; a signed userinfo answer is checked without one
             check_audience_and_issuer(claims)
         return claims
 
