@@ -3,8 +3,9 @@ admin, the site, a sign-in or a command, becomes an AuditEntry saying who, when,
 and what changed (old and new value per field; passwords only as "changed").
 
 Model signals catch every path that saves (admin's forms, bulk actions and inlines alike);
-`AuditMiddleware` tells them who is asking. Django's own admin LogEntry stays as it is: it
-keeps a sentence per admin action, not the values, and admin can edit it.
+`AuditMiddleware` tells them who is asking. Django's own admin LogEntry stays as it is, but
+it is no audit log: it keeps a sentence per admin action, not the values, and nothing done
+outside admin.
 """
 
 import contextvars
