@@ -64,7 +64,12 @@ def export_archive(user) -> tempfile.SpooledTemporaryFile:
     archive = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
         bundle.writestr("account.json", _json(account_data(user)))
-        threads = Thread.objects.filter(owner=user).select_related("assistant").order_by("pk")
+        threads = (
+            Thread.objects.filter(owner=user)
+            .select_related("assistant")
+            .prefetch_related("messages")  # one query per 100 threads, not two per thread
+            .order_by("pk")
+        )
         for thread in threads.iterator(chunk_size=100):
             name = f"threads/{thread.pk}-{slugify(str(thread))[:60].strip('-') or 'thread'}"
             bundle.writestr(f"{name}.json", _json(services.export_json(user, thread)))
