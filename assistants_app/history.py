@@ -6,7 +6,7 @@ count against the budget but are never dropped. Two budgets apply: CHAT_HISTORY_
 and the model's context window in tokens, less room for the answer. Tokens are estimated here
 at one per three characters (plus a few per message for the chat template): generous on
 purpose, since English runs at about four characters a token and code and other languages at
-fewer; a provider that still finds the prompt too long gets it again, shorter (runs.py).
+fewer; a provider that still finds the prompt too long gets it again, shorter (runs/generating.py).
 """
 
 import math

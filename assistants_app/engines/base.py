@@ -1,7 +1,7 @@
 """The engine seam: what every protocol engine does, and the shapes it returns.
 
 An engine translates domain operations into provider calls; it never touches the database
-and never decides about retries. The run driver (runs.py) does both, for every engine.
+and never decides about retries. The run driver (the `runs` package) does both, for every engine.
 """
 
 import logging
