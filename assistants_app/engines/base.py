@@ -28,6 +28,8 @@ class Turn:
 
     role: str
     text: str
+    attachments: tuple = ()  # the message's files (attached.Attached), images and documents
+    context: str = ""  # the prompt's: numbered passages of the assistant's knowledge (knowledge.py)
 
 
 @dataclass(frozen=True)
