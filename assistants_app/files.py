@@ -108,7 +108,7 @@ def check(name: str, data: bytes) -> CheckedFile:
     if sniffed.extension in PROGRAMS:
         raise FileRefused(
             "FILE_IS_PROGRAM",
-            f"“{name}” is a program ({sniffed.extension} file), not a document; "
+            f"“{name}” is a program ({sniffed.extension.upper()}), not a document; "
             f"only {ACCEPTED_WORDS} can be attached.",
         )
     raise FileRefused(
@@ -163,7 +163,7 @@ def _check_pdf(name: str, data: bytes) -> CheckedFile:
 
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
+        if reader.is_encrypted and not _opens_without_password(reader):
             raise FileRefused(
                 "PDF_ENCRYPTED",
                 f"“{name}” is protected by a password; save a copy without one and attach that.",
@@ -185,6 +185,15 @@ def _check_pdf(name: str, data: bytes) -> CheckedFile:
             "attach its pages as images instead.",
         )
     return CheckedFile(name, "document", PDF, data, text="\n\n".join(pages), pages=pages)
+
+
+def _opens_without_password(reader) -> bool:
+    """Whether an encrypted PDF opens with the empty password (one that only restricts
+    printing or copying does)."""
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:  # noqa: BLE001 - a cipher pypdf cannot undo here is a locked file too
+        return False
 
 
 def _check_docx(name: str, data: bytes) -> CheckedFile:
