@@ -16,7 +16,12 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import limits, tools, usage
+from . import (
+    knowledge_admin,  # noqa: F401 - registers the knowledge documents' admin
+    limits,
+    tools,
+    usage,
+)
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
 from .engines.client import list_models
@@ -121,17 +126,25 @@ class AssistantAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
-    readonly_fields = ["remote_id", "created_at", "updated_at"]
+    readonly_fields = ["remote_id", "vector_store_id", "created_at", "updated_at"]
     actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Starting a chat", {"fields": ["conversation_starters"]}),
         (
             "Model",
-            {"fields": ["engine", "provider", "model", "context_tokens", "temperature", "tools"]},
+            {
+                "fields": [
+                    "engine", "provider", "model", "context_tokens", "temperature", "tools",
+                    "accepts_images",
+                ]
+            },
         ),
         ("Access", {"fields": ["groups"]}),
-        ("Provider state", {"fields": ["remote_id", "created_at", "updated_at"]}),
+        (
+            "Provider state",
+            {"fields": ["remote_id", "vector_store_id", "created_at", "updated_at"]},
+        ),
     ]
 
     def get_form(self, request, obj=None, **kwargs):

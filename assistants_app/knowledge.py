@@ -10,6 +10,7 @@ own (`file_search`) search there instead (engines/openai_files.py); the passages
 here all the same, so an assistant can move between providers.
 """
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from django.db import connection
 from . import files
 from .exceptions import FileRefused
 from .models import Assistant, Citation, KnowledgeChunk, KnowledgeDocument, Run
+
+log = logging.getLogger(__name__)
 
 CHUNK_CHARS = 1200  # a passage: a few paragraphs, small enough that several fit a prompt
 FTS_TABLE = "assistants_app_knowledgechunk_fts"
