@@ -64,6 +64,18 @@ def knowledge_document(request: HttpRequest, pk: int):
     return _serve(found.file, found.name, found.content_type)
 
 
+@login_required
+@require_GET
+def knowledge_file(request: HttpRequest, file_id: str):
+    """A document cited by the provider's file_search, by the provider's id of it."""
+    available = Assistant.objects.available_to(request.user)
+    found = KnowledgeDocument.objects.filter(remote_file_id=file_id, assistant__in=available)
+    document = found.first()
+    if document is None:
+        raise Http404("No such document")
+    return _serve(document.file, document.name, document.content_type)
+
+
 def _visible_attachments(user):
     """The user's own files: unsent ones, and those on messages of the user's threads."""
     return Attachment.objects.filter(

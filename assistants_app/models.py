@@ -217,8 +217,22 @@ class Message(models.Model):
         cited = {int(number) for number in re.findall(r"\[(\d{1,3})\]", self.text)}
         if not cited:
             return []
+        # Cited by the provider's file_search: "[n]: /knowledge/files/<file id>/" after the
+        # text (engines/citations.py); unsaved citations, to show the same way.
+        by_provider = dict(PROVIDER_CITATION.findall(self.text))
+        if by_provider:
+            documents = KnowledgeDocument.objects.filter(remote_file_id__in=by_provider.values())
+            found = {document.remote_file_id: document for document in documents}
+            return [
+                Citation(number=int(n), document=found[file_id], title=found[file_id].name)
+                for n, file_id in by_provider.items()
+                if file_id in found
+            ]
         citations = Citation.objects.filter(run_id=self.run_id, number__in=cited)
         return list(citations.select_related("document"))
+
+
+PROVIDER_CITATION = re.compile(r"^\[(\d{1,3})\]: /knowledge/files/([^/\s]+)/$", re.MULTILINE)
 
 
 class RunQuerySet(models.QuerySet):

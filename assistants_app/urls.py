@@ -18,4 +18,5 @@ urlpatterns = [
     path("files/<int:pk>/", file_views.attachment, name="attachment"),
     path("files/<int:pk>/thumbnail/", file_views.attachment_thumbnail, name="attachment-thumbnail"),
     path("knowledge/<int:pk>/", file_views.knowledge_document, name="knowledge-document"),
+    path("knowledge/files/<str:file_id>/", file_views.knowledge_file, name="knowledge-file"),
 ]

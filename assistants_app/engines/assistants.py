@@ -27,9 +27,18 @@ from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
 from . import openai_files
 from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolCall, ToolOutput, Usage
+from .citations import cite_assistants
 from .client import get_client, poll_after_seconds, provider_errors
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def _tools_of(assistant: Assistant) -> list[dict]:
+    """Its function tools, and file_search over its knowledge where the provider keeps it."""
+    definitions = tools.definitions(assistant.tools)
+    if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
+        definitions = [*definitions, {"type": "file_search"}]
+    return definitions
 
 
 def remember_upload(attachment_id: int, provider: str, file_id: str) -> None:
@@ -59,9 +68,13 @@ class AssistantsEngine(Engine):
             "description": assistant.description,
             "instructions": assistant.instructions,
             "model": self.model_of(assistant),
-            "tools": tools.definitions(assistant.tools),
+            "tools": _tools_of(assistant),
             "metadata": {"assistant_id": str(assistant.pk)},
         }
+        if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
+            params["tool_resources"] = {
+                "file_search": {"vector_store_ids": [assistant.vector_store_id]}
+            }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
         api = get_client(self.provider).beta.assistants
@@ -98,7 +111,7 @@ class AssistantsEngine(Engine):
             "assistant_id": assistant.remote_id,
             "model": self.model_of(assistant),
             "instructions": assistant.instructions,
-            "tools": tools.definitions(assistant.tools),
+            "tools": _tools_of(assistant),
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
@@ -332,7 +345,7 @@ def _text_of(message) -> str:
     parts = []
     for part in message.content:
         if part.type == "text":
-            parts.append(part.text.value)
+            parts.append(cite_assistants(part.text.value, part.text.annotations))
         elif part.type == "refusal":
             parts.append(f"(refused: {part.refusal})")
     return "\n\n".join(parts)

@@ -31,6 +31,7 @@ from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
 from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage
 from .capabilities import Capabilities, capabilities, remember
+from .citations import cite_responses
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
 from .local import UNFINISHED, LocalGeneration
 
@@ -139,6 +140,8 @@ class ResponsesEngine(LocalGeneration):
         """The common parameters, with the passages of the assistant's knowledge this run
         answers from (numbered, for citations) after its instructions."""
         params = self._common(run.thread.assistant)
+        if store := _vector_store_of(run.thread.assistant):
+            params["tools"] = [{"type": "file_search", "vector_store_ids": [store]}]
         context = await database_sync_to_async(knowledge.context_for)(run.pk)
         if context:
             params["instructions"] = knowledge.with_context(params.get("instructions", ""), context)
@@ -250,6 +253,11 @@ class ResponsesEngine(LocalGeneration):
         )
 
 
+def _vector_store_of(assistant) -> str:
+    """The assistant's knowledge in the provider's vector store, searched with file_search."""
+    return assistant.vector_store_id if knowledge.uses_vector_store(assistant) else ""
+
+
 async def _as_input(turns: list[Turn]) -> list[dict]:
     # Off the event loop: files are read from storage.
     return await database_sync_to_async(_input_items)(turns)
@@ -348,7 +356,9 @@ def to_run_update(response: Response, headers) -> RunUpdate:
 
 def _text_of(item) -> str:
     return "".join(
-        part.text if part.type == "output_text" else f"(refused: {part.refusal})"
+        cite_responses(part.text, part.annotations)
+        if part.type == "output_text"
+        else f"(refused: {part.refusal})"
         for part in item.content
     )
 
