@@ -35,7 +35,8 @@ def describe(content, instructions: str = "", attachments=()) -> str:
     if passage:
         number, title, first_line = passage.groups()
         quote = first_line.split(". ")[0].strip()[:160]
-        sentences.append(f"From {title.strip()}: “{quote}” [{number}].")
+        # The name in code: bare names like "guide.md" would be linked as web addresses.
+        sentences.append(f"From `{title.strip()}`: “{quote}” [{number}].")
     return " ".join(sentences)
 
 

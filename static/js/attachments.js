@@ -1,4 +1,4 @@
-// Files: the composer's chips (pick with 📎, drop on the chat, or paste), each uploaded at
+// Files: the composer's chips (pick with the paperclip, drop on the chat, or paste), each uploaded at
 // once and checked by the server, which says in a sentence why it refuses one; the files
 // and thumbnails of sent messages; and the numbered sources under an answer, which its [n]
 // markers link to.
