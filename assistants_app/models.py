@@ -205,9 +205,14 @@ class Message(models.Model):
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
             "partial": self.is_partial,
-            "attachments": [attachment.as_event() for attachment in self.attachments.all()],
+            "attachments": [attachment.as_event() for attachment in self.files],
             "sources": [citation.as_event() for citation in self.sources],
         }
+
+    @property
+    def files(self) -> list:
+        """A user's message's attachments (answers have none: no query for them)."""
+        return list(self.attachments.all()) if self.role == self.Role.USER else []
 
     @property
     def sources(self) -> list:
