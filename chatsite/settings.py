@@ -276,6 +276,7 @@ if OPENAI_API_KEY:
         "api_key_env": "OPENAI_API_KEY",
         "label": "OpenAI",
         "simulated": False,
+        "vector_stores": True,  # knowledge goes to vector stores, searched with file_search
         "default_model": "",
     }
 # More providers (Ollama, vLLM, llama-server, LM Studio, gateways): chatsite/providers.py.

@@ -223,3 +223,11 @@ def test_deleting_a_message_deletes_its_files(alice, alice_thread, file_storage,
     with django_capture_on_commit_callbacks(execute=True):
         message.delete()
     assert stored_files(file_storage) == []
+
+
+def test_a_provider_declared_without_vision_refuses_images(alice_client, alice_thread, settings):
+    settings.ASSISTANT_PROVIDERS["test"] = {**settings.ASSISTANT_PROVIDERS["test"], "vision": False}
+    image = upload(alice_client, "chart.png", samples.png()).json()["attachment"]["id"]
+    response = send(alice_client, alice_thread, "what is this?", [image])
+    assert response.json()["error"]["code"] == "IMAGES_NOT_READ"
+    assert not Message.objects.exists()
