@@ -16,6 +16,7 @@ import unicodedata
 import warnings
 import zipfile
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import filetype
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Sum
+from django.utils import timezone
 from PIL import Image, UnidentifiedImageError
 
 from .exceptions import FileRefused
@@ -38,6 +40,7 @@ TEXT_TYPES = {
     ".csv": "text/csv",
 }
 THUMBNAIL_SIZE = (320, 320)
+UNSENT_KEPT = timedelta(days=1)
 DOCX_MAX_UNPACKED_BYTES = 100 * 1024 * 1024  # a zip bomb renamed .docx stops here
 PROGRAMS = {"elf", "exe", "dex", "wasm", "class", "sh", "msi", "dmg", "deb", "rpm", "crx"}
 ACCEPTED_WORDS = (
@@ -247,6 +250,9 @@ def store_attachment(user, name: str, data: bytes):
     from .models import Attachment
 
     checked = check(name, data)
+    # Files left unsent (a tab closed with chips in it) stop counting after a day.
+    stale = timezone.now() - UNSENT_KEPT
+    Attachment.objects.filter(owner=user, message__isnull=True, created_at__lt=stale).delete()
     used = used_storage(user)
     if used + len(data) > settings.FILE_STORAGE_PER_USER_BYTES:
         raise FileRefused(

@@ -10,6 +10,7 @@ stores it as a partial answer. Failures are not retried here or by the driver (e
 limit before any output): the run fails with its reason and the page offers a retry.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import openai
@@ -43,7 +44,8 @@ class ChatEngine(LocalGeneration):
         history: list[Turn],
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> RunUpdate:
-        params = self.request(run, history)
+        # In a thread: the files' bytes are read from storage (a disk, or a bucket).
+        params = await asyncio.to_thread(self.request, run, history)
         pieces = self._start_pieces(run)
         usage = finish_reason = None
         try:

@@ -1,10 +1,13 @@
 """Attaching files to messages: upload, refusals in words, limits, who may see a file, and
 deleting what was deleted."""
 
+from datetime import timedelta
+
 import pytest
 import respx
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from assistants_app.models import Attachment, Message, Thread
 
@@ -231,3 +234,15 @@ def test_a_provider_declared_without_vision_refuses_images(alice_client, alice_t
     response = send(alice_client, alice_thread, "what is this?", [image])
     assert response.json()["error"]["code"] == "IMAGES_NOT_READ"
     assert not Message.objects.exists()
+
+
+def test_files_left_unsent_for_a_day_stop_counting(
+    alice_client, settings, file_storage, django_capture_on_commit_callbacks
+):
+    settings.FILE_STORAGE_PER_USER_BYTES = 1500
+    assert upload(alice_client, "old.txt", b"a" * 1000).status_code == 201
+    Attachment.objects.update(created_at=timezone.now() - timedelta(days=2))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert upload(alice_client, "new.txt", b"b" * 1000).status_code == 201
+    assert list(Attachment.objects.values_list("name", flat=True)) == ["new.txt"]
+    assert [p.name for p in stored_files(file_storage)] == ["new.txt"]
