@@ -274,7 +274,7 @@ def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
             break
         page.append(pk)
         chars += size
-    messages = Message.objects.filter(pk__in=page).order_by("pk")
+    messages = Message.objects.filter(pk__in=page).order_by("pk").prefetch_related("attachments")
     events = [{"type": "message.created", "message": m.as_event()} for m in messages]
     if len(page) < len(sizes):
         return [*events, {"type": "replay.more", "last_message_id": page[-1]}], chars
