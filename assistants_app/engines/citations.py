@@ -15,7 +15,7 @@ def cite_responses(text: str, annotations) -> str:
     cited = [a for a in annotations or [] if getattr(a, "type", "") == "file_citation"]
     if not cited:
         return text
-    numbers = _numbered(a.file_id for a in cited)
+    numbers = _numbered(a.file_id for a in sorted(cited, key=lambda a: a.index))
     for annotation in sorted(cited, key=lambda a: a.index, reverse=True):
         at = max(0, min(len(text), annotation.index))
         text = f"{text[:at]} [{numbers[annotation.file_id]}]{text[at:]}"
@@ -27,7 +27,8 @@ def cite_assistants(text: str, annotations) -> str:
     cited = [a for a in annotations or [] if getattr(a, "type", "") == "file_citation"]
     if not cited:
         return text
-    numbers = _numbered(a.file_citation.file_id for a in cited)
+    in_order = sorted(cited, key=lambda a: a.start_index)
+    numbers = _numbered(a.file_citation.file_id for a in in_order)
     for annotation in sorted(cited, key=lambda a: a.start_index, reverse=True):
         number = numbers[annotation.file_citation.file_id]
         text = f"{text[: annotation.start_index]} [{number}]{text[annotation.end_index :]}"
