@@ -151,3 +151,29 @@ def test_another_person_gets_404_for_a_file(site, log_in):
     bob = log_in("bob")
     assert bob.request.get(f"/files/{file_id}/").status == 404
     assert alice.request.get(f"/files/{file_id}/").status == 200
+
+
+def test_a_file_dropped_on_the_chat_becomes_a_chip(site, log_in):
+    page = log_in("alice")
+    choose(page, "Sim")
+    page.evaluate(
+        """() => {
+            const data = new DataTransfer();
+            data.items.add(new File(["# Notes\\n\\nBuy seeds."], "notes.md",
+                                    {type: "text/markdown"}));
+            const target = document.getElementById("composer").closest("main");
+            for (const type of ["dragover", "drop"]) {
+                target.dispatchEvent(new DragEvent(type, {dataTransfer: data, bubbles: true,
+                                                          cancelable: true}));
+            }
+        }"""
+    )
+    chip = page.locator("#composer-files .file-chip:not(.uploading)")
+    expect(chip).to_have_count(1)
+    expect(chip).to_contain_text("notes.md")
+    send(page, "Summarise my notes")
+    page.wait_for_url(re.compile(r"/threads/\d+/$"))
+    expect(page.locator("#messages li.message.user .files")).to_contain_text("notes.md")
+    expect(page.locator("#messages li.message.assistant .part[data-id]")).to_contain_text(
+        "I was given “notes.md” with this message."
+    )
