@@ -161,32 +161,22 @@ def search(assistant_id: int, question: str, limit: int = 3) -> list[KnowledgeCh
     return [found[pk] for pk in ids if pk in found]
 
 
-def _config() -> str:
-    config = settings.KNOWLEDGE_SEARCH_CONFIG
-    if not re.fullmatch(r"[a-z_]+", config):
-        raise ValueError(f"KNOWLEDGE_SEARCH_CONFIG is not a configuration name: {config!r}")
-    return config
-
-
 def _search_postgresql(assistant_id: int, question: str, limit: int) -> list[int]:
-    config = _config()
-    vector = (
-        f"setweight(to_tsvector('{config}', c.heading), 'A') || "
-        f"setweight(to_tsvector('{config}', c.text), 'B')"
-    )
+    # `search_vector` holds the heading (weight A) and the text (B) in English: a generated,
+    # indexed column (see the migration), so no passage is parsed again at search time.
     # websearch_to_tsquery reads the question as people type searches ("quoted phrases",
     # -excluded words) and asks for all its words; `any_words` asks for any of them (unless
     # the question excludes some), and passages holding all of them rank first.
-    sql = f"""
-        WITH q AS (SELECT websearch_to_tsquery('{config}', %s) AS all_words)
+    sql = """
+        WITH q AS (SELECT websearch_to_tsquery('english', %s) AS all_words)
         SELECT c.id FROM assistants_app_knowledgechunk c
         JOIN assistants_app_knowledgedocument d ON d.id = c.document_id, q,
         LATERAL (SELECT CASE WHEN strpos(all_words::text, '!') > 0 THEN all_words
                  ELSE to_tsquery('simple', replace(all_words::text, ' & ', ' | ')) END
                  AS any_words) w
-        WHERE d.assistant_id = %s AND numnode(all_words) > 0 AND ({vector}) @@ any_words
-        ORDER BY ts_rank_cd({vector}, any_words, 1)
-                 * CASE WHEN ({vector}) @@ all_words THEN 2 ELSE 1 END DESC, c.id
+        WHERE d.assistant_id = %s AND numnode(all_words) > 0 AND c.search_vector @@ any_words
+        ORDER BY ts_rank_cd(c.search_vector, any_words, 1)
+                 * CASE WHEN c.search_vector @@ all_words THEN 2 ELSE 1 END DESC, c.id
         LIMIT %s
     """
     with connection.cursor() as cursor:

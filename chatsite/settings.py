@@ -337,10 +337,9 @@ FILE_STORAGE_PER_USER_BYTES = envint("FILE_STORAGE_PER_USER_BYTES", 200 * 1024 *
 IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 40_000_000)  # 8000 x 5000
 # A document's extracted text sent along with a Chat Completions message, at most.
 FILE_TEXT_MAX_CHARS = envint("FILE_TEXT_MAX_CHARS", 12_000)
-# Knowledge retrieved from our own database: passages per answer, and the text search
-# configuration of PostgreSQL (SQLite's FTS5 stems English with its porter tokenizer).
+# Knowledge retrieved from our own database (English stemming, PostgreSQL and SQLite alike):
+# passages put before the model with each question.
 KNOWLEDGE_PASSAGES = envint("KNOWLEDGE_PASSAGES", 4)
-KNOWLEDGE_SEARCH_CONFIG = envstr("KNOWLEDGE_SEARCH_CONFIG", "english")
 
 # Fair use, per user (admin can override the first three for one user; 0 means no limit).
 MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 10)

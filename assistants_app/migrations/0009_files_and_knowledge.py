@@ -34,12 +34,18 @@ SQLITE_FTS_DROP = [
     "DROP TRIGGER IF EXISTS assistants_app_knowledgechunk_au",
     "DROP TABLE IF EXISTS assistants_app_knowledgechunk_fts",
 ]
+# A stored, generated column: ranking reads it instead of parsing every passage per search.
 POSTGRESQL_FTS = [
+    """ALTER TABLE assistants_app_knowledgechunk ADD COLUMN search_vector tsvector
+        GENERATED ALWAYS AS (setweight(to_tsvector('english', heading), 'A') ||
+                             setweight(to_tsvector('english', text), 'B')) STORED""",
     """CREATE INDEX assistants_app_knowledgechunk_fts ON assistants_app_knowledgechunk
-        USING gin ((setweight(to_tsvector('english', heading), 'A') ||
-                    setweight(to_tsvector('english', text), 'B')))""",
+        USING gin (search_vector)""",
 ]
-POSTGRESQL_FTS_DROP = ["DROP INDEX IF EXISTS assistants_app_knowledgechunk_fts"]
+POSTGRESQL_FTS_DROP = [
+    "DROP INDEX IF EXISTS assistants_app_knowledgechunk_fts",
+    "ALTER TABLE assistants_app_knowledgechunk DROP COLUMN IF EXISTS search_vector",
+]
 
 
 def _run(statements):
