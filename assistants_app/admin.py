@@ -174,6 +174,12 @@ class AssistantAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         self._sync(request, obj)
+        if missing := knowledge_admin.sync_documents(obj):
+            messages.warning(
+                request,
+                f"{missing} of “{obj}”'s knowledge documents could not be added to its "
+                "provider's vector store; saving it again tries again.",
+            )
 
     def _sync(self, request, assistant: Assistant) -> bool:
         """Push the assistant to its provider; a refusal is shown and the saved row is kept."""

@@ -79,6 +79,15 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):
         return obj is None and super().has_change_permission(request, obj)
 
 
+def sync_documents(assistant: Assistant) -> int:
+    """Add the documents its provider's vector store lacks (an assistant moved to such a
+    provider, a refusal earlier); how many could not be added."""
+    if not knowledge.uses_vector_store(assistant):
+        return 0
+    missing = KnowledgeDocument.objects.filter(assistant=assistant, remote_file_id="")
+    return sum(1 for document in missing if not add_to_provider(assistant, document))
+
+
 def add_to_provider(assistant: Assistant, document: KnowledgeDocument) -> bool:
     """Upload the document to the assistant's vector store on providers that search their
     own (`file_search`). False when the provider refused it (logged)."""

@@ -141,3 +141,25 @@ def test_deleting_a_document_or_the_assistant_deletes_them_on_the_provider(
         Assistant.objects.get(pk=gardener.pk).delete()
     assert deleted_file.call_count == 1 and deleted_store.call_count == 1
     assert not KnowledgeDocument.objects.exists()
+
+
+def test_saving_an_assistant_moved_to_such_a_provider_uploads_its_documents(
+    staff_client, provider, settings
+):
+    local = make_assistant(name="Librarian", provider="simulator", model="simulator")
+    knowledge.add_document(local, "guide.md", b"Water daily.")
+    provider.post("/files").respond(json=FILE)
+    provider.post("/vector_stores").respond(json=STORE)
+    provider.post("/vector_stores/vs_1/files").respond(json=STORE_FILE)
+    form = {
+        "name": "Librarian", "instructions": "", "engine": "responses", "provider": "test",
+        "model": "gpt-test", "is_active": "on", "accepts_images": "on",
+        "conversation_starters": "",
+    }  # fmt: skip
+    response = staff_client.post(
+        reverse("admin:assistants_app_assistant_change", args=[local.pk]), form
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    local.refresh_from_db()
+    assert local.vector_store_id == "vs_1"
+    assert KnowledgeDocument.objects.get().remote_file_id == "file-guide"
