@@ -42,7 +42,8 @@ export function filePicker(form, showError) {
       return;
     }
     if (file.size > maxBytes) {
-      showError("“" + file.name + "” is too large: " + limits.textContent.split(":")[0] + ".");
+      const most = (maxBytes / 1048576).toFixed(1) + " MB";
+      showError("“" + file.name + "” is larger than " + most + ", the most a file may be.");
       return;
     }
     const entry = { chip: chipFor(file), id: null, uploading: true };
