@@ -62,6 +62,11 @@ def with_documents_as_text(text: str, attachments, keep=lambda a: False) -> str:
     return "\n\n".join([text, *documents]) if documents else text
 
 
+# An image counted as this many characters of the history's budget: about a thousand tokens,
+# what a detailed image costs on OpenAI's models (a small one costs less).
+IMAGE_FITTING_CHARS = 3000
+
+
 def text_cost(attachments) -> int:
-    """Characters the documents add to a message sent as text."""
-    return sum(len(a.as_text()) for a in attachments if not a.is_image)
+    """Characters the files add to a message: documents' text as sent, images as a guess."""
+    return sum(IMAGE_FITTING_CHARS if a.is_image else len(a.as_text()) for a in attachments)

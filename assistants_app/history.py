@@ -66,7 +66,7 @@ def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> 
     for pk, role, text in messages.values_list("pk", "role", "text").iterator(chunk_size=100):
         total += 1
         attachments = files.get(pk, ())
-        size = len(text) + attached.text_cost(attachments)  # documents go as text at worst
+        size = len(text) + attached.text_cost(attachments)  # files, as they are sent
         cost = math.ceil(size / CHARS_PER_TOKEN_FITTING) + TOKENS_PER_MESSAGE
         if newest_first and (size > chars or cost > tokens):
             total += messages.count() - total  # the rest are left out too

@@ -168,3 +168,17 @@ async def test_knowledge_passages_go_to_the_model_numbered(alice, provider):
     assert [(s["number"], s["title"]) for s in event["sources"]] == [(1, "garden.md")]
     assert event["sources"][0]["url"].startswith("/knowledge/")
     assert await Run.objects.filter(pk=run.pk, citations__number=1).aexists()
+
+
+async def test_images_count_against_the_history_budget(alice, provider, settings):
+    settings.CHAT_HISTORY_MAX_CHARS = 2000  # less than an image is counted
+    thread = await thread_with(alice, engine=EngineKind.CHAT, model="llava")
+    old = await thread.messages.acreate(role="user", text="Look at this")
+    image_id = await attach(alice, "old.png", samples.png())
+    await Attachment.objects.filter(pk=image_id).aupdate(message=old)
+    await thread.messages.acreate(role="assistant", text="A red square.")
+    route = provider.post("/chat/completions").mock(return_value=streamed(answer("Ok")))
+    _, run = await services.submit_message(alice, thread, "And now?")
+    await runs.drive(run.pk)
+    assert sent(route)["messages"][1:] == [{"role": "user", "content": "And now?"}]
+    assert (await Run.objects.aget(pk=run.pk)).note.startswith("Older messages were left out")
