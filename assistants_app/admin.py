@@ -16,7 +16,13 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import audit, limits, tools, usage
+from . import (
+    audit,
+    knowledge_admin,  # noqa: F401 - registers the knowledge documents' admin
+    limits,
+    tools,
+    usage,
+)
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
 from .engines.client import list_models
@@ -121,17 +127,25 @@ class AssistantAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
-    readonly_fields = ["remote_id", "created_at", "updated_at"]
+    readonly_fields = ["remote_id", "vector_store_id", "created_at", "updated_at"]
     actions = ["deactivate", "activate", "sync_with_provider"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Starting a chat", {"fields": ["conversation_starters"]}),
         (
             "Model",
-            {"fields": ["engine", "provider", "model", "context_tokens", "temperature", "tools"]},
+            {
+                "fields": [
+                    "engine", "provider", "model", "context_tokens", "temperature", "tools",
+                    "accepts_images",
+                ]
+            },
         ),
         ("Access", {"fields": ["groups"]}),
-        ("Provider state", {"fields": ["remote_id", "created_at", "updated_at"]}),
+        (
+            "Provider state",
+            {"fields": ["remote_id", "vector_store_id", "created_at", "updated_at"]},
+        ),
     ]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -161,6 +175,12 @@ class AssistantAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         self._sync(request, obj)
+        if missing := knowledge_admin.sync_documents(obj):
+            messages.warning(
+                request,
+                f"{missing} of “{obj}”'s knowledge documents could not be added to its "
+                "provider's vector store; saving it again tries again.",
+            )
 
     def _sync(self, request, assistant: Assistant) -> bool:
         """Push the assistant to its provider; a refusal is shown and the saved row is kept."""

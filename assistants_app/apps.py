@@ -6,6 +6,9 @@ class AssistantsAppConfig(AppConfig):
     verbose_name = "Assistants"
 
     def ready(self) -> None:
-        from . import audit
+        from . import (
+            audit,
+            signals,  # noqa: F401 - connects the receivers that delete files
+        )
 
         audit.connect()

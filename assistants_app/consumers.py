@@ -264,16 +264,19 @@ def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
     """The events of one page of replay, and how many characters of text it holds."""
     after = Message.objects.filter(thread=thread, pk__gt=last_message_id).order_by("pk")
     # Lengths first, so a page of long answers is never read (or rendered) whole.
-    sizes = after.annotate(size=Length("text")).values_list("pk", "size")
+    # Read once: a message stored between two reads would make them disagree.
+    sizes = list(
+        after.annotate(size=Length("text")).values_list("pk", "size")[: REPLAY_PAGE_MESSAGES + 1]
+    )
     page, chars = [], 0
-    for pk, size in sizes[: REPLAY_PAGE_MESSAGES + 1]:
+    for pk, size in sizes:
         if len(page) == REPLAY_PAGE_MESSAGES or (page and chars + size > REPLAY_PAGE_CHARS):
             break
         page.append(pk)
         chars += size
-    messages = Message.objects.filter(pk__in=page).order_by("pk")
+    messages = Message.objects.filter(pk__in=page).order_by("pk").prefetch_related("attachments")
     events = [{"type": "message.created", "message": m.as_event()} for m in messages]
-    if len(page) < len(sizes[: REPLAY_PAGE_MESSAGES + 1]):
+    if len(page) < len(sizes):
         return [*events, {"type": "replay.more", "last_message_id": page[-1]}], chars
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
     if latest_run is not None:

@@ -7,7 +7,7 @@ from .models import Message, Run, Thread
 def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     """The thread as the page shows it: each user message followed by its answer, whose
     versions are the runs that answered it (a retry adds one), oldest first."""
-    messages = list(thread.messages.all())
+    messages = list(thread.messages.prefetch_related("attachments"))
     runs = list(thread.runs.order_by("pk"))
     parts: dict[int, list[Message]] = {}
     for message in messages:

@@ -20,6 +20,10 @@ class InvalidInput(ClientError):
     status = 400
 
 
+class FileRefused(InvalidInput):
+    """A file we do not take (files.py); the message says why, in a sentence."""
+
+
 class RunActive(ClientError):
     status = 409
 

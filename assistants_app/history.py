@@ -6,12 +6,13 @@ count against the budget but are never dropped. Two budgets apply: CHAT_HISTORY_
 and the model's context window in tokens, less room for the answer. Tokens are estimated here
 at one per three characters (plus a few per message for the chat template): generous on
 purpose, since English runs at about four characters a token and code and other languages at
-fewer; a provider that still finds the prompt too long gets it again, shorter (runs.py).
+fewer; a provider that still finds the prompt too long gets it again, shorter (runs/generating.py).
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from . import attached, knowledge
 from .engines.base import Turn
 from .models import Message, Run
 
@@ -60,17 +61,28 @@ def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> 
     if run.prompt_id is not None:
         messages = messages.filter(pk__lte=run.prompt_id)
     newest_first: list[Turn] = []
+    files = _files_of(messages)
     total = 0
-    for role, text in messages.values_list("role", "text").iterator(chunk_size=100):
+    for pk, role, text in messages.values_list("pk", "role", "text").iterator(chunk_size=100):
         total += 1
-        cost = fitting_tokens(text)
-        if newest_first and (len(text) > chars or cost > tokens):
+        attachments = files.get(pk, ())
+        size = len(text) + attached.text_cost(attachments)  # files, as they are sent
+        cost = math.ceil(size / CHARS_PER_TOKEN_FITTING) + TOKENS_PER_MESSAGE
+        if newest_first and (size > chars or cost > tokens):
             total += messages.count() - total  # the rest are left out too
             break
-        newest_first.append(Turn(role, text))
-        chars -= len(text)
+        newest_first.append(Turn(role, text, attachments))
+        chars -= size
         tokens -= cost
-    return History(alternating(newest_first[::-1]), left_out=total - len(newest_first))
+    turns = alternating(newest_first[::-1])
+    if turns and (context := knowledge.context_for(run.pk)):
+        turns[-1] = replace(turns[-1], context=context)
+    return History(turns, left_out=total - len(newest_first))
+
+
+def _files_of(messages) -> dict:
+    with_files = messages.filter(attachments__isnull=False).values_list("pk", flat=True)
+    return attached.of_messages(with_files)
 
 
 def shorter(history: History) -> History:
@@ -91,7 +103,9 @@ def alternating(turns: list[Turn]) -> list[Turn]:
         if not result and turn.role != Message.Role.USER:
             continue
         if result and result[-1].role == turn.role:
-            result[-1] = Turn(turn.role, f"{result[-1].text}\n\n{turn.text}")
+            joined = f"{result[-1].text}\n\n{turn.text}"
+            attachments = result[-1].attachments + turn.attachments
+            result[-1] = Turn(turn.role, joined, attachments, turn.context or result[-1].context)
         else:
             result.append(turn)
     return result

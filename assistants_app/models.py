@@ -1,10 +1,14 @@
 """Assistants, the threads people hold with them, their messages and the runs that answer."""
 
+import re
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 
 from .rendering import render_markdown
@@ -90,6 +94,17 @@ class Assistant(models.Model):
         "list says (llama.cpp, vLLM), if it says. The history sent is trimmed to fit.",
     )
     tools = models.JSONField(default=list, blank=True)
+    accepts_images = models.BooleanField(
+        "model reads images",
+        default=True,
+        help_text="Off for a text-only model: a message with an image is refused before it is "
+        "sent, with the reason.",
+    )
+    vector_store_id = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The provider's vector store holding its knowledge (file_search), if any.",
+    )
     remote_id = models.CharField(max_length=200, blank=True, help_text="The provider's id.")
     conversation_starters = models.JSONField(
         default=list,
@@ -190,7 +205,39 @@ class Message(models.Model):
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
             "partial": self.is_partial,
+            "attachments": [attachment.as_event() for attachment in self.files],
+            "sources": [citation.as_event() for citation in self.sources],
         }
+
+    @property
+    def files(self) -> list:
+        """A user's message's attachments (answers have none: no query for them)."""
+        return list(self.attachments.all()) if self.role == self.Role.USER else []
+
+    @property
+    def sources(self) -> list:
+        """The numbered sources this answer cites ([n] in its text), for links under it."""
+        if self.role != self.Role.ASSISTANT or not self.run_id:
+            return []
+        cited = {int(number) for number in re.findall(r"\[(\d{1,3})\]", self.text)}
+        if not cited:
+            return []
+        # Cited by the provider's file_search: "[n]: /knowledge/files/<file id>/" after the
+        # text (engines/citations.py); unsaved citations, to show the same way.
+        by_provider = dict(PROVIDER_CITATION.findall(self.text))
+        if by_provider:
+            documents = KnowledgeDocument.objects.filter(remote_file_id__in=by_provider.values())
+            found = {document.remote_file_id: document for document in documents}
+            return [
+                Citation(number=int(n), document=found[file_id], title=found[file_id].name)
+                for n, file_id in by_provider.items()
+                if file_id in found
+            ]
+        citations = Citation.objects.filter(run_id=self.run_id, number__in=cited)
+        return list(citations.select_related("document"))
+
+
+PROVIDER_CITATION = re.compile(r"^\[(\d{1,3})\]: /knowledge/files/([^/\s]+)/$", re.MULTILINE)
 
 
 class RunQuerySet(models.QuerySet):
@@ -447,3 +494,135 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit entries are never deleted.")
+# --- Files: attachments on messages, knowledge of assistants (files.py, knowledge.py) ------
+
+
+def _stored_name(prefix: str, instance, filename: str) -> str:
+    # A random folder per file: names never collide and say nothing about other files.
+    return f"{prefix}/{uuid.uuid4().hex}/{filename}"
+
+
+def attachment_path(instance, filename: str) -> str:
+    return _stored_name(f"attachments/{instance.owner_id}", instance, filename)
+
+
+def knowledge_path(instance, filename: str) -> str:
+    return _stored_name(f"knowledge/{instance.assistant_id}", instance, filename)
+
+
+class FileKind(models.TextChoices):
+    IMAGE = "image"
+    DOCUMENT = "document"
+
+
+class Attachment(models.Model):
+    """A file a user attached to a message. Uploaded first (no message yet: a chip in the
+    composer), then sent with the message; counted against the user's storage either way."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments"
+    )
+    message = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.CASCADE, related_name="attachments"
+    )
+    file = models.FileField(upload_to=attachment_path, max_length=400)
+    thumbnail = models.FileField(upload_to=attachment_path, max_length=400, blank=True)
+    name = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, choices=FileKind.choices)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    text = models.TextField(blank=True, help_text="A document's text, as extracted.")
+    remote_files = models.JSONField(
+        default=dict, blank=True, help_text="Provider name -> its file id (uploaded there)."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_event(self) -> dict:
+        return {
+            "id": self.pk,
+            "name": self.name,
+            "kind": self.kind,
+            "size": self.size,
+            "url": reverse("attachment", args=[self.pk]),
+            "thumbnail_url": reverse("attachment-thumbnail", args=[self.pk])
+            if self.thumbnail
+            else "",
+        }
+
+
+class KnowledgeDocument(models.Model):
+    """A document staff gave an assistant to answer from: chunked and indexed here, or kept in
+    the provider's vector store (knowledge.py)."""
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="documents")
+    file = models.FileField(upload_to=knowledge_path, max_length=400)
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    pages = models.PositiveIntegerField(null=True, blank=True)
+    remote_file_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def url(self, page: int | None = None) -> str:
+        url = reverse("knowledge-document", args=[self.pk])
+        return f"{url}#page={page}" if page else url
+
+
+class KnowledgeChunk(models.Model):
+    """A passage of a document, as retrieval finds it (full-text indexed: see migrations)."""
+
+    document = models.ForeignKey(
+        KnowledgeDocument, on_delete=models.CASCADE, related_name="chunks"
+    )
+    ordinal = models.PositiveIntegerField()
+    page = models.PositiveIntegerField(null=True, blank=True)
+    heading = models.CharField(max_length=500, blank=True)
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["document_id", "ordinal"]
+
+    def __str__(self) -> str:
+        return f"{self.document} #{self.ordinal}"
+
+
+class Citation(models.Model):
+    """A source numbered for a run: [n] in its answer links to it."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="citations")
+    number = models.PositiveIntegerField()
+    document = models.ForeignKey(
+        KnowledgeDocument, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    title = models.CharField(max_length=255)
+    page = models.PositiveIntegerField(null=True, blank=True)
+    quote = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["run_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "number"], name="citation_number_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"[{self.number}] {self.title}"
+
+    def as_event(self) -> dict:
+        return {
+            "number": self.number,
+            "title": self.title,
+            "page": self.page,
+            "url": self.document.url(self.page) if self.document_id else "",
+        }

@@ -1,16 +1,17 @@
 """What a user can do with threads and messages. Each function takes the user explicitly."""
 
 import functools
+import logging
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.http import Http404
 from django.utils import timezone
 
-from . import limits, runs, storable, usage
+from . import files, knowledge, limits, runs, storable, usage
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -27,6 +28,8 @@ from .models import Assistant, Message, Run, RunStatus, Thread
 
 TITLE_LENGTH = 60
 
+log = logging.getLogger(__name__)
+
 
 def start_thread(user, assistant_id: int | str) -> Thread:
     """A new, empty thread with an assistant the user may use; InvalidInput for an id that is
@@ -41,7 +44,7 @@ def start_thread(user, assistant_id: int | str) -> Thread:
     return Thread.objects.create(owner=user, assistant=assistant)
 
 
-async def start_chat(user, assistant_id, text) -> tuple[Thread, Message, Run]:
+async def start_chat(user, assistant_id, text, attachments=()) -> tuple[Thread, Message, Run]:
     """A new thread with its first message and the run answering it: no thread is left
     behind empty. Raises Http404 for an assistant the user may not use and what
     `submit_message` raises; the thread is not kept then."""
@@ -52,7 +55,7 @@ async def start_chat(user, assistant_id, text) -> tuple[Thread, Message, Run]:
         raise Http404("No such assistant")
     thread = await Thread.objects.acreate(owner=user, assistant=assistant)
     try:
-        message, run = await submit_message(user, thread, text)
+        message, run = await submit_message(user, thread, text, attachments)
     except BaseException:
         await thread.adelete()
         raise
@@ -79,18 +82,22 @@ def clean_text(text) -> str:
     return storable.check(text, "Your message")
 
 
-async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
+async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Message, Run]:
     """Store the user's message, create a run for it and start the run on the provider.
 
     `thread` must belong to `user` and have its assistant loaded. Raises InvalidMessage for
     empty or oversized text, NotAllowed when the assistant is retired or no longer shared with
     the user, RunActive while the thread's previous run is unfinished and RateLimited over a
     fair-use limit; nothing is stored then. A provider error fails the run but keeps the message.
+    `attachments` are ids of the user's unsent files (files.py): FileRefused for one that is
+    gone, too many, or images the assistant cannot read.
     """
     _check_owner(user, thread)
     text = clean_text(text)
+    attachment_ids = files.attachment_ids(attachments)
     await _check_may_use(user, thread)
-    message, run = await _store_message_and_run(user, thread, text)
+    message, run = await _store_message_and_run(user, thread, text, attachment_ids)
+    await _ground(run, message)
     await runs.start(run, message)
     return message, run
 
@@ -106,6 +113,7 @@ async def retry_run(user, thread: Thread) -> Run:
     _check_owner(user, thread)
     await _check_may_use(user, thread)
     prompt, run = await _new_run_for_last_prompt(user, thread)
+    await _ground(run, prompt)
     await runs.start(run, prompt)
     return run
 
@@ -113,6 +121,15 @@ async def retry_run(user, thread: Thread) -> Run:
 def _check_owner(user, thread: Thread) -> None:
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
+
+
+async def _ground(run: Run, message: Message) -> None:
+    """Number the passages of the assistant's knowledge the run answers from (knowledge.py).
+    A search that fails leaves the run without them, not the message unsent."""
+    try:
+        await database_sync_to_async(knowledge.ground)(run, message.text)
+    except DatabaseError:
+        log.exception("run %s: searching the assistant's knowledge failed", run.pk)
 
 
 async def _check_may_use(user, thread: Thread) -> None:
@@ -161,10 +178,15 @@ def _refused_when_busy(call):
 
 @_refused_when_busy
 @database_sync_to_async
-def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
+def _store_message_and_run(
+    user, thread: Thread, text: str, attachment_ids: list[int]
+) -> tuple[Message, Run]:
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        files.claim(user, thread.assistant, attachment_ids, message)
+        # Loaded now: the views (async) show the message with its files.
+        prefetch_related_objects([message], "attachments")
         run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
         usage.reserve(run)
         if not thread.title:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import file_views, views
 
 urlpatterns = [
     path("", views.thread_list, name="thread-list"),
@@ -14,4 +14,9 @@ urlpatterns = [
     path("threads/<int:pk>/delete/", views.thread_delete, name="thread-delete"),
     path("threads/<int:pk>/export.md", views.thread_export_markdown, name="thread-export-md"),
     path("threads/<int:pk>/export.json", views.thread_export_json, name="thread-export-json"),
+    path("files/", file_views.attachment_upload, name="attachment-upload"),
+    path("files/<int:pk>/", file_views.attachment, name="attachment"),
+    path("files/<int:pk>/thumbnail/", file_views.attachment_thumbnail, name="attachment-thumbnail"),
+    path("knowledge/<int:pk>/", file_views.knowledge_document, name="knowledge-document"),
+    path("knowledge/files/<str:file_id>/", file_views.knowledge_file, name="knowledge-file"),
 ]

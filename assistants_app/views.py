@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import conversation, services, sidebar
+from . import conversation, files, services, sidebar
 from .exceptions import ClientError, InvalidInput
 from .models import Assistant, Thread
 
@@ -57,7 +57,7 @@ async def thread_create(request: HttpRequest) -> HttpResponse:
     try:
         data = _json_body(request) if wants_json else request.POST
         thread, message, run = await services.start_chat(
-            user, data.get("assistant", ""), data.get("text")
+            user, data.get("assistant", ""), data.get("text"), _attachments_from(request, data)
         )
     except ClientError as error:
         if wants_json:
@@ -88,6 +88,7 @@ def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
         "threads": threads,
         "sidebar": sidebar.page_of(threads, 0, query),
         "max_chars": settings.MESSAGE_MAX_CHARS,
+        "file_limits": files.limits(),
     }
     if thread is None:
         assistants = list(Assistant.objects.available_to(request.user))
@@ -115,7 +116,10 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     user = await request.auser()
     thread = await _owned_thread(user, pk)
     try:
-        message, run = await services.submit_message(user, thread, _text_from(request))
+        data = _json_body(request) if request.content_type == "application/json" else request.POST
+        message, run = await services.submit_message(
+            user, thread, data.get("text"), _attachments_from(request, data)
+        )
     except ClientError as error:
         return _error_response(error)
     # The title too: a thread's first message names it.
@@ -165,11 +169,11 @@ def _error_response(error: ClientError) -> JsonResponse:
     return response
 
 
-def _text_from(request: HttpRequest):
-    """The message's text, from a JSON body {"text": ...} or a form."""
+def _attachments_from(request: HttpRequest, data) -> list:
+    """The ids of the files sent with a message: JSON {"attachments": [...]}, or form fields."""
     if request.content_type == "application/json":
-        return _json_body(request).get("text")
-    return request.POST.get("text")
+        return data.get("attachments") or []
+    return request.POST.getlist("attachments")
 
 
 def _json_body(request: HttpRequest) -> dict:

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 RESERVED_NAMES = frozenset({"simulator", "openai"})
 NAME = re.compile(r"[a-z][a-z0-9_]{0,49}")
 VARIABLE_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
-SETTINGS = ("BASE_URL", "API_KEY_ENV", "DEFAULT_MODEL", "LABEL", "TIMEOUT_SECONDS")
+SETTINGS = ("BASE_URL", "API_KEY_ENV", "DEFAULT_MODEL", "LABEL", "TIMEOUT_SECONDS", "VISION")
 # Settings of every provider at once, which look like a provider's own.
 SHARED_VARIABLES = frozenset({"PROVIDER_TIMEOUT_SECONDS"})
 
@@ -76,7 +76,15 @@ def _provider(name: str, environ: Mapping[str, str]) -> dict:
         "simulated": False,
         "default_model": value("DEFAULT_MODEL"),
         "timeout": _timeout(prefix + "TIMEOUT_SECONDS", value("TIMEOUT_SECONDS")),
+        # A text-only server: messages with images are refused before they are sent.
+        "vision": _vision(prefix + "VISION", value("VISION")),
     }
+
+
+def _vision(variable: str, value: str) -> bool:
+    if value not in ("", "0", "1"):
+        raise ImproperlyConfigured(f"{variable} must be 0 or 1, not {value!r}.")
+    return value != "0"
 
 
 def _base_url(variable: str, url: str) -> str:

@@ -277,6 +277,7 @@ if OPENAI_API_KEY:
         "api_key_env": "OPENAI_API_KEY",
         "label": "OpenAI",
         "simulated": False,
+        "vector_stores": True,  # knowledge goes to vector stores, searched with file_search
         "default_model": "",
     }
 # More providers (Ollama, vLLM, llama-server, LM Studio, gateways): chatsite/providers.py.
@@ -304,6 +305,42 @@ CHAT_CANCEL_CHECK_SECONDS = envfloat("CHAT_CANCEL_CHECK_SECONDS", 0.5)
 RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
 STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
 STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
+
+# Files: attachments on messages and assistants' knowledge (assistants_app/files.py). Stored
+# through Django's storage API: local files under FILES_ROOT, or an S3-compatible bucket
+# through django-storages (FILE_STORAGE=s3, README). Never served as public media: only by the
+# authorised views.
+FILE_STORAGE = envchoice("FILE_STORAGE", "local", ("local", "s3"))
+MEDIA_ROOT = Path(envstr("FILES_ROOT", str(BASE_DIR / "files")))
+if FILE_STORAGE == "s3":
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": envstr("FILES_S3_BUCKET"),
+            "endpoint_url": envstr("FILES_S3_ENDPOINT_URL") or None,
+            "region_name": envstr("FILES_S3_REGION") or None,
+            "location": envstr("FILES_S3_PREFIX"),
+            "default_acl": None,  # private objects: the bucket's own policy, never public-read
+            "querystring_auth": True,
+            "file_overwrite": False,
+        },
+    }
+    # Keys: boto3 reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment.
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+FILE_MAX_BYTES = envint("FILE_MAX_BYTES", 20 * 1024 * 1024)
+FILES_PER_MESSAGE = envint("FILES_PER_MESSAGE", 5)
+FILE_STORAGE_PER_USER_BYTES = envint("FILE_STORAGE_PER_USER_BYTES", 200 * 1024 * 1024)
+IMAGE_MAX_PIXELS = envint("IMAGE_MAX_PIXELS", 40_000_000)  # 8000 x 5000
+# A document's extracted text sent along with a Chat Completions message, at most.
+FILE_TEXT_MAX_CHARS = envint("FILE_TEXT_MAX_CHARS", 12_000)
+# Knowledge retrieved from our own database (English stemming, PostgreSQL and SQLite alike):
+# passages put before the model with each question.
+KNOWLEDGE_PASSAGES = envint("KNOWLEDGE_PASSAGES", 4)
 
 # Fair use, per user (admin can override the first three for one user; 0 means no limit).
 MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 10)

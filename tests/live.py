@@ -133,6 +133,7 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
     site_env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
+        "FILES_ROOT": str(tmp_path / "files"),  # attachments and knowledge of this site only
         "SIMULATOR_URL": f"http://127.0.0.1:{simulator_port}/v1",
         "SIMULATOR_LATENCY_SECONDS": str(latency),
         "DJANGO_DEBUG": "1",

@@ -10,6 +10,7 @@ from django.db import DatabaseError, OperationalError
 from assistants_app import runs, worker
 from assistants_app.db import database_sync_to_async
 from assistants_app.models import Message, Run, RunStatus
+from assistants_app.runs import store
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import RESPONSE_ID, response
@@ -78,8 +79,8 @@ def provider():
 
 
 def store_failing(monkeypatch, error: Exception, times: int) -> None:
-    """runs._store raises `error` (after db.py's retries) the first `times` calls."""
-    real, calls = runs._store, []
+    """store._store raises `error` (after db.py's retries) the first `times` calls."""
+    real, calls = store._store, []
 
     async def failing(*args):
         calls.append(1)
@@ -87,7 +88,7 @@ def store_failing(monkeypatch, error: Exception, times: int) -> None:
             raise error
         return await real(*args)
 
-    monkeypatch.setattr(runs, "_store", failing)
+    monkeypatch.setattr(store, "_store", failing)
 
 
 async def test_a_driver_the_database_stays_busy_for_hands_the_run_on(

@@ -10,11 +10,21 @@ import re
 import pytest
 import respx
 from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from assistants_app.models import Message, Run, RunStatus, Thread
+from assistants_app.models import (
+    Assistant,
+    Attachment,
+    KnowledgeDocument,
+    Message,
+    Run,
+    RunStatus,
+    Thread,
+)
 from assistants_app.routing import websocket_urlpatterns
 
 from .sockets import refusal
@@ -29,7 +39,7 @@ SKIPPED_PREFIXES = ("admin/",)
 ALICE_ID = 4242
 BOB_ID = 4343
 UNKNOWN_ID = 999_999
-OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id"}
+OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id", "file_id"}
 METHODS = ("get", "post")
 PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
@@ -81,8 +91,18 @@ SOCKET_ROUTES = [route for route, _ in walk(websocket_urlpatterns)]
 
 
 @pytest.fixture
-def rooms(alice, bob, assistant):
-    """Alice's and bob's thread, message and run, each with their owner's id."""
+def rooms(alice, bob, assistant, settings, tmp_path):
+    """Alice's and bob's thread, message and run, each with their owner's id; and hers, a
+    file on her message and a document of an assistant only she may use (the same id)."""
+    settings.MEDIA_ROOT = tmp_path
+    hers = Group.objects.create(name="alice's team")
+    alice.groups.add(hers)
+    private = Assistant.objects.create(name="Private", provider="test", model="m")
+    private.groups.add(hers)
+    KnowledgeDocument.objects.create(
+        pk=ALICE_ID, assistant=private, name="plans.md", content_type="text/markdown", size=5,
+        remote_file_id=str(ALICE_ID), file=ContentFile(b"plans", name="plans.md"),
+    )  # fmt: skip
     for owner, object_id in ((alice, ALICE_ID), (bob, BOB_ID)):
         thread = Thread.objects.create(
             pk=object_id, owner=owner, assistant=assistant, title=f"{owner}'s secret"
@@ -93,6 +113,11 @@ def rooms(alice, bob, assistant):
         Run.objects.create(
             pk=object_id, thread=thread, prompt=prompt, status=RunStatus.COMPLETED, total_tokens=9
         )
+        Attachment.objects.create(
+            pk=object_id, owner=owner, message=prompt, name="a.png", kind="image",
+            content_type="image/png", size=5, file=ContentFile(b"image", name="a.png"),
+            thumbnail=ContentFile(b"thumb", name="t.png"),
+        )  # fmt: skip
 
 
 def snapshot():
@@ -100,6 +125,8 @@ def snapshot():
         list(Thread.objects.values_list("pk", "owner_id", "title")),
         list(Message.objects.values_list("pk", "thread_id", "text")),
         list(Run.objects.values_list("pk", "thread_id", "status")),
+        list(Attachment.objects.values_list("pk", "message_id", "file")),
+        list(KnowledgeDocument.objects.values_list("pk", "assistant_id", "file")),
     )
 
 

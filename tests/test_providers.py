@@ -25,6 +25,7 @@ def test_it_reads_each_declared_provider():
         "PROVIDER_VLLM_API_KEY_ENV": "VLLM_API_KEY",
         "PROVIDER_VLLM_LABEL": "vLLM on the GPU box",
         "PROVIDER_VLLM_TIMEOUT_SECONDS": "120",
+        "PROVIDER_VLLM_VISION": "0",
         "VLLM_API_KEY": "token-abc123",
     }
 
@@ -37,6 +38,7 @@ def test_it_reads_each_declared_provider():
             "simulated": False,
             "default_model": "llama3.2",
             "timeout": None,
+            "vision": True,
         },
         "vllm": {
             "base_url": "http://gpu-box:8000/v1",
@@ -46,6 +48,7 @@ def test_it_reads_each_declared_provider():
             "simulated": False,
             "default_model": "",
             "timeout": 120.0,
+            "vision": False,  # a text-only server: images are refused before sending
         },
     }
 

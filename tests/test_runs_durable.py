@@ -1,5 +1,6 @@
 """The run driver survives what people and providers do: leases, takeovers, faults, expiry."""
 
+import asyncio
 from datetime import timedelta
 
 import httpx
@@ -13,6 +14,7 @@ from django.utils import timezone
 from assistants_app import runs
 from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus
+from assistants_app.runs import driver, starting
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import RESPONSE_ID, api_error, conversation, response
@@ -103,13 +105,13 @@ async def test_it_retries_transient_failures_and_finishes(provider, started_run,
 
 async def test_it_honours_retry_after(provider, started_run, monkeypatch):
     slept = []
-    real_sleep = runs.asyncio.sleep
+    real_sleep = asyncio.sleep
 
     async def recording_sleep(seconds):
         slept.append(seconds)
         await real_sleep(0)
 
-    monkeypatch.setattr(runs.asyncio, "sleep", recording_sleep)
+    monkeypatch.setattr(asyncio, "sleep", recording_sleep)
     provider.get(RETRIEVE).mock(
         side_effect=[
             httpx.Response(429, json=api_error("Slow down", "rate_limit_exceeded"),
@@ -126,8 +128,8 @@ async def test_it_honours_retry_after(provider, started_run, monkeypatch):
 async def test_it_gives_up_after_repeated_failures_with_a_readable_reason(
     provider, started_run, monkeypatch
 ):
-    monkeypatch.setattr(runs, "MAX_CONSECUTIVE_PROVIDER_ERRORS", 3)
-    monkeypatch.setattr(runs, "retry_delay", lambda attempt, retry_after: 0)
+    monkeypatch.setattr(driver, "MAX_CONSECUTIVE_PROVIDER_ERRORS", 3)
+    monkeypatch.setattr(driver, "retry_delay", lambda attempt, retry_after: 0)
     provider.get(RETRIEVE).mock(side_effect=httpx.ReadTimeout("timed out"))
 
     await runs.drive(started_run.pk)
@@ -152,7 +154,7 @@ async def test_a_run_past_its_time_limit_expires_and_is_cancelled(provider, star
 
 
 async def test_a_locked_conversation_at_start_is_tried_again(provider, alice_thread, monkeypatch):
-    monkeypatch.setattr(runs, "retry_delay", lambda attempt, retry_after: 0)
+    monkeypatch.setattr(starting, "retry_delay", lambda attempt, retry_after: 0)
     provider.post("/conversations").respond(json=conversation())
     create = provider.post("/responses").mock(
         side_effect=[

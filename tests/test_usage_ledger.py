@@ -10,10 +10,9 @@ from django.apps import apps
 from django.urls import reverse
 
 from assistants_app import limits, runs, services, usage
-from assistants_app.engines.base import Usage
+from assistants_app.engines.base import RunUpdate, Usage
 from assistants_app.exceptions import RunActive
 from assistants_app.models import Run, RunStatus, Thread, UsageRecord
-from assistants_app.runs import RunUpdate
 
 from .conftest import PROVIDER_URL
 from .test_fair_use import QUEUED_RESPONSE, assert_refused, new_threads, post

@@ -21,11 +21,34 @@ from django.conf import settings
 from openai import AsyncStream
 from openai.types.beta.threads import Run as RemoteRun
 
-from .. import tools
+from .. import attached, knowledge, tools
+from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
+from . import openai_files
 from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolCall, ToolOutput, Usage
+from .citations import cite_assistants
 from .client import get_client, poll_after_seconds, provider_errors
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+def _tools_of(assistant: Assistant) -> list[dict]:
+    """Its function tools, and file_search over its knowledge where the provider keeps it."""
+    definitions = tools.definitions(assistant.tools)
+    if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
+        definitions = [*definitions, {"type": "file_search"}]
+    return definitions
+
+
+def remember_upload(attachment_id: int, provider: str, file_id: str) -> None:
+    """Keep a provider's id of an attachment, so it is uploaded once and deleted with it."""
+    from ..models import Attachment
+
+    attachment = Attachment.objects.filter(pk=attachment_id).first()
+    if attachment is not None:
+        attachment.remote_files = {**attachment.remote_files, provider: file_id}
+        attachment.save(update_fields=["remote_files"])
 
 # Statuses whose run has written its answer; other statuses have nothing worth reading.
 ANSWERED = {"completed", "incomplete"}
@@ -45,9 +68,13 @@ class AssistantsEngine(Engine):
             "description": assistant.description,
             "instructions": assistant.instructions,
             "model": self.model_of(assistant),
-            "tools": tools.definitions(assistant.tools),
+            "tools": _tools_of(assistant),
             "metadata": {"assistant_id": str(assistant.pk)},
         }
+        if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
+            params["tool_resources"] = {
+                "file_search": {"vector_store_ids": [assistant.vector_store_id]}
+            }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
         api = get_client(self.provider).beta.assistants
@@ -84,14 +111,17 @@ class AssistantsEngine(Engine):
             "assistant_id": assistant.remote_id,
             "model": self.model_of(assistant),
             "instructions": assistant.instructions,
-            "tools": tools.definitions(assistant.tools),
+            "tools": _tools_of(assistant),
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
+        context = await database_sync_to_async(knowledge.context_for)(run.pk)
+        if context:  # the passages of its knowledge this run answers from, numbered
+            params["additional_instructions"] = context
         with provider_errors():
             if not message.remote_id:  # else added by an earlier attempt to start this run
                 remote_message = await threads.messages.create(
-                    run.thread.remote_id, role="user", content=message.text
+                    run.thread.remote_id, role="user", **await self._message_content(message)
                 )
                 message.remote_id = remote_message.id
             create = threads.runs.with_raw_response.create
@@ -100,6 +130,39 @@ class AssistantsEngine(Engine):
             )
         run.remote_id = remote_run.id
         return await self._update(remote_run, headers)
+
+    async def _message_content(self, message: Message) -> dict:
+        """The message's content with its files: images as `image_file` parts, PDF and DOCX
+        documents as attachments searched with `file_search`, uploaded to the provider once
+        (their ids kept); text documents as text after the message."""
+        files = (await database_sync_to_async(attached.of_messages)([message.pk])).get(
+            message.pk, ()
+        )
+        if not files:
+            return {"content": message.text}
+
+        def as_file(a) -> bool:
+            return a.content_type in (attached.PDF, DOCX)
+
+        text = attached.with_documents_as_text(message.text, files, keep=as_file)
+        content, attachments = [{"type": "text", "text": text}], []
+        for a in files:
+            if a.is_image:
+                file_id = await self._uploaded(a, "vision")
+                content.append({"type": "image_file", "image_file": {"file_id": file_id}})
+            elif as_file(a):
+                file_id = await self._uploaded(a, "assistants")
+                attachments.append({"file_id": file_id, "tools": [{"type": "file_search"}]})
+        return {"content": content, **({"attachments": attachments} if attachments else {})}
+
+    async def _uploaded(self, a, purpose: str) -> str:
+        name = self.provider.get("name", "")
+        if a.remote_files.get(name):
+            return a.remote_files[name]
+        data = await database_sync_to_async(a.data)()
+        file_id = await openai_files.upload(self.provider, a.name, data, a.content_type, purpose)
+        await database_sync_to_async(remember_upload)(a.pk, name, file_id)
+        return file_id
 
     async def poll(self, run: Run) -> RunUpdate:
         with provider_errors():
@@ -282,7 +345,7 @@ def _text_of(message) -> str:
     parts = []
     for part in message.content:
         if part.type == "text":
-            parts.append(part.text.value)
+            parts.append(cite_assistants(part.text.value, part.text.annotations))
         elif part.type == "refusal":
             parts.append(f"(refused: {part.refusal})")
     return "\n\n".join(parts)

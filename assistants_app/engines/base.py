@@ -1,7 +1,7 @@
 """The engine seam: what every protocol engine does, and the shapes it returns.
 
 An engine translates domain operations into provider calls; it never touches the database
-and never decides about retries. The run driver (runs.py) does both, for every engine.
+and never decides about retries. The run driver (the `runs` package) does both, for every engine.
 """
 
 import logging
@@ -28,6 +28,8 @@ class Turn:
 
     role: str
     text: str
+    attachments: tuple = ()  # the message's files (attached.Attached), images and documents
+    context: str = ""  # the prompt's: numbered passages of the assistant's knowledge (knowledge.py)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,13 @@ stores it as a partial answer. Failures are not retried here or by the driver (e
 limit before any output): the run fails with its reason and the page offers a retry.
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import openai
 from openai.types.chat import ChatCompletionChunk
 
+from .. import attached, knowledge
 from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
 from .base import RemoteMessage, RunUpdate, Turn, Usage
@@ -42,7 +44,8 @@ class ChatEngine(LocalGeneration):
         history: list[Turn],
         on_text: Callable[[str], Awaitable[None]] | None = None,
     ) -> RunUpdate:
-        params = self.request(run, history)
+        # In a thread: the files' bytes are read from storage (a disk, or a bucket).
+        params = await asyncio.to_thread(self.request, run, history)
         pieces = self._start_pieces(run)
         usage = finish_reason = None
         try:
@@ -79,9 +82,11 @@ class ChatEngine(LocalGeneration):
     def request(self, run: Run, history: list[Turn]) -> dict:
         assistant = run.thread.assistant
         # The instructions live in our database and always go first, whatever was trimmed.
-        messages = [{"role": "system", "content": assistant.instructions}]
-        messages = messages if assistant.instructions else []
-        messages += [{"role": turn.role, "content": turn.text} for turn in history]
+        # The passages of its knowledge this run answers from, numbered for citations.
+        context = history[-1].context if history else ""
+        system = knowledge.with_context(assistant.instructions, context)
+        messages = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": turn.role, "content": chat_content(turn)} for turn in history]
         params = {
             "model": self.model_of(assistant),
             "messages": messages,
@@ -91,6 +96,18 @@ class ChatEngine(LocalGeneration):
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
         return params
+
+
+def chat_content(turn: Turn) -> str | list[dict]:
+    """A message's content: its text with its documents' text after it, and its images as
+    `image_url` parts (data URLs: the provider needs no access to our storage)."""
+    text = attached.with_documents_as_text(turn.text, turn.attachments)
+    images = [a for a in turn.attachments if a.is_image]
+    if not images or turn.role != "user":
+        return text
+    parts = [{"type": "text", "text": text}]
+    parts += [{"type": "image_url", "image_url": {"url": a.data_url()}} for a in images]
+    return parts
 
 
 def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> RunUpdate:

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, json_body, new_id, poll_fault
+from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
@@ -108,6 +109,7 @@ class SimRun:
     assistant_id: str
     model: str
     instructions: str
+    given: str  # what came besides words (given.py)
     tools: list[dict]
     prompt: str
     turn: int
@@ -192,7 +194,7 @@ class SimRun:
         )  # fmt: skip
 
     def reply(self) -> str:
-        text = canned_reply(self.prompt, self.turn)
+        text = canned_reply(self.prompt, self.turn, self.given)
         if self.tool_outputs:
             names = {call["id"]: call["function"]["name"] for call in self.tool_calls}
             results = "\n".join(
@@ -359,6 +361,7 @@ class AssistantsAPI:
         self.settings = settings
         self.assistants: dict[str, dict] = {}
         self.threads: dict[str, SimThread] = {}
+        self.files: dict[str, dict] = {}
 
     # Assistants
 
@@ -416,6 +419,21 @@ class AssistantsAPI:
             return error(404, "No thread found.", "not_found")
         return JSONResponse(thread.to_json())
 
+    async def create_file(self, request: Request) -> JSONResponse:
+        """An uploaded file (images for vision, documents for file_search): kept by id only;
+        the simulator reads no file."""
+        size = len(await request.body())
+        file = {"id": new_id("file"), "object": "file", "bytes": size, "created_at": now(),
+                "filename": "upload", "purpose": "assistants", "status": "processed"}  # fmt: skip
+        self.files[file["id"]] = file
+        return JSONResponse(file)
+
+    async def delete_file(self, request: Request) -> JSONResponse:
+        file_id = request.path_params["file_id"]
+        if self.files.pop(file_id, None) is None:
+            return error(404, f"No such File object: {file_id}", "not_found")
+        return JSONResponse({"id": file_id, "object": "file", "deleted": True})
+
     async def create_message(self, request: Request) -> JSONResponse:
         thread = self.threads.get(request.path_params["thread_id"])
         if thread is None:
@@ -429,6 +447,8 @@ class AssistantsAPI:
         if body.get("role") not in ("user", "assistant"):
             return error(400, "'role' must be 'user' or 'assistant'.", "invalid_value")
         message = message_json(thread.id, body["role"], content_text(body.get("content")))
+        message["attachments"] = body.get("attachments") or []
+        message["x_given"] = describe(body.get("content"), "", message["attachments"])
         thread.messages.append(message)
         return JSONResponse(message)
 
@@ -484,6 +504,14 @@ class AssistantsAPI:
             assistant_id=assistant["id"],
             model=model,
             instructions=body.get("instructions") or assistant["instructions"] or "",
+            given=" ".join(
+                part
+                for part in (
+                    prompts[-1].get("x_given", "") if prompts else "",
+                    describe(None, body.get("additional_instructions") or ""),
+                )
+                if part
+            ),
             tools=body["tools"] if body.get("tools") is not None else assistant["tools"],
             prompt=text_of(prompts[-1]) if prompts else "",
             turn=len(prompts),
@@ -563,6 +591,8 @@ class AssistantsAPI:
             Route("/v1/assistants/{assistant_id}", self.get_assistant, methods=["GET"]),
             Route("/v1/assistants/{assistant_id}", self.update_assistant, methods=["POST"]),
             Route("/v1/threads", self.create_thread, methods=["POST"]),
+            Route("/v1/files", self.create_file, methods=["POST"]),
+            Route("/v1/files/{file_id}", self.delete_file, methods=["DELETE"]),
             Route("/v1/threads/{thread_id}", self.get_thread, methods=["GET"]),
             Route("/v1/threads/{thread_id}/messages", self.create_message, methods=["POST"]),
             Route("/v1/threads/{thread_id}/messages", self.list_messages, methods=["GET"]),

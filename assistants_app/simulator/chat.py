@@ -31,6 +31,7 @@ from .common import (
     new_id,
     no_route,
 )
+from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of
 
 
@@ -98,7 +99,13 @@ class Completion:
         user_texts = [
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
-        self.reply = canned_reply(user_texts[-1] if user_texts else "", turn=len(user_texts))
+        said = [m for m in messages if isinstance(m, dict)]
+        users = [m for m in said if m.get("role") == "user"]
+        system = "\n".join(str(m.get("content")) for m in said if m.get("role") == "system")
+        given = describe(users[-1].get("content") if users else None, system)
+        self.reply = canned_reply(
+            user_texts[-1] if user_texts else "", turn=len(user_texts), given=given
+        )
         self.tokens = tokens_of(self.reply)
         self.prompt_tokens = count_tokens(input_text(messages))
 

@@ -2,15 +2,20 @@
 
 import re
 
+from .given import without_file_text
+
 CODE_SAMPLE = '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```'
 
 
-def canned_reply(text: str, turn: int) -> str:
-    quoted = " ".join(text.split())[:200]
+def canned_reply(text: str, turn: int, given: str = "") -> str:
+    """`given`: what the request carried besides words (given.py), said after them."""
+    quoted = " ".join(without_file_text(text).split())[:200]
     parts = [
         "_Simulated reply from the offline simulator, not a model._",
         f"You said: “{quoted}”. This is turn {turn} of this conversation.",
     ]
+    if given:
+        parts.append(given)
     if "code" in text.lower():
         parts.append("Here is a code sample:\n\n" + CODE_SAMPLE)
     if "list" in text.lower():

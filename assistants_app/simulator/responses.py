@@ -28,6 +28,7 @@ from .common import (
     no_route,
     poll_fault,
 )
+from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of
 
 
@@ -58,6 +59,7 @@ class SimulatedResponse:
     token_rate: float  # tokens a second once writing starts
     fault: str
     turn: int
+    given: str = ""  # what came besides words (given.py)
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
     created_at: int = field(default_factory=lambda: int(time.time()))
@@ -111,7 +113,7 @@ class SimulatedResponse:
 
     @property
     def reply(self) -> str:
-        return canned_reply(self.input_text, self.turn)
+        return canned_reply(self.input_text, self.turn, self.given)
 
     def output_message(self, text: str | None = None, status: str = "completed") -> dict:
         return {
@@ -289,6 +291,7 @@ class ResponsesAPI:
                     "conversation_locked",
                 )
         text = input_text(body.get("input"))
+        given = describe(_last_user_content(body.get("input")), body.get("instructions") or "")
         if conversation is not None:
             conversation.items.append(
                 {
@@ -311,6 +314,7 @@ class ResponsesAPI:
             model=body["model"],
             instructions=body.get("instructions"),
             input_text=text,
+            given=given,
             conversation=conversation,
             latency=self.settings.latency_of(request),
             token_rate=self.settings.token_rate_of(request),
@@ -379,3 +383,11 @@ class ResponsesAPI:
             Route("/v1/responses/{response_id}", self.retrieve_response),
             Route("/v1/responses/{response_id}/cancel", self.cancel_response, methods=["POST"]),
         ]
+
+
+def _last_user_content(value):
+    """The content of the last user message of an `input` (the input itself if a string)."""
+    if not isinstance(value, list):
+        return value
+    said = [i for i in value if isinstance(i, dict) and i.get("role") == "user"]
+    return said[-1].get("content") if said else None

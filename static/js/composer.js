@@ -1,6 +1,8 @@
 // The composer: grows with the text, Enter sends on a desktop (a new line on touch screens,
 // where the hint says so), Send turns into Stop while an answer is written, the draft
 // survives a reload. On the new-chat page the first message creates the thread.
+import { filePicker } from "./attachments.js";
+
 const MAX_HEIGHT_SHARE = 0.4; // of the window's height
 
 export function composer(chat, view) {
@@ -21,6 +23,7 @@ export function composer(chat, view) {
     }
   })();
   let running = !stopButton.hidden;
+  const files = filePicker(form, showError);
 
   // --- Growing, keys, hint, draft --------------------------------------------------------
 
@@ -86,9 +89,13 @@ export function composer(chat, view) {
   async function send() {
     const text = textarea.value;
     if (!text.trim() || running || sendButton.disabled) return;
+    if (files.busy()) {
+      showError("Wait a moment: the files are still being attached.");
+      return;
+    }
     errorLine.hidden = true;
     sendButton.disabled = true;
-    const body = { text };
+    const body = { text, attachments: files.ids() };
     if (picker) body.assistant = picker.value;
     try {
       const { ok, data } = await post(chat.dataset.postUrl, body);
@@ -97,6 +104,7 @@ export function composer(chat, view) {
         return; // the text stays in the composer
       }
       clear();
+      files.clear();
       if (data.thread && data.thread.url && chat.hasAttribute("data-new-chat")) {
         location.assign(data.thread.url); // the thread exists now: open it
         return;

@@ -2,6 +2,7 @@
 // the page opens at the latest one and follows a streaming answer only while the reader is at
 // the bottom. Each answer holds its versions (one per run: Retry adds one, shown `< 1/2 >`),
 // and each version says its run's state in words, with Retry on the one that can be retried.
+import { fileList, linkCitations, sourceList } from "./attachments.js";
 import { addCodeBars, addCopy } from "./copy.js";
 import { renderLive } from "./markdown.js";
 
@@ -88,6 +89,8 @@ export function messageView(chat) {
     body.className = "body user-text";
     body.textContent = message.text; // as typed: never Markdown, never HTML
     item.append(roleLine("You", message.created_at), body);
+    const files = fileList(message.attachments);
+    if (files) item.append(files);
     addCopy(item, body, "your message");
     steady(() => {
       // An answer to it may already be shown, if the socket was quicker than the POST.
@@ -201,6 +204,9 @@ export function messageView(chat) {
       part.dataset.partial = message.partial ? "true" : "false";
       part.innerHTML = message.html; // sanitised on the server (nh3)
       if (!streaming) version.querySelector(".body").append(part);
+      const sources = sourceList(message.run_id, message.sources);
+      if (sources) part.after(sources);
+      linkCitations(part, message.run_id);
       live.delete(String(message.run_id));
       version.dataset.createdAt = message.created_at;
       decorateAnswer(version);
@@ -322,6 +328,7 @@ export function messageView(chat) {
         else live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
         decorateAnswer(version);
         sayState(version);
+        for (const part of version.querySelectorAll(".part")) linkCitations(part, version.dataset.runId);
       }
       show(answer, versions.length - 1);
     }

@@ -254,7 +254,7 @@ def sleeps(monkeypatch):
         delays.append(delay)
         await real_sleep(0)
 
-    monkeypatch.setattr(runs.asyncio, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     return delays
 
 

@@ -1,0 +1,218 @@
+"""Following a run's stream: text sent to the thread's sockets as it is written (LiveText),
+resumed after breaks, with polling (driver.py) as the durable fallback.
+
+LiveText is shared with local generation (generating.py): however an answer is produced,
+its text reaches the page as coalesced `message.delta` events and is saved now and then, so
+that a reload or another process can resume it.
+"""
+
+import asyncio
+import logging
+from dataclasses import replace
+
+from django.conf import settings
+from django.utils import timezone
+
+from .. import storable
+from ..db import database_sync_to_async
+from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
+from ..exceptions import ProviderError
+from ..models import ACTIVE_STATUSES, Run
+from . import events
+from .leases import renew_lease_when_due
+from .store import record
+from .tool_calls import answer_tool_calls
+
+log = logging.getLogger(__name__)
+
+STREAM_ATTEMPTS = 3  # streams opened for one run before it falls back to polling
+
+
+class LiveText:
+    """The answer being written for one run: sent to sockets as coalesced `message.delta`
+    events, saved now and then so that a reload or another process can resume it."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.text = run.partial_text
+        self.sequence = run.stream_sequence
+        self.item_id = ""
+        self.sent = len(self.text)  # characters already pushed to sockets
+        self.saved_at = self.pushed_at = 0.0
+        self.lease_renewed_at = asyncio.get_running_loop().time()  # taken just before
+
+    @property
+    def unsent(self) -> bool:
+        return self.sent < len(self.text)
+
+    def flush_due_in(self) -> float | None:
+        """Seconds until unsent text must go out (None: nothing waits)."""
+        if not self.unsent:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self.pushed_at
+        return max(0.0, settings.STREAM_DELTA_SECONDS - elapsed)
+
+    def wake_in(self) -> float:
+        """Seconds until the follower must act without waiting for an event: to send text
+        that waited long enough, or to renew the lease (a long answer outlasts it)."""
+        elapsed = asyncio.get_running_loop().time() - self.lease_renewed_at
+        renew_in = max(0.0, settings.RUN_LEASE_SECONDS / 3 - elapsed)
+        flush_in = self.flush_due_in()
+        return renew_in if flush_in is None else min(flush_in, renew_in)
+
+    async def hold_lease(self) -> bool:
+        """Renew the run's lease when due; false once another process has taken it over."""
+        renewed_at = await renew_lease_when_due(self.run, self.lease_renewed_at)
+        if renewed_at is None:
+            return False
+        self.lease_renewed_at = renewed_at
+        return True
+
+    async def add(self, event: StreamEvent) -> None:
+        self.text += storable.mend(event.delta)
+        self.item_id = event.item_id or self.item_id
+        if event.sequence is not None:
+            self.sequence = event.sequence
+        if self.flush_due_in() == 0:
+            await self.push()
+
+    async def push(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self.unsent:
+            event = self.delta_event(self.sent)
+            self.sent, self.pushed_at = len(self.text), now
+            await events.broadcast(self.run.thread.group_name, [event])
+        if now - self.saved_at >= settings.STREAM_SAVE_SECONDS:
+            self.saved_at = now
+            await _save_partial(self.run.pk, self.text, self.sequence)
+
+    def delta_event(self, offset: int = 0) -> dict:
+        """Text from `offset` on; a client with fewer characters than `offset` missed some."""
+        return events.message_delta(self.run.pk, self.text[offset:], offset)
+
+    def as_message(self) -> RemoteMessage:
+        return RemoteMessage(remote_id=self.item_id or f"run-{self.run.pk}", text=self.text)
+
+
+# run id -> the text being streamed for it in this process (for replay on `hello`)
+live_texts: dict[int, LiveText] = {}
+
+
+def live_delta(run: Run) -> dict | None:
+    """The `message.delta` that brings a new client up to date on an active run's answer."""
+    live = live_texts.get(run.pk)
+    if live is not None:
+        return live.delta_event()
+    if run.partial_text:
+        return events.message_delta(run.pk, run.partial_text)
+    return None
+
+
+async def follow_stream(engine: Engine, run: Run) -> bool:
+    """Stream the run, resuming after breaks; true once it is terminal and recorded, false
+    when streaming gave out and polling must take over."""
+    live = live_texts[run.pk] = LiveText(run)
+    try:
+        for _ in range(STREAM_ATTEMPTS):
+            try:
+                if await _follow_once(engine, run, live):
+                    return True
+            except ProviderError as error:
+                log.info("run %s: stream failed (%s)", run.pk, error.code)
+                if not error.retryable:
+                    return False
+            await live.push()
+            # The stream ended early: unless the run ended meanwhile, resume it.
+            try:
+                update = await engine.poll(run)
+            except ProviderError:
+                return False  # the polling loop has the patience for this
+            if update.status not in ACTIVE_STATUSES:
+                await _finish(run, update, live)
+                return True
+        return False
+    finally:
+        await live.push()
+        del live_texts[run.pk]
+
+
+async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
+    """Follow one stream of the run: true once the run is terminal and recorded, false if the
+    stream ended first. A run that asks for tools goes on in the stream their outputs open."""
+    asking_for_tools = None
+    async for event in _ticking(engine.stream(run, live.sequence), live.wake_in):
+        if not await live.hold_lease():
+            return True  # another process drives the run now: nothing more to do here
+        if event is None:
+            await live.push()  # text waited long enough: send it
+        elif event.delta:
+            await live.add(event)
+        elif event.update is not None:
+            live.sequence = event.sequence if event.sequence is not None else live.sequence
+            if event.update.status not in ACTIVE_STATUSES:
+                await live.push()
+                await _finish(run, event.update, live)
+                return True
+            if event.update.tool_calls:
+                asking_for_tools = event.update
+                break
+            if event.update.status != run.status:
+                await record(run, event.update)
+    if asking_for_tools is None:
+        return False
+    await live.push()
+    update = await answer_tool_calls(engine, run, asking_for_tools, stream=True)
+    if update is None:
+        return True  # the run ended here
+    if update.status != run.status:
+        await record(run, update)
+    return await _follow_once(engine, run, live)
+
+
+async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
+    """Record the end; an answer the provider did not return is kept from what was streamed."""
+    if not update.messages and live.text:
+        update = replace(update, messages=[live.as_message()])
+    await record(run, update)
+
+
+async def _ticking(events, timeout_of):
+    """Yield the stream's events, and None whenever `timeout_of()` seconds pass without one."""
+    queue: asyncio.Queue = asyncio.Queue()
+    finished = object()
+
+    async def read():
+        try:
+            async for event in events:
+                await queue.put(event)
+            await queue.put(finished)
+        except Exception as error:  # handed to the reader's side, raised there
+            await queue.put(error)
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            try:
+                # Not wait_for: on Python 3.11 that makes a task per event.
+                async with asyncio.timeout(timeout_of()):
+                    item = await queue.get()
+            except TimeoutError:
+                yield None
+                continue
+            if item is finished:
+                return
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        reader.cancel()
+
+
+def loop_time_at(moment) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (moment - timezone.now()).total_seconds()
+
+
+@database_sync_to_async
+def _save_partial(run_id: int, text: str, sequence: int | None) -> None:
+    Run.objects.filter(pk=run_id).active().update(partial_text=text, stream_sequence=sequence)
