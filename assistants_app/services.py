@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from . import limits, runs, storable, usage
+from . import limits, runs, storable, tree, usage
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -96,7 +96,8 @@ async def submit_message(user, thread: Thread, text) -> tuple[Message, Run]:
 
 
 async def retry_run(user, thread: Thread) -> Run:
-    """Start a new run for the message the thread's last run did not fully answer.
+    """Regenerate the answer to the message the thread's last run did not fully answer: a
+    new version of the answer, shown in place of the failed one.
 
     `thread` must belong to `user` and have its assistant loaded. Raises NotAllowed and
     RateLimited as `submit_message` does, RunActive while a run is unfinished and
@@ -164,9 +165,10 @@ def _refused_when_busy(call):
 def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Run]:
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
+        # It follows the message the thread shows last (Message.save).
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
-        usage.reserve(run)
+        thread.current_leaf = message
+        run = new_run(thread, message)
         if not thread.title:
             thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
             thread.save(update_fields=["title", "updated_at"])
@@ -185,10 +187,20 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
             "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
         )
     with _starting_a_run(user, thread):
-        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
-        usage.reserve(run)
+        # A regenerate of the message: the new answer is a version beside whatever was kept.
+        tree.set_leaf(thread, last.prompt_id)
+        run = new_run(thread, last.prompt)
     run.thread = thread
     return last.prompt, run
+
+
+def new_run(thread: Thread, prompt: Message) -> Run:
+    """A run answering `prompt` with the thread's assistant, inside `_starting_a_run`."""
+    run = Run.objects.create(
+        thread=thread, prompt=prompt, assistant_id=thread.assistant_id, **runs.starting_lease()
+    )
+    usage.reserve(run)
+    return run
 
 
 @contextmanager

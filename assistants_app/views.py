@@ -102,10 +102,15 @@ def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
         entries=entries,
         last_message_id=last_message_id or "",
         latest_run=latest_run,
-        assistants=[thread.assistant],
+        # The thread can go on with any assistant the user may use (its own, even retired).
+        assistants=_with(list(Assistant.objects.available_to(request.user)), thread.assistant),
         chosen=thread.assistant,
     )
     return context
+
+
+def _with(assistants: list[Assistant], assistant: Assistant) -> list[Assistant]:
+    return assistants if assistant in assistants else [assistant, *assistants]
 
 
 @login_required

@@ -111,6 +111,7 @@ class SimRun:
     tools: list[dict]
     prompt: str
     turn: int
+    earlier: str  # the user's message before the prompt, quoted in the reply
     latency: float
     token_rate: float  # tokens a second once the answer is being written
     fault: str
@@ -192,7 +193,7 @@ class SimRun:
         )  # fmt: skip
 
     def reply(self) -> str:
-        text = canned_reply(self.prompt, self.turn)
+        text = canned_reply(self.prompt, self.turn, self.earlier)
         if self.tool_outputs:
             names = {call["id"]: call["function"]["name"] for call in self.tool_calls}
             results = "\n".join(
@@ -407,6 +408,11 @@ class AssistantsAPI:
     async def create_thread(self, request: Request) -> JSONResponse:
         body = await json_body(request)
         thread = SimThread(id=new_id("thread"), metadata=body.get("metadata") or {})
+        for seeded in body.get("messages") or []:  # a thread created with its history
+            if not isinstance(seeded, dict) or seeded.get("role") not in ("user", "assistant"):
+                return error(400, "Each message needs a role: user or assistant.", "invalid_value")
+            text = content_text(seeded.get("content"))
+            thread.messages.append(message_json(thread.id, seeded["role"], text))
         self.threads[thread.id] = thread
         return JSONResponse(thread.to_json())
 
@@ -487,6 +493,7 @@ class AssistantsAPI:
             tools=body["tools"] if body.get("tools") is not None else assistant["tools"],
             prompt=text_of(prompts[-1]) if prompts else "",
             turn=len(prompts),
+            earlier=text_of(prompts[-2]) if len(prompts) > 1 else "",
             latency=self.settings.latency_of(request),
             token_rate=self.settings.token_rate_of(request),
             fault=fault_of(request, model),

@@ -98,7 +98,11 @@ class Completion:
         user_texts = [
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
-        self.reply = canned_reply(user_texts[-1] if user_texts else "", turn=len(user_texts))
+        self.reply = canned_reply(
+            user_texts[-1] if user_texts else "",
+            turn=len(user_texts),
+            earlier=user_texts[-2] if len(user_texts) > 1 else "",
+        )
         self.tokens = tokens_of(self.reply)
         self.prompt_tokens = count_tokens(input_text(messages))
 

@@ -5,12 +5,16 @@ import re
 CODE_SAMPLE = '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```'
 
 
-def canned_reply(text: str, turn: int) -> str:
+def canned_reply(text: str, turn: int, earlier: str = "") -> str:
+    """`earlier` is the user's message before this one, as the history sent or seeded holds
+    it: quoted back, so that a test (or a demo) sees which history the answer came from."""
     quoted = " ".join(text.split())[:200]
     parts = [
         "_Simulated reply from the offline simulator, not a model._",
         f"You said: “{quoted}”. This is turn {turn} of this conversation.",
     ]
+    if earlier:
+        parts.append(f"Before that you said: “{' '.join(earlier.split())[:200]}”.")
     if "code" in text.lower():
         parts.append("Here is a code sample:\n\n" + CODE_SAMPLE)
     if "list" in text.lower():

@@ -1,7 +1,8 @@
 // The message list and its scrolling. Messages scroll in their own region above the composer;
 // the page opens at the latest one and follows a streaming answer only while the reader is at
-// the bottom. Each answer holds its versions (one per run: Retry adds one, shown `< 1/2 >`),
-// and each version says its run's state in words, with Retry on the one that can be retried.
+// the bottom. An answer shows the version on the thread's current branch, with `< 1/2 >` from
+// the server when it has others (tree.js switches them); it says its run's state in words, with
+// Retry on the one that can be retried.
 import { addCodeBars, addCopy } from "./copy.js";
 import { renderLive } from "./markdown.js";
 
@@ -11,12 +12,12 @@ const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"
 
 export function messageView(chat) {
   const scroller = document.getElementById("scroller");
-  const list = document.getElementById("messages");
+  let list = document.getElementById("messages");
   const jump = document.getElementById("jump");
-  const assistantName = chat.dataset.assistantName;
   const live = new Map(); // run id -> {text, lastTextAt, startedAt, frame}
   let following = true;
   let onRetry = () => {};
+  let onSwitch = () => {};
 
   // --- Scrolling ------------------------------------------------------------------------
 
@@ -44,7 +45,8 @@ export function messageView(chat) {
     else jump.hidden = atBottom();
   };
   new ResizeObserver(keepFollowing).observe(scroller);
-  if (list) new ResizeObserver(keepFollowing).observe(list);
+  const listObserver = new ResizeObserver(keepFollowing);
+  if (list) listObserver.observe(list);
 
   // Changes inside the list must not move a reader who scrolled up: the content above them
   // stays as it was, so keeping scrollTop keeps what they read in place.
@@ -70,6 +72,41 @@ export function messageView(chat) {
     return role;
   }
 
+  function userActions() {
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    actions.innerHTML = '<button type="button" class="edit" aria-label="Edit your message">Edit</button>';
+    return actions;
+  }
+
+  // Regenerate and the thumbs on an answer written while the page was open (the server
+  // renders them on the others).
+  function answerActions(version) {
+    const answer = version.closest("li.assistant");
+    const actions = version.querySelector(":scope > .message-actions");
+    const parts = version.querySelectorAll(".part[data-id]:not(.streaming)");
+    if (!actions || !parts.length) return;
+    if (answer.dataset.promptId && !actions.querySelector(".regenerate")) {
+      const regenerate = document.createElement("button");
+      regenerate.type = "button";
+      regenerate.className = "regenerate";
+      regenerate.dataset.message = answer.dataset.promptId;
+      regenerate.setAttribute("aria-label", "Regenerate the answer");
+      regenerate.textContent = "Regenerate";
+      actions.append(regenerate);
+    }
+    let thumbs = actions.querySelector(".feedback");
+    if (!thumbs) {
+      thumbs = document.createElement("span");
+      thumbs.className = "feedback";
+      thumbs.innerHTML =
+        '<button type="button" class="thumb" data-rating="1" aria-label="Good answer" aria-pressed="false">👍</button>' +
+        '<button type="button" class="thumb" data-rating="-1" aria-label="Bad answer" aria-pressed="false">👎</button>';
+      actions.append(thumbs);
+    }
+    thumbs.dataset.message = parts[parts.length - 1].dataset.id;
+  }
+
   function removeEmptyState() {
     const empty = document.getElementById("empty-state");
     if (empty) empty.remove();
@@ -87,7 +124,7 @@ export function messageView(chat) {
     const body = document.createElement("div");
     body.className = "body user-text";
     body.textContent = message.text; // as typed: never Markdown, never HTML
-    item.append(roleLine("You", message.created_at), body);
+    item.append(roleLine("You", message.created_at), body, userActions());
     addCopy(item, body, "your message");
     steady(() => {
       // An answer to it may already be shown, if the socket was quicker than the POST.
@@ -110,7 +147,7 @@ export function messageView(chat) {
     answer = document.createElement("li");
     answer.className = "message assistant";
     answer.dataset.promptId = promptId;
-    answer.append(roleLine(assistantName));
+    answer.append(roleLine(chat.dataset.assistantName)); // read now: the thread may have switched
     const prompt = userItem(promptId);
     if (prompt && prompt.nextElementSibling) prompt.nextElementSibling.before(answer);
     else list.append(answer);
@@ -130,49 +167,21 @@ export function messageView(chat) {
     const state = document.createElement("p");
     state.className = "run-state";
     state.hidden = true;
-    version.append(body, state);
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    version.append(body, state, actions);
+    // A new run of this message (another tab regenerated it): it is what the branch shows now.
+    for (const old of answer.querySelectorAll(":scope > .version")) old.remove();
     answer.append(version);
-    for (const retry of answer.querySelectorAll(".retry")) retry.remove();
-    show(answer, versionsOf(answer).length - 1);
     return version;
   }
 
-  const versionsOf = (answer) => [...answer.querySelectorAll(":scope > .version")];
-
-  // --- Versions: < 1/2 > ---------------------------------------------------------------
-
-  function show(answer, index) {
-    const versions = versionsOf(answer);
-    versions.forEach((version, i) => {
-      version.hidden = i !== index;
-    });
-    let nav = answer.querySelector(":scope > .versions");
-    if (versions.length < 2) return;
-    if (!nav) {
-      nav = document.createElement("div");
-      nav.className = "versions";
-      nav.innerHTML =
-        '<button type="button" class="icon-button" data-step="-1" aria-label="Previous version">‹</button>' +
-        '<span class="count"></span>' +
-        '<button type="button" class="icon-button" data-step="1" aria-label="Next version">›</button>';
-      answer.querySelector(".role").after(nav);
-    }
-    nav.dataset.index = index;
-    nav.querySelector(".count").textContent = index + 1 + "/" + versions.length;
-    nav.querySelector('[data-step="-1"]').disabled = index === 0;
-    nav.querySelector('[data-step="1"]').disabled = index === versions.length - 1;
-  }
-
-  list && list.addEventListener("click", (event) => {
-    const step = event.target.closest(".versions [data-step]");
-    if (step) {
-      const answer = step.closest("li.assistant");
-      const nav = answer.querySelector(".versions");
-      steady(() => show(answer, Number(nav.dataset.index) + Number(step.dataset.step)));
-      return;
-    }
+  // Clicks inside the list: Retry here, the rest (versions, edit, regenerate, thumbs) tree.js.
+  function onListClick(event) {
     if (event.target.closest(".retry")) onRetry(event.target.closest(".retry"));
-  });
+    else onSwitch(event);
+  }
+  if (list) list.addEventListener("click", onListClick);
 
   // --- Messages, streamed text and states ---------------------------------------------
 
@@ -181,6 +190,7 @@ export function messageView(chat) {
     const body = version.querySelector(".body");
     addCodeBars(body);
     addCopy(version, body, "the answer");
+    answerActions(version);
     if (!answer.querySelector(".role time") && version.dataset.createdAt) {
       const time = document.createElement("time");
       time.dateTime = version.dataset.createdAt;
@@ -310,22 +320,39 @@ export function messageView(chat) {
 
   // --- The server-rendered page --------------------------------------------------------
 
-  if (list) {
+  function adopt() {
     for (const item of list.querySelectorAll("li.message.user")) {
       addCopy(item, item.querySelector(".body"), "your message");
     }
-    for (const answer of list.querySelectorAll("li.assistant")) {
-      const versions = versionsOf(answer);
-      for (const version of versions) {
-        version.dataset.summary = version.querySelector(".run-state").textContent.trim();
-        if (!ACTIVE.has(version.dataset.status)) version.dataset.done = "true";
-        else live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
-        decorateAnswer(version);
-        sayState(version);
+    for (const version of list.querySelectorAll("li.assistant > .version")) {
+      version.dataset.summary = version.querySelector(".run-state").textContent.trim();
+      if (!ACTIVE.has(version.dataset.status)) version.dataset.done = "true";
+      else if (!live.has(String(version.dataset.runId))) {
+        live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
       }
-      show(answer, versions.length - 1);
+      decorateAnswer(version);
+      sayState(version);
     }
   }
+
+  // The server's rendering of the list (tree.js asks for it after every change of branch).
+  function replaceList(html) {
+    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("messages");
+    if (!fresh || !list) return null;
+    for (const state of live.values()) if (state.frame) cancelAnimationFrame(state.frame);
+    live.clear();
+    steady(() => {
+      listObserver.unobserve(list);
+      list.replaceWith(fresh);
+      list = fresh;
+      list.addEventListener("click", onListClick);
+      listObserver.observe(list);
+      adopt();
+    });
+    return fresh.dataset.lastMessageId;
+  }
+
+  if (list) adopt();
   toBottom(); // a thread opens at its latest message
 
   return {
@@ -335,8 +362,13 @@ export function messageView(chat) {
     streamedText,
     showStreamed,
     isFollowing: () => following,
+    replaceList,
+    hasMessage: (id) => Boolean(list && list.querySelector('[data-id="' + id + '"]')),
     set onRetry(handler) {
       onRetry = handler;
+    },
+    set onSwitch(handler) {
+      onSwitch = handler;
     },
   };
 }
