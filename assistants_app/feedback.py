@@ -12,20 +12,19 @@ COMMENT_MAX_CHARS = 2000
 
 def give(user, thread: Thread, message_id, rating, comment="", share_thread=False) -> Feedback:
     """Record the user's feedback on an answer of their thread; Http404 for a message that is
-    not an answer there, InvalidInput for a rating other than 1 or -1 or an overlong comment."""
+    not in it, InvalidInput for one of the user's own messages, a rating other than 1 or -1
+    or an overlong comment."""
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
     try:
         message_id = int(message_id)
     except (TypeError, ValueError):
         raise Http404("No such message") from None
-    message = (
-        Message.objects.filter(thread=thread, pk=message_id, role=Message.Role.ASSISTANT)
-        .select_related("run")
-        .first()
-    )
+    message = Message.objects.filter(thread=thread, pk=message_id).select_related("run").first()
     if message is None:
         raise Http404("No such message")
+    if message.role != Message.Role.ASSISTANT:
+        raise InvalidInput("NOT_AN_ANSWER", "Only the assistant's answers can be rated.")
     rating = _rating(rating)
     comment = storable.check(comment if isinstance(comment, str) else "", "The comment").strip()
     if len(comment) > COMMENT_MAX_CHARS:

@@ -96,6 +96,8 @@ def show_version(user, thread: Thread, message_id) -> Thread:
     """Show the branch through `message_id`: the thread's current leaf becomes the newest
     message under it. Refused while an answer is being written."""
     _check_owner(user, thread)
+    if not _as_id(message_id):
+        raise InvalidInput("NO_VERSION", "Choose the version to show.")
     message = _message_in(thread, _as_id(message_id))
     with transaction.atomic():
         if Run.objects.filter(thread=thread).active().exists():
@@ -108,6 +110,8 @@ def switch_assistant(user, thread: Thread, assistant_id) -> Thread:
     """Let another assistant the user may use answer the thread's next messages, with the
     thread's whole history, whatever its engine or provider (branches.py)."""
     _check_owner(user, thread)
+    if not _as_id(assistant_id):
+        raise InvalidInput("NO_ASSISTANT", "Choose an assistant from the list.")
     assistant = Assistant.objects.available_to(user).filter(pk=_as_id(assistant_id)).first()
     if assistant is None:
         raise Http404("No such assistant")
