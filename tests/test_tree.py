@@ -259,8 +259,7 @@ def test_two_processes_storing_one_answer_store_it_once_on_its_branch(alice_chat
 
     async def both():
         loaded = [
-            await Run.objects.select_related("thread__assistant").aget(pk=run.pk)
-            for _ in range(2)
+            await Run.objects.select_related("thread__assistant").aget(pk=run.pk) for _ in range(2)
         ]
         return await asyncio.gather(*(runs.record(each, update) for each in loaded))
 
