@@ -16,7 +16,7 @@ from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import limits, tools, usage
+from . import limits, protocols, tools, usage
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
 from .engines.client import list_models
@@ -108,6 +108,18 @@ class AssistantForm(forms.ModelForm):
         help_text="Functions the assistant may call (engines with tool support).",
     )
 
+    def clean_engine(self):
+        """Runs in progress belong to the protocol they started on: the engine changes once
+        they end (threads then go on with their history on the new one, branches.py)."""
+        engine = self.cleaned_data["engine"]
+        if self.instance.pk and engine != self.instance.engine:
+            if busy := protocols.answers_in_progress(self.instance):
+                raise forms.ValidationError(
+                    f"{busy} answer(s) of this assistant are being written. Change the engine "
+                    "when they end."
+                )
+        return engine
+
     class Meta:
         model = Assistant
         fields = ["tools", "conversation_starters"]
@@ -122,7 +134,7 @@ class AssistantAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "created_at", "updated_at"]
-    actions = ["deactivate", "activate", "sync_with_provider"]
+    actions = ["deactivate", "activate", "sync_with_provider", "move_to_responses"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Starting a chat", {"fields": ["conversation_starters"]}),
@@ -186,6 +198,25 @@ class AssistantAdmin(admin.ModelAdmin):
         if skipped := queryset.count() - len(syncable):
             self.message_user(
                 request, f"Skipped {skipped}: their engine keeps no assistant on the provider."
+            )
+
+    @admin.action(
+        description="Move to the Responses API (threads keep their history)",
+        permissions=["change"],
+    )
+    def move_to_responses(self, request, queryset):
+        move = protocols.move_to_responses(queryset)
+        self.message_user(
+            request,
+            f"Moved {len(move.moved)} assistant(s) to the Responses API. Each thread goes on "
+            "with its whole history: its next message seeds a new conversation.",
+        )
+        if move.busy:
+            names = ", ".join(f"“{a}”" for a in move.busy)
+            self.message_user(
+                request,
+                f"Not moved, answers in progress: {names}. Move them when they end.",
+                level=messages.WARNING,
             )
 
     def get_urls(self):
@@ -403,3 +434,6 @@ class UsageAdmin(admin.ModelAdmin):
             query[parameter] = page.next_page_number()
             page.next_url = "?" + query.urlencode()
         return page
+
+
+from . import admin_feedback  # noqa: E402, F401 - registers Feedback's admin
