@@ -3,6 +3,7 @@ or admin) and every thread goes on with its full history. The provider is mocked
 
 import asyncio
 import json
+from io import StringIO
 
 import pytest
 from django.core.management import call_command
@@ -52,8 +53,6 @@ def long_thread(alice, classic):
 
 
 def move(*args) -> str:
-    from io import StringIO
-
     out = StringIO()
     call_command("move_to_responses", *args, stdout=out)
     return out.getvalue()
