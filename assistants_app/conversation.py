@@ -34,6 +34,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     while index < len(path):
         message = path[index]
         index += 1
+        asked_at = len(result)  # where the question that went to the answer's assistant is
         if message.role == Message.Role.USER:
             result.append({"user": message, "versions": _user_versions(message, rows)})
             parts, index = _parts_from(path, index)
@@ -45,7 +46,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
             continue
         who = answer["assistant"]
         if answered_by is not None and who != answered_by:
-            result.append({"switch": who})
+            result.insert(asked_at, {"switch": who})  # before the question it was asked
         answered_by = who
         last = parts[-1] if parts else None
         answer["feedback"] = feedback.get(last.pk) if last else None

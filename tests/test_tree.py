@@ -218,8 +218,11 @@ def test_switching_assistant_marks_the_place_and_the_next_run_goes_to_it(alice_c
     assert run.assistant_id == other.pk
     finish(run.pk, "Still Ann")
     page = alice_client.get(reverse("thread-detail", args=[thread.pk])).content.decode()
-    # The marker sits between the last answer of the first assistant and the new one.
-    assert page.index(">Ann<") < page.index("Switched to Second opinion") < page.index("Still Ann")
+    # The marker sits where the switch happened: after the first assistant's last answer,
+    # before the question the second one answered.
+    listed = page[page.index('<ol class="messages"') :]
+    marker = listed.index("Switched to Second opinion")
+    assert listed.index(">Ann<") < marker < listed.index("And now?") < listed.index("Still Ann")
 
 
 def test_an_assistant_the_user_may_not_use_cannot_be_switched_to(alice_client, talk):

@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import Settings, error, fault_of, json_body, new_id, poll_fault
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 # Statuses a fault ends a run in, instead of completed.
@@ -112,6 +112,7 @@ class SimRun:
     prompt: str
     turn: int
     earlier: str  # the user's message before the prompt, quoted in the reply
+    variant: int  # how many times this message was answered (replies.variant_of)
     latency: float
     token_rate: float  # tokens a second once the answer is being written
     fault: str
@@ -193,7 +194,7 @@ class SimRun:
         )  # fmt: skip
 
     def reply(self) -> str:
-        text = canned_reply(self.prompt, self.turn, self.earlier)
+        text = canned_reply(self.prompt, self.turn, self.earlier, self.variant)
         if self.tool_outputs:
             names = {call["id"]: call["function"]["name"] for call in self.tool_calls}
             results = "\n".join(
@@ -494,6 +495,11 @@ class AssistantsAPI:
             prompt=text_of(prompts[-1]) if prompts else "",
             turn=len(prompts),
             earlier=text_of(prompts[-2]) if len(prompts) > 1 else "",
+            variant=variant_of(
+                text_of(prompts[-1]) if prompts else "",
+                len(prompts),
+                text_of(prompts[-2]) if len(prompts) > 1 else "",
+            ),
             latency=self.settings.latency_of(request),
             token_rate=self.settings.token_rate_of(request),
             fault=fault_of(request, model),

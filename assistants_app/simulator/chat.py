@@ -31,7 +31,7 @@ from .common import (
     new_id,
     no_route,
 )
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 
 class ChatCompletionsAPI:
@@ -98,11 +98,10 @@ class Completion:
         user_texts = [
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
-        self.reply = canned_reply(
-            user_texts[-1] if user_texts else "",
-            turn=len(user_texts),
-            earlier=user_texts[-2] if len(user_texts) > 1 else "",
-        )
+        said = user_texts[-1] if user_texts else ""
+        earlier = user_texts[-2] if len(user_texts) > 1 else ""
+        variant = variant_of(said, len(user_texts), earlier)
+        self.reply = canned_reply(said, len(user_texts), earlier, variant)
         self.tokens = tokens_of(self.reply)
         self.prompt_tokens = count_tokens(input_text(messages))
 

@@ -1,11 +1,23 @@
 """Canned replies: deterministic, labelled as simulated, with a little Markdown to render."""
 
 import re
+from collections import Counter
 
 CODE_SAMPLE = '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```'
 
 
-def canned_reply(text: str, turn: int, earlier: str = "") -> str:
+# How often the same message with the same history was answered in this process: a reply
+# regenerated for it says so, so that its versions differ on the page.
+_answered: Counter = Counter()
+
+
+def variant_of(text: str, turn: int, earlier: str = "") -> int:
+    """The number of this answer to the message (1 for the first); call once per answer."""
+    _answered[(text, turn, earlier)] += 1
+    return _answered[(text, turn, earlier)]
+
+
+def canned_reply(text: str, turn: int, earlier: str = "", variant: int = 1) -> str:
     """`earlier` is the user's message before this one, as the history sent or seeded holds
     it: quoted back, so that a test (or a demo) sees which history the answer came from."""
     quoted = " ".join(text.split())[:200]
@@ -15,6 +27,8 @@ def canned_reply(text: str, turn: int, earlier: str = "") -> str:
     ]
     if earlier:
         parts.append(f"Before that you said: “{' '.join(earlier.split())[:200]}”.")
+    if variant > 1:
+        parts.append(f"This is answer {variant} to that message.")
     if "code" in text.lower():
         parts.append("Here is a code sample:\n\n" + CODE_SAMPLE)
     if "list" in text.lower():

@@ -28,7 +28,7 @@ from .common import (
     no_route,
     poll_fault,
 )
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 
 @dataclass
@@ -59,6 +59,7 @@ class SimulatedResponse:
     fault: str
     turn: int
     earlier: str  # the user's message before the input, quoted in the reply
+    variant: int  # how many times this message was answered (replies.variant_of)
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
     created_at: int = field(default_factory=lambda: int(time.time()))
@@ -112,7 +113,7 @@ class SimulatedResponse:
 
     @property
     def reply(self) -> str:
-        return canned_reply(self.input_text, self.turn, self.earlier)
+        return canned_reply(self.input_text, self.turn, self.earlier, self.variant)
 
     def output_message(self, text: str | None = None, status: str = "completed") -> dict:
         return {
@@ -339,6 +340,7 @@ class ResponsesAPI:
             fault=fault,
             turn=turn,
             earlier=earlier,
+            variant=variant_of(text, turn, earlier),
         )
         self.responses[response.id] = response
         if body.get("stream"):

@@ -8,6 +8,8 @@ import { renderLive } from "./markdown.js";
 
 const NEAR_BOTTOM_PX = 24;
 const SILENCE_MS = 3000; // no text for this long: "Still working... 12 s" instead of "Writing..."
+// The thumb icon of the sprite in chat.html (drawn, not an emoji: not every system has those).
+const THUMB = '<svg aria-hidden="true" class="icon"><use href="#icon-thumb"></use></svg>';
 const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"]);
 
 export function messageView(chat) {
@@ -100,8 +102,8 @@ export function messageView(chat) {
       thumbs = document.createElement("span");
       thumbs.className = "feedback";
       thumbs.innerHTML =
-        '<button type="button" class="thumb" data-rating="1" aria-label="Good answer" aria-pressed="false">👍</button>' +
-        '<button type="button" class="thumb" data-rating="-1" aria-label="Bad answer" aria-pressed="false">👎</button>';
+        '<button type="button" class="thumb" data-rating="1" aria-label="Good answer" aria-pressed="false">' + THUMB + "</button>" +
+        '<button type="button" class="thumb down" data-rating="-1" aria-label="Bad answer" aria-pressed="false">' + THUMB + "</button>";
       actions.append(thumbs);
     }
     thumbs.dataset.message = parts[parts.length - 1].dataset.id;
@@ -195,7 +197,10 @@ export function messageView(chat) {
       const time = document.createElement("time");
       time.dateTime = version.dataset.createdAt;
       time.dataset.relative = "";
-      answer.querySelector(".role").append(" ", time);
+      const role = answer.querySelector(".role");
+      const nav = role.querySelector(".versions");
+      if (nav) nav.before(time, " "); // the name, its time, then `< 1/2 >`
+      else role.append(" ", time);
     }
   }
 

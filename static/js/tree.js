@@ -83,7 +83,7 @@ export function tree(chat, view, socket) {
     const box = document.createElement("form");
     box.className = "edit-box";
     box.innerHTML =
-      '<label class="visually-hidden">Edit your message</label><textarea rows="3"></textarea>' +
+      '<textarea rows="3" aria-label="Edit your message"></textarea>' +
       '<div class="buttons"><button type="button" class="cancel-edit">Cancel</button>' +
       '<button type="submit" class="send-edit">Send</button></div>';
     const area = box.querySelector("textarea");
