@@ -273,7 +273,7 @@ def delete_thread(user, thread: Thread) -> None:
 
 
 def export_json(user, thread: Thread) -> dict:
-    """The thread and its messages as plain data, for a download."""
+    """The thread and the messages of the branch on show as plain data, for a download."""
     _check_owner(user, thread)
     return {
         "id": thread.pk,
@@ -287,7 +287,7 @@ def export_json(user, thread: Thread) -> dict:
         "updated_at": thread.updated_at.isoformat(),
         "messages": [
             {"role": m.role, "text": m.text, "created_at": m.created_at.isoformat()}
-            for m in thread.messages.all()
+            for m in tree.path(thread)  # the branch on show, as the page shows it
         ],
     }
 
