@@ -196,6 +196,10 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
 
 def new_run(thread: Thread, prompt: Message) -> Run:
     """A run answering `prompt` with the thread's assistant, inside `_starting_a_run`."""
+    # As stored, under the user's lock: another tab may have just switched the assistant.
+    current = Thread.objects.values_list("assistant_id", flat=True).get(pk=thread.pk)
+    if current != thread.assistant_id:
+        thread.assistant = Assistant.objects.get(pk=current)
     run = Run.objects.create(
         thread=thread, prompt=prompt, assistant_id=thread.assistant_id, **runs.starting_lease()
     )

@@ -6,6 +6,7 @@ Nothing here changes the tree while an answer is being written: the page would s
 branch while the run writes to another.
 """
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 
@@ -100,6 +101,7 @@ def show_version(user, thread: Thread, message_id) -> Thread:
         raise InvalidInput("NO_VERSION", "Choose the version to show.")
     message = _message_in(thread, _as_id(message_id))
     with transaction.atomic():
+        _lock(user)
         if Run.objects.filter(thread=thread).active().exists():
             raise _run_active()
         tree.set_leaf(thread, tree.newest_leaf_under(thread.pk, message.pk))
@@ -116,11 +118,18 @@ def switch_assistant(user, thread: Thread, assistant_id) -> Thread:
     if assistant is None:
         raise Http404("No such assistant")
     with transaction.atomic():
+        _lock(user)
         if Run.objects.filter(thread=thread).active().exists():
             raise _run_active()
         thread.assistant = assistant
         thread.save(update_fields=["assistant", "updated_at"])
     return thread
+
+
+def _lock(user) -> None:
+    """The lock `_starting_a_run` takes: a run starting in another tab either is seen here
+    as active, or starts after this change (with the assistant chosen here)."""
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
 
 
 def _message_in(thread: Thread, message_id: int, role: str | None = None) -> Message:

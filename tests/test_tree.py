@@ -9,7 +9,7 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
-from assistants_app import conversation, runs, tree
+from assistants_app import conversation, runs, services, tree
 from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.history import load_history
 from assistants_app.models import Message, Run, RunStatus, Thread
@@ -272,3 +272,17 @@ def test_two_processes_storing_one_answer_store_it_once_on_its_branch(alice_chat
     answers = list(Message.objects.filter(role="assistant"))
     assert [(m.text, m.parent_id) for m in answers] == [("Hello", prompt.pk)]
     assert Thread.objects.get(pk=thread.pk).current_leaf_id == answers[0].pk
+
+
+def test_a_message_sent_from_a_tab_that_missed_a_switch_goes_to_the_new_assistant(
+    alice, alice_client, talk
+):
+    thread, _, _ = talk
+    stale = Thread.objects.select_related("assistant").get(pk=thread.pk)  # a tab's view
+    other = make_assistant(name="Second opinion", engine="chat", model="other-test")
+    post(alice_client, "assistant-switch", thread, assistant=other.pk)  # another tab
+
+    _, run = asyncio.run(services.submit_message(alice, stale, "Who answers?"))
+
+    assert Run.objects.get(pk=run.pk).assistant_id == other.pk
+    assert run.thread.assistant == other  # what the run was started with
