@@ -14,7 +14,7 @@ from django.db import transaction
 from .db import database_sync_to_async
 from .engines.base import Engine, Turn
 from .models import Message, ProviderConversation, Run, RunStatus, Thread
-from .tree import path_ids
+from .tree import path_turns
 
 
 async def prepare(engine: Engine, run: Run, message: Message) -> None:
@@ -93,6 +93,4 @@ def _claim(run: Run, conversation: ProviderConversation | None) -> None:
 
 @database_sync_to_async
 def _turns_before(message: Message) -> list[Turn]:
-    ids = path_ids(message.thread_id, message.parent_id)
-    rows = Message.objects.filter(pk__in=ids).order_by("pk").values_list("role", "text")
-    return [Turn(role, text) for role, text in rows]
+    return path_turns(message.thread_id, message.parent_id)

@@ -16,8 +16,8 @@ from django.db import transaction
 from .db import database_sync_to_async
 from .engines import get_engine
 from .engines.base import Turn
-from .models import Assistant, EngineKind, Message, ProviderConversation, Run, Thread
-from .tree import path_ids
+from .models import Assistant, EngineKind, ProviderConversation, Run, Thread
+from .tree import path_turns
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,7 @@ def _threads_to_seed(assistant: Assistant) -> list[tuple[Thread, list[Turn] | No
         if held:
             result.append((thread, None))
             continue
-        ids = path_ids(thread.pk, thread.current_leaf_id)
-        rows = Message.objects.filter(pk__in=ids).order_by("pk").values_list("role", "text")
-        result.append((thread, [Turn(role, text) for role, text in rows]))
+        result.append((thread, path_turns(thread.pk, thread.current_leaf_id)))
     return result
 
 

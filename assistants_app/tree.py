@@ -8,6 +8,7 @@ grow along every path. Reading a path costs one query for the thread's (id, pare
 
 from django.db.models import Max
 
+from .engines.base import Turn
 from .models import Message, Run, Thread
 
 
@@ -24,6 +25,13 @@ def path_ids(thread_id: int, leaf_id: int | None, parents: dict | None = None) -
         ids.append(leaf_id)
         leaf_id = parents[leaf_id]
     return ids[::-1]
+
+
+def path_turns(thread_id: int, leaf_id: int | None) -> list[Turn]:
+    """The path to `leaf_id` as the turns a provider is seeded with, oldest first."""
+    ids = path_ids(thread_id, leaf_id)
+    rows = Message.objects.filter(pk__in=ids).order_by("pk").values_list("role", "text")
+    return [Turn(role, text) for role, text in rows]
 
 
 def path(thread: Thread) -> list[Message]:

@@ -16,7 +16,7 @@ def _data(request: HttpRequest):
     return _json_body(request) if request.content_type == "application/json" else request.POST
 
 
-def _answer(request: HttpRequest, pk: int, body: dict | None = None) -> HttpResponse:
+def _reply(request: HttpRequest, pk: int, body: dict | None = None) -> HttpResponse:
     """JSON for the page; a form post (no JavaScript) goes back to the thread."""
     if request.content_type == "application/json" or "application/json" in request.headers.get(
         "Accept", ""
@@ -60,7 +60,7 @@ def version_show(request: HttpRequest, pk: int) -> HttpResponse:
         versions.show_version(request.user, thread, _data(request).get("message"))
     except ClientError as error:
         return _error_response(error)
-    return _answer(request, pk)
+    return _reply(request, pk)
 
 
 @login_required
@@ -73,7 +73,7 @@ def assistant_switch(request: HttpRequest, pk: int) -> HttpResponse:
     except ClientError as error:
         return _error_response(error)
     body = {"assistant": {"id": thread.assistant_id, "name": thread.assistant.name}}
-    return _answer(request, pk, body)
+    return _reply(request, pk, body)
 
 
 @login_required
@@ -93,7 +93,7 @@ def message_feedback(request: HttpRequest, pk: int, message_id: int) -> HttpResp
         )
     except ClientError as error:
         return _error_response(error)
-    return _answer(request, pk, {"feedback": given.as_event()})
+    return _reply(request, pk, {"feedback": given.as_event()})
 
 
 @login_required

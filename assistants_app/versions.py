@@ -85,12 +85,13 @@ def _prompt_of(answer: Message) -> Message:
     above it on its path."""
     if answer.run_id and answer.run and answer.run.prompt_id:
         return answer.run.prompt
-    parents = tree.parents_of(answer.thread_id)
-    for pk in reversed(tree.path_ids(answer.thread_id, answer.pk, parents)):
-        candidate = Message.objects.get(pk=pk)
-        if candidate.role == Message.Role.USER:
-            return candidate
-    raise InvalidInput("NOTHING_TO_REGENERATE", "This answer has no message to answer again.")
+    above = Message.objects.filter(
+        pk__in=tree.path_ids(answer.thread_id, answer.pk), role=Message.Role.USER
+    )
+    prompt = above.order_by("-pk").first()
+    if prompt is None:
+        raise InvalidInput("NOTHING_TO_REGENERATE", "This answer has no message to answer again.")
+    return prompt
 
 
 def show_version(user, thread: Thread, message_id) -> Thread:
