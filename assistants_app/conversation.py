@@ -14,20 +14,26 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
         Message.objects.filter(thread_id=thread.pk).values_list("pk", "parent_id", "role", "run_id")
     )
     parents = {pk: parent for pk, parent, _, _ in rows}
-    path = list(
-        Message.objects.filter(pk__in=path_ids(thread.pk, thread.current_leaf_id, parents))
-        .select_related("run__assistant")
-        .order_by("pk")
-    )
+    # The thread's messages filtered here, not with `pk__in` a long path: a thread holds few
+    # branches, and a long IN list costs more than the rows it saves.
+    on_path = set(path_ids(thread.pk, thread.current_leaf_id, parents))
+    path = [m for m in thread.messages.order_by("pk") if m.pk in on_path]
     runs = list(thread.runs.select_related("assistant").order_by("pk"))
     feedback = {
         f.message_id: f
-        for f in Feedback.objects.filter(user_id=thread.owner_id, message__in=[m.pk for m in path])
+        for f in Feedback.objects.filter(user_id=thread.owner_id, message__thread_id=thread.pk)
     }
     first_part: dict[int, int] = {}  # run id -> its first message
-    for pk, _, role, run_id in rows:
-        if role == Message.Role.ASSISTANT and run_id and pk < first_part.get(run_id, pk + 1):
-            first_part[run_id] = pk
+    asked: dict[int | None, list[int]] = {}  # parent id -> its user children (versions)
+    for pk, parent, role, run_id in rows:  # in id order
+        if role == Message.Role.ASSISTANT and run_id:
+            first_part.setdefault(run_id, pk)
+        elif role == Message.Role.USER:
+            asked.setdefault(parent, []).append(pk)
+    runs_of: dict[int, list[Run]] = {}  # prompt id -> its runs, oldest first
+    for run in runs:
+        runs_of.setdefault(run.prompt_id, []).append(run)
+    by_id = {run.pk: run for run in runs}
     result: list[dict] = []
     answered_by = None  # the assistant of the last answer shown
     index = 0
@@ -36,12 +42,14 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
         index += 1
         asked_at = len(result)  # where the question that went to the answer's assistant is
         if message.role == Message.Role.USER:
-            result.append({"user": message, "versions": _user_versions(message, rows)})
+            result.append({"user": message, "versions": _nav(asked[message.parent_id], message.pk)})
             parts, index = _parts_from(path, index)
-            answer = _answer(message, parts, runs, first_part, thread)
+            mine = runs_of.get(message.pk, [])
         else:  # an answer without a prompt (imported, or its prompt deleted)
             parts, index = _parts_from(path, index - 1)
-            answer = _answer(None, parts, runs, first_part, thread)
+            mine = []
+        shown = by_id.get(parts[0].run_id) if parts else (mine[-1] if mine else None)
+        answer = _answer(message, parts, shown, mine, first_part, thread)
         if answer is None:
             continue
         who = answer["assistant"]
@@ -68,27 +76,19 @@ def _parts_from(path: list[Message], index: int) -> tuple[list[Message], int]:
     return parts, index
 
 
-def _answer(prompt, parts, runs, first_part, thread) -> dict | None:
-    """The answer entry after `prompt`: the run whose messages are on the path, else the
-    prompt's latest run (being written, or ended without an answer)."""
-    mine = [run for run in runs if prompt is not None and run.prompt_id == prompt.pk]
-    if parts:
-        shown = next((run for run in runs if run.pk == parts[0].run_id), None)
-    else:
-        shown = mine[-1] if mine else None
-        if shown is None or shown.pk in first_part:
-            return None  # nothing answered it: the next user message follows
+def _answer(message, parts, shown, mine, first_part, thread) -> dict | None:
+    """The answer entry after a user message: `shown` is the run whose messages are on the
+    path, else the message's latest run (being written, or ended without an answer); its
+    versions are the message's runs that answered something, and the one shown."""
+    if not parts and (shown is None or shown.pk in first_part):
+        return None  # nothing answered it: the next user message follows
     versions = [run for run in mine if run.pk in first_part or run is shown]
     nav = None
-    if shown is not None and len(versions) > 1:
-        at = versions.index(shown)
-        nav = {
-            "index": at + 1,
-            "count": len(versions),
-            "prev": first_part.get(versions[at - 1].pk) if at > 0 else None,
-            "next": first_part.get(versions[at + 1].pk) if at + 1 < len(versions) else None,
-        }
+    if shown in versions and len(versions) > 1:
+        # The arrows name each version's first message: its branch is shown from there.
+        nav = _nav([first_part.get(run.pk) for run in versions], first_part.get(shown.pk))
     assistant = (shown.assistant if shown else None) or thread.assistant
+    prompt = message if message.role == Message.Role.USER else None
     return {
         "prompt_id": prompt.pk if prompt else None,
         "run": shown,
@@ -98,18 +98,14 @@ def _answer(prompt, parts, runs, first_part, thread) -> dict | None:
     }
 
 
-def _user_versions(message: Message, rows) -> dict | None:
-    siblings = [
-        pk
-        for pk, parent, role, _ in rows
-        if parent == message.parent_id and role == Message.Role.USER
-    ]
-    if len(siblings) < 2:
+def _nav(targets: list, current) -> dict | None:
+    """`< i/n >` over versions named by `targets` (ids), `current` being the one shown."""
+    if len(targets) < 2:
         return None
-    at = siblings.index(message.pk)
+    at = targets.index(current)
     return {
         "index": at + 1,
-        "count": len(siblings),
-        "prev": siblings[at - 1] if at > 0 else None,
-        "next": siblings[at + 1] if at + 1 < len(siblings) else None,
+        "count": len(targets),
+        "prev": targets[at - 1] if at > 0 else None,
+        "next": targets[at + 1] if at + 1 < len(targets) else None,
     }

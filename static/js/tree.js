@@ -6,6 +6,7 @@
 export function tree(chat, view, socket) {
   const errorLine = document.getElementById("composer-error");
   const picker = document.getElementById("thread-assistant");
+  const touch = window.matchMedia("(pointer: coarse)").matches;
   const messageUrl = (id, action) => chat.dataset.messageUrl.replace(/\/0\/$/, "/" + id + "/") + action + "/";
 
   function csrfToken() {
@@ -104,7 +105,8 @@ export function tree(chat, view, socket) {
     box.querySelector(".cancel-edit").addEventListener("click", close);
     area.addEventListener("keydown", (event) => {
       if (event.key === "Escape") close();
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      // As in the composer: Enter sends on a desktop, adds a line on a touch screen.
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !touch) {
         event.preventDefault();
         box.requestSubmit();
       }
