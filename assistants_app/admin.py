@@ -20,6 +20,7 @@ from . import (
     audit,
     knowledge_admin,  # noqa: F401 - registers the knowledge documents' admin
     limits,
+    protocols,
     tools,
     usage,
 )
@@ -114,6 +115,18 @@ class AssistantForm(forms.ModelForm):
         help_text="Functions the assistant may call (engines with tool support).",
     )
 
+    def clean_engine(self):
+        """Runs in progress belong to the protocol they started on: the engine changes once
+        they end (threads then go on with their history on the new one, branches.py)."""
+        engine = self.cleaned_data["engine"]
+        if self.instance.pk and engine != self.instance.engine:
+            if busy := protocols.answers_in_progress(self.instance):
+                raise forms.ValidationError(
+                    f"{busy} answer(s) of this assistant are being written. Change the engine "
+                    "when they end."
+                )
+        return engine
+
     class Meta:
         model = Assistant
         fields = ["tools", "conversation_starters"]
@@ -128,7 +141,7 @@ class AssistantAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
     readonly_fields = ["remote_id", "vector_store_id", "created_at", "updated_at"]
-    actions = ["deactivate", "activate", "sync_with_provider"]
+    actions = ["deactivate", "activate", "sync_with_provider", "move_to_responses"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
         ("Starting a chat", {"fields": ["conversation_starters"]}),
@@ -206,6 +219,25 @@ class AssistantAdmin(admin.ModelAdmin):
         if skipped := queryset.count() - len(syncable):
             self.message_user(
                 request, f"Skipped {skipped}: their engine keeps no assistant on the provider."
+            )
+
+    @admin.action(
+        description="Move to the Responses API (threads keep their history)",
+        permissions=["change"],
+    )
+    def move_to_responses(self, request, queryset):
+        move = protocols.move_to_responses(queryset)
+        self.message_user(
+            request,
+            f"Moved {len(move.moved)} assistant(s) to the Responses API. Each thread goes on "
+            "with its whole history: its next message seeds a new conversation.",
+        )
+        if move.busy:
+            names = ", ".join(f"“{a}”" for a in move.busy)
+            self.message_user(
+                request,
+                f"Not moved, answers in progress: {names}. Move them when they end.",
+                level=messages.WARNING,
             )
 
     def get_urls(self):
@@ -427,4 +459,5 @@ class UsageAdmin(admin.ModelAdmin):
         return page
 
 
-from . import admin_audit  # noqa: E402,F401  (the audit log's page, in a module of its own)
+# The audit log's and feedback's admin pages, in modules of their own.
+from . import admin_audit, admin_feedback  # noqa: E402, F401

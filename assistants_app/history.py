@@ -1,12 +1,13 @@
 """The history a run sends when the provider keeps none: the thread's own messages.
 
-Every such run sends the conversation up to its prompt, trimmed to fit: the newest messages
-are kept, the oldest dropped, and the assistant's instructions (sent first by the engine)
-count against the budget but are never dropped. Two budgets apply: CHAT_HISTORY_MAX_CHARS,
-and the model's context window in tokens, less room for the answer. Tokens are estimated here
-at one per three characters (plus a few per message for the chat template): generous on
-purpose, since English runs at about four characters a token and code and other languages at
-fewer; a provider that still finds the prompt too long gets it again, shorter (runs/generating.py).
+Every such run sends the path of the thread's tree up to its prompt (tree.py), trimmed to
+fit: the newest messages are kept, the oldest dropped, and the assistant's instructions (sent
+first by the engine) count against the budget but are never dropped. Two budgets apply:
+CHAT_HISTORY_MAX_CHARS, and the model's context window in tokens, less room for the answer.
+Tokens are estimated here at one per three characters (plus a few per message for the chat
+template): generous on purpose, since English runs at about four characters a token and code
+and other languages at fewer; a provider that still finds the prompt too long gets it again,
+shorter (runs/generating.py).
 """
 
 import math
@@ -15,6 +16,7 @@ from dataclasses import dataclass, replace
 from . import attached, knowledge
 from .engines.base import Turn
 from .models import Message, Run
+from .tree import path_ids
 
 CHARS_PER_TOKEN_FITTING = 3
 TOKENS_PER_MESSAGE = 4  # role markers and separators of chat templates
@@ -46,7 +48,7 @@ def load_history(run: Run, max_chars: int, context_tokens: int | None = None) ->
 
 
 def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> History:
-    """The thread's messages up to the run's prompt, oldest first, within `max_chars` and,
+    """The messages on the path to the run's prompt, oldest first, within `max_chars` and,
     when the model's context window is known, within it with room for the answer.
 
     The newest message (the prompt) is always kept, even when it alone is over budget.
@@ -57,9 +59,9 @@ def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> 
     tokens = math.inf
     if context_tokens:
         tokens = context_tokens - answer_room(context_tokens) - fitting_tokens(instructions)
-    messages = Message.objects.filter(thread_id=run.thread_id).order_by("-pk")
-    if run.prompt_id is not None:
-        messages = messages.filter(pk__lte=run.prompt_id)
+    # The path of the tree up to the prompt (ids grow along a path, so newest first is by id).
+    leaf = run.prompt_id if run.prompt_id is not None else run.thread.current_leaf_id
+    messages = Message.objects.filter(pk__in=path_ids(run.thread_id, leaf)).order_by("-pk")
     newest_first: list[Turn] = []
     files = _files_of(messages)
     total = 0

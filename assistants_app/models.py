@@ -143,7 +143,13 @@ class Thread(models.Model):
     assistant = models.ForeignKey(Assistant, on_delete=models.PROTECT, related_name="threads")
     title = models.CharField(max_length=200, blank=True)
     remote_id = models.CharField(
-        max_length=200, blank=True, help_text="Provider thread or conversation id."
+        max_length=200,
+        blank=True,
+        help_text="The provider thread or conversation of the latest run (branches.py).",
+    )
+    # The message the page shows last: the thread's history is the path from the root to it.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -166,6 +172,12 @@ class Message(models.Model):
         ASSISTANT = "assistant"
 
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="messages")
+    # The message this one follows (tree.py): an edit is a sibling of the message it edits, a
+    # regenerated answer a sibling of the answer. None: the thread's first message (or an edit
+    # of it).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     role = models.CharField(max_length=20, choices=Role.choices)
     text = models.TextField()
     remote_id = models.CharField(max_length=200, blank=True)
@@ -188,8 +200,27 @@ class Message(models.Model):
             )
         ]
 
+    # Set on a new message that starts a branch of its own at the root (an edit of the first
+    # message); any other new message without a parent follows the thread's current leaf.
+    starts_thread = False
+
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:50]}"
+
+    def save(self, *args, **kwargs):
+        """A new message follows the thread's current leaf unless given a parent, and becomes
+        the current leaf if its parent was: the thread goes on along the branch it shows."""
+        adding = self._state.adding
+        if adding and self.parent_id is None and not self.starts_thread:
+            leaf = Thread.objects.filter(pk=self.thread_id).values_list(
+                "current_leaf_id", flat=True
+            )
+            self.parent_id = leaf.first()
+        super().save(*args, **kwargs)
+        if adding:
+            Thread.objects.filter(pk=self.thread_id, current_leaf_id=self.parent_id).update(
+                current_leaf_id=self.pk
+            )
 
     @property
     def html(self) -> str:
@@ -204,6 +235,7 @@ class Message(models.Model):
             "html": self.html,
             "created_at": self.created_at.isoformat(),
             "run_id": self.run_id,
+            "parent_id": self.parent_id,
             "partial": self.is_partial,
             "attachments": [attachment.as_event() for attachment in self.files],
             "sources": [citation.as_event() for citation in self.sources],
@@ -253,7 +285,23 @@ class Run(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The user's message this run answers.",
+        help_text="The user's message this run answers: its history is the path up to it.",
+    )
+    assistant = models.ForeignKey(
+        Assistant,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who answered: a thread can switch assistant between runs.",
+    )
+    conversation = models.ForeignKey(
+        "ProviderConversation",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The provider conversation it ran in (branches.py).",
     )
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
     remote_id = models.CharField(max_length=200, blank=True)
@@ -494,6 +542,8 @@ class AuditEntry(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit entries are never deleted.")
+
+
 # --- Files: attachments on messages, knowledge of assistants (files.py, knowledge.py) ------
 
 
@@ -625,4 +675,69 @@ class Citation(models.Model):
             "title": self.title,
             "page": self.page,
             "url": self.document.url(self.page) if self.document_id else "",
+        }
+
+
+class ProviderConversation(models.Model):
+    """A provider-side conversation (Responses) or thread (Assistants) of one of our threads,
+    and the message of our tree up to which it holds the history (branches.py). A run whose
+    prompt follows that message goes on in it; any other run starts one seeded with its path.
+    `tip` is empty while a run writes to it and after one that did not complete."""
+
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="conversations")
+    engine = models.CharField(max_length=20, choices=EngineKind.choices)
+    provider = models.CharField(max_length=100)
+    remote_id = models.CharField(max_length=200)
+    tip = models.ForeignKey(
+        Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["thread", "tip"], name="conversation_thread_tip_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.engine} conversation {self.remote_id} of thread {self.thread_id}"
+
+
+class Feedback(models.Model):
+    """A user's thumbs up or down on an answer, with an optional comment. Staff see the thread
+    only when the user chose to share it."""
+
+    class Rating(models.IntegerChoices):
+        GOOD = 1, "👍 Good"
+        BAD = -1, "👎 Bad"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="feedback"
+    )
+    assistant = models.ForeignKey(
+        Assistant, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True)
+    share_thread = models.BooleanField(
+        default=False, help_text="The user lets staff read the thread with this feedback."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user"], name="one_feedback_per_answer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_rating_display()} on message {self.message_id}"
+
+    def as_event(self) -> dict:
+        return {
+            "message_id": self.message_id,
+            "rating": self.rating,
+            "comment": self.comment,
+            "share_thread": self.share_thread,
         }

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_obj
 from django.http import Http404
 from django.utils import timezone
 
-from . import files, knowledge, limits, runs, storable, usage
+from . import files, knowledge, limits, runs, storable, tree, usage
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -103,7 +103,8 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
 
 
 async def retry_run(user, thread: Thread) -> Run:
-    """Start a new run for the message the thread's last run did not fully answer.
+    """Regenerate the answer to the message the thread's last run did not fully answer: a
+    new version of the answer, shown in place of the failed one.
 
     `thread` must belong to `user` and have its assistant loaded. Raises NotAllowed and
     RateLimited as `submit_message` does, RunActive while a run is unfinished and
@@ -183,12 +184,13 @@ def _store_message_and_run(
 ) -> tuple[Message, Run]:
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
+        # It follows the message the thread shows last (Message.save).
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        thread.current_leaf = message
+        run = new_run(thread, message)  # refreshes thread.assistant: a tab may have switched it
         files.claim(user, thread.assistant, attachment_ids, message)
         # Loaded now: the views (async) show the message with its files.
         prefetch_related_objects([message], "attachments")
-        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
-        usage.reserve(run)
         if not thread.title:
             thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
             thread.save(update_fields=["title", "updated_at"])
@@ -207,10 +209,24 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
             "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
         )
     with _starting_a_run(user, thread):
-        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
-        usage.reserve(run)
+        # A regenerate of the message: the new answer is a version beside whatever was kept.
+        tree.set_leaf(thread, last.prompt_id)
+        run = new_run(thread, last.prompt)
     run.thread = thread
     return last.prompt, run
+
+
+def new_run(thread: Thread, prompt: Message) -> Run:
+    """A run answering `prompt` with the thread's assistant, inside `_starting_a_run`."""
+    # As stored, under the user's lock: another tab may have just switched the assistant.
+    current = Thread.objects.values_list("assistant_id", flat=True).get(pk=thread.pk)
+    if current != thread.assistant_id:
+        thread.assistant = Assistant.objects.get(pk=current)
+    run = Run.objects.create(
+        thread=thread, prompt=prompt, assistant_id=thread.assistant_id, **runs.starting_lease()
+    )
+    usage.reserve(run)
+    return run
 
 
 @contextmanager
@@ -283,7 +299,7 @@ def delete_thread(user, thread: Thread) -> None:
 
 
 def export_json(user, thread: Thread) -> dict:
-    """The thread and its messages as plain data, for a download."""
+    """The thread and the messages of the branch on show as plain data, for a download."""
     _check_owner(user, thread)
     return {
         "id": thread.pk,
@@ -297,7 +313,7 @@ def export_json(user, thread: Thread) -> dict:
         "updated_at": thread.updated_at.isoformat(),
         "messages": [
             {"role": m.role, "text": m.text, "created_at": m.created_at.isoformat()}
-            for m in thread.messages.all()
+            for m in tree.path(thread)  # the branch on show, as the page shows it
         ],
     }
 

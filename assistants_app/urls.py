@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import file_views, views
+from . import file_views, version_views, views
 
 urlpatterns = [
     path("", views.thread_list, name="thread-list"),
@@ -10,6 +10,24 @@ urlpatterns = [
     path("threads/<int:pk>/messages/", views.message_create, name="message-create"),
     path("threads/<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("threads/<int:pk>/retry/", views.run_retry, name="run-retry"),
+    path("threads/<int:pk>/messages/list/", version_views.message_list, name="message-list"),
+    path(
+        "threads/<int:pk>/messages/<int:message_id>/edit/",
+        version_views.message_edit,
+        name="message-edit",
+    ),
+    path(
+        "threads/<int:pk>/messages/<int:message_id>/regenerate/",
+        version_views.message_regenerate,
+        name="message-regenerate",
+    ),
+    path(
+        "threads/<int:pk>/messages/<int:message_id>/feedback/",
+        version_views.message_feedback,
+        name="message-feedback",
+    ),
+    path("threads/<int:pk>/version/", version_views.version_show, name="version-show"),
+    path("threads/<int:pk>/assistant/", version_views.assistant_switch, name="assistant-switch"),
     path("threads/<int:pk>/rename/", views.thread_rename, name="thread-rename"),
     path("threads/<int:pk>/delete/", views.thread_delete, name="thread-delete"),
     path("threads/<int:pk>/export.md", views.thread_export_markdown, name="thread-export-md"),

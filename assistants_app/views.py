@@ -103,10 +103,15 @@ def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
         entries=entries,
         last_message_id=last_message_id or "",
         latest_run=latest_run,
-        assistants=[thread.assistant],
+        # The thread can go on with any assistant the user may use (its own, even retired).
+        assistants=_with(list(Assistant.objects.available_to(request.user)), thread.assistant),
         chosen=thread.assistant,
     )
     return context
+
+
+def _with(assistants: list[Assistant], assistant: Assistant) -> list[Assistant]:
+    return assistants if assistant in assistants else [assistant, *assistants]
 
 
 @login_required
@@ -167,6 +172,13 @@ def _error_response(error: ClientError) -> JsonResponse:
     if getattr(error, "retry_after", None):
         response["Retry-After"] = str(error.retry_after)
     return response
+
+
+def _text_from(request: HttpRequest):
+    """The message's text, from a JSON body {"text": ...} or a form."""
+    if request.content_type == "application/json":
+        return _json_body(request).get("text")
+    return request.POST.get("text")
 
 
 def _attachments_from(request: HttpRequest, data) -> list:

@@ -196,9 +196,7 @@ async def test_hellos_are_rate_limited_per_socket(path, alice_cookie, alice_thre
     await socket.disconnect()
 
 
-async def test_long_replays_use_up_the_hellos_faster(
-    path, alice_cookie, alice_thread, monkeypatch
-):
+async def test_long_replays_use_up_the_hellos_faster(path, alice_cookie, alice_thread, monkeypatch):
     monkeypatch.setattr(consumers, "REPLAY_PAGE_CHARS", 1000)
     await Message.objects.acreate(thread=alice_thread, role="user", text="x" * 5000)
     socket = communicator(path, alice_cookie)

@@ -27,6 +27,14 @@ def assistant_messages(site, thread_id: int) -> list[str]:
     )
 
 
+def on_its_branch(site, thread_id: int) -> bool:
+    """The thread's one answer follows the message it answers and is the thread's leaf."""
+    return site.query(
+        f"[(m.parent_id == m.run.prompt_id and m.thread.current_leaf_id == m.pk) "
+        f"for m in Message.objects.filter(thread_id={thread_id}, role='assistant')] == [True]"
+    )
+
+
 def latest_run(site, thread_id: int) -> dict:
     return site.query(
         f"Run.objects.filter(thread_id={thread_id}).values('status', 'error_code', "
@@ -78,6 +86,7 @@ async def test_a_killed_server_is_replaced_and_the_answer_arrives_once(tmp_path)
 
         assert len([e for e in events if is_assistant_message(e)]) == 1
         assert len(assistant_messages(site, thread_id)) == 1
+        assert on_its_branch(site, thread_id)
 
 
 async def test_a_stopped_server_hands_its_runs_to_the_worker(tmp_path):
@@ -173,3 +182,4 @@ async def test_two_servers_on_postgres_and_redis_deliver_each_answer_once(tmp_pa
                         events = await receive_until(tab, is_run_status("completed"))
                         assert len([e for e in events if is_assistant_message(e)]) == 1
                 assert len(assistant_messages(site, thread_id)) == 1
+                assert on_its_branch(site, thread_id)

@@ -108,7 +108,9 @@ async def test_a_proxy_is_chained_and_polled_and_a_stop_it_ignores_still_stops(
     second = await send(alice, assistant, "Once more", thread=first.thread)
 
     assert (first.status, second.status) == (RunStatus.COMPLETED, RunStatus.COMPLETED)
-    assert "This is turn 1" in (await answers(second))[0]  # chained: only the new message
+    # Chained: only the new message is sent, and the proxy finds the rest by the previous id.
+    reply = (await answers(second))[0]
+    assert "This is turn 2" in reply and "Before that you said: “Hello there”" in reply
     known = await ProviderCapabilities.objects.aget(provider="proxy")
     assert (known.conversations, known.background, known.previous_response_id) == (
         False, True, True,

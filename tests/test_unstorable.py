@@ -13,10 +13,9 @@ import pytest
 from django.db import DataError
 from django.test import Client
 
-from assistants_app import runs, services, storable
+from assistants_app import branches, runs, services, storable
 from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus, Thread
-from assistants_app.runs import starting
 
 from .chat_stream import answer, streamed
 from .provider_payloads import RESPONSE_ID, conversation, response
@@ -180,7 +179,7 @@ async def test_a_provider_id_the_database_refuses_fails_the_run_as_it_starts(
     async def refused(thread):  # what PostgreSQL does with a NUL (SQLite would store it)
         raise DataError("invalid byte sequence for encoding UTF8: 0x00")
 
-    monkeypatch.setattr(starting, "_save_remote_thread_id", refused)
+    monkeypatch.setattr(branches, "_remember", refused)
     thread = await Thread.objects.select_related("assistant").aget(pk=alice_thread.pk)
 
     _, run = await services.submit_message(alice, thread, "Hi")  # no error escapes

@@ -14,7 +14,7 @@ server that refuses to stream (400) or ignores `stream` (answers with the run) i
 """
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import openai
 from django.conf import settings
@@ -26,7 +26,17 @@ from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
 from . import openai_files
-from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolCall, ToolOutput, Usage
+from .base import (
+    Engine,
+    RemoteMessage,
+    RunUpdate,
+    StreamEvent,
+    ToolCall,
+    ToolOutput,
+    Turn,
+    Usage,
+    batches,
+)
 from .citations import cite_assistants
 from .client import get_client, poll_after_seconds, provider_errors
 
@@ -89,13 +99,17 @@ class AssistantsEngine(Engine):
                 remote = await api.create(**params)
         assistant.remote_id = remote.id
 
-    async def ensure_thread(self, thread: Thread) -> None:
+    async def ensure_thread(self, thread: Thread, seed: Sequence[Turn] = ()) -> None:
         if thread.remote_id:
             return
+        first, *rest = batches(seed) or [()]
+        threads = get_client(self.provider).beta.threads
         with provider_errors():
-            remote = await get_client(self.provider).beta.threads.create(
-                metadata={"thread_id": str(thread.pk)}
-            )
+            seeded = {"messages": _seed(first)} if first else {}
+            remote = await threads.create(metadata={"thread_id": str(thread.pk)}, **seeded)
+            for batch in rest:  # one at a time: the API adds no more at once
+                for item in _seed(batch):
+                    await threads.messages.create(remote.id, **item)
         thread.remote_id = remote.id
 
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
@@ -287,6 +301,10 @@ async def has_assistants_api(provider: dict) -> bool:
             raise
         return False
     return True
+
+
+def _seed(turns: Sequence[Turn]) -> list[dict]:
+    return [{"role": turn.role, "content": turn.text} for turn in turns]
 
 
 def _run_from_body(body: bytes) -> RemoteRun:

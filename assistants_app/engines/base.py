@@ -6,7 +6,7 @@ and never decides about retries. The run driver (the `runs` package) does both, 
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import ProviderError
@@ -30,6 +30,13 @@ class Turn:
     text: str
     attachments: tuple = ()  # the message's files (attached.Attached), images and documents
     context: str = ""  # the prompt's: numbered passages of the assistant's knowledge (knowledge.py)
+
+
+SEED_BATCH = 20  # items a provider takes in one call (OpenAI's limit at conversation create)
+
+
+def batches(turns: Sequence[Turn], size: int = SEED_BATCH) -> list[Sequence[Turn]]:
+    return [turns[start : start + size] for start in range(0, len(turns), size)]
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,10 @@ class Engine:
         """Create the provider-side assistant, or update it from ours when it has a
         `remote_id`; sets `assistant.remote_id`. Protocols without assistants do nothing."""
 
-    async def ensure_thread(self, thread: Thread) -> None:
-        """Create the provider-side thread if it has none yet; sets `thread.remote_id`."""
+    async def ensure_thread(self, thread: Thread, seed: Sequence[Turn] = ()) -> None:
+        """Create a provider-side thread holding `seed` (the history before the next prompt,
+        oldest first) if it has none yet; sets `thread.remote_id`. Engines whose provider
+        keeps no thread leave it empty and are sent the history with each run instead."""
 
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         """Send the user's message and start the run; sets `run.remote_id`."""

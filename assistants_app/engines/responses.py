@@ -19,9 +19,10 @@ writes later is not stored. Unlike the other engines this one reads the thread's
 (read only, through history.py): the provider keeps none on the stateless paths.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from django.conf import settings
+from django.db.models import Q
 from openai.types.responses import Response
 
 from .. import attached, knowledge
@@ -29,7 +30,7 @@ from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
-from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage
+from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage, batches
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
@@ -54,14 +55,16 @@ class ResponsesEngine(LocalGeneration):
     def runs_here(self, run: Run) -> bool:
         return run.remote_id.startswith(LOCAL_PREFIX)
 
-    async def ensure_thread(self, thread: Thread) -> None:
+    async def ensure_thread(self, thread: Thread, seed: Sequence[Turn] = ()) -> None:
         found = await self.capabilities(thread.assistant)
         if thread.remote_id or not (found.responses and found.conversations):
             return
+        first, *rest = batches(seed) or [()]
+        conversations = get_client(self.provider).conversations
         try:
             with provider_errors():
-                conversation = await get_client(self.provider).conversations.create(
-                    metadata={"thread_id": str(thread.pk)}
+                conversation = await conversations.create(
+                    metadata={"thread_id": str(thread.pk)}, **(await _items(first))
                 )
         except ProviderError as error:
             if error.code != "endpoint_not_found":
@@ -70,6 +73,9 @@ class ResponsesEngine(LocalGeneration):
             # thread goes on without one, from the history we keep.
             await remember(self.provider, conversations=False)
             return
+        with provider_errors():
+            for batch in rest:  # the API takes SEED_BATCH items at create, the rest after
+                await conversations.items.create(conversation.id, **(await _items(batch)))
         thread.remote_id = conversation.id
 
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
@@ -93,10 +99,9 @@ class ResponsesEngine(LocalGeneration):
             previous = found.previous_response_id and await _last_answered(run)
             if previous:
                 params["input"] = await _prompt_input(message)
+                params["previous_response_id"] = previous
             else:
                 params["input"] = await _as_input(history.turns)
-            if previous:
-                params["previous_response_id"] = previous
             run.note = history.note if not previous else ""
         if await _last_run_overflowed(run):
             # The provider found the thread too long only once it ran the last answer: this
@@ -296,13 +301,29 @@ def input_content(turn: Turn) -> str | list[dict]:
     return parts
 
 
+async def _items(turns: Sequence[Turn]) -> dict:
+    """Seed items of a new provider conversation (edited path, switched assistant...)."""
+    if not turns:
+        return {}
+    return {"items": [{"type": "message", **item} for item in await _as_input(list(turns))]}
+
+
 @database_sync_to_async
 def _last_answered(run: Run) -> str:
-    """The provider's id of the thread's last answered response, to chain this run to."""
+    """The provider's id of the response that wrote the message the run's prompt follows, to
+    chain this run to: the provider holds that response's history, which is the run's path
+    when the response came from this engine and provider and completed."""
+    if run.prompt_id is None:
+        return ""
+    parent = Message.objects.filter(pk=run.prompt_id).values_list("parent_id", flat=True)
+    assistant = run.thread.assistant
     previous = (
-        Run.objects.filter(thread_id=run.thread_id, status=RunStatus.COMPLETED, pk__lt=run.pk)
+        Run.objects.filter(messages__pk=parent[:1], status=RunStatus.COMPLETED)
+        .filter(
+            Q(assistant=None)  # from before threads could switch assistant
+            | Q(assistant__engine=assistant.engine, assistant__provider=assistant.provider)
+        )
         .exclude(remote_id="")
-        .order_by("-pk")
         .values_list("remote_id", flat=True)
         .first()
     )

@@ -12,11 +12,11 @@ import logging
 from django.db import DatabaseError, DataError
 from django.utils import timezone
 
-from ..db import database_sync_to_async
+from .. import branches
 from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
-from ..models import Assistant, Message, Run, RunStatus, Thread
+from ..models import Assistant, Message, Run, RunStatus
 from . import events
 from .driver import ensure_driving, retry_delay
 from .endings import UNEXPECTED, cancel_quietly, failure
@@ -124,22 +124,16 @@ async def cancel(run: Run) -> None:
 
 async def _start_on_provider(engine: Engine, run: Run, message: Message) -> RunUpdate:
     thread = run.thread
+    prepared = False
     for attempt in range(1, START_ATTEMPTS + 1):
         try:
             await _ensure_remote_assistant(engine, thread.assistant)
-            if not thread.remote_id:
-                await engine.ensure_thread(thread)
-                await _save_remote_thread_id(thread)
+            if not prepared:  # the provider conversation that holds the run's history
+                await branches.prepare(engine, run, message)
+                prepared = True
             return await engine.start_run(run, message)
         except ProviderError as error:
             if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
                 raise
             log.info("run %s: start refused (%s); trying again", run.pk, error.code)
             await asyncio.sleep(retry_delay(attempt, error.retry_after))
-
-
-@database_sync_to_async
-def _save_remote_thread_id(thread: Thread) -> None:
-    # Not the async ORM: its connection would stay checked out of the pool through the
-    # provider call that follows, and under load the pool's other users queue behind it.
-    Thread.objects.filter(pk=thread.pk).update(remote_id=thread.remote_id)

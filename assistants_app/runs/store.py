@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DataError, transaction
 from django.utils import timezone
 
-from .. import storable, usage
+from .. import branches, storable, tree, usage
 from ..db import database_sync_to_async
 from ..engines import get_engine
 from ..engines.base import RunUpdate, Usage
@@ -115,6 +115,8 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 setattr(run, name, value)
             usage.settle(run)
         new_messages = []
+        # Each part of the answer follows the one before it, the first follows the prompt.
+        parent_id = tree.last_message_of(run) if still_active and update.messages else None
         # A run that had ended (stopped while its provider went on writing) stores no more.
         for remote in update.messages if still_active else []:
             message, created = Message.objects.get_or_create(
@@ -124,13 +126,17 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                     "role": Message.Role.ASSISTANT,
                     "text": storable.mend(remote.text),
                     "run": run,
+                    "parent_id": parent_id,
                     "is_partial": update.status in CUT_SHORT_STATUSES,
                 },
             )
             if created:
                 new_messages.append(message)
+                parent_id = message.pk
         if new_messages:
             Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
+        if still_active and update.status not in ACTIVE_STATUSES:
+            branches.settle(run)  # what its provider conversation now holds
         sent = [events.message_created(message) for message in new_messages]
         if still_active:
             sent.append(events.run_status(run))

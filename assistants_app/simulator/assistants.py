@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from .common import Settings, error, fault_of, json_body, new_id, poll_fault
 from .given import describe
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 # Statuses a fault ends a run in, instead of completed.
@@ -113,6 +113,8 @@ class SimRun:
     tools: list[dict]
     prompt: str
     turn: int
+    earlier: str  # the user's message before the prompt, quoted in the reply
+    variant: int  # how many times this message was answered (replies.variant_of)
     latency: float
     token_rate: float  # tokens a second once the answer is being written
     fault: str
@@ -194,7 +196,7 @@ class SimRun:
         )  # fmt: skip
 
     def reply(self) -> str:
-        text = canned_reply(self.prompt, self.turn, self.given)
+        text = canned_reply(self.prompt, self.turn, self.earlier, self.variant, self.given)
         if self.tool_outputs:
             names = {call["id"]: call["function"]["name"] for call in self.tool_calls}
             results = "\n".join(
@@ -410,6 +412,11 @@ class AssistantsAPI:
     async def create_thread(self, request: Request) -> JSONResponse:
         body = await json_body(request)
         thread = SimThread(id=new_id("thread"), metadata=body.get("metadata") or {})
+        for seeded in body.get("messages") or []:  # a thread created with its history
+            if not isinstance(seeded, dict) or seeded.get("role") not in ("user", "assistant"):
+                return error(400, "Each message needs a role: user or assistant.", "invalid_value")
+            text = content_text(seeded.get("content"))
+            thread.messages.append(message_json(thread.id, seeded["role"], text))
         self.threads[thread.id] = thread
         return JSONResponse(thread.to_json())
 
@@ -515,6 +522,12 @@ class AssistantsAPI:
             tools=body["tools"] if body.get("tools") is not None else assistant["tools"],
             prompt=text_of(prompts[-1]) if prompts else "",
             turn=len(prompts),
+            earlier=text_of(prompts[-2]) if len(prompts) > 1 else "",
+            variant=variant_of(
+                text_of(prompts[-1]) if prompts else "",
+                len(prompts),
+                text_of(prompts[-2]) if len(prompts) > 1 else "",
+            ),
             latency=self.settings.latency_of(request),
             token_rate=self.settings.token_rate_of(request),
             fault=fault_of(request, model),

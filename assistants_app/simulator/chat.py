@@ -32,7 +32,7 @@ from .common import (
     no_route,
 )
 from .given import describe
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 
 class ChatCompletionsAPI:
@@ -103,9 +103,10 @@ class Completion:
         users = [m for m in said if m.get("role") == "user"]
         system = "\n".join(str(m.get("content")) for m in said if m.get("role") == "system")
         given = describe(users[-1].get("content") if users else None, system)
-        self.reply = canned_reply(
-            user_texts[-1] if user_texts else "", turn=len(user_texts), given=given
-        )
+        last = user_texts[-1] if user_texts else ""
+        earlier = user_texts[-2] if len(user_texts) > 1 else ""
+        variant = variant_of(last, len(user_texts), earlier)
+        self.reply = canned_reply(last, len(user_texts), earlier, variant, given)
         self.tokens = tokens_of(self.reply)
         self.prompt_tokens = count_tokens(input_text(messages))
 

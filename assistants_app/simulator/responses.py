@@ -29,7 +29,7 @@ from .common import (
     poll_fault,
 )
 from .given import describe
-from .replies import canned_reply, count_tokens, tokens_of
+from .replies import canned_reply, count_tokens, tokens_of, variant_of
 
 
 @dataclass
@@ -59,6 +59,8 @@ class SimulatedResponse:
     token_rate: float  # tokens a second once writing starts
     fault: str
     turn: int
+    earlier: str  # the user's message before the input, quoted in the reply
+    variant: int  # how many times this message was answered (replies.variant_of)
     given: str = ""  # what came besides words (given.py)
     started: float = field(default_factory=time.monotonic)
     started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
@@ -113,7 +115,7 @@ class SimulatedResponse:
 
     @property
     def reply(self) -> str:
-        return canned_reply(self.input_text, self.turn, self.given)
+        return canned_reply(self.input_text, self.turn, self.earlier, self.variant, self.given)
 
     def output_message(self, text: str | None = None, status: str = "completed") -> dict:
         return {
@@ -226,6 +228,8 @@ class SimulatedResponse:
         }
 
 
+MAX_ITEMS_AT_ONCE = 20  # OpenAI's limit, for a conversation's create and each addition
+
 # The personas that play Responses providers other than OpenAI (see app.py).
 PROXIES = KEEPS_NO_CONVERSATIONS = ("stateless", "proxy")
 
@@ -245,7 +249,10 @@ class ResponsesAPI:
         conversation = Conversation(
             id=new_id("conv"), created_at=int(time.time()), metadata=body.get("metadata") or {}
         )
-        conversation.items.extend(body.get("items") or [])
+        items = body.get("items") or []
+        if not isinstance(items, list) or len(items) > MAX_ITEMS_AT_ONCE:
+            return error(400, f"At most {MAX_ITEMS_AT_ONCE} items at create.", "invalid_value")
+        conversation.items.extend(items)
         self.conversations[conversation.id] = conversation
         return JSONResponse(conversation.to_json())
 
@@ -260,6 +267,19 @@ class ResponsesAPI:
         if conversation is None:
             return error(404, "Conversation not found.", "not_found")
         return JSONResponse({"object": "list", "data": conversation.items, "has_more": False})
+
+    async def add_conversation_items(self, request: Request) -> JSONResponse:
+        """Items added to a conversation (a history seeded in batches, as OpenAI's API takes
+        at most 20 at create)."""
+        conversation = self.conversations.get(request.path_params["conversation_id"])
+        if conversation is None:
+            return error(404, "Conversation not found.", "not_found")
+        items = (await json_body(request)).get("items")
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS_AT_ONCE:
+            return error(400, f"Send 1 to {MAX_ITEMS_AT_ONCE} items.", "invalid_value")
+        added = [{"id": new_id("msg"), **item} for item in items if isinstance(item, dict)]
+        conversation.items.extend(added)
+        return JSONResponse({"object": "list", "data": added, "has_more": False})
 
     async def create_response(self, request: Request) -> JSONResponse:
         body = await json_body(request)
@@ -301,14 +321,17 @@ class ResponsesAPI:
                     "content": [{"type": "input_text", "text": text}],
                 }
             )
-        turn = 1
+        turn, earlier = 1, ""
         if conversation is not None:
-            turn = sum(1 for item in conversation.items if item.get("role") == "user")
+            said = [item for item in conversation.items if item.get("role") == "user"]
+            turn, earlier = len(said), input_text(said[-2:-1])
         elif isinstance(body.get("input"), list):
             # A whole history sent as input: the answer is to its last user message.
             said = [item for item in body["input"] if isinstance(item, dict)]
             said = [item for item in said if item.get("role") == "user"]
-            turn, text = max(1, len(said)), input_text(said[-1:])
+            turn, text, earlier = max(1, len(said)), input_text(said[-1:]), input_text(said[-2:-1])
+        elif previous := self.responses.get(body.get("previous_response_id") or ""):
+            turn, earlier = previous.turn + 1, previous.input_text  # chained to its history
         response = SimulatedResponse(
             id=new_id("resp"),
             model=body["model"],
@@ -320,6 +343,8 @@ class ResponsesAPI:
             token_rate=self.settings.token_rate_of(request),
             fault=fault,
             turn=turn,
+            earlier=earlier,
+            variant=variant_of(text, turn, earlier),
         )
         self.responses[response.id] = response
         if body.get("stream"):
@@ -379,6 +404,11 @@ class ResponsesAPI:
             Route("/v1/conversations", self.create_conversation, methods=["POST"]),
             Route("/v1/conversations/{conversation_id}", self.get_conversation),
             Route("/v1/conversations/{conversation_id}/items", self.list_conversation_items),
+            Route(
+                "/v1/conversations/{conversation_id}/items",
+                self.add_conversation_items,
+                methods=["POST"],
+            ),
             Route("/v1/responses", self.create_response, methods=["POST"]),
             Route("/v1/responses/{response_id}", self.retrieve_response),
             Route("/v1/responses/{response_id}/cancel", self.cancel_response, methods=["POST"]),

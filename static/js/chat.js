@@ -104,5 +104,11 @@ export function startSocket(chat, view, banner) {
   });
 
   connect();
-  return { noteMessage };
+  // After the list was swapped for the server's (tree.js): replay from what it holds.
+  function resync(lastId) {
+    const id = parseInt(lastId, 10);
+    if (id && (lastMessageId === null || id > lastMessageId)) lastMessageId = id;
+    sendHello();
+  }
+  return { noteMessage, resync };
 }

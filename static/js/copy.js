@@ -71,10 +71,14 @@ export function addCodeBars(body) {
 }
 
 // The copy button at the foot of a message (or of an answer's version).
+// Rendered actions (Edit, Regenerate, feedback) get the copy button first among them.
 export function addCopy(container, body, whose) {
-  if (container.querySelector(":scope > .message-actions")) return;
-  const actions = document.createElement("div");
-  actions.className = "message-actions";
-  actions.append(copyButton("Copy", "Copy " + whose, () => body.innerText.trim()));
-  container.append(actions);
+  let actions = container.querySelector(":scope > .message-actions");
+  if (actions && actions.querySelector(".copy")) return;
+  if (!actions) {
+    actions = document.createElement("div");
+    actions.className = "message-actions";
+    container.append(actions);
+  }
+  actions.prepend(copyButton("Copy", "Copy " + whose, () => body.innerText.trim()));
 }

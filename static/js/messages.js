@@ -1,23 +1,26 @@
 // The message list and its scrolling. Messages scroll in their own region above the composer;
 // the page opens at the latest one and follows a streaming answer only while the reader is at
-// the bottom. Each answer holds its versions (one per run: Retry adds one, shown `< 1/2 >`),
-// and each version says its run's state in words, with Retry on the one that can be retried.
+// the bottom. An answer shows the version on the thread's current branch, with `< 1/2 >` from
+// the server when it has others (tree.js switches them); it says its run's state in words, with
+// Retry on the one that can be retried. Files show as chips, sources as numbered links.
 import { fileList, linkCitations, sourceList } from "./attachments.js";
 import { addCodeBars, addCopy } from "./copy.js";
 import { renderLive } from "./markdown.js";
 
 const NEAR_BOTTOM_PX = 24;
 const SILENCE_MS = 3000; // no text for this long: "Still working... 12 s" instead of "Writing..."
+// The thumb icon of the sprite in chat.html (drawn, not an emoji: not every system has those).
+const THUMB = '<svg aria-hidden="true" class="icon"><use href="#icon-thumb"></use></svg>';
 const ACTIVE = new Set(["queued", "in_progress", "requires_action", "cancelling"]);
 
 export function messageView(chat) {
   const scroller = document.getElementById("scroller");
-  const list = document.getElementById("messages");
+  let list = document.getElementById("messages");
   const jump = document.getElementById("jump");
-  const assistantName = chat.dataset.assistantName;
   const live = new Map(); // run id -> {text, lastTextAt, startedAt, frame}
   let following = true;
   let onRetry = () => {};
+  let onSwitch = () => {};
 
   // --- Scrolling ------------------------------------------------------------------------
 
@@ -45,7 +48,8 @@ export function messageView(chat) {
     else jump.hidden = atBottom();
   };
   new ResizeObserver(keepFollowing).observe(scroller);
-  if (list) new ResizeObserver(keepFollowing).observe(list);
+  const listObserver = new ResizeObserver(keepFollowing);
+  if (list) listObserver.observe(list);
 
   // Changes inside the list must not move a reader who scrolled up: the content above them
   // stays as it was, so keeping scrollTop keeps what they read in place.
@@ -71,6 +75,41 @@ export function messageView(chat) {
     return role;
   }
 
+  function userActions() {
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    actions.innerHTML = '<button type="button" class="edit" aria-label="Edit your message">Edit</button>';
+    return actions;
+  }
+
+  // Regenerate and the thumbs on an answer written while the page was open (the server
+  // renders them on the others).
+  function answerActions(version) {
+    const answer = version.closest("li.assistant");
+    const actions = version.querySelector(":scope > .message-actions");
+    const parts = version.querySelectorAll(".part[data-id]:not(.streaming)");
+    if (!actions || !parts.length) return;
+    if (answer.dataset.promptId && !actions.querySelector(".regenerate")) {
+      const regenerate = document.createElement("button");
+      regenerate.type = "button";
+      regenerate.className = "regenerate";
+      regenerate.dataset.message = answer.dataset.promptId;
+      regenerate.setAttribute("aria-label", "Regenerate the answer");
+      regenerate.textContent = "Regenerate";
+      actions.append(regenerate);
+    }
+    let thumbs = actions.querySelector(".feedback");
+    if (!thumbs) {
+      thumbs = document.createElement("span");
+      thumbs.className = "feedback";
+      thumbs.innerHTML =
+        '<button type="button" class="thumb" data-rating="1" aria-label="Good answer" aria-pressed="false">' + THUMB + "</button>" +
+        '<button type="button" class="thumb down" data-rating="-1" aria-label="Bad answer" aria-pressed="false">' + THUMB + "</button>";
+      actions.append(thumbs);
+    }
+    thumbs.dataset.message = parts[parts.length - 1].dataset.id;
+  }
+
   function removeEmptyState() {
     const empty = document.getElementById("empty-state");
     if (empty) empty.remove();
@@ -91,6 +130,7 @@ export function messageView(chat) {
     item.append(roleLine("You", message.created_at), body);
     const files = fileList(message.attachments);
     if (files) item.append(files);
+    item.append(userActions());
     addCopy(item, body, "your message");
     steady(() => {
       // An answer to it may already be shown, if the socket was quicker than the POST.
@@ -113,7 +153,7 @@ export function messageView(chat) {
     answer = document.createElement("li");
     answer.className = "message assistant";
     answer.dataset.promptId = promptId;
-    answer.append(roleLine(assistantName));
+    answer.append(roleLine(chat.dataset.assistantName)); // read now: the thread may have switched
     const prompt = userItem(promptId);
     if (prompt && prompt.nextElementSibling) prompt.nextElementSibling.before(answer);
     else list.append(answer);
@@ -133,49 +173,21 @@ export function messageView(chat) {
     const state = document.createElement("p");
     state.className = "run-state";
     state.hidden = true;
-    version.append(body, state);
+    const actions = document.createElement("div");
+    actions.className = "message-actions";
+    version.append(body, state, actions);
+    // A new run of this message (another tab regenerated it): it is what the branch shows now.
+    for (const old of answer.querySelectorAll(":scope > .version")) old.remove();
     answer.append(version);
-    for (const retry of answer.querySelectorAll(".retry")) retry.remove();
-    show(answer, versionsOf(answer).length - 1);
     return version;
   }
 
-  const versionsOf = (answer) => [...answer.querySelectorAll(":scope > .version")];
-
-  // --- Versions: < 1/2 > ---------------------------------------------------------------
-
-  function show(answer, index) {
-    const versions = versionsOf(answer);
-    versions.forEach((version, i) => {
-      version.hidden = i !== index;
-    });
-    let nav = answer.querySelector(":scope > .versions");
-    if (versions.length < 2) return;
-    if (!nav) {
-      nav = document.createElement("div");
-      nav.className = "versions";
-      nav.innerHTML =
-        '<button type="button" class="icon-button" data-step="-1" aria-label="Previous version">‹</button>' +
-        '<span class="count"></span>' +
-        '<button type="button" class="icon-button" data-step="1" aria-label="Next version">›</button>';
-      answer.querySelector(".role").after(nav);
-    }
-    nav.dataset.index = index;
-    nav.querySelector(".count").textContent = index + 1 + "/" + versions.length;
-    nav.querySelector('[data-step="-1"]').disabled = index === 0;
-    nav.querySelector('[data-step="1"]').disabled = index === versions.length - 1;
-  }
-
-  list && list.addEventListener("click", (event) => {
-    const step = event.target.closest(".versions [data-step]");
-    if (step) {
-      const answer = step.closest("li.assistant");
-      const nav = answer.querySelector(".versions");
-      steady(() => show(answer, Number(nav.dataset.index) + Number(step.dataset.step)));
-      return;
-    }
+  // Clicks inside the list: Retry here, the rest (versions, edit, regenerate, thumbs) tree.js.
+  function onListClick(event) {
     if (event.target.closest(".retry")) onRetry(event.target.closest(".retry"));
-  });
+    else onSwitch(event);
+  }
+  if (list) list.addEventListener("click", onListClick);
 
   // --- Messages, streamed text and states ---------------------------------------------
 
@@ -184,11 +196,15 @@ export function messageView(chat) {
     const body = version.querySelector(".body");
     addCodeBars(body);
     addCopy(version, body, "the answer");
+    answerActions(version);
     if (!answer.querySelector(".role time") && version.dataset.createdAt) {
       const time = document.createElement("time");
       time.dateTime = version.dataset.createdAt;
       time.dataset.relative = "";
-      answer.querySelector(".role").append(" ", time);
+      const role = answer.querySelector(".role");
+      const nav = role.querySelector(".versions");
+      if (nav) nav.before(time, " "); // the name, its time, then `< 1/2 >`
+      else role.append(" ", time);
     }
   }
 
@@ -316,23 +332,40 @@ export function messageView(chat) {
 
   // --- The server-rendered page --------------------------------------------------------
 
-  if (list) {
+  function adopt() {
     for (const item of list.querySelectorAll("li.message.user")) {
       addCopy(item, item.querySelector(".body"), "your message");
     }
-    for (const answer of list.querySelectorAll("li.assistant")) {
-      const versions = versionsOf(answer);
-      for (const version of versions) {
-        version.dataset.summary = version.querySelector(".run-state").textContent.trim();
-        if (!ACTIVE.has(version.dataset.status)) version.dataset.done = "true";
-        else live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
-        decorateAnswer(version);
-        sayState(version);
-        for (const part of version.querySelectorAll(".part")) linkCitations(part, version.dataset.runId);
+    for (const version of list.querySelectorAll("li.assistant > .version")) {
+      version.dataset.summary = version.querySelector(".run-state").textContent.trim();
+      if (!ACTIVE.has(version.dataset.status)) version.dataset.done = "true";
+      else if (!live.has(String(version.dataset.runId))) {
+        live.set(String(version.dataset.runId), { text: "", startedAt: Date.now(), lastTextAt: 0 });
       }
-      show(answer, versions.length - 1);
+      decorateAnswer(version);
+      sayState(version);
+      for (const part of version.querySelectorAll(".part")) linkCitations(part, version.dataset.runId);
     }
   }
+
+  // The server's rendering of the list (tree.js asks for it after every change of branch).
+  function replaceList(html) {
+    const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("messages");
+    if (!fresh || !list) return null;
+    for (const state of live.values()) if (state.frame) cancelAnimationFrame(state.frame);
+    live.clear();
+    steady(() => {
+      listObserver.unobserve(list);
+      list.replaceWith(fresh);
+      list = fresh;
+      list.addEventListener("click", onListClick);
+      listObserver.observe(list);
+      adopt();
+    });
+    return fresh.dataset.lastMessageId;
+  }
+
+  if (list) adopt();
   toBottom(); // a thread opens at its latest message
 
   return {
@@ -342,8 +375,13 @@ export function messageView(chat) {
     streamedText,
     showStreamed,
     isFollowing: () => following,
+    replaceList,
+    hasMessage: (id) => Boolean(list && list.querySelector('[data-id="' + id + '"]')),
     set onRetry(handler) {
       onRetry = handler;
+    },
+    set onSwitch(handler) {
+      onSwitch = handler;
     },
   };
 }

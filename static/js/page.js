@@ -1,11 +1,13 @@
 // The chat page: wires its parts together. Each concern lives in its own module: the socket
 // and replay (chat.js), the message list and scrolling (messages.js), the composer, the
-// sidebar, Markdown while streaming (markdown.js), copying and the keyboard shortcuts.
+// sidebar, Markdown while streaming (markdown.js), copying, the keyboard shortcuts, and the
+// thread's tree: versions, edit, regenerate, feedback, switching assistant (tree.js).
 import { startSocket } from "./chat.js";
 import { composer as makeComposer } from "./composer.js";
 import { messageView } from "./messages.js";
 import { shortcuts } from "./shortcuts.js";
 import { sidebar as makeSidebar } from "./sidebar.js";
+import { tree } from "./tree.js";
 
 const chat = document.getElementById("chat");
 const bar = makeSidebar();
@@ -25,4 +27,4 @@ const banner = {
     line.textContent = "";
   },
 };
-if (chat.dataset.socketPath) startSocket(chat, view, banner);
+if (chat.dataset.socketPath) tree(chat, view, startSocket(chat, view, banner));

@@ -188,8 +188,8 @@ from assistants_app.models import Assistant, Message, Thread
 owner = get_user_model().objects.get(username={owner!r})
 thread = Thread.objects.create(owner=owner, assistant=Assistant.objects.get(name={assistant!r}),
                                title={title!r})
-Message.objects.bulk_create(Message(thread=thread, role=role, text=text)
-                            for role, text in json.loads({messages!r}))
+for role, text in json.loads({messages!r}):  # one by one: each follows the one before
+    Message.objects.create(thread=thread, role=role, text=text)
 Thread.objects.filter(pk=thread.pk).update(updated_at=timezone.now() - timedelta(days={days_ago}))
 print(thread.pk)
 """

@@ -71,8 +71,10 @@ async def test_a_run_is_chained_to_the_threads_last_answered_response(
 ):
     known_capabilities.conversations = False
     earlier = await Message.objects.acreate(thread=alice_thread, role="user", text="Earlier")
-    await Run.objects.acreate(thread=alice_thread, prompt=earlier, remote_id="resp_earlier",
-                              status=RunStatus.COMPLETED)  # fmt: skip
+    run = await Run.objects.acreate(
+        thread=alice_thread, prompt=earlier, remote_id="resp_earlier", status=RunStatus.COMPLETED
+    )
+    await Message.objects.acreate(thread=alice_thread, role="assistant", text="Sure", run=run)
     create = provider_mock.post("/responses").respond(json=response("queued"))
 
     await start(alice_thread)

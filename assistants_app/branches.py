@@ -1,0 +1,96 @@
+"""Provider-side state as a cache of a path of our tree.
+
+A provider conversation (Responses) or thread (Assistants) holds the history of one branch up
+to a message, its `tip` (ProviderConversation). A run whose prompt follows that tip goes on in
+it, as a plain follow-up always has; any other run (an edit, a regenerate, a switched
+assistant, an engine changed in admin) starts a new provider conversation seeded with the path
+before its prompt. Engines without provider-side state (Chat Completions, stateless Responses)
+send the path itself (history.py). Our database stays the only source of truth: a lost or
+stale provider conversation costs a new one, never a message.
+"""
+
+from django.db import transaction
+
+from .db import database_sync_to_async
+from .engines.base import Engine, Turn
+from .models import Message, ProviderConversation, Run, RunStatus, Thread
+from .tree import path_turns
+
+
+async def prepare(engine: Engine, run: Run, message: Message) -> None:
+    """Point `run.thread.remote_id` at the provider conversation that holds the history before
+    the run's prompt, seeding a new one when none does (or none where the engine keeps none).
+
+    `message` is the prompt: its provider id is cleared, since it is added to that
+    conversation by this run whatever conversation it went to before.
+    """
+    thread = run.thread
+    assistant = thread.assistant
+    found = await _reusable(thread, assistant.engine, assistant.provider, message.parent_id)
+    message.remote_id = ""
+    if found is not None:
+        thread.remote_id = found.remote_id
+        await _claim(run, found)
+        return
+    thread.remote_id = ""
+    await engine.ensure_thread(thread, seed=await _turns_before(message))
+    await _claim(run, await _remember(thread) if thread.remote_id else None)
+
+
+def settle(run: Run) -> None:
+    """Called as a run ends, in the transaction that records it: a completed run's
+    conversation holds its path up to the run's last message; any other end leaves it holding
+    something we cannot name (a prompt without answer, part of one), so it is not reused."""
+    if not run.conversation_id:
+        return
+    last = None
+    if run.status == RunStatus.COMPLETED:
+        last = Message.objects.filter(run_id=run.pk).order_by("-pk").values_list("pk", flat=True)
+        last = last.first()
+    ProviderConversation.objects.filter(pk=run.conversation_id).update(tip_id=last)
+
+
+@database_sync_to_async
+def _reusable(thread: Thread, engine: str, provider: str, parent_id: int | None):
+    conversations = ProviderConversation.objects.filter(thread_id=thread.pk)
+    if thread.remote_id and not conversations.exists():
+        # A provider id set without a record (by hand, or an import): taken to hold the line
+        # up to the prompt, as every thread did before branches.
+        return ProviderConversation.objects.create(
+            thread_id=thread.pk,
+            engine=engine,
+            provider=provider,
+            remote_id=thread.remote_id,
+            tip_id=parent_id,
+        )
+    if parent_id is None:
+        return None  # the first message: a new conversation (an empty seed)
+    return conversations.filter(engine=engine, provider=provider, tip_id=parent_id).first()
+
+
+@database_sync_to_async
+def _remember(thread: Thread) -> ProviderConversation:
+    # Not the async ORM: its connection would stay checked out of the pool through the
+    # provider call that follows, and under load the pool's other users queue behind it.
+    return ProviderConversation.objects.create(
+        thread_id=thread.pk,
+        engine=thread.assistant.engine,
+        provider=thread.assistant.provider,
+        remote_id=thread.remote_id,
+    )
+
+
+@database_sync_to_async
+def _claim(run: Run, conversation: ProviderConversation | None) -> None:
+    """Record where the run goes on; while it writes there, the conversation's tip is unknown."""
+    run.conversation = conversation
+    with transaction.atomic():
+        if conversation is not None:
+            ProviderConversation.objects.filter(pk=conversation.pk).update(tip=None)
+        Run.objects.filter(pk=run.pk).update(conversation=conversation)
+        Thread.objects.filter(pk=run.thread_id).update(remote_id=run.thread.remote_id)
+
+
+@database_sync_to_async
+def _turns_before(message: Message) -> list[Turn]:
+    return path_turns(message.thread_id, message.parent_id)
