@@ -8,6 +8,7 @@ branch while the run writes to another.
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.http import Http404
 
 from . import runs, tree
@@ -67,6 +68,8 @@ def _store_edit(user, thread: Thread, message_id: int, text: str) -> tuple[Messa
         message.save()
         tree.set_leaf(thread, message.pk)
         run = new_run(thread, message)
+    # Loaded now (none: an edit is words only), so the async view can show the message.
+    prefetch_related_objects([message], "attachments")
     run.thread = thread
     return message, run
 

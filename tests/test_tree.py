@@ -243,7 +243,7 @@ def test_existing_threads_migrate_as_straight_lines(talk):
     Message.objects.update(parent=None)
     Thread.objects.update(current_leaf=None)
     Run.objects.update(assistant=None)
-    migration = importlib.import_module("assistants_app.migrations.0009_message_tree")
+    migration = importlib.import_module("assistants_app.migrations.0011_message_tree")
 
     migration.straight_lines(apps, None)
 
