@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 from django.utils import timezone
 
-from . import limits, runs, storable, usage
+from . import limits, runs, storable, usage, versions
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -165,7 +165,12 @@ def _store_message_and_run(user, thread: Thread, text: str) -> tuple[Message, Ru
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
         message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
-        run = Run.objects.create(thread=thread, prompt=message, **runs.starting_lease())
+        run = Run.objects.create(
+            thread=thread,
+            prompt=message,
+            assistant_version_id=versions.current_id(thread.assistant),
+            **runs.starting_lease(),
+        )
         usage.reserve(run)
         if not thread.title:
             thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
@@ -185,7 +190,12 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
             "NOTHING_TO_RETRY", "Only an answer that failed or was stopped can be retried."
         )
     with _starting_a_run(user, thread):
-        run = Run.objects.create(thread=thread, prompt=last.prompt, **runs.starting_lease())
+        run = Run.objects.create(
+            thread=thread,
+            prompt=last.prompt,
+            assistant_version_id=versions.current_id(thread.assistant),
+            **runs.starting_lease(),
+        )
         usage.reserve(run)
     run.thread = thread
     return last.prompt, run
