@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import share_views, views
 
 urlpatterns = [
     path("", views.thread_list, name="thread-list"),
@@ -14,4 +14,9 @@ urlpatterns = [
     path("threads/<int:pk>/delete/", views.thread_delete, name="thread-delete"),
     path("threads/<int:pk>/export.md", views.thread_export_markdown, name="thread-export-md"),
     path("threads/<int:pk>/export.json", views.thread_export_json, name="thread-export-json"),
+    path("threads/<int:pk>/share/", share_views.link_create, name="thread-share"),
+    path("shared/", share_views.link_list, name="shared-links"),
+    path("shared/<int:pk>/revoke/", share_views.link_revoke, name="shared-link-revoke"),
+    path("s/<str:token>/", share_views.shared_thread, name="shared-thread"),
+    path("s/<str:token>/continue/", share_views.shared_continue, name="shared-continue"),
 ]

@@ -56,6 +56,10 @@ class ResponsesEngine(LocalGeneration):
         found = await self.capabilities(thread.assistant)
         if thread.remote_id or not (found.responses and found.conversations):
             return
+        if await _holds_earlier_messages(thread):
+            # A conversation would start empty (a chat continued from a share link): the
+            # thread goes on from the history we keep, sent as input, as without conversations.
+            return
         try:
             with provider_errors():
                 conversation = await get_client(self.provider).conversations.create(
@@ -248,6 +252,12 @@ def _last_answered(run: Run) -> str:
         .first()
     )
     return "" if previous is None or previous.startswith(LOCAL_PREFIX) else previous
+
+
+@database_sync_to_async
+def _holds_earlier_messages(thread: Thread) -> bool:
+    """More than the message being sent: history a new conversation would not have."""
+    return Message.objects.filter(thread_id=thread.pk)[:2].count() > 1
 
 
 @database_sync_to_async
