@@ -57,7 +57,7 @@ def link_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _viewer(view):
     """Signed-in people only, unless SHARE_LINKS_PUBLIC; and whatever the answer, a shared
-    page is never indexed, cached by others or named to the sites its links lead to."""
+    page is never indexed, cached, or named to the sites its links lead to."""
 
     @wraps(view)
     def checked(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -66,7 +66,9 @@ def _viewer(view):
         else:
             response = view(request, *args, **kwargs)
         response["X-Robots-Tag"] = "noindex, nofollow"
-        response["Referrer-Policy"] = "no-referrer"
+        # Never to other sites (the token is in the address); "no-referrer" would also make
+        # the browser send "Origin: null" with the page's own forms, which CSRF refuses.
+        response["Referrer-Policy"] = "same-origin"
         response["Cache-Control"] = "private, no-store"
         return response
 

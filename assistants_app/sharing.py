@@ -5,7 +5,8 @@ A viewer may copy the shared messages into a thread of their own and go on from 
 
 What a shared page shows is the messages' text and the thread's title at sharing time; never
 the owner's name, their other threads, runs, notes or anything else of theirs. The token is 256
-random bits (`secrets`), and the page is marked noindex and sent with no referrer (share_views).
+random bits (`secrets`), and the page is marked noindex and names itself to no other site
+(share_views).
 """
 
 import secrets
