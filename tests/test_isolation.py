@@ -14,7 +14,7 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from assistants_app.models import Message, Run, RunStatus, Thread
+from assistants_app.models import Message, Run, RunStatus, SharedLink, Thread
 from assistants_app.routing import websocket_urlpatterns
 
 from .sockets import refusal
@@ -30,6 +30,8 @@ ALICE_ID = 4242
 BOB_ID = 4343
 UNKNOWN_ID = 999_999
 OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id"}
+# A share link's token is the key itself: who holds it may read (tests/test_sharing.py).
+KEY_KWARGS = {"token"}
 METHODS = ("get", "post")
 PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
@@ -67,6 +69,8 @@ def url_for(route: str, object_id: int) -> str:
         assert match["converter"] in (None, "int", "str", "slug", "path"), (
             f"{route}: teach this walk to make a <{match['converter']}:...> value"
         )
+        if match["name"] in KEY_KWARGS:
+            return f"key-of-{object_id}"
         assert match["name"] in OBJECT_KWARGS, (
             f"{route}: teach this walk which object <{match['name']}> names"
         )
@@ -93,6 +97,10 @@ def rooms(alice, bob, assistant):
         Run.objects.create(
             pk=object_id, thread=thread, prompt=prompt, status=RunStatus.COMPLETED, total_tokens=9
         )
+        SharedLink.objects.create(
+            pk=object_id, thread=thread, token=f"key-of-{object_id}", title=thread.title,
+            message_ids=[prompt.pk],
+        )  # fmt: skip
 
 
 def snapshot():
@@ -100,6 +108,7 @@ def snapshot():
         list(Thread.objects.values_list("pk", "owner_id", "title")),
         list(Message.objects.values_list("pk", "thread_id", "text")),
         list(Run.objects.values_list("pk", "thread_id", "status")),
+        list(SharedLink.objects.values_list("pk", "thread_id", "token")),
     )
 
 
