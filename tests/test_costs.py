@@ -175,3 +175,38 @@ def test_the_csv_is_for_staff_only(alice_client):
 
 def test_cost_of_never_counts_more_cached_than_input(price):
     assert costs.cost_of(price, 10, 50, 0) == Decimal(10) * Decimal("0.5") / 1_000_000
+
+
+def test_the_chat_engine_reads_cached_input_tokens():
+    from openai.types.chat import ChatCompletionChunk
+
+    from assistants_app.engines.chat import _usage_of
+
+    chunk = ChatCompletionChunk.model_validate(
+        {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+         "usage": {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55,
+                   "prompt_tokens_details": {"cached_tokens": 30}}}  # fmt: skip
+    )
+    usage = _usage_of(chunk)
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens) == (50, 30, 5)
+
+
+def test_the_driver_keeps_cached_input_tokens_and_the_cost_on_the_run_and_ledger(
+    alice_thread, price
+):
+    from asgiref.sync import async_to_sync
+
+    from assistants_app import runs
+    from assistants_app.engines.base import RunUpdate, Usage
+
+    run = Run.objects.create(thread=alice_thread)
+    usage.reserve(run)
+    run = Run.objects.select_related("thread__assistant").get(pk=run.pk)
+    spent = Usage(
+        input_tokens=1_000_000, output_tokens=0, total_tokens=1_000_000,
+        cached_input_tokens=1_000_000,
+    )  # fmt: skip
+    async_to_sync(runs.record)(run, RunUpdate(status=RunStatus.COMPLETED, usage=spent))
+    run.refresh_from_db()
+    assert run.cached_input_tokens == 1_000_000
+    assert UsageRecord.objects.get(run=run).cost == Decimal("0.5")
