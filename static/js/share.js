@@ -3,6 +3,6 @@ import { copyButton } from "./copy.js";
 
 for (const input of document.querySelectorAll(".link-url")) {
   const title = input.closest(".link-item").querySelector(".link-title").textContent;
-  input.after(copyButton("Copy link", `Copy the link to “${title}”`, () => input.value));
+  input.after(copyButton("Copy link", `Copy link to “${title}”`, () => input.value));
   input.addEventListener("focus", () => input.select());
 }

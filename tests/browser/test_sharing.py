@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import answers, new_chat, screenshot
+from .conftest import answers, axe_violations, new_chat, screenshot
 from .conftest import send as type_and_send
 
 pytestmark = pytest.mark.slow
@@ -33,6 +33,8 @@ def test_share_open_as_another_user_continue_and_revoke(site, log_in, open_conte
     link = link_field.input_value()
     assert re.fullmatch(rf"{re.escape(site.url)}/s/[A-Za-z0-9_-]{{43}}/", link), link
     screenshot(alice, "share-01-links")
+    alice.reload()  # the page itself, without the one-off notice (_flash.html's own markup)
+    assert axe_violations(alice) == []
 
     alice.goto(f"/threads/{thread_id}/")
     send(alice, "A later question, not shared", 2)
@@ -49,6 +51,7 @@ def test_share_open_as_another_user_continue_and_revoke(site, log_in, open_conte
     robots = bob.locator('meta[name="robots"]')
     expect(robots).to_have_attribute("content", "noindex, nofollow")
     screenshot(bob, "share-02-shared-page")
+    assert axe_violations(bob) == []
 
     bob.get_by_role("button", name="Continue this chat").click()
     expect(bob).to_have_url(re.compile(r"/threads/\d+/$"))
