@@ -164,3 +164,22 @@ def test_versions_are_numbered_in_order(assistant):
         assistant.save()
     numbers = list(assistant.versions.values_list("number", flat=True))
     assert numbers == [6, 5, 4, 3, 2, 1]
+
+
+def test_the_migration_makes_every_existing_assistant_version_one(alice_thread, assistant):
+    import importlib
+
+    from django.apps import apps
+
+    from assistants_app.models import UsageRecord
+
+    UsageRecord.objects.create(user=alice_thread.owner, assistant=assistant)
+    AssistantVersion.objects.all().delete()  # as before the migration
+    migration = importlib.import_module("assistants_app.migrations.0009_sharing_versions_costs")
+
+    migration.first_versions(apps, schema_editor=None)
+
+    (version,) = assistant.versions.all()
+    assert (version.number, version.values) == (1, versions.values_of(assistant))
+    record = UsageRecord.objects.get()
+    assert (record.provider, record.model) == ("test", "gpt-test")
