@@ -158,7 +158,7 @@ def _line_diff(old: str, new: str) -> str:
     ]
     return format_html(
         '<pre class="diff">{}</pre>',
-        format_html_join("\n", '<span class="{}">{}</span>', shown),
+        format_html_join("", '<span class="{}">{}</span>', shown),  # block spans: a line each
     )
 
 
