@@ -47,7 +47,6 @@ class GroupBudgetAdmin(admin.ModelAdmin):
     ]  # fmt: skip
     list_select_related = ["group"]
     search_fields = ["group__name"]
-    autocomplete_fields = ["group"]
     readonly_fields = ["spent_today", "spent_this_month"]
 
     @admin.display(description="Spent today (UTC)")

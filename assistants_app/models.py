@@ -445,6 +445,9 @@ class AssistantVersion(models.Model):
     )
 
     class Meta:
+        # "Versions" under Assistants in admin: a short name, so its breadcrumbs read as links.
+        verbose_name = "version"
+        verbose_name_plural = "versions"
         ordering = ["assistant", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["assistant", "number"], name="one_number_per_version")

@@ -83,7 +83,7 @@ class Migration(migrations.Migration):
                 ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'ordering': ['assistant', '-number'],
+                'verbose_name': 'version', 'verbose_name_plural': 'versions', 'ordering': ['assistant', '-number'],
             },
         ),
         migrations.AddField(
