@@ -10,6 +10,7 @@ from django.contrib import admin, messages
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -17,13 +18,17 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from . import (
+    admin_costs,  # noqa: F401 - registers the prices' and group budgets' pages
+    assistant_versions,
     audit,
+    costs,  # noqa: F401
     knowledge_admin,  # noqa: F401 - registers the knowledge documents' admin
     limits,
     protocols,
     tools,
     usage,
 )
+from .admin_versions import versions_link
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
 from .engines.client import list_models
@@ -140,7 +145,9 @@ class AssistantAdmin(admin.ModelAdmin):
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]
-    readonly_fields = ["remote_id", "vector_store_id", "created_at", "updated_at"]
+    readonly_fields = [
+        "remote_id", "vector_store_id", "created_at", "updated_at", "version_history",
+    ]  # fmt: skip
     actions = ["deactivate", "activate", "sync_with_provider", "move_to_responses"]
     fieldsets = [
         (None, {"fields": ["name", "description", "instructions", "is_active"]}),
@@ -159,7 +166,12 @@ class AssistantAdmin(admin.ModelAdmin):
             "Provider state",
             {"fields": ["remote_id", "vector_store_id", "created_at", "updated_at"]},
         ),
+        ("Versions", {"fields": ["version_history"]}),
     ]
+
+    @admin.display(description="Versions")
+    def version_history(self, obj):
+        return versions_link(obj)
 
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
@@ -186,7 +198,9 @@ class AssistantAdmin(admin.ModelAdmin):
         return form
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        # A changed assistant is kept as a version (assistant_versions.py).
+        with assistant_versions.changes_by(request.user):
+            super().save_model(request, obj, form, change)
         self._sync(request, obj)
         if missing := knowledge_admin.sync_documents(obj):
             messages.warning(
@@ -435,16 +449,37 @@ class UsageAdmin(admin.ModelAdmin):
         if form.is_valid():
             since, until = form.cleaned_data["since"], form.cleaned_data["until"]
             runs = usage.runs_between(since, until)
+            tables = {
+                "user": usage.per_user(runs),
+                "group": usage.per_group(runs),
+                "assistant": usage.per_assistant(runs),
+                "day": usage.per_day(runs),
+            }
+            if request.GET.get("format") == "csv":
+                return self._csv(tables, since, until)
+            period = {"since": since.isoformat(), "until": until.isoformat()}
             context.update(
                 # Shows the period in effect, defaults included.
-                form=usage.PeriodForm({"since": since.isoformat(), "until": until.isoformat()}),
+                form=usage.PeriodForm(period),
                 since=since,
                 until=until,
                 totals=usage.totals(runs),
-                users=self._page(request, usage.per_user(runs), "user_page"),
-                assistants=self._page(request, usage.per_assistant(runs), "assistant_page"),
+                currency=settings.COST_CURRENCY,
+                unpriced=costs.unpriced_models(runs),
+                csv_query=f"since={period['since']}&until={period['until']}&format=csv",
+                **{
+                    f"{kind}s": self._page(request, rows, f"{kind}_page")
+                    for kind, rows in tables.items()
+                },
             )
         return TemplateResponse(request, "admin/assistants_app/usage_report.html", context)
+
+    def _csv(self, tables: dict, since, until) -> HttpResponse:
+        response = HttpResponse(
+            costs.report_csv(tables.items()), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="usage-{since}-{until}.csv"'
+        return response
 
     def _page(self, request, rows, parameter: str):
         """One page of rows, with links to its neighbours that keep the other parameters."""

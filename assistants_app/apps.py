@@ -7,6 +7,7 @@ class AssistantsAppConfig(AppConfig):
 
     def ready(self) -> None:
         from . import (
+            assistant_versions,  # noqa: F401 - connects the signal that records versions
             audit,
             signals,  # noqa: F401 - connects the receivers that delete files
         )

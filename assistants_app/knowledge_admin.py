@@ -7,7 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 
-from . import files, knowledge
+from . import assistant_versions, files, knowledge
 from .engines import openai_files
 from .exceptions import ClientError, ProviderError
 from .models import Assistant, KnowledgeDocument
@@ -63,7 +63,8 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):
         if change:
             return  # a document is replaced by deleting it and adding the new one
         name, data = form.cleaned_data["upload"]
-        document = knowledge.add_document(form.cleaned_data["assistant"], name, data)
+        with assistant_versions.changes_by(request.user):  # a new version of the assistant
+            document = knowledge.add_document(form.cleaned_data["assistant"], name, data)
         obj.pk = document.pk  # admin's redirect and message name the stored document
         obj.__dict__.update(
             {k: v for k, v in document.__dict__.items() if not k.startswith("_")}
@@ -74,6 +75,14 @@ class KnowledgeDocumentAdmin(admin.ModelAdmin):
                 f"“{document}” is indexed here, but the provider refused it: answers on that "
                 "provider will not find it. Delete and add it again to retry.",
             )
+
+    def delete_model(self, request, obj):
+        with assistant_versions.changes_by(request.user):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with assistant_versions.changes_by(request.user):
+            super().delete_queryset(request, queryset)
 
     def has_change_permission(self, request, obj=None):
         return obj is None and super().has_change_permission(request, obj)

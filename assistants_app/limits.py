@@ -25,7 +25,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
-from . import usage
+from . import budgets, usage
 from .exceptions import RateLimited
 from .models import Run, UsageLimit
 
@@ -90,6 +90,7 @@ def check_can_start_run(user) -> str | None:
             "at midnight UTC; your message is still here.",
             retry_after=seconds_until_tomorrow(),
         )
+    budgets.check(user)
     if not limits.messages_per_minute:
         return None
     place = reserve_in_window(f"messages:{user.pk}", 60, limits.messages_per_minute)

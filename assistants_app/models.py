@@ -308,8 +308,19 @@ class Run(models.Model):
     error_code = models.CharField(max_length=100, blank=True)
     error_message = models.TextField(blank=True)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_input_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Of the input tokens, those the provider had cached."
+    )
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
+    assistant_version = models.ForeignKey(
+        "AssistantVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        help_text="The assistant's settings when the run was created (versions.py).",
+    )
     usage_estimated = models.BooleanField(
         default=False, help_text="The provider reported no usage: the tokens were counted here."
     )
@@ -434,11 +445,26 @@ class UsageRecord(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
     input_tokens = models.PositiveIntegerField(null=True, blank=True)
+    cached_input_tokens = models.PositiveIntegerField(null=True, blank=True)
     output_tokens = models.PositiveIntegerField(null=True, blank=True)
     total_tokens = models.PositiveIntegerField(null=True, blank=True)
     charged_tokens = models.PositiveIntegerField(
         default=0, help_text="Counted against the budget: the estimate until the run ends."
     )
+    # What it cost (costs.py): the model is kept here, as prices are per model and an
+    # assistant's model may change; the groups are the user's when the run started, whose
+    # budgets it counts against.
+    provider = models.CharField(max_length=100, blank=True)
+    model = models.CharField(max_length=200, blank=True)
+    groups = models.ManyToManyField(Group, blank=True, related_name="+")
+    cost = models.DecimalField(
+        max_digits=16, decimal_places=8, null=True, blank=True,
+        help_text="What the run cost at the model's prices; empty: no price set, or not ended.",
+    )  # fmt: skip
+    charged_cost = models.DecimalField(
+        max_digits=16, decimal_places=8, default=0,
+        help_text="Counted against money budgets: an estimate until the run ends.",
+    )  # fmt: skip
 
     class Meta:
         ordering = ["id"]
@@ -741,3 +767,90 @@ class Feedback(models.Model):
             "comment": self.comment,
             "share_thread": self.share_thread,
         }
+
+
+# --- For organisations: share links, assistants' versions, prices and group budgets ---------
+
+
+class SharedLink(models.Model):
+    """A read-only link to a thread as it was when shared: the messages it had then, by id
+    (sharing.py). Whoever holds the token may view it; deleting the row revokes it."""
+
+    token = models.CharField(max_length=64, unique=True)
+    thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="shared_links")
+    title = models.CharField(max_length=200)
+    message_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Shared link to {self.title}"
+
+
+class AssistantVersion(models.Model):
+    """What an assistant answered with from one change of it to the next (versions.py)."""
+
+    assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    values = models.JSONField(help_text="The versioned fields and their values.")
+    changed = models.JSONField(default=list, help_text="Fields changed from the version before.")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    restored_from = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The version number this one restored."
+    )
+
+    class Meta:
+        # "Versions" under Assistants in admin: a short name, so its breadcrumbs read as links.
+        verbose_name = "version"
+        verbose_name_plural = "versions"
+        ordering = ["assistant", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["assistant", "number"], name="one_number_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.assistant} v{self.number}"
+
+
+MONEY = {"max_digits": 16, "decimal_places": 6}
+
+
+class ModelPrice(models.Model):
+    """What a model costs per million tokens (costs.py), in the site's currency."""
+
+    provider = models.CharField(
+        max_length=100, blank=True, help_text="A key of ASSISTANT_PROVIDERS; blank: any provider."
+    )
+    model = models.CharField(max_length=200)
+    input_per_million = models.DecimalField("input", **MONEY)
+    cached_input_per_million = models.DecimalField(
+        "cached input", null=True, blank=True, help_text="Empty: the input price.", **MONEY
+    )
+    output_per_million = models.DecimalField("output", **MONEY)
+
+    class Meta:
+        ordering = ["model", "provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "model"], name="one_price_per_model")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} ({self.provider or 'any provider'})"
+
+
+class GroupBudget(models.Model):
+    """What a group's members may spend together (budgets.py); empty or 0: no limit."""
+
+    group = models.OneToOneField(Group, on_delete=models.CASCADE, related_name="budget")
+    tokens_per_day = models.PositiveBigIntegerField(null=True, blank=True)
+    tokens_per_month = models.PositiveBigIntegerField(null=True, blank=True)
+    cost_per_day = models.DecimalField(null=True, blank=True, **MONEY)
+    cost_per_month = models.DecimalField(null=True, blank=True, **MONEY)
+
+    def __str__(self) -> str:
+        return f"Budget of {self.group}"

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_obj
 from django.http import Http404
 from django.utils import timezone
 
-from . import files, knowledge, limits, runs, storable, tree, usage
+from . import assistant_versions, files, knowledge, limits, runs, storable, tree, usage
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -223,7 +223,11 @@ def new_run(thread: Thread, prompt: Message) -> Run:
     if current != thread.assistant_id:
         thread.assistant = Assistant.objects.get(pk=current)
     run = Run.objects.create(
-        thread=thread, prompt=prompt, assistant_id=thread.assistant_id, **runs.starting_lease()
+        thread=thread,
+        prompt=prompt,
+        assistant_id=thread.assistant_id,
+        assistant_version_id=assistant_versions.current_id(thread.assistant),
+        **runs.starting_lease(),
     )
     usage.reserve(run)
     return run

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import file_views, version_views, views
+from . import file_views, share_views, version_views, views
 
 urlpatterns = [
     path("", views.thread_list, name="thread-list"),
@@ -37,4 +37,9 @@ urlpatterns = [
     path("files/<int:pk>/thumbnail/", file_views.attachment_thumbnail, name="attachment-thumbnail"),
     path("knowledge/<int:pk>/", file_views.knowledge_document, name="knowledge-document"),
     path("knowledge/files/<str:file_id>/", file_views.knowledge_file, name="knowledge-file"),
+    path("threads/<int:pk>/share/", share_views.link_create, name="thread-share"),
+    path("shared/", share_views.link_list, name="shared-links"),
+    path("shared/<int:pk>/revoke/", share_views.link_revoke, name="shared-link-revoke"),
+    path("s/<str:token>/", share_views.shared_thread, name="shared-thread"),
+    path("s/<str:token>/continue/", share_views.shared_continue, name="shared-continue"),
 ]

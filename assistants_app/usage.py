@@ -9,10 +9,12 @@ from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, Length
+from django.db.models.functions import Coalesce, Length, TruncDate
 from django.utils import timezone
 
+from . import costs
 from .models import EngineKind, Message, Run, RunStatus, UsageRecord
 
 # Tokens an answer is expected to take, on top of what the run sends, until it reports usage.
@@ -27,8 +29,10 @@ FIGURES = {
     "runs": Count("pk"),
     "failed": Count("pk", filter=Q(status__in=FAILED_STATUSES)),
     "input_tokens": Coalesce(Sum("input_tokens"), 0),
+    "cached_input_tokens": Coalesce(Sum("cached_input_tokens"), 0),
     "output_tokens": Coalesce(Sum("output_tokens"), 0),
     "total_tokens": Coalesce(Sum("total_tokens"), 0),
+    "cost": Sum("cost"),  # None: nothing in the period was priced
 }
 
 
@@ -43,27 +47,54 @@ def reserve(run: Run) -> UsageRecord:
     chars = (sent["chars"] or 0) + len(thread.assistant.instructions)
     if thread.assistant.engine == EngineKind.CHAT:
         chars = min(chars, settings.CHAT_HISTORY_MAX_CHARS)  # the most a chat run sends
-    return UsageRecord.objects.create(
+    model = costs.model_of(thread.assistant)
+    price = costs.price_for(thread.assistant.provider, model)
+    sending = chars // CHARS_PER_TOKEN
+    record = UsageRecord.objects.create(
         run=run,
         user_id=thread.owner_id,
         assistant_id=thread.assistant_id,
         created_at=run.created_at,
         status=run.status,
-        charged_tokens=chars // CHARS_PER_TOKEN + ANSWER_TOKENS_ESTIMATE,
+        provider=thread.assistant.provider,
+        model=model,
+        charged_tokens=sending + ANSWER_TOKENS_ESTIMATE,
+        charged_cost=costs.cost_of(price, sending, 0, ANSWER_TOKENS_ESTIMATE) if price else 0,
     )
+    # The user's groups now: their budgets pay for this run, whatever the user joins later.
+    memberships = get_user_model().groups.through.objects.filter(user_id=thread.owner_id)
+    through = UsageRecord.groups.through
+    through.objects.bulk_create(
+        [
+            through(usagerecord=record, group_id=pk)
+            for pk in memberships.values_list("group_id", flat=True)
+        ]
+    )
+    return record
 
 
 def settle(run: Run) -> None:
     """Charge the run what it reported, once it reports usage or ends (nothing reported: 0)."""
     if run.total_tokens is None and not run.is_terminal:
         return
-    UsageRecord.objects.filter(run_id=run.pk).update(
-        status=run.status,
-        input_tokens=run.input_tokens,
-        output_tokens=run.output_tokens,
-        total_tokens=run.total_tokens,
-        charged_tokens=run.total_tokens or 0,
-    )
+    record = UsageRecord.objects.filter(run_id=run.pk).first()
+    if record is None:
+        return
+    record.status = run.status
+    record.input_tokens = run.input_tokens
+    record.cached_input_tokens = run.cached_input_tokens
+    record.output_tokens = run.output_tokens
+    record.total_tokens = run.total_tokens
+    record.charged_tokens = run.total_tokens or 0
+    record.cost = costs.settled_cost(record) if run.total_tokens is not None else None
+    record.charged_cost = record.cost or 0
+    record.save(update_fields=SETTLED_FIELDS)
+
+
+SETTLED_FIELDS = [
+    "status", "input_tokens", "cached_input_tokens", "output_tokens", "total_tokens",
+    "charged_tokens", "cost", "charged_cost",
+]  # fmt: skip
 
 
 def tokens_charged(user, since: datetime) -> int:
@@ -113,6 +144,23 @@ def per_user(runs: QuerySet[UsageRecord]) -> QuerySet:
 def per_assistant(runs: QuerySet[UsageRecord]) -> QuerySet:
     """Rows of {assistant_id, name, runs, failed, *_tokens}, busiest first."""
     return _grouped(runs, "assistant_id", F("assistant__name"))
+
+
+def per_group(runs: QuerySet[UsageRecord]) -> QuerySet:
+    """Rows of {group_id, name, ...} for the groups the users were in when the runs started
+    (a user in two groups counts in both), busiest first."""
+    in_groups = runs.filter(groups__isnull=False)
+    return (
+        in_groups.values(group_id=F("groups__id"), name=F("groups__name"))
+        .annotate(**FIGURES)
+        .order_by("-runs", "name")
+    )
+
+
+def per_day(runs: QuerySet[UsageRecord]) -> QuerySet:
+    """Rows of {day, name, ...}, a row per day that had runs, oldest first."""
+    days = runs.annotate(day=TruncDate("created_at")).values("day")
+    return days.annotate(name=F("day"), **FIGURES).order_by("day")
 
 
 def totals(runs: QuerySet[UsageRecord]) -> dict:

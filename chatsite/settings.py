@@ -346,6 +346,10 @@ KNOWLEDGE_PASSAGES = envint("KNOWLEDGE_PASSAGES", 4)
 MESSAGES_PER_MINUTE = envint("MESSAGES_PER_MINUTE", 10)
 CONCURRENT_RUNS = envint("CONCURRENT_RUNS", 3)
 DAILY_TOKEN_BUDGET = envint("DAILY_TOKEN_BUDGET", 200_000)
+# Shown with the prices staff set per model and the costs worked out from them (costs.py).
+COST_CURRENCY = envstr("COST_CURRENCY", "USD")
+# Whether a thread's share link opens for anyone who has it, or only for people signed in.
+SHARE_LINKS_PUBLIC = envbool("SHARE_LINKS_PUBLIC", False)
 WEBSOCKETS_PER_USER = envint("WEBSOCKETS_PER_USER", 20)
 # Client events are small JSON objects; daphne and the consumer both refuse bigger frames.
 WEBSOCKET_MAX_MESSAGE_BYTES = envint("WEBSOCKET_MAX_MESSAGE_BYTES", 16_384)

@@ -101,4 +101,4 @@ def test_the_usage_report_separates_thousands(staff_client, alice_thread):
     page = staff_client.get(reverse("admin:assistants_app_usagereport_changelist"))
     html = page.content.decode()
     assert "1,234,567 tokens" in html
-    assert "<td>617,283</td><td>617,284</td><td>1,234,567</td>" in html
+    assert "<td>617,283</td><td>0</td><td>617,284</td><td>1,234,567</td>" in html

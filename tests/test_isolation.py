@@ -23,6 +23,7 @@ from assistants_app.models import (
     Message,
     Run,
     RunStatus,
+    SharedLink,
     Thread,
 )
 from assistants_app.routing import websocket_urlpatterns
@@ -40,6 +41,8 @@ ALICE_ID = 4242
 BOB_ID = 4343
 UNKNOWN_ID = 999_999
 OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id", "file_id"}
+# A share link's token is the key itself: who holds it may read (tests/test_sharing.py).
+KEY_KWARGS = {"token"}
 METHODS = ("get", "post")
 PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
@@ -77,6 +80,8 @@ def url_for(route: str, object_id: int) -> str:
         assert match["converter"] in (None, "int", "str", "slug", "path"), (
             f"{route}: teach this walk to make a <{match['converter']}:...> value"
         )
+        if match["name"] in KEY_KWARGS:
+            return f"key-of-{object_id}"
         assert match["name"] in OBJECT_KWARGS, (
             f"{route}: teach this walk which object <{match['name']}> names"
         )
@@ -118,6 +123,10 @@ def rooms(alice, bob, assistant, settings, tmp_path):
             content_type="image/png", size=5, file=ContentFile(b"image", name="a.png"),
             thumbnail=ContentFile(b"thumb", name="t.png"),
         )  # fmt: skip
+        SharedLink.objects.create(
+            pk=object_id, thread=thread, token=f"key-of-{object_id}", title=thread.title,
+            message_ids=[prompt.pk],
+        )  # fmt: skip
 
 
 def snapshot():
@@ -127,6 +136,7 @@ def snapshot():
         list(Run.objects.values_list("pk", "thread_id", "status")),
         list(Attachment.objects.values_list("pk", "message_id", "file")),
         list(KnowledgeDocument.objects.values_list("pk", "assistant_id", "file")),
+        list(SharedLink.objects.values_list("pk", "thread_id", "token")),
     )
 
 

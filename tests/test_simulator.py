@@ -210,3 +210,19 @@ def test_jitter_spreads_the_latency_of_answers():
 
     assert all(1.0 <= latency <= 1.5 for latency in latencies)
     assert len(set(latencies)) > 1
+
+
+async def test_later_turns_report_the_instructions_as_cached_input(simulator):
+    conversation, created = await create_response(simulator, text="First")
+    await asyncio.sleep(0.35)
+    first = (await simulator.get(f"/responses/{created.json()['id']}")).json()
+    second = await simulator.post(
+        "/responses",
+        json={"model": "simulator", "conversation": conversation["id"], "input": "Second",
+              "background": True, "instructions": "Be brief."},
+    )  # fmt: skip
+    await asyncio.sleep(0.35)
+    done = (await simulator.get(f"/responses/{second.json()['id']}")).json()
+    assert first["usage"]["input_tokens_details"]["cached_tokens"] == 0
+    cached = done["usage"]["input_tokens_details"]["cached_tokens"]
+    assert 0 < cached < done["usage"]["input_tokens"]

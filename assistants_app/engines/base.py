@@ -45,6 +45,13 @@ class Usage:
     output_tokens: int | None = None
     total_tokens: int | None = None
     estimated: bool = False  # counted here: the provider reported none
+    cached_input_tokens: int | None = None  # of input_tokens, those the provider had cached
+
+
+def cached_tokens(details) -> int | None:
+    """The cached part of the input from a usage's details (`input_tokens_details` of the
+    Responses API, `prompt_tokens_details` of Chat Completions), where the provider says."""
+    return getattr(details, "cached_tokens", None) if details is not None else None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from openai.types.chat import ChatCompletionChunk
 from .. import attached, knowledge
 from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
-from .base import RemoteMessage, RunUpdate, Turn, Usage
+from .base import RemoteMessage, RunUpdate, Turn, Usage, cached_tokens
 from .client import get_client, is_context_overflow, provider_errors
 from .local import UNFINISHED, LocalGeneration
 
@@ -137,4 +137,5 @@ def _usage_of(chunk: ChatCompletionChunk) -> Usage | None:
         input_tokens=chunk.usage.prompt_tokens,
         output_tokens=chunk.usage.completion_tokens,
         total_tokens=chunk.usage.total_tokens,
+        cached_input_tokens=cached_tokens(chunk.usage.prompt_tokens_details),
     )

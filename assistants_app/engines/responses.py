@@ -30,7 +30,7 @@ from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
-from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage, batches
+from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage, batches, cached_tokens
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
@@ -391,4 +391,5 @@ def _usage_of(response: Response) -> Usage | None:
         input_tokens=response.usage.input_tokens,
         output_tokens=response.usage.output_tokens,
         total_tokens=response.usage.total_tokens,
+        cached_input_tokens=cached_tokens(response.usage.input_tokens_details),
     )

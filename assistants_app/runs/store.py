@@ -92,6 +92,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
         if update.usage:
             changes.update(
                 input_tokens=update.usage.input_tokens,
+                cached_input_tokens=update.usage.cached_input_tokens,
                 output_tokens=update.usage.output_tokens,
                 total_tokens=update.usage.total_tokens,
                 usage_estimated=update.usage.estimated,

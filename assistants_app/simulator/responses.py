@@ -196,6 +196,9 @@ class SimulatedResponse:
         done = status == "completed"
         input_tokens = count_tokens((self.instructions or "") + self.input_text)
         output_tokens = count_tokens(self.reply) if done else 0
+        # After the first turn the instructions, sent again first, are a prefix the provider
+        # has cached (as OpenAI's prompt caching reports it), so costs show cached input.
+        cached = min(count_tokens(self.instructions or ""), input_tokens) if self.turn > 1 else 0
         return {
             "id": self.id,
             "object": "response",
@@ -218,7 +221,7 @@ class SimulatedResponse:
             "tools": [],
             "usage": {
                 "input_tokens": input_tokens,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": cached},
                 "output_tokens": output_tokens,
                 "output_tokens_details": {"reasoning_tokens": 0},
                 "total_tokens": input_tokens + output_tokens,

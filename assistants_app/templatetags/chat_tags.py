@@ -17,3 +17,9 @@ def flash_messages(context):
 def thousands(value):
     """1234567 -> "1,234,567", for usage figures; anything else unchanged."""
     return f"{value:,}" if isinstance(value, int) else value
+
+
+@register.filter
+def money(value):
+    """Decimal("1234.5") -> "1,234.5000": costs are often fractions of a cent per run."""
+    return f"{value:,.4f}" if value is not None else value

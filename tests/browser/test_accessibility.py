@@ -129,6 +129,10 @@ def test_admin_pages_have_no_serious_problems(site, open_context):
         "/admin/assistants_app/assistant/providers/",
         "/admin/assistants_app/run/",
         "/admin/assistants_app/usagereport/",
+        "/admin/assistants_app/assistantversion/",
+        "/admin/assistants_app/assistantversion/1/change/",
+        "/admin/assistants_app/modelprice/add/",
+        "/admin/assistants_app/groupbudget/add/",
     ):
         page.goto(path)
         found[path] = axe_violations(page, impacts=("serious", "critical"))

@@ -41,8 +41,7 @@ async def test_a_provider_without_the_responses_api_is_named_in_the_error(
 async def test_a_provider_that_lost_its_conversations_is_remembered_and_sent_the_history(
     provider_mock, alice_thread, known_capabilities
 ):
-    await Message.objects.acreate(thread=alice_thread, role="user", text="Earlier")
-    await Message.objects.acreate(thread=alice_thread, role="assistant", text="Noted.")
+    # (A thread holding earlier messages asks for no conversation: see test_sharing.py.)
     conversations = provider_mock.post("/conversations").respond(404, json={"detail": "Not Found"})
     create = provider_mock.post("/responses").respond(json=response("queued"))
 
@@ -52,11 +51,7 @@ async def test_a_provider_that_lost_its_conversations_is_remembered_and_sent_the
     assert (run.status, run.remote_id) == (RunStatus.QUEUED, RESPONSE_ID)
     body = sent(create)
     assert "conversation" not in body and "previous_response_id" not in body
-    assert body["input"] == [
-        {"role": "user", "content": "Earlier"},
-        {"role": "assistant", "content": "Noted."},
-        {"role": "user", "content": "Hello"},
-    ]
+    assert body["input"] == [{"role": "user", "content": "Hello"}]
     assert (body["background"], body["store"]) == (True, True)
     known = await ProviderCapabilities.objects.aget(provider="test")
     assert known.conversations is False
