@@ -26,7 +26,8 @@ def share(user, thread: Thread) -> SharedLink:
     if thread.owner_id != user.pk:
         raise Http404("No such thread")
     # The branch the owner sees (tree.py): other versions are not shared.
-    message_ids = tree.path_ids(thread.pk, thread.current_leaf_id)
+    leaf = Thread.objects.filter(pk=thread.pk).values_list("current_leaf_id", flat=True).first()
+    message_ids = tree.path_ids(thread.pk, leaf)
     if not message_ids:
         raise InvalidInput("NOTHING_TO_SHARE", "Send a message first: this chat is empty.")
     return SharedLink.objects.create(

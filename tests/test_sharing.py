@@ -14,7 +14,7 @@ from assistants_app import sharing
 from assistants_app.models import Message, SharedLink, Thread
 
 from .conftest import PROVIDER_URL, make_assistant
-from .provider_payloads import response
+from .provider_payloads import conversation, response
 
 pytestmark = pytest.mark.django_db
 
@@ -183,11 +183,12 @@ def test_a_viewer_without_the_assistant_continues_with_one_of_theirs(bob, bob_cl
 
 
 def test_a_continued_chat_sends_its_copied_history_to_the_provider(bob, link, bob_client):
-    """A new provider conversation would start empty: the copy's first answer is asked for
-    with the history we hold, as input."""
+    """A new provider conversation is seeded with the copied history (the tree's path), and
+    the first answer is asked for in it."""
     bob_client.post(reverse("shared-continue", args=[link.token]))
     copy = Thread.objects.get(owner=bob)
     with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as provider:
+        seeded = provider.post("/conversations").respond(json=conversation("conv_copy"))
         create = provider.post("/responses").respond(json=response("queued"))
         answer = Client()
         answer.force_login(bob)
@@ -197,12 +198,12 @@ def test_a_continued_chat_sends_its_copied_history_to_the_provider(bob, link, bo
             content_type="application/json",
         )
     assert posted.status_code == 201
-    sent = json.loads(create.calls.last.request.content)
-    assert "conversation" not in sent
-    assert [item["content"] for item in sent["input"]] == [
+    items = json.loads(seeded.calls.last.request.content)["items"]
+    assert [item["content"] for item in items] == [
         "What grows in shade?",
         "**Ferns** and hostas.",
         "And <b>mint</b>?",
         "Mint too, in a pot.",
-        "What about sun?",
     ]
+    sent = json.loads(create.calls.last.request.content)
+    assert (sent["conversation"], sent["input"]) == ("conv_copy", "What about sun?")

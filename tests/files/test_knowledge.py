@@ -135,3 +135,23 @@ def test_staff_add_a_document_in_admin_and_a_bad_one_is_refused_in_words(staff_c
     assert response.status_code == 200
     assert "protected by a password" in response.content.decode()
     assert KnowledgeDocument.objects.count() == 1
+
+
+def test_adding_and_deleting_knowledge_makes_versions_of_the_assistant(assistant):
+    """Knowledge is part of what an assistant answers with (#21): each change is a version."""
+    before = assistant.versions.count()
+    document = knowledge.add_document(assistant, "hours.md", b"Our office opens at nine.")
+    added = assistant.versions.order_by("-number").first()
+    assert assistant.versions.count() == before + 1
+    assert added.changed == ["knowledge"]
+    assert added.values["knowledge"] == [f"hours.md (#{document.pk})"]
+
+    document.delete()
+    removed = assistant.versions.order_by("-number").first()
+    assert (removed.number, removed.values["knowledge"]) == (added.number + 1, [])
+
+
+def test_an_assistant_with_knowledge_is_deleted_whole(assistant):
+    knowledge.add_document(assistant, "hours.md", b"Our office opens at nine.")
+    assistant.delete()  # its documents go with it, and make no version on the way
+    assert not KnowledgeDocument.objects.exists()
