@@ -2,13 +2,15 @@
 
 daphne's `--websocket-max-message-size` bounds what the server sends as well as what clients
 send, and clients must stay bounded (an unbounded message is memory an attacker fills). So
-answers of any length go out as `{"type": "part", "index": i, "count": n, "text": ...}`
-messages, each under the limit, whose texts joined in order are the event's JSON. A consumer
+answers of any length go out as `part` messages (runs/events.py: index, count, text), each
+under the limit, whose texts joined in order are the event's JSON. A consumer
 sends one event's parts one after another, so parts of two events never interleave.
 """
 
 import json
 from collections.abc import Iterator
+
+from .runs import events
 
 # Room for the envelope around a part's text: its type, index and count.
 ENVELOPE_BYTES = 100
@@ -33,7 +35,7 @@ def frames(event: dict, max_bytes: int) -> Iterator[str]:
     count = -(-len(text) // size)
     for index in range(count):
         piece = text[index * size : (index + 1) * size]
-        yield json.dumps({"type": "part", "index": index, "count": count, "text": piece})
+        yield json.dumps(events.part(index, count, piece))
 
 
 class Reassembler:
