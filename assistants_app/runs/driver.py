@@ -18,7 +18,6 @@ from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Q
 from django.utils import timezone
 
 from ..db import database_sync_to_async
@@ -26,9 +25,10 @@ from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Message, Run
+from . import leases
 from .endings import UNEXPECTED, end_after_database_error, expire, failure, interrupted
 from .generating import generate
-from .leases import PROCESS_ID, await_lease, hand_on, renew_lease_when_due, take_lease
+from .leases import Lease
 from .store import record
 from .streaming import follow_stream, loop_time_at
 from .tool_calls import answer_tool_calls
@@ -92,7 +92,7 @@ def orphaned_run_ids() -> list[int]:
     """Unfinished runs nobody drives: their lease is free or has run out."""
     return list(
         Run.objects.active()
-        .filter(Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now()))
+        .filter(leases.free_or_expired())
         .exclude(pk__in=list(_driving))
         .values_list("pk", flat=True)
     )
@@ -103,7 +103,8 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
     run = await _load(run_id)
     if run is None or run.is_terminal:
         return
-    if not await take_lease(run_id) and not (standby and await await_lease(run_id, wake)):
+    lease = Lease(run_id)
+    if not await lease.take() and not (standby and await lease.wait_until_free(wake)):
         return
     engine = None
     try:
@@ -112,7 +113,7 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
             await record(run, interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        await _poll_until_terminal(engine, run)
+        await _poll_until_terminal(engine, run, lease)
     except ProviderError as error:
         await record(run, failure(error))
     except DatabaseError as error:
@@ -123,19 +124,18 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
     finally:
         if engine is not None:
             await engine.close_stream(run)  # held for a stream this driver did not follow
-        await hand_on(run_id)
+        await lease.release()
 
 
-async def _poll_until_terminal(engine: Engine, run: Run) -> None:
+async def _poll_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
     # Counted from when the provider accepted the run: our own slowness is not its fault.
     deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
     if engine.streams and settings.RUN_STREAMING and not engine.runs_here(run):
         # Streaming is the fast path; polling below stays the durable one.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout_at(loop_time_at(deadline)):
-                if await follow_stream(engine, run):
+                if await follow_stream(engine, run, lease):
                     return
-    lease_renewed_at: float | None = asyncio.get_running_loop().time()
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -144,7 +144,7 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             return
         try:
             if engine.runs_here(run):
-                update = await generate(engine, run, deadline)
+                update = await generate(engine, run, deadline, lease)
             else:
                 update = await engine.poll(run)
                 if update.tool_calls:
@@ -168,8 +168,7 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
         else:
             quiet_polls += 1
-        lease_renewed_at = await renew_lease_when_due(run, lease_renewed_at)
-        if lease_renewed_at is None:
+        if not await lease.renew_when_due():
             return
         await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
 
@@ -216,8 +215,6 @@ def release_all_leases() -> None:
     if not _driving:
         return
     try:
-        Run.objects.filter(pk__in=list(_driving), lease_owner=PROCESS_ID).update(
-            lease_owner="", lease_expires_at=None
-        )
+        leases.release_all(list(_driving))
     except DatabaseError:
         log.warning("could not release run leases at exit; they expire on their own")

@@ -20,13 +20,13 @@ from ..history import History, fit_history, fitting_tokens, shorter
 from ..models import Run, RunStatus
 from . import events
 from .endings import expire
-from .leases import renew_lease_when_due
+from .leases import Lease
 from .streaming import LiveText, live_texts
 
 log = logging.getLogger(__name__)
 
 
-async def generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
+async def generate(engine: Engine, run: Run, deadline, lease: Lease) -> RunUpdate | None:
     """The whole answer of a locally executed run (chat), generated in this process.
 
     Its text goes to the sockets as it comes, like a streamed run's (LiveText). Meanwhile the
@@ -50,7 +50,7 @@ async def generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     )
     run.note = history.note
     run.partial_text = ""  # a generation starts over: an earlier process's text is replaced
-    live = live_texts[run.pk] = LiveText(run)
+    live = live_texts[run.pk] = LiveText(run, lease)
 
     def generating(turns: list[Turn]) -> asyncio.Task:
         return asyncio.create_task(
@@ -62,7 +62,6 @@ async def generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
     tried_shorter = False
     loop = asyncio.get_running_loop()
     checked_at = loop.time()
-    lease_renewed_at: float | None = checked_at
     try:
         while True:
             await asyncio.wait([generation], timeout=settings.STREAM_DELTA_SECONDS)
@@ -90,8 +89,7 @@ async def generate(engine: Engine, run: Run, deadline) -> RunUpdate | None:
             if await _status_of(run.pk) == RunStatus.CANCELLING:
                 await _stop(generation)
                 return await engine.cancel(run)
-            lease_renewed_at = await renew_lease_when_due(run, lease_renewed_at)
-            if lease_renewed_at is None:
+            if not await lease.renew_when_due():
                 return None
     finally:
         generation.cancel()  # this task was cancelled (shutdown) or gave up on the run

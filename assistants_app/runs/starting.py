@@ -20,7 +20,7 @@ from ..models import Assistant, Message, Run, RunStatus, Thread
 from . import events
 from .driver import ensure_driving, retry_delay
 from .endings import UNEXPECTED, cancel_quietly, failure
-from .leases import STARTING, hand_on, keep_starting_lease, release_lease
+from .leases import Lease
 from .store import UNSTORABLE, record
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def start(run: Run, message: Message) -> None:
         await record(run, UNSTORABLE)
     except DatabaseError as error:
         log.error("run %s: a database error stopped its start (%s); handing it on", run.pk, error)
-        await hand_on(run.pk, owner=STARTING)
+        await Lease.starting(run.pk).release()
 
 
 async def _start(run: Run, message: Message) -> None:
@@ -78,12 +78,13 @@ async def _start(run: Run, message: Message) -> None:
         await engine.close_stream(run)
         await cancel_quietly(engine, run)
         return
-    if engine.holds_stream(run) and not run.is_terminal and await keep_starting_lease(run.pk):
+    lease = Lease.starting(run.pk)
+    if engine.holds_stream(run) and not run.is_terminal and await lease.keep():
         # The run's stream was opened by this process and can be followed from here only.
         ensure_driving(run.pk)
     else:
         await engine.close_stream(run)
-        await release_lease(run.pk, owner=STARTING)
+        await lease.release()
     if not run.is_terminal:
         await ring_doorbell(run)
 

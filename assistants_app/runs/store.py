@@ -21,7 +21,7 @@ from ..engines import get_engine
 from ..engines.base import RunUpdate, Usage
 from ..history import load_history
 from ..models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
-from . import events
+from . import events, leases
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 finished_at=timezone.now(),
                 error_code=update.error_code,
                 error_message=storable.mend(update.error_message),
-                lease_owner="",
-                lease_expires_at=None,
+                **leases.FREE,
                 partial_text="",
             )
         # The run's row first: a write before any read keeps SQLite from refusing to turn a

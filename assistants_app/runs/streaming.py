@@ -19,7 +19,7 @@ from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
 from ..exceptions import ProviderError
 from ..models import ACTIVE_STATUSES, Run
 from . import events
-from .leases import renew_lease_when_due
+from .leases import Lease
 from .store import record
 from .tool_calls import answer_tool_calls
 
@@ -32,14 +32,13 @@ class LiveText:
     """The answer being written for one run: sent to sockets as coalesced `message.delta`
     events, saved now and then so that a reload or another process can resume it."""
 
-    def __init__(self, run: Run):
-        self.run = run
+    def __init__(self, run: Run, lease: Lease):
+        self.run, self.lease = run, lease
         self.text = run.partial_text
         self.sequence = run.stream_sequence
         self.item_id = ""
         self.sent = len(self.text)  # characters already pushed to sockets
         self.saved_at = self.pushed_at = 0.0
-        self.lease_renewed_at = asyncio.get_running_loop().time()  # taken just before
 
     @property
     def unsent(self) -> bool:
@@ -55,18 +54,9 @@ class LiveText:
     def wake_in(self) -> float:
         """Seconds until the follower must act without waiting for an event: to send text
         that waited long enough, or to renew the lease (a long answer outlasts it)."""
-        elapsed = asyncio.get_running_loop().time() - self.lease_renewed_at
-        renew_in = max(0.0, settings.RUN_LEASE_SECONDS / 3 - elapsed)
+        renew_in = self.lease.renew_in()
         flush_in = self.flush_due_in()
         return renew_in if flush_in is None else min(flush_in, renew_in)
-
-    async def hold_lease(self) -> bool:
-        """Renew the run's lease when due; false once another process has taken it over."""
-        renewed_at = await renew_lease_when_due(self.run, self.lease_renewed_at)
-        if renewed_at is None:
-            return False
-        self.lease_renewed_at = renewed_at
-        return True
 
     async def add(self, event: StreamEvent) -> None:
         self.text += storable.mend(event.delta)
@@ -108,10 +98,10 @@ def live_delta(run: Run) -> dict | None:
     return None
 
 
-async def follow_stream(engine: Engine, run: Run) -> bool:
+async def follow_stream(engine: Engine, run: Run, lease: Lease) -> bool:
     """Stream the run, resuming after breaks; true once it is terminal and recorded, false
     when streaming gave out and polling must take over."""
-    live = live_texts[run.pk] = LiveText(run)
+    live = live_texts[run.pk] = LiveText(run, lease)
     try:
         for _ in range(STREAM_ATTEMPTS):
             try:
@@ -141,7 +131,7 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     stream ended first. A run that asks for tools goes on in the stream their outputs open."""
     asking_for_tools = None
     async for event in _ticking(engine.stream(run, live.sequence), live.wake_in):
-        if not await live.hold_lease():
+        if not await live.lease.renew_when_due():
             return True  # another process drives the run now: nothing more to do here
         if event is None:
             await live.push()  # text waited long enough: send it
