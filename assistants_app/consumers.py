@@ -17,7 +17,7 @@ from django.db.models.functions import Length
 
 from . import limits, runs
 from .db import database_sync_to_async
-from .exceptions import ClientError, RateLimited
+from .exceptions import ClientError, NotFound, RateLimited
 from .framing import frames
 from .models import Message, Run, Thread
 from .runs import events
@@ -68,8 +68,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
         thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
-        self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
-        if self.thread is None:
+        try:
+            self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
+        except NotFound:
             await self.refuse(CLOSE_NOT_FOUND)
             return
         self.socket_id = await limits.open_socket(user)
@@ -246,12 +247,13 @@ def parse_event(text_data: str | None) -> dict:
 
 
 @database_sync_to_async
-def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[int]]:
+def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread, list[int]]:
+    """The user's thread (NotFound if it is not theirs) and its unfinished runs' ids."""
     # One call, not two: on SQLite every socket of the process queues for the same database
     # thread, so in a connect burst each extra call puts a socket behind all the others again.
-    thread = Thread.objects.filter(pk=thread_id, owner=user).first()
+    thread = Thread.objects.owned_by(user).filter(pk=thread_id).first()
     if thread is None:
-        return None, []
+        raise NotFound("No such thread")
     return thread, list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
 
 
