@@ -8,10 +8,8 @@ processes may be asked to drive the same run; the lease (leases.py) lets exactly
 
 import asyncio
 import atexit
-import contextlib
 import contextvars
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
@@ -25,17 +23,14 @@ from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Message, Run
-from . import leases
+from . import leases, pacing
 from .endings import UNEXPECTED, end_after_database_error, expire, failure, interrupted
-from .generating import generate
 from .leases import Lease
 from .store import record
-from .streaming import follow_stream, loop_time_at
+from .streaming import follow_stream
 from .tool_calls import answer_tool_calls
 
 log = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
 
 
 @dataclass
@@ -113,7 +108,7 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
             await record(run, interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        await _poll_until_terminal(engine, run, lease)
+        await _follow_until_terminal(engine, run, lease)
     except ProviderError as error:
         await record(run, failure(error))
     except DatabaseError as error:
@@ -127,15 +122,16 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
         await lease.release()
 
 
-async def _poll_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
+async def _follow_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
+    """Follow the run to its end: by its stream where there is one (always, for a run that
+    cannot be polled; with RUN_STREAMING for the others), else, or once the stream gave out,
+    by polling with backoff. Either way it ends by RUN_MAX_SECONDS."""
     # Counted from when the provider accepted the run: our own slowness is not its fault.
     deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
-    if engine.streams and settings.RUN_STREAMING and not engine.runs_here(run):
+    if engine.streams and (settings.RUN_STREAMING or not engine.can_poll(run)):
         # Streaming is the fast path; polling below stays the durable one.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(loop_time_at(deadline)):
-                if await follow_stream(engine, run, lease):
-                    return
+        if await follow_stream(engine, run, lease, deadline):
+            return
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -143,20 +139,19 @@ async def _poll_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
             await expire(engine, run)
             return
         try:
-            if engine.runs_here(run):
-                update = await generate(engine, run, deadline, lease)
-            else:
-                update = await engine.poll(run)
-                if update.tool_calls:
-                    update = await answer_tool_calls(engine, run, update)
+            update = await engine.poll(run)
+            if update.tool_calls:
+                update = await answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
-            if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
+            if not error.retryable or errors >= pacing.MAX_CONSECUTIVE_PROVIDER_ERRORS:
                 raise
             log.info("run %s: retrying after %s (attempt %s)", run.pk, error.code, errors)
             # Never sleep past the deadline: a run stuck behind errors still ends in time.
             seconds_left = (deadline - timezone.now()).total_seconds()
-            await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
+            await asyncio.sleep(
+                max(0.0, min(pacing.retry_delay(errors, error.retry_after), seconds_left))
+            )
             continue
         errors = 0
         if update is None:
@@ -170,21 +165,7 @@ async def _poll_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
             quiet_polls += 1
         if not await lease.renew_when_due():
             return
-        await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
-
-
-def poll_delay(quiet_polls: int) -> float:
-    """Start fast, then back off while nothing changes (or a fixed interval, if so set)."""
-    if settings.RUN_POLL_STRATEGY == "fixed":
-        return settings.RUN_POLL_FIXED_SECONDS
-    return min(settings.RUN_POLL_MAX_SECONDS, settings.RUN_POLL_FIRST_SECONDS * 2**quiet_polls)
-
-
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """The provider's Retry-After when given; otherwise exponential backoff with jitter."""
-    if retry_after is not None:
-        return retry_after
-    return min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        await asyncio.sleep(update.poll_after or pacing.poll_delay(quiet_polls))
 
 
 def _is_news(run: Run, update: RunUpdate, stored: set[str]) -> bool:

@@ -17,8 +17,8 @@ from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
-from . import events
-from .driver import ensure_driving, retry_delay
+from . import events, pacing
+from .driver import ensure_driving
 from .endings import UNEXPECTED, cancel_quietly, failure
 from .leases import Lease
 from .store import UNSTORABLE, record
@@ -107,18 +107,16 @@ async def cancel(run: Run) -> None:
     """Ask the provider to stop an active run and record what it answers (usually cancelling;
     polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
 
-    A run executed locally (chat) is only marked cancelling: whichever process generates it
-    sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far.
+    A run generated here (Chat Completions) is only marked cancelling by its engine: whichever
+    process generates it sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was
+    said so far (engines/local.py).
     """
     if not run.remote_id:
         # Not started on the provider (its process died first): nothing there to stop.
         await record(run, RunUpdate(status=RunStatus.CANCELLED))
         return
     engine = get_engine(run.thread.assistant)
-    if engine.runs_here(run):
-        update = RunUpdate(status=RunStatus.CANCELLING)
-    else:
-        update = await engine.cancel(run)
+    update = await engine.cancel(run)
     if await record(run, update) and not run.is_terminal:
         await ring_doorbell(run)
 
@@ -136,7 +134,7 @@ async def _start_on_provider(engine: Engine, run: Run, message: Message) -> RunU
             if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
                 raise
             log.info("run %s: start refused (%s); trying again", run.pk, error.code)
-            await asyncio.sleep(retry_delay(attempt, error.retry_after))
+            await asyncio.sleep(pacing.retry_delay(attempt, error.retry_after))
 
 
 @database_sync_to_async

@@ -31,6 +31,9 @@ CUT_SHORT_STATUSES = {
 }  # fmt: skip
 
 
+# Statuses of a run under way, which a cancel asked for must not be overwritten with.
+GOING = {RunStatus.QUEUED, RunStatus.IN_PROGRESS}
+
 UNSTORABLE = RunUpdate(
     status=RunStatus.FAILED,
     error_code="unstorable_answer",
@@ -108,11 +111,19 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             )
         # The run's row first: a write before any read keeps SQLite from refusing to turn a
         # reading transaction into a writing one under concurrent writers.
-        still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
-        if still_active:
+        rows = Run.objects.filter(pk=run.pk).active()
+        if update.status in GOING:
+            # A run asked to stop is not set going again: a generation that begins as Stop is
+            # pressed, a provider's word from before it heard of the cancel.
+            rows = rows.exclude(status=RunStatus.CANCELLING)
+        changed = rows.update(**changes)
+        if changed:
             for name, value in changes.items():
                 setattr(run, name, value)
             usage.settle(run)
+        still_active = changed or (
+            update.status in GOING and Run.objects.filter(pk=run.pk).active().exists()
+        )
         new_messages = []
         # A run that had ended (stopped while its provider went on writing) stores no more.
         for remote in update.messages if still_active else []:
@@ -131,7 +142,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
         if new_messages:
             Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
         sent = [events.message_created(message) for message in new_messages]
-        if still_active:
+        if changed:
             sent.append(events.run_status(run))
         transaction.on_commit(partial(committed.extend, sent))
     return bool(still_active)
