@@ -1,8 +1,8 @@
-"""Assistants' versions: every change of what an assistant answers with (its instructions,
-model, engine, provider, temperature, context window, tools, knowledge documents) is kept as
-an AssistantVersion, numbered per assistant, with who made it and which fields changed. Admin shows each version as
-a diff against the one before and restores any of them; each run records the version it was
-created with (services.py).
+"""Assistants' versions: every change of what an assistant answers with (its instructions, model,
+engine, provider, temperature, context window, tools, knowledge documents) is kept as an
+AssistantVersion, numbered per assistant, with who made it and which fields changed. Admin shows
+each version as a diff against the one before and restores any of them; each run records the
+version it was created with (services.py).
 
 A version is recorded after every save of an assistant that changed a versioned field (a
 post_save signal, so the shell and commands are covered as well as admin); admin names the

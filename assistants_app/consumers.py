@@ -17,9 +17,10 @@ from django.db.models.functions import Length
 
 from . import limits, runs
 from .db import database_sync_to_async
-from .exceptions import ClientError, RateLimited
+from .exceptions import ClientError, NotFound, RateLimited
 from .framing import frames
 from .models import Message, Run, Thread
+from .runs import events
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
         thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
-        self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
-        if self.thread is None:
+        try:
+            self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
+        except NotFound:
             await self.refuse(CLOSE_NOT_FOUND)
             return
         self.socket_id = await limits.open_socket(user)
@@ -110,7 +112,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         try:
             while True:
                 await asyncio.sleep(HEARTBEAT_SECONDS)
-                await self.send_json({"type": "heartbeat"})
+                await self.send_json(events.heartbeat())
         except asyncio.CancelledError:
             pass  # disconnect() ends it
         except Exception:
@@ -140,9 +142,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
             return
         # daphne refuses big frames too (manage.py serve sets it); this holds under any server.
         if frame_size(text_data, bytes_data) > settings.WEBSOCKET_MAX_MESSAGE_BYTES:
-            await self.send_json(
-                {"type": "error", "code": "FRAME_TOO_LARGE", "message": "Event too large."}
-            )
+            await self.send_json(events.error("FRAME_TOO_LARGE", "Event too large."))
             await self.close(code=CLOSE_TOO_BIG)
             return
         try:
@@ -167,9 +167,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         wait = self.replays.take()
         if wait:
             raise RateLimited("TOO_MANY_HELLOS", "Too many hellos; ask again later.", wait)
-        events, chars = await _missed(self.thread, max(last_message_id or 0, 0))
+        missed, chars = await _missed(self.thread, max(last_message_id or 0, 0))
         self.replays.spend(chars / REPLAY_PAGE_CHARS - 1)
-        for event in events:
+        for event in missed:
             await self.send_json(event)
 
     # Group events, named after their type.
@@ -219,10 +219,7 @@ class TokenBucket:
 
 
 def error_event(error: ClientError) -> dict:
-    event = {"type": "error", "code": error.code, "message": error.message}
-    if getattr(error, "retry_after", None):
-        event["retry_after"] = error.retry_after
-    return event
+    return events.error(error.code, error.message, getattr(error, "retry_after", None))
 
 
 def frame_size(text_data: str | None, bytes_data: bytes | None) -> int:
@@ -250,12 +247,13 @@ def parse_event(text_data: str | None) -> dict:
 
 
 @database_sync_to_async
-def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread | None, list[int]]:
+def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread, list[int]]:
+    """The user's thread (NotFound if it is not theirs) and its unfinished runs' ids."""
     # One call, not two: on SQLite every socket of the process queues for the same database
     # thread, so in a connect burst each extra call puts a socket behind all the others again.
-    thread = Thread.objects.filter(pk=thread_id, owner=user).first()
+    thread = Thread.objects.owned_by(user).filter(pk=thread_id).first()
     if thread is None:
-        return None, []
+        raise NotFound("No such thread")
     return thread, list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
 
 
@@ -275,12 +273,12 @@ def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
         page.append(pk)
         chars += size
     messages = Message.objects.filter(pk__in=page).order_by("pk").prefetch_related("attachments")
-    events = [{"type": "message.created", "message": m.as_event()} for m in messages]
-    if len(page) < len(sizes):
-        return [*events, {"type": "replay.more", "last_message_id": page[-1]}], chars
+    replayed = [events.message_created(message) for message in messages]
+    if len(page) < len(sizes[: REPLAY_PAGE_MESSAGES + 1]):
+        return [*replayed, events.replay_more(page[-1])], chars
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
     if latest_run is not None:
-        events.append({"type": "run.status", "run": latest_run.as_event()})
+        replayed.append(events.run_status(latest_run))
         if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
-            events.append(delta)
-    return events, chars
+            replayed.append(delta)
+    return replayed, chars

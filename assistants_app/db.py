@@ -10,7 +10,7 @@ While more calls wait, a thread hands its connection on to its next call instead
 the pool, where taking it out again costs a health check, a round trip to PostgreSQL, each
 time (`_PooledSyncToAsync`).
 
-It keeps Channels' behaviour where moving would be unsafe or gain nothing:
+It uses Channels' own `DatabaseSyncToAsync` where moving would be unsafe or gain nothing:
 - with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
 - inside an HTTP request, where asgiref already gives the request a thread of its own (and a
   test's transaction lives on the calling thread, so its data stays visible).
@@ -30,8 +30,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import AsyncToSync, SyncToAsync, markcoroutinefunction
+from channels.db import DatabaseSyncToAsync
 from django.conf import settings
-from django.db import OperationalError, connections
+from django.db import OperationalError, close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ class _DatabaseCall:
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
         markcoroutinefunction(self)
-        self._on_calling_thread = _CleanSyncToAsync(func)  # Channels' behaviour
-        self._pooled: _CleanSyncToAsync | None = None
+        self._on_calling_thread = DatabaseSyncToAsync(func)  # Channels' own
+        self._pooled: _PooledSyncToAsync | None = None
 
     async def __call__(self, *args, **kwargs):
         for attempt in range(1, BUSY_ATTEMPTS + 1):
@@ -76,17 +77,6 @@ class _DatabaseCall:
         if self._pooled is None or self._pooled._executor is not executor:
             self._pooled = _PooledSyncToAsync(self.func, thread_sensitive=False, executor=executor)
         return await self._pooled(*args, **kwargs)
-
-
-class _CleanSyncToAsync(SyncToAsync):
-    """SyncToAsync that closes stale connections around the call (Channels' own does too)."""
-
-    def thread_handler(self, loop, *args, **kwargs):
-        close_old_connections()
-        try:
-            return super().thread_handler(loop, *args, **kwargs)
-        finally:
-            close_old_connections()
 
 
 class _PooledSyncToAsync(SyncToAsync):
@@ -121,14 +111,6 @@ def is_busy(error: Exception) -> bool:
 
 def _has_errors() -> bool:
     return any(c.errors_occurred for c in connections.all(initialized_only=True))
-
-
-def close_old_connections() -> None:
-    """Django's close_old_connections, except for a connection inside a transaction: closing
-    it would lose the transaction (a test's, when an async view runs on the test's thread)."""
-    for connection in connections.all(initialized_only=True):
-        if not connection.in_atomic_block:
-            connection.close_if_unusable_or_obsolete()
 
 
 def _has_thread_of_its_own() -> bool:

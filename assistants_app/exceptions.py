@@ -50,6 +50,11 @@ class DatabaseBusy(ClientError):
     status = 503
 
 
+class NotFound(Exception):
+    """What was asked for does not exist or is not the user's: the same answer either way, so
+    nobody learns which. Views answer 404 and the socket closes with 4404."""
+
+
 class UnknownTool(Exception):
     """A run asked for a tool the assistant does not have; the run fails with this reason."""
 

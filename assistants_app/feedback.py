@@ -1,28 +1,27 @@
 """Feedback on answers: thumbs up or down, an optional comment, and whether staff may read the
 thread with it. One per answer and user; giving it again changes it."""
 
-from django.http import Http404
 
 from . import storable
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, NotFound
 from .models import Feedback, Message, Thread
 
 COMMENT_MAX_CHARS = 2000
 
 
 def give(user, thread: Thread, message_id, rating, comment="", share_thread=False) -> Feedback:
-    """Record the user's feedback on an answer of their thread; Http404 for a message that is
+    """Record the user's feedback on an answer of their thread; NotFound for a message that is
     not in it, InvalidInput for one of the user's own messages, a rating other than 1 or -1
     or an overlong comment."""
     if thread.owner_id != user.pk:
-        raise Http404("No such thread")
+        raise NotFound("No such thread")
     try:
         message_id = int(message_id)
     except (TypeError, ValueError):
-        raise Http404("No such message") from None
+        raise NotFound("No such message") from None
     message = Message.objects.filter(thread=thread, pk=message_id).select_related("run").first()
     if message is None:
-        raise Http404("No such message")
+        raise NotFound("No such message")
     if message.role != Message.Role.ASSISTANT:
         raise InvalidInput("NOT_AN_ANSWER", "Only the assistant's answers can be rated.")
     rating = _rating(rating)

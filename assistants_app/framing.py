@@ -2,8 +2,8 @@
 
 daphne's `--websocket-max-message-size` bounds what the server sends as well as what clients
 send, and clients must stay bounded (an unbounded message is memory an attacker fills). So
-answers of any length go out as `{"type": "part", "index": i, "count": n, "text": ...}`
-messages, each under the limit, whose texts joined in order are the event's JSON. A consumer
+answers of any length go out as `part` messages (`part` below: index, count, text), each
+under the limit, whose texts joined in order are the event's JSON. A consumer
 sends one event's parts one after another, so parts of two events never interleave.
 """
 
@@ -14,6 +14,12 @@ from collections.abc import Iterator
 ENVELOPE_BYTES = 100
 # The smallest part worth sending; a limit below this is a misconfiguration.
 MIN_PART_CHARS = 256
+
+
+def part(index: int, count: int, text: str) -> dict:
+    """The `part` event: the one websocket event built here rather than in runs/events.py,
+    since Python clients (tests, the benchmark) use this module without Django."""
+    return {"type": "part", "index": index, "count": count, "text": text}
 
 
 def encode_event(event: dict) -> str:
@@ -33,7 +39,7 @@ def frames(event: dict, max_bytes: int) -> Iterator[str]:
     count = -(-len(text) // size)
     for index in range(count):
         piece = text[index * size : (index + 1) * size]
-        yield json.dumps({"type": "part", "index": index, "count": count, "text": piece})
+        yield json.dumps(part(index, count, piece))
 
 
 class Reassembler:

@@ -136,6 +136,13 @@ class Assistant(models.Model):
         return bool(settings.ASSISTANT_PROVIDERS.get(self.provider, {}).get("simulated"))
 
 
+class ThreadQuerySet(models.QuerySet):
+    def owned_by(self, user) -> "ThreadQuerySet":
+        """The user's own threads: the one scope every view, service and socket reads a
+        thread through, so nobody reaches a thread that is not theirs."""
+        return self.filter(owner_id=user.pk)
+
+
 class Thread(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="threads"
@@ -153,6 +160,8 @@ class Thread(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ThreadQuerySet.as_manager()
 
     class Meta:
         ordering = ["-updated_at"]

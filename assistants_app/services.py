@@ -8,7 +8,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
-from django.http import Http404
 from django.utils import timezone
 
 from . import assistant_versions, files, knowledge, limits, runs, storable, tree, usage
@@ -19,6 +18,7 @@ from .exceptions import (
     InvalidInput,
     InvalidMessage,
     NotAllowed,
+    NotFound,
     NothingToCancel,
     NothingToRetry,
     ProviderError,
@@ -33,26 +33,26 @@ log = logging.getLogger(__name__)
 
 def start_thread(user, assistant_id: int | str) -> Thread:
     """A new, empty thread with an assistant the user may use; InvalidInput for an id that is
-    not a number, Http404 for one that is not such an assistant."""
+    not a number, NotFound for one that is not such an assistant."""
     try:
         assistant_id = int(assistant_id)
     except (TypeError, ValueError):
         raise InvalidInput("NO_ASSISTANT", "Choose an assistant from the list.") from None
     assistant = Assistant.objects.available_to(user).filter(pk=assistant_id).first()
     if assistant is None:
-        raise Http404("No such assistant")
+        raise NotFound("No such assistant")
     return Thread.objects.create(owner=user, assistant=assistant)
 
 
 async def start_chat(user, assistant_id, text, attachments=()) -> tuple[Thread, Message, Run]:
     """A new thread with its first message and the run answering it: no thread is left
-    behind empty. Raises Http404 for an assistant the user may not use and what
+    behind empty. Raises NotFound for an assistant the user may not use and what
     `submit_message` raises; the thread is not kept then."""
     text = clean_text(text)
     available = Assistant.objects.available_to(user)
     assistant = await available.filter(pk=_as_id(assistant_id)).afirst()
     if assistant is None:
-        raise Http404("No such assistant")
+        raise NotFound("No such assistant")
     thread = await Thread.objects.acreate(owner=user, assistant=assistant)
     try:
         message, run = await submit_message(user, thread, text, attachments)
@@ -119,9 +119,26 @@ async def retry_run(user, thread: Thread) -> Run:
     return run
 
 
+def thread_of(user, pk) -> Thread:
+    """The user's thread `pk`, its assistant loaded; NotFound if it is not theirs."""
+    thread = Thread.objects.owned_by(user).select_related("assistant").filter(pk=pk).first()
+    if thread is None:
+        raise NotFound("No such thread")
+    return thread
+
+
+async def athread_of(user, pk) -> Thread:
+    """`thread_of`, for async callers."""
+    thread = await Thread.objects.owned_by(user).select_related("assistant").filter(pk=pk).afirst()
+    if thread is None:
+        raise NotFound("No such thread")
+    return thread
+
+
 def _check_owner(user, thread: Thread) -> None:
+    """For a thread handed in by the caller: NotFound unless it is the user's."""
     if thread.owner_id != user.pk:
-        raise Http404("No such thread")
+        raise NotFound("No such thread")
 
 
 async def _ground(run: Run, message: Message) -> None:
@@ -269,7 +286,7 @@ def _run_active() -> RunActive:
 def list_threads(user, query: str = "") -> QuerySet[Thread]:
     """The user's threads, newest activity first; with a query, only those whose title or
     any message contains it (case-insensitive)."""
-    threads = Thread.objects.filter(owner=user).select_related("assistant")
+    threads = Thread.objects.owned_by(user).select_related("assistant")
     query = storable.check(query, "The search").strip()
     if not query:
         return threads
@@ -336,8 +353,3 @@ def export_markdown(user, thread: Thread) -> str:
         lines += [f"## {author} · {when} UTC", ""]
         lines += [message["text"], ""]
     return "\n".join(lines)
-
-
-def _check_owner(user, thread: Thread) -> None:
-    if thread.owner_id != user.pk:
-        raise Http404("No such thread")

@@ -8,20 +8,22 @@ from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from . import sharing
+from . import services, sharing
 from .exceptions import ClientError
-from .models import Assistant, Thread
+from .models import Assistant
+from .views import not_found_is_404
 
 
 @login_required
 @require_POST
+@not_found_is_404
 def link_create(request: HttpRequest, pk: int) -> HttpResponse:
     """Share the thread as it is now; the new link is shown at the top of the user's links."""
-    thread = get_object_or_404(Thread, pk=pk, owner=request.user)
+    thread = services.thread_of(request.user, pk)
     try:
         link = sharing.share(request.user, thread)
     except ClientError as error:
@@ -38,6 +40,7 @@ def link_create(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@not_found_is_404
 def link_list(request: HttpRequest) -> HttpResponse:
     links = sharing.links_of(request.user)
     return render(
@@ -49,6 +52,7 @@ def link_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 def link_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     sharing.revoke(request.user, pk)
     flash.success(request, "Link revoked: it no longer opens.")
@@ -77,6 +81,7 @@ def _viewer(view):
 
 @_viewer
 @require_GET
+@not_found_is_404
 def shared_thread(request: HttpRequest, token: str) -> HttpResponse:
     link = sharing.find(token)
     context = {
@@ -95,6 +100,7 @@ def shared_thread(request: HttpRequest, token: str) -> HttpResponse:
 @_viewer
 @login_required
 @require_POST
+@not_found_is_404
 def shared_continue(request: HttpRequest, token: str) -> HttpResponse:
     """Copy the shared messages into a new thread of the viewer's and open it."""
     link = sharing.find(token)

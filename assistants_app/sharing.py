@@ -12,10 +12,9 @@ random bits (`secrets`), and the page is marked noindex and names itself to no o
 import secrets
 
 from django.db import transaction
-from django.http import Http404
 
 from . import tree
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, NotFound
 from .models import Assistant, Message, SharedLink, Thread
 
 TOKEN_BYTES = 32
@@ -24,7 +23,7 @@ TOKEN_BYTES = 32
 def share(user, thread: Thread) -> SharedLink:
     """A new link to the thread as it is now. InvalidInput for a thread with no messages."""
     if thread.owner_id != user.pk:
-        raise Http404("No such thread")
+        raise NotFound("No such thread")
     # The branch the owner sees (tree.py): other versions are not shared.
     leaf = Thread.objects.filter(pk=thread.pk).values_list("current_leaf_id", flat=True).first()
     message_ids = tree.path_ids(thread.pk, leaf)
@@ -44,20 +43,20 @@ def links_of(user):
 
 
 def revoke(user, pk: int) -> None:
-    """Delete one of the user's links; anyone else's, or one already gone: Http404."""
+    """Delete one of the user's links; anyone else's, or one already gone: NotFound."""
     deleted, _ = SharedLink.objects.filter(pk=pk, thread__owner=user).delete()
     if not deleted:
-        raise Http404("No such link")
+        raise NotFound("No such link")
 
 
 def find(token: str) -> SharedLink:
-    """The live link with this token; Http404 for any other (revoked, mistyped, its thread
+    """The live link with this token; NotFound for any other (revoked, mistyped, its thread
     deleted)."""
     if not isinstance(token, str) or len(token) > 64:
-        raise Http404("No such link")
+        raise NotFound("No such link")
     link = SharedLink.objects.filter(token=token).first()
     if link is None:
-        raise Http404("No such link")
+        raise NotFound("No such link")
     return link
 
 
@@ -75,7 +74,7 @@ def assistant_name(link: SharedLink) -> str:
 def continue_chat(user, link: SharedLink, assistant_id=None) -> Thread:
     """A thread of the user's own holding a copy of the shared messages, with the shared
     thread's assistant if the user may use it, else with `assistant_id` (one they may use).
-    Http404 for an assistant they may not use; InvalidInput when none is given and the
+    NotFound for an assistant they may not use; InvalidInput when none is given and the
     original is not theirs to use."""
     available = Assistant.objects.available_to(user)
     original = link.thread.assistant_id
@@ -91,7 +90,7 @@ def continue_chat(user, link: SharedLink, assistant_id=None) -> Thread:
                 "ASSISTANT_UNAVAILABLE",
                 "The assistant of this chat is not available to you: choose another one.",
             )
-        raise Http404("No such assistant")
+        raise NotFound("No such assistant")
     messages = shared_messages(link)
     with transaction.atomic():
         thread = Thread.objects.create(owner=user, assistant=assistant, title=link.title)

@@ -7,9 +7,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import conversation, feedback, versions
+from . import conversation, feedback, services, versions
 from .exceptions import ClientError
-from .views import _error_response, _json_body, _my_thread, _owned_thread, _text_from
+from .views import _error_response, _json_body, _text_from, not_found_is_404
 
 
 def _data(request: HttpRequest):
@@ -27,10 +27,11 @@ def _reply(request: HttpRequest, pk: int, body: dict | None = None) -> HttpRespo
 
 @login_required
 @require_POST
+@not_found_is_404
 async def message_edit(request: HttpRequest, pk: int, message_id: int) -> JsonResponse:
     """A new version of one of my messages, answered from the history before it."""
     user = await request.auser()
-    thread = await _owned_thread(user, pk)
+    thread = await services.athread_of(user, pk)
     try:
         message, run = await versions.edit_message(user, thread, message_id, _text_from(request))
     except ClientError as error:
@@ -40,10 +41,11 @@ async def message_edit(request: HttpRequest, pk: int, message_id: int) -> JsonRe
 
 @login_required
 @require_POST
+@not_found_is_404
 async def message_regenerate(request: HttpRequest, pk: int, message_id: int) -> JsonResponse:
     """A new answer to the message this one answers."""
     user = await request.auser()
-    thread = await _owned_thread(user, pk)
+    thread = await services.athread_of(user, pk)
     try:
         run = await versions.regenerate(user, thread, message_id)
     except ClientError as error:
@@ -53,9 +55,10 @@ async def message_regenerate(request: HttpRequest, pk: int, message_id: int) -> 
 
 @login_required
 @require_POST
+@not_found_is_404
 def version_show(request: HttpRequest, pk: int) -> HttpResponse:
     """Show the branch through the message posted as `message`."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     try:
         versions.show_version(request.user, thread, _data(request).get("message"))
     except ClientError as error:
@@ -65,9 +68,10 @@ def version_show(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 def assistant_switch(request: HttpRequest, pk: int) -> HttpResponse:
     """The thread's next messages go to the assistant posted as `assistant`."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     try:
         versions.switch_assistant(request.user, thread, _data(request).get("assistant"))
     except ClientError as error:
@@ -78,9 +82,10 @@ def assistant_switch(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 def message_feedback(request: HttpRequest, pk: int, message_id: int) -> HttpResponse:
     """Thumbs up or down on an answer, with an optional comment and permission to share."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     data = _data(request)
     try:
         given = feedback.give(
@@ -98,9 +103,10 @@ def message_feedback(request: HttpRequest, pk: int, message_id: int) -> HttpResp
 
 @login_required
 @require_GET
+@not_found_is_404
 def message_list(request: HttpRequest, pk: int) -> HttpResponse:
     """The thread's messages as the page shows them, for the page to swap in."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     entries, last_message_id, latest_run = conversation.entries(thread)
     context = {
         "thread": thread,

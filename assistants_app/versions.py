@@ -9,11 +9,10 @@ branch while the run writes to another.
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import prefetch_related_objects
-from django.http import Http404
 
 from . import runs, tree
 from .db import database_sync_to_async
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, NotFound
 from .models import Assistant, Message, Run, Thread
 from .services import (
     _check_may_use,
@@ -32,7 +31,7 @@ async def edit_message(user, thread: Thread, message_id, text) -> tuple[Message,
     run from the path before it. The old version and everything after it are kept.
 
     `thread` must belong to `user` and have its assistant loaded. Raises what `submit_message`
-    raises, and Http404 for a message that is not one of the user's in this thread.
+    raises, and NotFound for a message that is not one of the user's in this thread.
     """
     _check_owner(user, thread)
     text = clean_text(text)
@@ -47,7 +46,7 @@ async def regenerate(user, thread: Thread, message_id) -> Run:
     """A new answer to the user message that `message_id` answers (or to that user message
     itself), from the same history; the earlier answers stay as versions.
 
-    Raises NotAllowed, RateLimited and RunActive as `submit_message` does, and Http404 for a
+    Raises NotAllowed, RateLimited and RunActive as `submit_message` does, and NotFound for a
     message that is not in the thread.
     """
     _check_owner(user, thread)
@@ -123,7 +122,7 @@ def switch_assistant(user, thread: Thread, assistant_id) -> Thread:
         raise InvalidInput("NO_ASSISTANT", "Choose an assistant from the list.")
     assistant = Assistant.objects.available_to(user).filter(pk=_as_id(assistant_id)).first()
     if assistant is None:
-        raise Http404("No such assistant")
+        raise NotFound("No such assistant")
     with transaction.atomic():
         _lock(user)
         if Run.objects.filter(thread=thread).active().exists():
@@ -143,7 +142,7 @@ def _message_in(thread: Thread, message_id: int, role: str | None = None) -> Mes
     messages = Message.objects.filter(thread=thread, pk=message_id).select_related("run__prompt")
     message = messages.filter(role=role).first() if role else messages.first()
     if message is None:
-        raise Http404("No such message")
+        raise NotFound("No such message")
     return message
 
 

@@ -1,6 +1,12 @@
 """Chat pages and the message endpoint. Each view loads what it needs scoped to the user
-and calls one function in services.py."""
+and calls one function in services.py.
 
+Every view is wrapped in `@not_found_is_404`: a NotFound from services (a thread or an
+assistant that is not the user's, or does not exist) is the site's 404 page.
+"""
+
+import functools
+import inspect
 import json
 
 from asgiref.sync import sync_to_async
@@ -8,18 +14,42 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import conversation, files, services, sidebar
-from .exceptions import ClientError, InvalidInput
+from .exceptions import ClientError, InvalidInput, NotFound
 from .models import Assistant, Thread
+
+
+def not_found_is_404(view):
+    """The view, answering 404 for NotFound from wherever it comes (sync or async views)."""
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def answering_404(*args, **kwargs):
+            try:
+                return await view(*args, **kwargs)
+            except NotFound as error:
+                raise Http404(str(error)) from None
+
+        return answering_404
+
+    @functools.wraps(view)
+    def answering_404_sync(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except NotFound as error:
+            raise Http404(str(error)) from None
+
+    return answering_404_sync
 
 
 @login_required
 @require_GET
+@not_found_is_404
 def thread_list(request: HttpRequest) -> HttpResponse:
     """The new-chat page: the assistant picker and its conversation starters beside the
     sidebar of threads. No thread exists until the first message is sent."""
@@ -28,6 +58,7 @@ def thread_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@not_found_is_404
 def thread_page(request: HttpRequest) -> JsonResponse:
     """A page of the sidebar's threads as data, for live search and loading more."""
     query = request.GET.get("q", "").strip()
@@ -41,6 +72,7 @@ def thread_page(request: HttpRequest) -> JsonResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 async def thread_create(request: HttpRequest) -> HttpResponse:
     """Start a chat with its first message: the thread, the message and the run at once. The
     page posts JSON and goes to the thread; a form post (no JavaScript) is redirected there."""
@@ -74,8 +106,9 @@ async def thread_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
+@not_found_is_404
 def thread_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     return render(request, "assistants_app/chat.html", _chat_context(request, thread))
 
 
@@ -92,7 +125,7 @@ def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
     }
     if thread is None:
         assistants = list(Assistant.objects.available_to(request.user))
-        last = Thread.objects.filter(owner=request.user, assistant__in=assistants).first()
+        last = Thread.objects.owned_by(request.user).filter(assistant__in=assistants).first()
         context.update(
             assistants=assistants,
             chosen=last.assistant if last else (assistants[0] if assistants else None),
@@ -116,10 +149,11 @@ def _with(assistants: list[Assistant], assistant: Assistant) -> list[Assistant]:
 
 @login_required
 @require_POST
+@not_found_is_404
 async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
     """Store the user's message and start a run. Errors answer {error: {code, message}}."""
     user = await request.auser()
-    thread = await _owned_thread(user, pk)
+    thread = await services.athread_of(user, pk)
     try:
         data = _json_body(request) if request.content_type == "application/json" else request.POST
         message, run = await services.submit_message(
@@ -134,10 +168,11 @@ async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
     """Stop the thread's active run; its statuses follow over the websocket."""
     user = await request.auser()
-    thread = await _owned_thread(user, pk)
+    thread = await services.athread_of(user, pk)
     try:
         run = await services.cancel_run(user, thread)
     except ClientError as error:
@@ -147,22 +182,16 @@ async def run_cancel(request: HttpRequest, pk: int) -> JsonResponse:
 
 @login_required
 @require_POST
+@not_found_is_404
 async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
     """Start a new run for the message the thread's last run did not fully answer."""
     user = await request.auser()
-    thread = await _owned_thread(user, pk)
+    thread = await services.athread_of(user, pk)
     try:
         run = await services.retry_run(user, thread)
     except ClientError as error:
         return _error_response(error)
     return JsonResponse({"run": run.as_event()}, status=201)
-
-
-async def _owned_thread(user, pk: int) -> Thread:
-    thread = await Thread.objects.select_related("assistant").filter(pk=pk, owner=user).afirst()
-    if thread is None:
-        raise Http404("No such thread")
-    return thread
 
 
 def _error_response(error: ClientError) -> JsonResponse:
@@ -210,9 +239,10 @@ def _wants_json(request: HttpRequest) -> bool:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@not_found_is_404
 def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: a page with the rename form (the thread page has it inline too). POST: rename."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     if request.method == "POST":
         try:
             services.rename_thread(request.user, thread, request.POST.get("title"))
@@ -230,9 +260,10 @@ def thread_rename(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@not_found_is_404
 def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET: ask for confirmation. POST: delete and go back to the list."""
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     if request.method == "POST":
         try:
             services.delete_thread(request.user, thread)
@@ -250,8 +281,9 @@ def thread_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@not_found_is_404
 def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     response = HttpResponse(
         services.export_markdown(request.user, thread), content_type="text/markdown; charset=utf-8"
     )
@@ -260,16 +292,12 @@ def thread_export_markdown(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@not_found_is_404
 def thread_export_json(request: HttpRequest, pk: int) -> HttpResponse:
-    thread = _my_thread(request, pk)
+    thread = services.thread_of(request.user, pk)
     data = services.export_json(request.user, thread)
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
     return _as_download(response, _filename(thread, "json"))
-
-
-def _my_thread(request: HttpRequest, pk: int) -> Thread:
-    """The thread, if it is the requesting user's; 404 otherwise (sync views)."""
-    return get_object_or_404(Thread.objects.select_related("assistant"), pk=pk, owner=request.user)
 
 
 def _filename(thread: Thread, extension: str) -> str:

@@ -63,7 +63,7 @@ def test_asgiref_still_picks_executors_the_way_db_py_mirrors():
     assert hasattr(AsyncToSync, "executors"), "asgiref: AsyncToSync.executors moved (db.py)"
     assert hasattr(AsyncToSync, "loop_thread_executors"), "asgiref moved loop_thread_executors"
     assert hasattr(SyncToAsync, "thread_sensitive_context"), "asgiref moved its context var"
-    # db._CleanSyncToAsync and _PooledSyncToAsync override thread_handler and pass executor=.
+    # db._PooledSyncToAsync overrides thread_handler and passes executor=.
     assert "thread_handler" in SyncToAsync.__dict__, "asgiref: SyncToAsync.thread_handler moved"
     assert "executor" in inspect.signature(SyncToAsync.__init__).parameters
 

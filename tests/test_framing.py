@@ -2,6 +2,9 @@
 back into the event; smaller ones go out as they are."""
 
 import json
+import os
+import subprocess
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,3 +34,11 @@ def test_a_small_event_is_sent_as_it_is():
 def test_a_quote_heavy_event_stays_under_the_limit():
     event = {"type": "message.created", "message": {"html": '"\\' * 50_000}}
     assert max(len(frame) for frame in frames(event, 16384)) <= 16384
+
+
+def test_python_clients_can_use_framing_without_django():
+    # The benchmark's load generator and tests/live.py reassemble parts outside the site.
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    code = "import assistants_app.framing, bench.run"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

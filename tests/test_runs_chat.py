@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from assistants_app import runs, services
+from assistants_app.engines.base import RunUpdate
 from assistants_app.models import Message, Run, RunStatus, Thread
 
 from .chat_stream import answer, chunk, sent, streamed
@@ -211,3 +212,14 @@ async def test_a_generation_past_the_deadline_expires_keeping_what_was_said(
     run = await Run.objects.aget(pk=run.pk)
     assert (run.status, run.error_code) == (RunStatus.EXPIRED, "expired")
     assert await answers(thread) == [("Once upon", True)]
+
+
+async def test_a_run_asked_to_stop_is_not_set_going_again(alice, thread, provider_mock):
+    # The race a generation's start loses to Stop: the cancel stored first is not overwritten.
+    _, run = await services.submit_message(alice, thread, "Tell me a story")
+    await Run.objects.filter(pk=run.pk).aupdate(status=RunStatus.CANCELLING)
+
+    still_active = await runs.record(run, RunUpdate(status=RunStatus.IN_PROGRESS))
+
+    assert still_active  # the run goes on (to its stop), so its driver does too
+    assert (await Run.objects.aget(pk=run.pk)).status == RunStatus.CANCELLING

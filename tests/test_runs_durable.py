@@ -14,7 +14,7 @@ from django.utils import timezone
 from assistants_app import runs
 from assistants_app.engines.base import RemoteMessage, RunUpdate
 from assistants_app.models import Message, Run, RunStatus
-from assistants_app.runs import driver, starting
+from assistants_app.runs import pacing
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import RESPONSE_ID, api_error, conversation, response
@@ -128,8 +128,8 @@ async def test_it_honours_retry_after(provider, started_run, monkeypatch):
 async def test_it_gives_up_after_repeated_failures_with_a_readable_reason(
     provider, started_run, monkeypatch
 ):
-    monkeypatch.setattr(driver, "MAX_CONSECUTIVE_PROVIDER_ERRORS", 3)
-    monkeypatch.setattr(driver, "retry_delay", lambda attempt, retry_after: 0)
+    monkeypatch.setattr(pacing, "MAX_CONSECUTIVE_PROVIDER_ERRORS", 3)
+    monkeypatch.setattr(pacing, "retry_delay", lambda attempt, retry_after: 0)
     provider.get(RETRIEVE).mock(side_effect=httpx.ReadTimeout("timed out"))
 
     await runs.drive(started_run.pk)
@@ -154,7 +154,7 @@ async def test_a_run_past_its_time_limit_expires_and_is_cancelled(provider, star
 
 
 async def test_a_locked_conversation_at_start_is_tried_again(provider, alice_thread, monkeypatch):
-    monkeypatch.setattr(starting, "retry_delay", lambda attempt, retry_after: 0)
+    monkeypatch.setattr(pacing, "retry_delay", lambda attempt, retry_after: 0)
     provider.post("/conversations").respond(json=conversation())
     create = provider.post("/responses").mock(
         side_effect=[

@@ -225,3 +225,27 @@ async def test_hello_replays_the_answer_written_so_far(started_run, alice):
         "type": "message.delta", "run_id": started_run.pk, "offset": 0, "text": "Half of it"
     }  # fmt: skip
     await communicator.disconnect()
+
+
+async def test_a_streamed_answer_out_of_time_expires_keeping_what_it_wrote(started_run, settings):
+    # The same rule as a generation here (test_runs_chat): the reader keeps what was written.
+    settings.RUN_MAX_SECONDS = 0.5
+
+    async def words_then_silence():
+        yield sse(opening() + deltas(["Once", " upon"]))
+        await asyncio.Event().wait()  # the model goes on thinking past the deadline
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE, params={"stream": "true"}).mock(
+            return_value=httpx.Response(
+                200, content=words_then_silence(), headers={"content-type": "text/event-stream"}
+            )
+        )
+        cancel = provider.post(f"{RETRIEVE}/cancel").respond(json=response("cancelled"))
+        await asyncio.wait_for(runs.drive(started_run.pk), 5)
+
+    await started_run.arefresh_from_db()
+    assert (started_run.status, started_run.error_code) == (RunStatus.EXPIRED, "expired")
+    assert cancel.called
+    kept = [(m.text, m.is_partial) async for m in Message.objects.filter(run=started_run)]
+    assert kept == [("Once upon", True)]

@@ -6,7 +6,7 @@ and never decides about retries. The run driver (the `runs` package) does both, 
 
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from ..exceptions import ProviderError
@@ -88,28 +88,26 @@ class StreamEvent:
     delta: str = ""  # text just written
     item_id: str = ""  # the provider's id of the message being written
     update: RunUpdate | None = None
+    restart: bool = False  # the answer is written again from the start: forget its text
 
 
 class Engine:
     """Base class; `thread.assistant` and `run.thread` are loaded by the caller.
 
-    Most engines start a run on the provider and the driver polls it. An engine whose run is
-    executed by the driver itself (`executes_locally`, Chat Completions) is instead asked to
-    `generate` the whole answer once, from the history the driver loads, and `cancel` then
-    returns what it had generated so far.
+    An engine starts a run (`start_run`); the driver then follows it through `stream` where
+    the engine has one (`streams`) and streaming is on, and through `poll` otherwise or when
+    the stream gives out. A run whose answer is generated in this process (local.py: Chat
+    Completions) has only its stream: `can_poll` is false for it.
     """
-
-    executes_locally = False
 
     streams = False  # whether `stream` is available; the driver polls otherwise
 
     def __init__(self, provider: dict):
         self.provider = provider
 
-    def runs_here(self, run: Run) -> bool:
-        """Whether the driver generates this run itself (see `executes_locally`); some engines
-        do so only for some providers."""
-        return self.executes_locally
+    def can_poll(self, run: Run) -> bool:
+        """Whether the provider keeps the run, so that `poll` can say how it is going."""
+        return True
 
     async def context_tokens(self, assistant: Assistant) -> int | None:
         """The model's context window: the assistant's, else what the provider says, if it
@@ -155,16 +153,6 @@ class Engine:
         raise NotImplementedError
 
     async def poll(self, run: Run) -> RunUpdate:
-        raise NotImplementedError
-
-    async def generate(
-        self,
-        run: Run,
-        history: list[Turn],
-        on_text: Callable[[str], Awaitable[None]] | None = None,
-    ) -> RunUpdate:
-        """Produce the whole answer (engines that execute locally), handing each piece of text
-        to `on_text` as it comes; `history` ends with the prompt."""
         raise NotImplementedError
 
     async def cancel(self, run: Run) -> RunUpdate:

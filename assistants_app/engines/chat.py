@@ -1,13 +1,13 @@
 """The Chat Completions engine: any OpenAI-compatible server (Ollama, vLLM, llama.cpp's
 llama-server, LM Studio, gateways).
 
-The provider keeps no run and no thread, so the run driver executes the run itself: `generate`
-sends the assistant's instructions and the history the driver loaded from our own messages to
-a streamed `chat.completions.create`, hands each piece of text to the driver as it comes, and
-returns the finished answer. What has streamed so far is also held here, so that `cancel`
-(after the driver stopped the generation) and a stream that breaks midway keep it; the driver
-stores it as a partial answer. Failures are not retried here or by the driver (except a rate
-limit before any output): the run fails with its reason and the page offers a retry.
+The provider keeps no run and no thread, so the run is generated in this process, and its
+stream is that generation (local.py): `generate` sends the assistant's instructions and the
+history fitted from our own messages to a streamed `chat.completions.create`, hands each piece
+of text on as it comes, and returns the finished answer. A stream that breaks midway keeps
+what it said, stored as a partial answer. Failures are not retried here or by the driver
+(except a rate limit before any output): the run fails with its reason and the page offers a
+retry.
 """
 
 import asyncio
@@ -21,7 +21,7 @@ from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
 from .base import RemoteMessage, RunUpdate, Turn, Usage, cached_tokens
 from .client import get_client, is_context_overflow, provider_errors
-from .local import UNFINISHED, LocalGeneration
+from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
 CUT_SHORT = {
     "length": "the model reached its length limit",
@@ -30,8 +30,6 @@ CUT_SHORT = {
 
 
 class ChatEngine(LocalGeneration):
-    executes_locally = True
-
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         # Nothing to send yet: the driver generates the answer. The id also names the answer's
         # message, so however often the run is driven, one message is stored.
@@ -46,7 +44,7 @@ class ChatEngine(LocalGeneration):
     ) -> RunUpdate:
         # In a thread: the files' bytes are read from storage (a disk, or a bucket).
         params = await asyncio.to_thread(self.request, run, history)
-        pieces = self._start_pieces(run)
+        pieces: list[str] = []
         usage = finish_reason = None
         try:
             with provider_errors():
@@ -61,10 +59,10 @@ class ChatEngine(LocalGeneration):
                                 if on_text:
                                     await on_text(choice.delta.content)
         except ProviderError as error:
-            return self._failed_midway(run, error, usage)
+            return failed_midway(run, pieces, error, usage)
         if finish_reason is None:
             # Every server we know ends with a finish reason; a stream without one was cut.
-            return self._broken(run, "stream_broken", UNFINISHED, usage)
+            return broken(run, pieces, "stream_broken", UNFINISHED, usage)
         return _finished(run, "".join(pieces), finish_reason, usage)
 
     async def _open(self, params: dict):

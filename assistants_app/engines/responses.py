@@ -34,7 +34,7 @@ from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage, batches, c
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
-from .local import UNFINISHED, LocalGeneration
+from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 LOCAL_PREFIX = "stream-"  # the remote id of a run generated here (there is none to retrieve)
@@ -47,13 +47,11 @@ def stream_unavailable() -> ProviderError:
 
 
 class ResponsesEngine(LocalGeneration):
-    streams = True
-
     async def capabilities(self, assistant) -> Capabilities:
         return await capabilities(self.provider, self.model_of(assistant), responses=True)
 
-    def runs_here(self, run: Run) -> bool:
-        return run.remote_id.startswith(LOCAL_PREFIX)
+    def can_poll(self, run: Run) -> bool:
+        return not _generated_here(run)
 
     async def ensure_thread(self, thread: Thread, seed: Sequence[Turn] = ()) -> None:
         found = await self.capabilities(thread.assistant)
@@ -162,13 +160,6 @@ class ResponsesEngine(LocalGeneration):
         return params
 
     async def poll(self, run: Run) -> RunUpdate:
-        if self.runs_here(run):
-            # Nothing to retrieve (store=false): the process that generated it is gone.
-            return RunUpdate(
-                status=RunStatus.FAILED,
-                error_code="interrupted",
-                error_message="The answer was interrupted (the server restarted); retry it.",
-            )
         with provider_errors():
             raw = await get_client(self.provider).responses.with_raw_response.retrieve(
                 run.remote_id
@@ -177,8 +168,12 @@ class ResponsesEngine(LocalGeneration):
         return to_run_update(response, raw.headers)
 
     async def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
+        if _generated_here(run):
+            async for event in super().stream(run, starting_after):
+                yield event
+            return
         found = await self.capabilities(run.thread.assistant)
-        if self.runs_here(run) or found.streamed_retrieve is False:
+        if found.streamed_retrieve is False:
             raise stream_unavailable()
         params = {} if starting_after is None else {"starting_after": starting_after}
         with provider_errors():
@@ -195,8 +190,8 @@ class ResponsesEngine(LocalGeneration):
                     yield to_stream_event(event)
 
     async def cancel(self, run: Run) -> RunUpdate:
-        if self.runs_here(run):
-            return await super().cancel(run)  # the driver closed the stream: what it said
+        if _generated_here(run):
+            return await super().cancel(run)  # stopped where it is generated (local.py)
         with provider_errors():
             response = await get_client(self.provider).responses.cancel(run.remote_id)
         update = to_run_update(response, {})
@@ -226,7 +221,7 @@ class ResponsesEngine(LocalGeneration):
             "store": False,
             "stream": True,
         }
-        pieces = self._start_pieces(run)
+        pieces: list[str] = []
         final = None
         try:
             with provider_errors():
@@ -243,9 +238,9 @@ class ResponsesEngine(LocalGeneration):
                         elif event.type == "error":
                             raise ProviderError("stream_error", event.message)
         except ProviderError as error:
-            return self._failed_midway(run, error, None)
+            return failed_midway(run, pieces, error, None)
         if final is None:
-            return self._broken(run, "stream_broken", UNFINISHED, None)
+            return broken(run, pieces, "stream_broken", UNFINISHED, None)
         update = to_run_update(final, {})
         text = "".join(pieces) or "".join(m.text for m in update.messages)
         messages = [RemoteMessage(run.remote_id, text)] if text.strip() else []
@@ -256,6 +251,11 @@ class ResponsesEngine(LocalGeneration):
             error_code=update.error_code,
             error_message=update.error_message,
         )
+
+
+def _generated_here(run: Run) -> bool:
+    """A run of a provider without background mode: generated in this process (local.py)."""
+    return run.remote_id.startswith(LOCAL_PREFIX)
 
 
 def _vector_store_of(assistant) -> str:

@@ -8,8 +8,8 @@ A package of small modules, each with one job, imported one way (no cycles):
     store.py       `record`: a run's progress stored exactly once, its events sent after commit
     endings.py     how a run ends when its provider does not end it (failure, expiry, ...)
     tool_calls.py  running the tools a run asks for and submitting their outputs
-    streaming.py   following a run's stream; LiveText, the answer being written
-    generating.py  generating an answer in this process (engines whose runs live here)
+    pacing.py      how often to poll, how long to wait after a failure
+    streaming.py   following a run's stream (a provider's, or a generation here); LiveText
     driver.py      the driving loop: one task per run, stream first, then polling
     starting.py    starting a run on its provider, and cancelling one
 
@@ -22,13 +22,13 @@ from .driver import (
     drive,
     ensure_driving,
     orphaned_run_ids,
-    poll_delay,
     release_all_leases,
     stop_driving,
 )
 from .endings import UNEXPECTED, failure
 from .events import broadcast
 from .leases import PROCESS_ID, STARTING, starting_lease
+from .pacing import poll_delay
 from .starting import cancel, start
 from .store import CUT_SHORT_STATUSES, UNSTORABLE, record
 from .streaming import LiveText, follow_stream, live_delta

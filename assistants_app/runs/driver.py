@@ -8,17 +8,14 @@ processes may be asked to drive the same run; the lease (leases.py) lets exactly
 
 import asyncio
 import atexit
-import contextlib
 import contextvars
 import logging
-import random
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Q
 from django.utils import timezone
 
 from ..db import database_sync_to_async
@@ -26,16 +23,14 @@ from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Message, Run
+from . import leases, pacing
 from .endings import UNEXPECTED, end_after_database_error, expire, failure, interrupted
-from .generating import generate
-from .leases import PROCESS_ID, await_lease, hand_on, renew_lease_when_due, take_lease
+from .leases import Lease
 from .store import record
-from .streaming import follow_stream, loop_time_at
+from .streaming import follow_stream
 from .tool_calls import answer_tool_calls
 
 log = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_PROVIDER_ERRORS = 8
 
 
 @dataclass
@@ -92,7 +87,7 @@ def orphaned_run_ids() -> list[int]:
     """Unfinished runs nobody drives: their lease is free or has run out."""
     return list(
         Run.objects.active()
-        .filter(Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now()))
+        .filter(leases.free_or_expired())
         .exclude(pk__in=list(_driving))
         .values_list("pk", flat=True)
     )
@@ -103,7 +98,8 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
     run = await _load(run_id)
     if run is None or run.is_terminal:
         return
-    if not await take_lease(run_id) and not (standby and await await_lease(run_id, wake)):
+    lease = Lease(run_id)
+    if not await lease.take() and not (standby and await lease.wait_until_free(wake)):
         return
     engine = None
     try:
@@ -112,7 +108,7 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
             await record(run, interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        await _poll_until_terminal(engine, run)
+        await _follow_until_terminal(engine, run, lease)
     except ProviderError as error:
         await record(run, failure(error))
     except DatabaseError as error:
@@ -123,19 +119,19 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
     finally:
         if engine is not None:
             await engine.close_stream(run)  # held for a stream this driver did not follow
-        await hand_on(run_id)
+        await lease.release()
 
 
-async def _poll_until_terminal(engine: Engine, run: Run) -> None:
+async def _follow_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
+    """Follow the run to its end: by its stream where there is one (always, for a run that
+    cannot be polled; with RUN_STREAMING for the others), else, or once the stream gave out,
+    by polling with backoff. Either way it ends by RUN_MAX_SECONDS."""
     # Counted from when the provider accepted the run: our own slowness is not its fault.
     deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
-    if engine.streams and settings.RUN_STREAMING and not engine.runs_here(run):
+    if engine.streams and (settings.RUN_STREAMING or not engine.can_poll(run)):
         # Streaming is the fast path; polling below stays the durable one.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(loop_time_at(deadline)):
-                if await follow_stream(engine, run):
-                    return
-    lease_renewed_at: float | None = asyncio.get_running_loop().time()
+        if await follow_stream(engine, run, lease, deadline):
+            return
     stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
@@ -143,20 +139,19 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
             await expire(engine, run)
             return
         try:
-            if engine.runs_here(run):
-                update = await generate(engine, run, deadline)
-            else:
-                update = await engine.poll(run)
-                if update.tool_calls:
-                    update = await answer_tool_calls(engine, run, update)
+            update = await engine.poll(run)
+            if update.tool_calls:
+                update = await answer_tool_calls(engine, run, update)
         except ProviderError as error:
             errors += 1
-            if not error.retryable or errors >= MAX_CONSECUTIVE_PROVIDER_ERRORS:
+            if not error.retryable or errors >= pacing.MAX_CONSECUTIVE_PROVIDER_ERRORS:
                 raise
             log.info("run %s: retrying after %s (attempt %s)", run.pk, error.code, errors)
             # Never sleep past the deadline: a run stuck behind errors still ends in time.
             seconds_left = (deadline - timezone.now()).total_seconds()
-            await asyncio.sleep(max(0.0, min(retry_delay(errors, error.retry_after), seconds_left)))
+            await asyncio.sleep(
+                max(0.0, min(pacing.retry_delay(errors, error.retry_after), seconds_left))
+            )
             continue
         errors = 0
         if update is None:
@@ -168,24 +163,9 @@ async def _poll_until_terminal(engine: Engine, run: Run) -> None:
                 return
         else:
             quiet_polls += 1
-        lease_renewed_at = await renew_lease_when_due(run, lease_renewed_at)
-        if lease_renewed_at is None:
+        if not await lease.renew_when_due():
             return
-        await asyncio.sleep(update.poll_after or poll_delay(quiet_polls))
-
-
-def poll_delay(quiet_polls: int) -> float:
-    """Start fast, then back off while nothing changes (or a fixed interval, if so set)."""
-    if settings.RUN_POLL_STRATEGY == "fixed":
-        return settings.RUN_POLL_FIXED_SECONDS
-    return min(settings.RUN_POLL_MAX_SECONDS, settings.RUN_POLL_FIRST_SECONDS * 2**quiet_polls)
-
-
-def retry_delay(attempt: int, retry_after: float | None) -> float:
-    """The provider's Retry-After when given; otherwise exponential backoff with jitter."""
-    if retry_after is not None:
-        return retry_after
-    return min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        await asyncio.sleep(update.poll_after or pacing.poll_delay(quiet_polls))
 
 
 def _is_news(run: Run, update: RunUpdate, stored: set[str]) -> bool:
@@ -216,8 +196,6 @@ def release_all_leases() -> None:
     if not _driving:
         return
     try:
-        Run.objects.filter(pk__in=list(_driving), lease_owner=PROCESS_ID).update(
-            lease_owner="", lease_expires_at=None
-        )
+        leases.release_all(list(_driving))
     except DatabaseError:
         log.warning("could not release run leases at exit; they expire on their own")

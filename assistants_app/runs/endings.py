@@ -7,7 +7,7 @@ import logging
 from django.conf import settings
 from django.db import DatabaseError, OperationalError
 
-from ..engines.base import Engine, RunUpdate
+from ..engines.base import Engine, RemoteMessage, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Run, RunStatus
 from .store import record
@@ -40,18 +40,15 @@ async def cancel_quietly(engine: Engine, run: Run) -> None:
         log.warning("run %s: cancelling it on the provider failed: %s", run.pk, error)
 
 
-async def expire(engine: Engine, run: Run) -> None:
-    said_so_far = []
-    if engine.runs_here(run):
-        # The generation was stopped here: what it had said is kept, as a partial answer.
-        said_so_far = (await engine.cancel(run)).messages
-    else:
-        await cancel_quietly(engine, run)
+async def expire(engine: Engine, run: Run, said_so_far: list[RemoteMessage] = ()) -> None:
+    """Stop a run that took longer than RUN_MAX_SECONDS; what it had written (streamed here)
+    is kept as a partial answer."""
+    await cancel_quietly(engine, run)
     await record(
         run,
         RunUpdate(
             status=RunStatus.EXPIRED,
-            messages=said_so_far,
+            messages=list(said_so_far),
             error_code="expired",
             error_message=(
                 f"No answer after {settings.RUN_MAX_SECONDS} seconds; the run was stopped."

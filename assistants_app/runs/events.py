@@ -12,7 +12,8 @@ Server to page (through the thread's group, or straight from its consumer):
     replay.more      one page of a `hello` replay was sent; ask again after this message
     heartbeat        the socket is alive (a quiet answer is a slow model, not a stall)
     error            a client event was refused: a code and words
-    part             one piece of an event too big for one websocket message (framing.py)
+    part             one piece of an event too big for one websocket message (built in
+                     framing.py, which Python clients use without Django)
 
 Page to server: `hello` (with `last_message_id`) asks for what the page missed.
 
@@ -54,10 +55,6 @@ def error(code: str, message: str, retry_after: float | None = None) -> dict:
     if retry_after:
         event["retry_after"] = retry_after
     return event
-
-
-def part(index: int, count: int, text: str) -> dict:
-    return {"type": "part", "index": index, "count": count, "text": text}
 
 
 def run_started(run_id: int) -> dict:

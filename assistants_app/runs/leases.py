@@ -1,9 +1,13 @@
 """A run's lease: the row-level claim (owner and expiry) that lets exactly one process drive
 a run, while several may be asked to.
 
-Every write of `lease_owner` / `lease_expires_at` outside the terminal store lives here.
-A lease is taken for RUN_LEASE_SECONDS and renewed once a third of it has passed; a process
-that dies simply stops renewing, and another takes the run over when the lease runs out.
+A driver holds a `Lease`: it takes it, renews it once a third of it has passed, and releases
+it when it stops; a process that dies simply stops renewing, and another takes the run over
+when the lease runs out. A run being started holds the starting lease (`starting_lease`),
+which nobody may take, this process included, until the start keeps or releases it.
+
+Every write of `lease_owner` / `lease_expires_at` lives here (the terminal store's clearing
+uses FREE).
 """
 
 import asyncio
@@ -28,6 +32,8 @@ PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 # While a run is being started nobody may drive it, this process included: a run without a
 # provider id would look like one whose start was interrupted.
 STARTING = f"{PROCESS_ID}:starting"
+# A run's lease fields when nobody holds it.
+FREE = {"lease_owner": "", "lease_expires_at": None}
 
 
 def starting_lease() -> dict:
@@ -36,71 +42,104 @@ def starting_lease() -> dict:
     return {"lease_owner": STARTING, "lease_expires_at": timezone.now() + timedelta(seconds=window)}
 
 
-@database_sync_to_async
-def take_lease(run_id: int) -> bool:
-    """Claim or renew the run for this process; false if another process holds it."""
-    now = timezone.now()
-    return bool(
-        Run.objects.filter(pk=run_id)
-        .active()
-        .filter(Q(lease_owner=PROCESS_ID) | Q(lease_expires_at=None) | Q(lease_expires_at__lt=now))
-        .update(
-            lease_owner=PROCESS_ID,
-            lease_expires_at=now + timedelta(seconds=settings.RUN_LEASE_SECONDS),
-        )
-    )
+def free_or_expired() -> Q:
+    """Runs whose lease anyone may take: nobody holds it, or its holder stopped renewing."""
+    return Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now())
 
 
-@database_sync_to_async
-def keep_starting_lease(run_id: int) -> bool:
-    """Turn this process's starting lease into a driving one; false if it was lost meanwhile."""
-    return bool(
-        Run.objects.filter(pk=run_id, lease_owner=STARTING).update(
-            lease_owner=PROCESS_ID,
-            lease_expires_at=timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS),
-        )
-    )
+def _driving_fields() -> dict:
+    expires_at = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
+    return {"lease_owner": PROCESS_ID, "lease_expires_at": expires_at}
 
 
-@database_sync_to_async
-def release_lease(run_id: int, owner: str = PROCESS_ID) -> None:
-    Run.objects.filter(pk=run_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
+class Lease:
+    """This process's claim on one run: `take`, `renew_when_due` while driving, `release`.
 
+    `Lease.starting(run_id)` is the starting lease of a run this process is starting: `keep`
+    turns it into a driving one, `release` hands the run to whoever drives it next.
+    """
 
-@database_sync_to_async
-def is_active(run_id: int) -> bool:
-    return Run.objects.filter(pk=run_id).active().exists()
+    def __init__(self, run_id: int, owner: str = PROCESS_ID):
+        self.run_id = run_id
+        self.owner = owner
+        self.renewed_at: float | None = None  # the event loop's time of the last take
 
+    @classmethod
+    def starting(cls, run_id: int) -> "Lease":
+        return cls(run_id, owner=STARTING)
 
-async def await_lease(run_id: int, wake: asyncio.Event | None) -> bool:
-    """Stand by while another process drives the run; true once the lease is ours."""
-    wake = wake or asyncio.Event()
-    while await is_active(run_id):
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=settings.RUN_LEASE_SECONDS / 3)
-        wake.clear()
-        if await take_lease(run_id):
+    async def take(self) -> bool:
+        """Claim or renew the run for this process; false if another process holds it."""
+        taken = await _take(self.run_id)
+        if taken:
+            self.owner, self.renewed_at = PROCESS_ID, asyncio.get_running_loop().time()
+        return taken
+
+    async def keep(self) -> bool:
+        """Turn this starting lease into a driving one; false if it was lost meanwhile."""
+        kept = await _keep_starting(self.run_id)
+        if kept:
+            self.owner, self.renewed_at = PROCESS_ID, asyncio.get_running_loop().time()
+        return kept
+
+    def renew_in(self) -> float:
+        """Seconds until the lease is due for renewal (a third of it has passed)."""
+        elapsed = asyncio.get_running_loop().time() - (self.renewed_at or 0.0)
+        return max(0.0, settings.RUN_LEASE_SECONDS / 3 - elapsed)
+
+    async def renew_when_due(self) -> bool:
+        """Renew the lease once a third of it has passed; false once it was lost."""
+        if self.renew_in() > 0:
             return True
-    return False
+        if not await self.take():
+            log.warning("run %s: lease lost to another process; stopping here", self.run_id)
+            return False
+        return True
+
+    async def wait_until_free(self, wake: asyncio.Event | None = None) -> bool:
+        """Stand by while another process drives the run (trying again whenever `wake` is set,
+        and every third of a lease); true once the lease is ours, false once the run ended."""
+        wake = wake or asyncio.Event()
+        while await _is_active(self.run_id):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=settings.RUN_LEASE_SECONDS / 3)
+            wake.clear()
+            if await self.take():
+                return True
+        return False
+
+    async def release(self) -> None:
+        """Hand the run to the next driver; if even that fails, the lease expires."""
+        try:
+            await _release(self.run_id, self.owner)
+        except DatabaseError as error:
+            log.warning(
+                "run %s: lease not released (%s); another driver takes over in %s s",
+                self.run_id, error, settings.RUN_LEASE_SECONDS,
+            )  # fmt: skip
 
 
-async def renew_lease_when_due(run: Run, renewed_at: float) -> float | None:
-    """Renew the lease once a third of it has passed: when it was renewed, None if lost."""
-    now = asyncio.get_running_loop().time()
-    if now - renewed_at < settings.RUN_LEASE_SECONDS / 3:
-        return renewed_at
-    if not await take_lease(run.pk):
-        log.warning("run %s: lease lost to another process; stopping here", run.pk)
-        return None
-    return now
+def release_all(run_ids: list[int]) -> None:
+    """Release this process's leases of these runs at once (a clean exit), synchronously."""
+    Run.objects.filter(pk__in=run_ids, lease_owner=PROCESS_ID).update(**FREE)
 
 
-async def hand_on(run_id: int, owner: str = PROCESS_ID) -> None:
-    """Release the run's lease for the next driver; if even that fails, it expires."""
-    try:
-        await release_lease(run_id, owner=owner)
-    except DatabaseError as error:
-        log.warning(
-            "run %s: lease not released (%s); another driver takes over in %s s",
-            run_id, error, settings.RUN_LEASE_SECONDS,
-        )  # fmt: skip
+@database_sync_to_async
+def _take(run_id: int) -> bool:
+    ours = Q(lease_owner=PROCESS_ID) | free_or_expired()
+    return bool(Run.objects.filter(pk=run_id).active().filter(ours).update(**_driving_fields()))
+
+
+@database_sync_to_async
+def _keep_starting(run_id: int) -> bool:
+    return bool(Run.objects.filter(pk=run_id, lease_owner=STARTING).update(**_driving_fields()))
+
+
+@database_sync_to_async
+def _release(run_id: int, owner: str) -> None:
+    Run.objects.filter(pk=run_id, lease_owner=owner).update(**FREE)
+
+
+@database_sync_to_async
+def _is_active(run_id: int) -> bool:
+    return Run.objects.filter(pk=run_id).active().exists()

@@ -17,10 +17,10 @@ from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus
-from . import events
-from .driver import ensure_driving, retry_delay
+from . import events, pacing
+from .driver import ensure_driving
 from .endings import UNEXPECTED, cancel_quietly, failure
-from .leases import STARTING, hand_on, keep_starting_lease, release_lease
+from .leases import Lease
 from .store import UNSTORABLE, record
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ async def start(run: Run, message: Message) -> None:
         await record(run, UNSTORABLE)
     except DatabaseError as error:
         log.error("run %s: a database error stopped its start (%s); handing it on", run.pk, error)
-        await hand_on(run.pk, owner=STARTING)
+        await Lease.starting(run.pk).release()
 
 
 async def _start(run: Run, message: Message) -> None:
@@ -78,12 +78,13 @@ async def _start(run: Run, message: Message) -> None:
         await engine.close_stream(run)
         await cancel_quietly(engine, run)
         return
-    if engine.holds_stream(run) and not run.is_terminal and await keep_starting_lease(run.pk):
+    lease = Lease.starting(run.pk)
+    if engine.holds_stream(run) and not run.is_terminal and await lease.keep():
         # The run's stream was opened by this process and can be followed from here only.
         ensure_driving(run.pk)
     else:
         await engine.close_stream(run)
-        await release_lease(run.pk, owner=STARTING)
+        await lease.release()
     if not run.is_terminal:
         await ring_doorbell(run)
 
@@ -106,18 +107,16 @@ async def cancel(run: Run) -> None:
     """Ask the provider to stop an active run and record what it answers (usually cancelling;
     polling then sees cancelled). `run.thread.assistant` must be loaded. Raises ProviderError.
 
-    A run executed locally (chat) is only marked cancelling: whichever process generates it
-    sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was said so far.
+    A run generated here (Chat Completions) is only marked cancelling by its engine: whichever
+    process generates it sees that within CHAT_CANCEL_CHECK_SECONDS, stops, and stores what was
+    said so far (engines/local.py).
     """
     if not run.remote_id:
         # Not started on the provider (its process died first): nothing there to stop.
         await record(run, RunUpdate(status=RunStatus.CANCELLED))
         return
     engine = get_engine(run.thread.assistant)
-    if engine.runs_here(run):
-        update = RunUpdate(status=RunStatus.CANCELLING)
-    else:
-        update = await engine.cancel(run)
+    update = await engine.cancel(run)
     if await record(run, update) and not run.is_terminal:
         await ring_doorbell(run)
 
@@ -136,4 +135,5 @@ async def _start_on_provider(engine: Engine, run: Run, message: Message) -> RunU
             if error.code not in RESEND_SAFE_CODES or attempt == START_ATTEMPTS:
                 raise
             log.info("run %s: start refused (%s); trying again", run.pk, error.code)
-            await asyncio.sleep(retry_delay(attempt, error.retry_after))
+            await asyncio.sleep(pacing.retry_delay(attempt, error.retry_after))
+

@@ -21,7 +21,7 @@ from ..engines import get_engine
 from ..engines.base import RunUpdate, Usage
 from ..history import load_history
 from ..models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
-from . import events
+from . import events, leases
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,9 @@ CUT_SHORT_STATUSES = {
     RunStatus.CANCELLED, RunStatus.INCOMPLETE, RunStatus.FAILED, RunStatus.EXPIRED
 }  # fmt: skip
 
+
+# Statuses of a run under way, which a cancel asked for must not be overwritten with.
+GOING = {RunStatus.QUEUED, RunStatus.IN_PROGRESS}
 
 UNSTORABLE = RunUpdate(
     status=RunStatus.FAILED,
@@ -104,17 +107,24 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
                 finished_at=timezone.now(),
                 error_code=update.error_code,
                 error_message=storable.mend(update.error_message),
-                lease_owner="",
-                lease_expires_at=None,
+                **leases.FREE,
                 partial_text="",
             )
         # The run's row first: a write before any read keeps SQLite from refusing to turn a
         # reading transaction into a writing one under concurrent writers.
-        still_active = Run.objects.filter(pk=run.pk).active().update(**changes)
-        if still_active:
+        rows = Run.objects.filter(pk=run.pk).active()
+        if update.status in GOING:
+            # A run asked to stop is not set going again: a generation that begins as Stop is
+            # pressed, a provider's word from before it heard of the cancel.
+            rows = rows.exclude(status=RunStatus.CANCELLING)
+        changed = rows.update(**changes)
+        if changed:
             for name, value in changes.items():
                 setattr(run, name, value)
             usage.settle(run)
+        still_active = changed or (
+            update.status in GOING and Run.objects.filter(pk=run.pk).active().exists()
+        )
         new_messages = []
         # Each part of the answer follows the one before it, the first follows the prompt.
         parent_id = tree.last_message_of(run) if still_active and update.messages else None
@@ -139,7 +149,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
         if still_active and update.status not in ACTIVE_STATUSES:
             branches.settle(run)  # what its provider conversation now holds
         sent = [events.message_created(message) for message in new_messages]
-        if still_active:
+        if changed:
             sent.append(events.run_status(run))
         transaction.on_commit(partial(committed.extend, sent))
     return bool(still_active)

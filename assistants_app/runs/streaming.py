@@ -1,14 +1,14 @@
-"""Following a run's stream: text sent to the thread's sockets as it is written (LiveText),
-resumed after breaks, with polling (driver.py) as the durable fallback.
-
-LiveText is shared with local generation (generating.py): however an answer is produced,
-its text reaches the page as coalesced `message.delta` events and is saved now and then, so
-that a reload or another process can resume it.
+"""Following a run's stream, whoever writes it: a provider's live stream, or a generation in
+this process (engines/local.py, Chat Completions). Text goes to the thread's sockets as it is
+written (LiveText: coalesced `message.delta` events, saved now and then so that a reload or
+another process can resume it); a broken stream is resumed, with polling (driver.py) as the
+durable fallback for runs the provider keeps.
 """
 
 import asyncio
 import logging
 from dataclasses import replace
+from datetime import datetime
 
 from django.conf import settings
 from django.utils import timezone
@@ -16,10 +16,12 @@ from django.utils import timezone
 from .. import storable
 from ..db import database_sync_to_async
 from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
+from ..engines.local import UNFINISHED
 from ..exceptions import ProviderError
 from ..models import ACTIVE_STATUSES, Run
-from . import events
-from .leases import renew_lease_when_due
+from . import events, pacing
+from .endings import expire
+from .leases import Lease
 from .store import record
 from .tool_calls import answer_tool_calls
 
@@ -32,14 +34,13 @@ class LiveText:
     """The answer being written for one run: sent to sockets as coalesced `message.delta`
     events, saved now and then so that a reload or another process can resume it."""
 
-    def __init__(self, run: Run):
-        self.run = run
+    def __init__(self, run: Run, lease: Lease):
+        self.run, self.lease = run, lease
         self.text = run.partial_text
         self.sequence = run.stream_sequence
         self.item_id = ""
         self.sent = len(self.text)  # characters already pushed to sockets
         self.saved_at = self.pushed_at = 0.0
-        self.lease_renewed_at = asyncio.get_running_loop().time()  # taken just before
 
     @property
     def unsent(self) -> bool:
@@ -55,18 +56,9 @@ class LiveText:
     def wake_in(self) -> float:
         """Seconds until the follower must act without waiting for an event: to send text
         that waited long enough, or to renew the lease (a long answer outlasts it)."""
-        elapsed = asyncio.get_running_loop().time() - self.lease_renewed_at
-        renew_in = max(0.0, settings.RUN_LEASE_SECONDS / 3 - elapsed)
+        renew_in = self.lease.renew_in()
         flush_in = self.flush_due_in()
         return renew_in if flush_in is None else min(flush_in, renew_in)
-
-    async def hold_lease(self) -> bool:
-        """Renew the run's lease when due; false once another process has taken it over."""
-        renewed_at = await renew_lease_when_due(self.run, self.lease_renewed_at)
-        if renewed_at is None:
-            return False
-        self.lease_renewed_at = renewed_at
-        return True
 
     async def add(self, event: StreamEvent) -> None:
         self.text += storable.mend(event.delta)
@@ -90,8 +82,15 @@ class LiveText:
         """Text from `offset` on; a client with fewer characters than `offset` missed some."""
         return events.message_delta(self.run.pk, self.text[offset:], offset)
 
-    def as_message(self) -> RemoteMessage:
-        return RemoteMessage(remote_id=self.item_id or f"run-{self.run.pk}", text=self.text)
+    def restart(self) -> None:
+        """The answer is written again from the start: its next push replaces the page's."""
+        self.text, self.item_id, self.sent = "", "", 0
+
+    def said(self) -> list[RemoteMessage]:
+        """What was written so far, as the answer to keep when the provider returns none."""
+        if not self.text.strip():
+            return []
+        return [RemoteMessage(remote_id=self.item_id or f"run-{self.run.pk}", text=self.text)]
 
 
 # run id -> the text being streamed for it in this process (for replay on `hello`)
@@ -108,32 +107,61 @@ def live_delta(run: Run) -> dict | None:
     return None
 
 
-async def follow_stream(engine: Engine, run: Run) -> bool:
-    """Stream the run, resuming after breaks; true once it is terminal and recorded, false
-    when streaming gave out and polling must take over."""
-    live = live_texts[run.pk] = LiveText(run)
+async def follow_stream(engine: Engine, run: Run, lease: Lease, deadline: datetime) -> bool:
+    """Stream the run until it is terminal and recorded (true), or until streaming gave out
+    and polling must take over (false). At `deadline` the run expires, keeping what it wrote.
+
+    Raises ProviderError for a run that only its stream can follow (`engine.can_poll` false,
+    a generation here) once its stream keeps failing.
+    """
+    live = live_texts[run.pk] = LiveText(run, lease)
     try:
-        for _ in range(STREAM_ATTEMPTS):
-            try:
-                if await _follow_once(engine, run, live):
-                    return True
-            except ProviderError as error:
-                log.info("run %s: stream failed (%s)", run.pk, error.code)
-                if not error.retryable:
-                    return False
-            await live.push()
-            # The stream ended early: unless the run ended meanwhile, resume it.
-            try:
-                update = await engine.poll(run)
-            except ProviderError:
-                return False  # the polling loop has the patience for this
-            if update.status not in ACTIVE_STATUSES:
-                await _finish(run, update, live)
-                return True
-        return False
+        async with asyncio.timeout_at(loop_time_at(deadline)) as time_limit:
+            return await _follow(engine, run, live)
+    except TimeoutError:
+        if not time_limit.expired():
+            raise
+        await live.push()
+        await expire(engine, run, live.said())
+        return True
     finally:
         await live.push()
         del live_texts[run.pk]
+
+
+async def _follow(engine: Engine, run: Run, live: LiveText) -> bool:
+    """Follow the run's stream, resuming it after breaks (STREAM_ATTEMPTS streams, after which
+    polling takes over). A run that cannot be polled is instead waited out like a failed poll
+    (pacing.py), and fails with the provider's reason when that runs out."""
+    streams = errors = 0
+    while True:
+        try:
+            if await _follow_once(engine, run, live):
+                return True
+            if not engine.can_poll(run):
+                raise ProviderError("stream_broken", UNFINISHED)  # its stream is all there is
+        except ProviderError as error:
+            log.info("run %s: stream failed (%s)", run.pk, error.code)
+            if not engine.can_poll(run):
+                errors += 1
+                if not error.retryable or errors >= pacing.MAX_CONSECUTIVE_PROVIDER_ERRORS:
+                    raise
+                await asyncio.sleep(pacing.retry_delay(errors, error.retry_after))
+                continue
+            if not error.retryable:
+                return False
+        await live.push()
+        # The stream ended early: unless the run ended meanwhile, resume it.
+        try:
+            update = await engine.poll(run)
+        except ProviderError:
+            return False  # the polling loop has the patience for this
+        if update.status not in ACTIVE_STATUSES:
+            await _finish(run, update, live)
+            return True
+        streams += 1
+        if streams == STREAM_ATTEMPTS:
+            return False
 
 
 async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
@@ -141,11 +169,14 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     stream ended first. A run that asks for tools goes on in the stream their outputs open."""
     asking_for_tools = None
     async for event in _ticking(engine.stream(run, live.sequence), live.wake_in):
-        if not await live.hold_lease():
+        if not await live.lease.renew_when_due():
             return True  # another process drives the run now: nothing more to do here
         if event is None:
             await live.push()  # text waited long enough: send it
-        elif event.delta:
+            continue
+        if event.restart:
+            live.restart()
+        if event.delta:
             await live.add(event)
         elif event.update is not None:
             live.sequence = event.sequence if event.sequence is not None else live.sequence
@@ -171,8 +202,8 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
 
 async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
     """Record the end; an answer the provider did not return is kept from what was streamed."""
-    if not update.messages and live.text:
-        update = replace(update, messages=[live.as_message()])
+    if not update.messages and (said := live.said()):
+        update = replace(update, messages=said)
     await record(run, update)
 
 

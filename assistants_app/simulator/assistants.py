@@ -1,9 +1,10 @@
 """The Assistants API (v2) as the simulator serves it: assistants, threads, messages, runs.
 
-A run is queued for the first fifth of its latency, then in progress; from `latency` on its
-answer is written token by token at the configured token rate, and with the last token the
-run completes and the answer appears in the thread. `runs.retrieve` sends an
-`openai-poll-after-ms` header (a fifth of the latency, at least 50 ms), as OpenAI did.
+A run follows the answer's timeline (timeline.py): queued for the first fifth of its latency,
+then in progress; from `latency` on its answer is written token by token at the configured
+token rate, and with the last token the run completes and the answer appears in the thread.
+`runs.retrieve` sends an `openai-poll-after-ms` header (a fifth of the latency, at least
+50 ms), as OpenAI did.
 `runs.create` and `submit_tool_outputs` with `stream: true` answer with the run's events
 instead (thread.run.*, thread.message.created / delta / completed, then `[DONE]`), each when
 it falls due; such a stream cannot be reopened, as on OpenAI.
@@ -34,6 +35,7 @@ from starlette.routing import Route
 from .common import Settings, error, fault_of, json_body, new_id, poll_fault
 from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of, variant_of
+from .timeline import TimedAnswer
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete", "expired"}
 # Statuses a fault ends a run in, instead of completed.
@@ -120,27 +122,24 @@ class SimRun:
     fault: str
     created_at: int = field(default_factory=now)
     started: float = field(default_factory=time.monotonic)
-    phase_started: float = field(default_factory=time.monotonic)
     tool_calls: list[dict] = field(default_factory=list)
     tool_outputs: list[dict] = field(default_factory=list)
-    cancelled_at: float | None = None
     answer_id: str = field(default_factory=lambda: new_id("msg"))
     answer: dict | None = None
     polls: int = 0
     streams: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # wakes streams on a cancel
-    tokens: list[str] = field(default_factory=list)  # the answer this phase writes, if any
+    # The current phase (the run's start, or since its tool outputs came); a cancel stops it.
+    timeline: TimedAnswer = field(init=False)
 
     def __post_init__(self):
         self.tool_calls = planned_tool_calls(self.tools, self.prompt)
-        self.tokens = self.planned_tokens()
+        self.timeline = TimedAnswer(self.planned_tokens(), self.latency, self.token_rate)
 
     @property
-    def elapsed(self) -> float:
-        """Seconds into the current phase (the run's start, or since its tool outputs came);
-        a cancel freezes it, so nothing more is written."""
-        end = time.monotonic() if self.cancelled_at is None else self.cancelled_at
-        return end - self.phase_started
+    def tokens(self) -> list[str]:
+        """The answer this phase writes, if any."""
+        return self.timeline.tokens
 
     @property
     def awaits_tools(self) -> bool:
@@ -154,33 +153,25 @@ class SimRun:
     def planned_tokens(self) -> list[str]:
         return tokens_of(self.reply()) if self.writes else []
 
-    def token_due(self, index: int) -> float:
-        """Seconds into the phase when token `index` is written."""
-        return self.latency + index / self.token_rate
-
     @property
     def status(self) -> str:
-        if self.cancelled_at is not None:
-            since_cancel = time.monotonic() - self.cancelled_at
-            return "cancelled" if since_cancel >= self.latency * 0.2 else "cancelling"
-        elapsed = self.elapsed
-        if elapsed < self.latency * 0.2:
+        answer = self.timeline
+        if answer.stopped:
+            since_cancel = time.monotonic() - answer.stopped_at
+            return "cancelled" if since_cancel >= answer.queued_for else "cancelling"
+        if answer.queued:
             return "queued"
-        if self.fault == "stuck" or elapsed < self.latency:
+        if self.fault == "stuck" or answer.elapsed < answer.latency:
             return "in_progress"
         if self.awaits_tools:
             return "requires_action"
-        if elapsed < self.token_due(len(self.tokens)):
+        if not answer.finished:
             return "in_progress"  # writing
         return FAULT_ENDINGS.get(self.fault, "completed")
 
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
-
-    def tokens_written(self) -> int:
-        elapsed = self.elapsed
-        return sum(1 for index in range(len(self.tokens)) if self.token_due(index) <= elapsed)
 
     def settle(self) -> None:
         """Write the answer into the thread once the run has finished writing it."""
@@ -209,11 +200,11 @@ class SimRun:
 
     def submit(self, outputs: list[dict]) -> None:
         self.tool_outputs = outputs
-        self.tokens = self.planned_tokens()  # the reply now quotes the outputs
-        self.phase_started = time.monotonic()  # a new queued -> in_progress round
+        # A new queued -> in_progress round, whose reply quotes the outputs.
+        self.timeline.begin_again(self.planned_tokens())
 
     def cancel(self) -> None:
-        self.cancelled_at = time.monotonic()
+        self.timeline.stop()
         self.changed.set()
 
     async def events(self, opening: bool) -> AsyncIterator[str]:
@@ -230,7 +221,7 @@ class SimRun:
             yield sse("thread.run.created", self.to_json())
         status, sent = "", 0  # the last status and the number of tokens sent
         while True:
-            written = self.tokens_written()
+            written = self.timeline.tokens_written()
             if written > sent and sent == 0:
                 empty = self.message("", "in_progress") | {"content": []}
                 yield sse("thread.message.created", empty)
@@ -257,12 +248,13 @@ class SimRun:
 
     def next_change_in(self, sent: int) -> float | None:
         """Seconds until the next token or status change is due (None: only a cancel)."""
-        if self.cancelled_at is not None:
-            return max(0.0, self.cancelled_at + self.latency * 0.2 - time.monotonic())
-        elapsed = self.elapsed
-        moments = [self.latency * 0.2, self.latency, self.token_due(len(self.tokens))]
+        answer = self.timeline
+        if answer.stopped:
+            return max(0.0, answer.stopped_at + answer.queued_for - time.monotonic())
+        elapsed = answer.elapsed
+        moments = [answer.queued_for, answer.latency, answer.finished_after]
         if sent < len(self.tokens):
-            moments.append(self.token_due(sent))
+            moments.append(answer.token_due(sent))
         if self.fault == "stuck":
             moments = moments[:1]
         future = [moment - elapsed for moment in moments if moment > elapsed]

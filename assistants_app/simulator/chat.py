@@ -2,9 +2,9 @@
 
 Streamed answers are server-sent events shaped like OpenAI's: a role chunk, one chunk per
 token (a word), a chunk with the finish reason, the usage chunk when
-`stream_options.include_usage` is set, then `[DONE]`. The first token comes after the latency,
-the rest at the token rate (see app.py); an answer that is not streamed comes whole when the
-last token would have. The reply counts the user messages it was sent, so a test can see
+`stream_options.include_usage` is set, then `[DONE]`. Each token comes when the answer's
+timeline (timeline.py) writes it; an answer that is not streamed comes whole when the last
+token would have. The reply counts the user messages it was sent, so a test can see
 that the history arrived.
 
 Faults (see app.py): `fail` answers 500; `break-stream` ends every streamed answer halfway,
@@ -33,6 +33,7 @@ from .common import (
 )
 from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of, variant_of
+from .timeline import TimedAnswer
 
 
 class ChatCompletionsAPI:
@@ -49,18 +50,14 @@ class ChatCompletionsAPI:
         fault = fault_of(request, body["model"])
         if fault == "fail":
             return error(500, "Internal error (simulated).", "server_error")
-        completion = Completion(body, messages, fault)
+        timing = (self.settings.latency_of(request), self.settings.token_rate_of(request))
+        completion = Completion(body, messages, fault, *timing)
         if fault == "llamacpp" and completion.prompt_tokens > CONTEXT_TOKENS:
             # As llama-cpp-python does: 200, the stream begins, and ends with no answer.
             return StreamingResponse(completion.aborted(), media_type="text/event-stream")
-        latency, seconds_per_token = (
-            self.settings.latency_of(request),
-            1 / self.settings.token_rate_of(request),
-        )
         if body.get("stream"):
-            events = completion.events(latency, seconds_per_token)
-            return StreamingResponse(events, media_type="text/event-stream")
-        await asyncio.sleep(latency + len(completion.tokens) * seconds_per_token)
+            return StreamingResponse(completion.events(), media_type="text/event-stream")
+        await completion.timeline.wait_until(completion.timeline.finished_after)
         return JSONResponse(completion.whole())
 
     async def tokenize(self, request: Request) -> Response:
@@ -87,7 +84,7 @@ class ChatCompletionsAPI:
 class Completion:
     """One answer: the canned reply to the last user message, as a whole or as chunks."""
 
-    def __init__(self, body: dict, messages: list, fault: str):
+    def __init__(self, body: dict, messages: list, fault: str, latency: float, token_rate: float):
         self.id = new_id("chatcmpl")
         self.created = int(time.time())
         self.model = body["model"]
@@ -107,7 +104,7 @@ class Completion:
         earlier = user_texts[-2] if len(user_texts) > 1 else ""
         variant = variant_of(last, len(user_texts), earlier)
         self.reply = canned_reply(last, len(user_texts), earlier, variant, given)
-        self.tokens = tokens_of(self.reply)
+        self.timeline = TimedAnswer(tokens_of(self.reply), latency, token_rate)
         self.prompt_tokens = count_tokens(input_text(messages))
 
     def usage(self) -> dict:
@@ -154,16 +151,17 @@ class Completion:
     async def aborted(self):
         yield self.chunk({"role": "assistant", "content": ""})
 
-    async def events(self, latency: float, seconds_per_token: float):
+    async def events(self):
         yield self.chunk({"role": "assistant", "content": ""})
-        await asyncio.sleep(latency)
-        for index, token in enumerate(self.tokens):
-            if index == len(self.tokens) // 2 and self.fault == "break-stream":
+        tokens = self.timeline.tokens
+        for index, token in enumerate(tokens):
+            if index == len(tokens) // 2 and self.fault == "break-stream":
                 return  # no finish reason, no [DONE]: the answer just stops
             if index == 1 and self.fault == "stuck":
                 await asyncio.Event().wait()
+            await self.timeline.wait_until(self.timeline.token_due(index))
             yield self.chunk({"content": token})
-            await asyncio.sleep(seconds_per_token)
+        await self.timeline.wait_until(self.timeline.finished_after)
         yield self.chunk({}, finish_reason="stop")
         if self.include_usage:
             yield self.chunk(None)

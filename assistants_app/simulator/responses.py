@@ -1,18 +1,17 @@
 """The Responses and Conversations APIs as the simulator serves them.
 
-A response is queued for the first fifth of its latency, then in progress; its text is
-written token by token from `latency` on, at the configured token rate, and it completes with
-the last token. A poller sees that lifecycle; a streamer (`retrieve` with `stream=true`, and
-`starting_after` to resume) sees every event with its sequence number when it is due.
+A response follows the answer's timeline (timeline.py): queued for the first fifth of its
+latency, then in progress, its text written token by token from `latency` on at the
+configured token rate, completed with the last token. A poller sees that lifecycle; a
+streamer (`retrieve` with `stream=true`, and `starting_after` to resume) sees every event
+with its sequence number when it is due.
 Faults: see app.py.
 """
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -30,6 +29,7 @@ from .common import (
 )
 from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of, variant_of
+from .timeline import TimedAnswer
 
 
 @dataclass
@@ -62,52 +62,40 @@ class SimulatedResponse:
     earlier: str  # the user's message before the input, quoted in the reply
     variant: int  # how many times this message was answered (replies.variant_of)
     given: str = ""  # what came besides words (given.py)
-    started: float = field(default_factory=time.monotonic)
-    started_wall: float = field(default_factory=time.time)  # the same instant, as time.time()
+    started_wall: float = field(default_factory=time.time)  # its start, as time.time()
     created_at: int = field(default_factory=lambda: int(time.time()))
-    cancelled_after: float | None = None  # seconds after start
     output_id: str = field(default_factory=lambda: new_id("msg"))
     recorded: bool = False
     polls: int = 0
     streams: int = 0
+    timeline: TimedAnswer = field(init=False)
+
+    def __post_init__(self):
+        # A failing response fails before writing anything.
+        tokens = [] if self.fault == "fail" else tokens_of(self.reply)
+        self.timeline = TimedAnswer(tokens, self.latency, self.token_rate)
 
     @property
-    def elapsed(self) -> float:
-        now = time.monotonic() - self.started
-        return now if self.cancelled_after is None else min(now, self.cancelled_after)
-
-    @cached_property
     def tokens(self) -> list[str]:
-        if self.fault == "fail":
-            return []  # it fails before writing anything
-        return tokens_of(self.reply)
-
-    def token_due(self, index: int) -> float:
-        """Seconds after creation when token `index` is written."""
-        return self.latency + index / self.token_rate
-
-    @property
-    def finished_after(self) -> float:
-        return self.token_due(len(self.tokens))
+        return self.timeline.tokens
 
     @property
     def completed_at(self) -> float:
         """When the answer is complete, in time.time() terms (for benchmarks' added latency)."""
-        return self.started_wall + self.finished_after
+        return self.started_wall + self.timeline.finished_after
 
     @property
     def status(self) -> str:
-        if self.cancelled_after is not None:
+        if self.timeline.stopped:
             return "cancelled"
-        if self.elapsed < self.latency * 0.2:
+        if self.timeline.queued:
             return "queued"
-        if self.fault == "stuck" or self.elapsed < self.finished_after:
+        if self.fault == "stuck" or not self.timeline.finished:
             return "in_progress"
         return "failed" if self.fault == "fail" else "completed"
 
     def text_written(self) -> str:
-        written = sum(1 for i in range(len(self.tokens)) if self.token_due(i) <= self.elapsed)
-        return "".join(self.tokens[:written])
+        return self.timeline.text_written()
 
     @property
     def is_terminal(self) -> bool:
@@ -143,42 +131,43 @@ class SimulatedResponse:
         breaks_at = (
             len(self.tokens) // 2 if self.fault == "break-stream" and self.streams == 1 else None
         )
-        for sequence, (due, event) in enumerate(self._timeline()):
+        for sequence, (due, event) in enumerate(self._schedule()):
             if sequence <= starting_after:
                 continue
             if breaks_at is not None and sequence >= 4 + breaks_at:
                 return  # the connection drops mid-answer
-            await asyncio.sleep(max(0.0, due - (time.monotonic() - self.started)))
-            if self.cancelled_after is not None:
+            await self.timeline.wait_until(due)
+            if self.timeline.stopped:
                 return  # the stream ends; a poll tells the final state
             event = {**event(), "sequence_number": sequence}
             yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
-    def _timeline(self):
+    def _schedule(self):
         """(due in seconds after creation, event builder) for every event of the stream."""
         item = {"output_index": 0, "item_id": self.output_id, "content_index": 0}
         part = {"type": "output_text", "text": "", "annotations": []}
         yield 0.0, lambda: {"type": "response.created", "response": self.to_json()}
+        answer = self.timeline
         yield (
-            self.latency * 0.2,
+            answer.queued_for,
             lambda: {"type": "response.in_progress", "response": self.to_json()},
         )
         if self.fault == "fail":
-            yield self.latency, lambda: {"type": "response.failed", "response": self.to_json()}
+            yield answer.latency, lambda: {"type": "response.failed", "response": self.to_json()}
             return
-        yield self.latency, lambda: {
+        yield answer.latency, lambda: {
             "type": "response.output_item.added", "output_index": 0,
             "item": self.output_message("", "in_progress"),
         }  # fmt: skip
-        yield self.latency, lambda: {"type": "response.content_part.added", **item, "part": part}
+        yield answer.latency, lambda: {"type": "response.content_part.added", **item, "part": part}
         for index, token in enumerate(self.tokens):
-            yield self.token_due(index), lambda token=token: {
+            yield answer.token_due(index), lambda token=token: {
                 "type": "response.output_text.delta", **item, "delta": token, "logprobs": [],
             }  # fmt: skip
         if self.fault == "stuck":
             yield 3600.0, lambda: {"type": "response.in_progress", "response": self.to_json()}
             return
-        done = self.finished_after
+        done = answer.finished_after
         yield done, lambda: {"type": "response.output_text.done", **item, "text": self.reply,
                              "logprobs": []}  # fmt: skip
         yield done, lambda: {"type": "response.content_part.done", **item,
@@ -354,14 +343,14 @@ class ResponsesAPI:
             return StreamingResponse(response.events(-1), media_type="text/event-stream")
         if fault == "stateless":
             # No background mode: `background` is ignored and the answer comes whole.
-            await asyncio.sleep(response.finished_after)
+            await response.timeline.wait_until(response.timeline.finished_after)
         return JSONResponse(response.to_json())
 
     async def retrieve_response(self, request: Request) -> JSONResponse:
         response = self.responses.get(request.path_params["response_id"])
         if response is None:
             return error(404, "Response not found.", "not_found")
-        failure = await poll_fault(response.fault, response.started, response.polls)
+        failure = await poll_fault(response.fault, response.timeline.started, response.polls)
         response.polls += 1
         if failure is not None:
             return failure
@@ -383,7 +372,7 @@ class ResponsesAPI:
         if response is None:
             return error(404, "Response not found.", "not_found")
         if not response.is_terminal and response.fault not in PROXIES:  # they ignore cancel
-            response.cancelled_after = response.elapsed
+            response.timeline.stop()
         return JSONResponse(response.to_json())
 
     async def stats(self, request: Request) -> JSONResponse:

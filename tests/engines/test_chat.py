@@ -1,7 +1,5 @@
 """The Chat Completions engine against a mocked OpenAI-compatible server (respx, strict)."""
 
-import asyncio
-
 import httpx
 import pytest
 
@@ -269,31 +267,14 @@ async def test_a_rate_limit_before_any_output_is_left_to_the_driver(engine, prov
     assert raised.value.retry_after == 2.0
 
 
-async def test_cancel_keeps_what_was_said_before_the_generation_was_stopped(engine, provider_mock):
-    said = asyncio.Event()
-
-    async def events():
-        yield chunk("", role="assistant")
-        yield chunk("Once upon")
-        said.set()
-        await asyncio.Event().wait()  # the server goes on thinking
-
-    provider_mock.post("/chat/completions").mock(return_value=streamed(events()))
-    run = chat_run()
-    generation = asyncio.create_task(engine.generate(run, HISTORY))
-    await asyncio.wait_for(said.wait(), 5)
-    generation.cancel()
-    await asyncio.wait([generation])
-
-    update = await engine.cancel(run)
-
-    assert update == RunUpdate(
-        status=RunStatus.CANCELLED,
-        messages=[RemoteMessage("chat-7", "Once upon")],
-    )
-
-
-async def test_cancel_before_any_text_stores_nothing(engine):
+async def test_cancel_asks_no_provider_and_leaves_the_stop_to_the_generation(engine, provider_mock):
+    # provider_mock is strict: a request to the provider would fail this test. The process
+    # that generates the run stops at its next look and keeps what was said (test_runs_chat).
     update = await engine.cancel(chat_run())
 
-    assert update == RunUpdate(status=RunStatus.CANCELLED)
+    assert update == RunUpdate(status=RunStatus.CANCELLING)
+
+
+def test_a_chat_run_is_followed_by_its_stream_only(engine):
+    assert engine.streams
+    assert not engine.can_poll(chat_run())
