@@ -390,3 +390,6 @@ class ProviderCapabilities(models.Model):
 
     def __str__(self) -> str:
         return f"Capabilities of {self.provider}"
+
+
+from .tool_models import AssistantTool, McpServer, ToolStep  # noqa: E402, F401 - Django finds them here

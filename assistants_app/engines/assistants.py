@@ -21,9 +21,9 @@ from django.conf import settings
 from openai import AsyncStream
 from openai.types.beta.threads import Run as RemoteRun
 
-from .. import tools
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
+from ..tool_registry import allowed_tools_async
 from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolCall, ToolOutput, Usage
 from .client import get_client, poll_after_seconds, provider_errors
 
@@ -45,7 +45,7 @@ class AssistantsEngine(Engine):
             "description": assistant.description,
             "instructions": assistant.instructions,
             "model": self.model_of(assistant),
-            "tools": tools.definitions(assistant.tools),
+            "tools": await _definitions(assistant),
             "metadata": {"assistant_id": str(assistant.pk)},
         }
         if assistant.temperature is not None:
@@ -84,7 +84,7 @@ class AssistantsEngine(Engine):
             "assistant_id": assistant.remote_id,
             "model": self.model_of(assistant),
             "instructions": assistant.instructions,
-            "tools": tools.definitions(assistant.tools),
+            "tools": await _definitions(assistant),
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
@@ -258,6 +258,12 @@ def _error_of(remote: RemoteRun) -> tuple[str, str]:
     if remote.status == "expired":
         return "expired", "The run expired on the provider before it finished."
     return "", ""
+
+
+async def _definitions(assistant: Assistant) -> list[dict]:
+    """The assistant's allowed tools, built in and MCP (tool_registry.py), as functions."""
+    allowed = await allowed_tools_async(assistant)
+    return [tool.definition() for tool in allowed.values()]
 
 
 def _tool_calls_of(remote: RemoteRun) -> list[ToolCall]:
