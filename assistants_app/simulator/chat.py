@@ -33,6 +33,7 @@ from .common import (
 )
 from .replies import canned_reply, count_tokens, tokens_of
 from .timeline import TimedAnswer
+from .tool_plan import calls_for_round, results_text
 
 
 class ChatCompletionsAPI:
@@ -95,7 +96,13 @@ class Completion:
         user_texts = [
             input_text([m]) for m in messages if isinstance(m, dict) and m.get("role") == "user"
         ]
-        self.reply = canned_reply(user_texts[-1] if user_texts else "", turn=len(user_texts))
+        prompt = user_texts[-1] if user_texts else ""
+        since_prompt = _after_last_user(messages)
+        rounds_done = sum(1 for m in since_prompt if m.get("tool_calls"))
+        self.tool_calls = calls_for_round(body.get("tools") or [], prompt, rounds_done)
+        self.reply = "" if self.tool_calls else (
+            canned_reply(prompt, turn=len(user_texts)) + results_text(_outputs(since_prompt))
+        )  # fmt: skip
         self.timeline = TimedAnswer(tokens_of(self.reply), latency, token_rate)
         self.prompt_tokens = count_tokens(input_text(messages))
 
@@ -116,9 +123,14 @@ class Completion:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": self.reply, "refusal": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": self.reply or None,
+                        "refusal": None,
+                        **({"tool_calls": self.tool_calls} if self.tool_calls else {}),
+                    },
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if self.tool_calls else "stop",
                 }
             ],
             "usage": self.usage(),
@@ -145,6 +157,16 @@ class Completion:
 
     async def events(self):
         yield self.chunk({"role": "assistant", "content": ""})
+        if self.tool_calls:
+            # Each call whole in one chunk, with its index (OpenAI splits the arguments).
+            await self.timeline.wait_until(self.timeline.finished_after)
+            calls = [{"index": i, **call} for i, call in enumerate(self.tool_calls)]
+            yield self.chunk({"tool_calls": calls})
+            yield self.chunk({}, finish_reason="tool_calls")
+            if self.include_usage:
+                yield self.chunk(None)
+            yield "data: [DONE]\n\n"
+            return
         tokens = self.timeline.tokens
         for index, token in enumerate(tokens):
             if index == len(tokens) // 2 and self.fault == "break-stream":
@@ -158,3 +180,23 @@ class Completion:
         if self.include_usage:
             yield self.chunk(None)
         yield "data: [DONE]\n\n"
+
+
+def _after_last_user(messages: list) -> list[dict]:
+    """The messages after the last user message: the rounds of tool calls so far."""
+    said = [m for m in messages if isinstance(m, dict)]
+    users = [i for i, m in enumerate(said) if m.get("role") == "user"]
+    return said[users[-1] + 1 :] if users else []
+
+
+def _outputs(since_prompt: list[dict]) -> list[tuple[str, str]]:
+    names = {
+        call.get("id"): (call.get("function") or {}).get("name", "?")
+        for m in since_prompt
+        for call in m.get("tool_calls") or []
+    }
+    return [
+        (names.get(m.get("tool_call_id"), "?"), str(m.get("content")))
+        for m in since_prompt
+        if m.get("role") == "tool"
+    ]
