@@ -8,7 +8,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     """The thread as the page shows it: each user message followed by its answer, whose
     versions are the runs that answered it (a retry adds one), oldest first."""
     messages = list(thread.messages.all())
-    runs = list(thread.runs.order_by("pk"))
+    runs = list(thread.runs.order_by("pk").prefetch_related("steps"))
     parts: dict[int, list[Message]] = {}
     for message in messages:
         if message.role == Message.Role.ASSISTANT and message.run_id:

@@ -11,7 +11,10 @@ from .conftest import make_assistant
 from .mcp_servers import time_server
 from .tool_fixtures import allow, registered, simulated_provider  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("simulated_provider"),
+]
 
 ASK = "What time is it in Paris? time__get_current_time Europe/Paris"
 
@@ -46,31 +49,27 @@ def assert_used_the_time(run: Run, reply: str) -> None:
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_a_chat_completions_run_calls_an_mcp_tool(
-    alice, simulated_provider, settings, streamed
-):
+async def test_a_chat_completions_run_calls_an_mcp_tool(alice, settings, streamed):
     settings.RUN_STREAMING = streamed
     run, reply = await answered(alice, EngineKind.CHAT)
     await sync(assert_used_the_time, run, reply)
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_a_responses_run_calls_an_mcp_tool(alice, simulated_provider, settings, streamed):
+async def test_a_responses_run_calls_an_mcp_tool(alice, settings, streamed):
     settings.RUN_STREAMING = streamed
     run, reply = await answered(alice, EngineKind.RESPONSES)
     await sync(assert_used_the_time, run, reply)
 
 
-async def test_a_responses_run_without_background_mode_calls_an_mcp_tool(
-    alice, simulated_provider, known_capabilities
-):
+async def test_a_responses_run_without_background_mode_calls_an_mcp_tool(alice, known_capabilities):
     known_capabilities.background = False  # generated here, like Chat Completions
     run, reply = await answered(alice, EngineKind.RESPONSES)
     await sync(assert_used_the_time, run, reply)
 
 
 async def test_a_responses_run_chained_without_conversations_calls_an_mcp_tool(
-    alice, simulated_provider, known_capabilities
+    alice, known_capabilities
 ):
     known_capabilities.conversations = False  # previous_response_id carries the calls
     run, reply = await answered(alice, EngineKind.RESPONSES)
@@ -78,16 +77,16 @@ async def test_a_responses_run_chained_without_conversations_calls_an_mcp_tool(
 
 
 @pytest.mark.parametrize("streamed", [False, True])
-async def test_an_assistants_run_calls_an_mcp_tool(alice, simulated_provider, settings, streamed):
+async def test_an_assistants_run_calls_an_mcp_tool(alice, settings, streamed):
     settings.RUN_STREAMING = streamed
     run, reply = await answered(alice, EngineKind.ASSISTANTS)
     await sync(assert_used_the_time, run, reply)
 
 
-async def test_a_chat_run_makes_parallel_calls_and_several_rounds(alice, simulated_provider):
+async def test_a_chat_run_makes_parallel_calls_and_several_rounds(alice):
     prompt = (
-        "time__get_current_time Europe/Paris and time__convert_time {\"source_timezone\": "
-        "\"UTC\", \"time\": \"12:00\", \"target_timezone\": \"Asia/Tokyo\"} then "
+        'time__get_current_time Europe/Paris and time__convert_time {"source_timezone": '
+        '"UTC", "time": "12:00", "target_timezone": "Asia/Tokyo"} then '
         "time__get_current_time Asia/Tokyo"
     )
     assistant = await make_assistant_async(engine=EngineKind.CHAT)

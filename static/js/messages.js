@@ -332,6 +332,7 @@ export function messageView(chat) {
     addMessage,
     addUserMessage,
     showRun,
+    versionFor,
     streamedText,
     showStreamed,
     isFollowing: () => following,

@@ -5,6 +5,7 @@ import { startSocket } from "./chat.js";
 import { composer as makeComposer } from "./composer.js";
 import { messageView } from "./messages.js";
 import { shortcuts } from "./shortcuts.js";
+import { toolSteps } from "./tool_steps.js";
 import { sidebar as makeSidebar } from "./sidebar.js";
 
 const chat = document.getElementById("chat");
@@ -25,4 +26,4 @@ const banner = {
     line.textContent = "";
   },
 };
-if (chat.dataset.socketPath) startSocket(chat, view, banner);
+if (chat.dataset.socketPath) startSocket(chat, view, banner, toolSteps(chat, view));
