@@ -28,6 +28,12 @@ def check(server: McpServer) -> None:
 
 
 class McpServerForm(forms.ModelForm):
+    url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="For HTTP: the server's MCP endpoint, e.g. https://tools.example.com/mcp.",
+    )
+
     class Meta:
         model = McpServer
         fields = ["name", "transport", "is_active", "url", "header_env", "command", "args"]

@@ -87,6 +87,12 @@ def refresh(steps: list[ToolStep]) -> tuple[list[ToolStep], list[dict]]:
 
 
 @database_sync_to_async
+def current(steps: list[ToolStep]) -> list[ToolStep]:
+    """The steps as stored now."""
+    return list(ToolStep.objects.filter(pk__in=[s.pk for s in steps]))
+
+
+@database_sync_to_async
 def save(step: ToolStep, **changes) -> dict:
     for name, value in changes.items():
         setattr(step, name, value)

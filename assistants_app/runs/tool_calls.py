@@ -25,7 +25,7 @@ from .store import record
 
 log = logging.getLogger(__name__)
 State = ToolStep.State
-STOPPED_OUTPUT = "Error: the user stopped the answer while this tool ran."
+STOPPED_OUTPUT = "Error: the user stopped the answer before this tool finished."
 
 
 async def answer_tool_calls(
@@ -45,12 +45,13 @@ async def answer_tool_calls(
     sent += await approvals.interrupted(steps)
     await events.broadcast(run.thread.group_name, sent)
     watch = _Watch(run, lease)
+    steps_asked = steps
     steps = await watch.approvals(steps)
     if steps is None:
-        return await _stopped(engine, run)
+        return await _stopped(engine, run, await approvals.current(steps_asked))
     to_run = [step for step in steps if step.state == State.APPROVED]
     if to_run and not await watch.calls(_run_all(run, to_run, allowed)):
-        return await _stopped(engine, run, to_run)
+        return await _stopped(engine, run, await approvals.current(steps))
     outputs = [ToolOutput(step.call_id, step.output) for step in steps]
     return await engine.submit_tool_outputs(run, outputs, stream=stream)
 
@@ -115,21 +116,23 @@ async def _run_one(run: Run, step: ToolStep, tool: AllowedTool) -> None:
     await events.broadcast(group, [finished])
 
 
-async def _stopped(engine: Engine, run: Run, running: list[ToolStep] = ()) -> None:
-    """The run was stopped (or taken over) while tools waited or ran: calls cut off say so,
-    and a run its owner stopped ends here as cancelled."""
+async def _stopped(engine: Engine, run: Run, steps: list[ToolStep]) -> None:
+    """Tools waited or ran when the run was stopped by its owner, or taken over by another
+    process. Stopped: calls not finished say so and the run ends as cancelled. Taken over:
+    nothing changes here, the other driver goes on from the same steps."""
+    if await _stored_status(run.pk) != RunStatus.CANCELLING:
+        return None
     sent = [
         await approvals.save(step, state=State.ERROR, output=STOPPED_OUTPUT, error="Stopped.")
-        for step in running
-        if step.state in (State.RUNNING, State.APPROVED)
+        for step in steps
+        if not step.is_finished
     ]
     await events.broadcast(run.thread.group_name, sent)
-    if await _stored_status(run.pk) == RunStatus.CANCELLING:
-        try:
-            await engine.cancel(run)
-        except Exception:  # noqa: BLE001 - we end it here either way
-            log.warning("run %s: cancelling it on the provider failed", run.pk, exc_info=True)
-        await record(run, RunUpdate(status=RunStatus.CANCELLED))
+    try:
+        await engine.cancel(run)
+    except Exception:  # noqa: BLE001 - we end it here either way
+        log.warning("run %s: cancelling it on the provider failed", run.pk, exc_info=True)
+    await record(run, RunUpdate(status=RunStatus.CANCELLED))
     return None
 
 
