@@ -73,3 +73,26 @@ def http_server():
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+TOOLS_SEED = """
+from assistants_app.admin_tools import check
+from assistants_app.models import Assistant
+from assistants_app.tool_models import AssistantTool, McpServer
+server = McpServer.objects.create(name="time", transport="stdio", command={python!r},
+                                  args=["-m", "mcp_server_time"])
+check(server)
+assert server.status == "ok", server.status_message
+for engine in {engines!r}:
+    assistant = Assistant.objects.create(name=f"Tools {{engine}}", model="simulator",
+                                         engine=engine, provider="simulator")
+    AssistantTool.objects.create(assistant=assistant, tool="time__get_current_time",
+                                 approval={approval!r})
+"""
+
+
+def seed_tools(site, approval: str = "free", engines=("responses", "chat", "assistants")) -> None:
+    """The site gets the time server and an assistant "Tools <engine>" per engine allowed its
+    get_current_time, running freely or asking first (`approval`: free | ask)."""
+    code = TOOLS_SEED.format(python=sys.executable, engines=tuple(engines), approval=approval)
+    site.manage("shell", "--verbosity", "0", "-c", code)
