@@ -106,7 +106,8 @@ class AssistantForm(forms.ModelForm):
         choices=tools.choices,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Functions the assistant may call (engines with tool support).",
+        help_text="Built-in functions it may call, running freely. The list of tools below "
+        "(built-in and MCP servers') also says which ask the user first.",
     )
 
     class Meta:

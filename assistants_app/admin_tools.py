@@ -4,6 +4,8 @@ on demand) and the allow-list of tools on each assistant's page."""
 from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
+from django.forms.formsets import INITIAL_FORM_COUNT, TOTAL_FORM_COUNT
+from django.forms.models import BaseInlineFormSet
 from django.utils import timezone
 from django.utils.html import format_html_join
 
@@ -95,10 +97,32 @@ class AssistantToolForm(forms.ModelForm):
         model = AssistantTool
         fields = ["tool", "approval"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A tool its server no longer lists stays selectable, said so, until staff remove it.
+        current = self.instance.tool if self.instance.pk else ""
+        choices = list(self.fields["tool"].choices)
+        if current and current not in dict(choices):
+            choices.append((current, f"{current} (not available now)"))
+            self.fields["tool"].choices = choices
+
+
+class AllowListFormSet(BaseInlineFormSet):
+    """A post without the allow-list's fields (a script, a form from before tools existed)
+    leaves the allow-list as it is, instead of refusing the whole assistant."""
+
+    def __init__(self, data=None, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        total = f"{self.prefix}-{TOTAL_FORM_COUNT}"
+        if self.is_bound and total not in self.data:
+            self.data = self.data.copy()
+            self.data[total] = self.data[f"{self.prefix}-{INITIAL_FORM_COUNT}"] = "0"
+
 
 class AssistantToolInline(admin.TabularInline):
     model = AssistantTool
     form = AssistantToolForm
+    formset = AllowListFormSet
     extra = 1
     verbose_name = "allowed tool"
     verbose_name_plural = "Tools it may call (each runs freely, or asks the user first)"

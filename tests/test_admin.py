@@ -34,8 +34,6 @@ def test_it_creates_an_assistant(staff_client):
             "model": "gpt-test",
             "temperature": "0.7",
             "tools": [],  # no function tools ticked
-            "allowed_tools-TOTAL_FORMS": "0",  # nor tools in the allow-list (admin_tools.py)
-            "allowed_tools-INITIAL_FORMS": "0",
         },
     )
     assert response.status_code == 302, response.context["adminform"].form.errors

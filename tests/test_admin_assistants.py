@@ -18,9 +18,6 @@ def remote_assistant(assistant_id: str = "asst_1") -> dict:
 
 def form(**changes) -> dict:
     data = {
-        # The allowed-tools inline (admin_tools.py), left empty.
-        "allowed_tools-TOTAL_FORMS": "0",
-        "allowed_tools-INITIAL_FORMS": "0",
         "name": "Classic", "description": "", "instructions": "Answer briefly.",
         "is_active": "on", "engine": EngineKind.ASSISTANTS, "provider": "test",
         "model": "gpt-test", "temperature": "", "tools": ["current_datetime"],

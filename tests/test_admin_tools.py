@@ -92,3 +92,14 @@ def test_an_assistant_gets_an_allow_list_with_approval_per_tool(staff_client, as
 
 def test_mcp_servers_are_for_staff_only(alice_client):
     assert alice_client.get(ADD_URL).status_code == 302  # to the admin login
+
+
+def test_a_form_without_the_allow_list_leaves_it_as_it_is(staff_client, assistant):
+    AssistantTool.objects.create(assistant=assistant, tool="current_datetime", approval="ask")
+    url = reverse("admin:assistants_app_assistant_change", args=[assistant.pk])
+    response = staff_client.post(url, {
+        "name": "Renamed", "instructions": "", "is_active": "on", "engine": "responses",
+        "provider": "test", "model": "gpt-test", "temperature": "",
+    })  # fmt: skip
+    assert response.status_code == 302
+    assert assistant.allowed_tools.get().approval == "ask"

@@ -67,6 +67,6 @@ def test_an_expired_question_cannot_be_approved(alice_client, waiting):
 def test_the_page_shows_the_step_with_its_buttons_and_escaped_arguments(alice_client, waiting):
     page = alice_client.get(reverse("thread-detail", args=[waiting.run.thread_id]))
     html = page.content.decode()
-    assert 'class="tool-step" data-step-id="%d"' % waiting.pk in html
+    assert f'class="tool-step" data-step-id="{waiting.pk}"' in html
     assert "{&quot;text&quot;: &quot;&lt;b&gt;hi&lt;/b&gt;&quot;}" in html
     assert url(waiting) in html and url(waiting, "deny") in html
