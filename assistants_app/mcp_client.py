@@ -1,9 +1,10 @@
 """Talking to MCP servers with the official `mcp` SDK: list a server's tools, call one.
 
-A connection is opened per use and closed after it (a stdio server is started and stopped
-with it): simple, and nothing is left running between answers. Every use is bounded by a
-timeout, and a server that is down, slow or answers garbage gives McpFailure with words a
-person can read; nothing else leaves this module.
+An HTTP server gets a connection per use. A stdio server is a program we start, which takes
+seconds: it is kept running while it is used and for MCP_STDIO_IDLE_SECONDS after (stdio_pool.py),
+so the calls of an answer, and of the next, do not each start it again. Every use is bounded
+by a timeout, and a server that is down, slow or answers garbage gives McpFailure with words
+a person can read; nothing else leaves this module.
 """
 
 import asyncio
@@ -12,9 +13,11 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
+from . import stdio_pool
 from .tool_models import McpServer
 
 log = logging.getLogger(__name__)
@@ -35,8 +38,7 @@ class ToolResult:
 @asynccontextmanager
 async def _connected(server: McpServer):
     if server.transport == McpServer.Transport.STDIO:
-        target = StdioServerParameters(command=server.command, args=list(server.args))
-        async with Client(target, mode="legacy") as client:
+        async with Client(_stdio_params(server), mode="legacy") as client:
             yield client
         return
     try:
@@ -47,6 +49,10 @@ async def _connected(server: McpServer):
         transport = streamable_http_client(server.url, http_client=http)
         async with Client(transport, mode="legacy") as client:
             yield client
+
+
+def _stdio_params(server: McpServer) -> StdioServerParameters:
+    return StdioServerParameters(command=server.command, args=list(server.args))
 
 
 def _describe(error: BaseException) -> str:
@@ -88,8 +94,12 @@ async def call_tool(server: McpServer, name: str, arguments: dict, timeout: floa
     """Call one tool. A tool's own error (is_error) comes back as a result, for the model."""
     try:
         async with asyncio.timeout(timeout):
-            async with _connected(server) as client:
-                result = await client.call_tool(name, arguments)
+            kept = settings.MCP_STDIO_IDLE_SECONDS > 0
+            if server.transport == McpServer.Transport.STDIO and kept:
+                result = await stdio_pool.call(_stdio_params(server), name, arguments)
+            else:
+                async with _connected(server) as client:
+                    result = await client.call_tool(name, arguments)
     except McpFailure:
         raise
     except TimeoutError:

@@ -10,6 +10,7 @@ with a note saying so. A failing tool gives an error *result*, which the model r
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -21,6 +22,9 @@ from .tool_models import AssistantTool, McpServer
 log = logging.getLogger(__name__)
 
 SEPARATOR = "__"
+# What providers accept as a function's name (OpenAI's rule); an MCP tool named otherwise
+# is not offered.
+FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,8 @@ def choices() -> list[tuple[str, str]]:
     for server in McpServer.objects.filter(is_active=True):
         for listed in server.tools:
             name = f"{server.name}{SEPARATOR}{listed['name']}"
-            found.append((name, f"{name} (MCP: {server.name})"))
+            if FUNCTION_NAME.match(name):
+                found.append((name, f"{name} (MCP: {server.name})"))
     return found
 
 
@@ -85,7 +90,7 @@ def allowed_tools(assistant) -> dict[str, AllowedTool]:
         server_name, _, remote = name.partition(SEPARATOR)
         server = servers.get(server_name)
         listed = {t["name"]: t for t in server.tools} if server else {}
-        if remote not in listed:
+        if remote not in listed or not FUNCTION_NAME.match(name):
             log.info("assistant %s: tool %s is not available now", assistant.pk, name)
             continue
         allowed[name] = AllowedTool(

@@ -6,6 +6,7 @@ without a login check or without scoping its object to the user fails this suite
 """
 
 import re
+from datetime import timedelta
 
 import pytest
 import respx
@@ -13,8 +14,9 @@ from django.conf import settings
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
-from assistants_app.models import Message, Run, RunStatus, Thread
+from assistants_app.models import Message, Run, RunStatus, Thread, ToolStep
 from assistants_app.routing import websocket_urlpatterns
 
 from .sockets import refusal
@@ -29,7 +31,9 @@ SKIPPED_PREFIXES = ("admin/",)
 ALICE_ID = 4242
 BOB_ID = 4343
 UNKNOWN_ID = 999_999
-OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id"}
+OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id", "step_id"}
+# Placeholders that name no object, and the value the walk gives them.
+FIXED_KWARGS = {"decision": "approve"}
 METHODS = ("get", "post")
 PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
@@ -67,6 +71,8 @@ def url_for(route: str, object_id: int) -> str:
         assert match["converter"] in (None, "int", "str", "slug", "path"), (
             f"{route}: teach this walk to make a <{match['converter']}:...> value"
         )
+        if match["name"] in FIXED_KWARGS:
+            return FIXED_KWARGS[match["name"]]
         assert match["name"] in OBJECT_KWARGS, (
             f"{route}: teach this walk which object <{match['name']}> names"
         )
@@ -90,9 +96,13 @@ def rooms(alice, bob, assistant):
         prompt = Message.objects.create(
             pk=object_id, thread=thread, role=Message.Role.USER, text=f"{owner}'s question"
         )
-        Run.objects.create(
+        run = Run.objects.create(
             pk=object_id, thread=thread, prompt=prompt, status=RunStatus.COMPLETED, total_tokens=9
         )
+        ToolStep.objects.create(
+            pk=object_id, run=run, call_id="call", tool="web__echo", state="awaiting_approval",
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )  # fmt: skip
 
 
 def snapshot():
@@ -100,6 +110,7 @@ def snapshot():
         list(Thread.objects.values_list("pk", "owner_id", "title")),
         list(Message.objects.values_list("pk", "thread_id", "text")),
         list(Run.objects.values_list("pk", "thread_id", "status")),
+        list(ToolStep.objects.values_list("pk", "run_id", "state")),
     )
 
 

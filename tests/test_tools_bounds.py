@@ -45,7 +45,7 @@ async def ask(alice, prompt: str, *tools: str, asks_first: bool = False) -> Run:
 
 
 async def finished(run: Run) -> tuple[Run, str, list[ToolStep]]:
-    await runs.drive(run.pk)
+    await runs.ensure_driving(run.pk)  # one driver per run in this process, as the site does
     run = await Run.objects.aget(pk=run.pk)
     reply = await Message.objects.filter(run=run, role="assistant").alast()
     steps = [step async for step in ToolStep.objects.filter(run=run)]

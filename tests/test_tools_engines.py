@@ -26,7 +26,7 @@ async def answered(alice, engine: str, prompt: str = ASK) -> tuple[Run, str]:
     thread = await Thread.objects.acreate(owner=alice, assistant=assistant)
     thread = await Thread.objects.select_related("assistant", "owner").aget(pk=thread.pk)
     _, run = await services.submit_message(alice, thread, prompt)
-    await runs.drive(run.pk)
+    await runs.ensure_driving(run.pk)  # one driver per run in this process, as the site does
     run = await Run.objects.aget(pk=run.pk)
     reply = await Message.objects.filter(run=run, role="assistant").alast()
     return run, reply.text if reply else ""
@@ -96,7 +96,7 @@ async def test_a_chat_run_makes_parallel_calls_and_several_rounds(alice):
     thread = await Thread.objects.acreate(owner=alice, assistant=assistant)
     thread = await Thread.objects.select_related("assistant", "owner").aget(pk=thread.pk)
     _, run = await services.submit_message(alice, thread, prompt)
-    await runs.drive(run.pk)
+    await runs.ensure_driving(run.pk)  # one driver per run in this process, as the site does
     run = await Run.objects.aget(pk=run.pk)
     steps = [(s.round, s.tool, s.state) async for s in ToolStep.objects.filter(run=run)]
     assert run.status == "completed"
