@@ -9,6 +9,7 @@ from asgiref.sync import sync_to_async
 
 from assistants_app import runs, services
 from assistants_app.exceptions import NotFound
+from assistants_app.models import Run
 from assistants_app.tool_models import ToolStep
 
 from .mcp_servers import http_server
@@ -119,3 +120,15 @@ async def test_stop_while_waiting_for_approval_ends_the_run(alice, web_url):
     run, reply, [step] = await asyncio.wait_for(driving, 5)
     assert run.status == "cancelled"
     assert (step.state, step.error) == ("error", "Stopped.")  # no buttons left on the page
+
+
+async def test_a_run_ended_elsewhere_stops_waiting_and_runs_nothing(alice, web_url):
+    # As when a provider reports the run cancelled (the Assistants API's cancel does).
+    await web_server(web_url)
+    run = await ask(alice, "web__echo never", "web__echo", asks_first=True)
+    driving = asyncio.create_task(finished(run))
+    await step_in_state(run, "awaiting_approval")
+    await Run.objects.filter(pk=run.pk).aupdate(status="cancelled")
+    run, reply, [step] = await asyncio.wait_for(driving, 5)
+    assert run.status == "cancelled" and reply == ""
+    assert (step.state, step.error) == ("error", "Stopped.")

@@ -16,7 +16,7 @@ from django.conf import settings
 
 from ..db import database_sync_to_async
 from ..engines.base import Engine, RunUpdate, ToolOutput
-from ..models import Run, RunStatus
+from ..models import ACTIVE_STATUSES, Run, RunStatus
 from ..tool_models import ToolStep
 from ..tool_registry import AllowedTool, allowed_tools_async, execute
 from . import approvals, events
@@ -65,7 +65,8 @@ class _Watch:
     async def still_wanted(self) -> bool:
         if self.lease is not None and not await self.lease.renew_when_due():
             return False
-        return await _stored_status(self.run.pk) != RunStatus.CANCELLING
+        status = await _stored_status(self.run.pk)
+        return status in ACTIVE_STATUSES and status != RunStatus.CANCELLING
 
     async def approvals(self, steps: list[ToolStep]) -> list[ToolStep] | None:
         """The steps once none awaits approval (approved, denied or expired); None: stopped."""
@@ -96,11 +97,17 @@ class _Watch:
 
 
 async def _run_all(run: Run, steps: list[ToolStep], allowed: dict[str, AllowedTool]) -> None:
-    await asyncio.gather(*(_run_one(run, step, allowed[step.tool]) for step in steps))
+    await asyncio.gather(*(_run_one(run, step, allowed.get(step.tool)) for step in steps))
 
 
-async def _run_one(run: Run, step: ToolStep, tool: AllowedTool) -> None:
+async def _run_one(run: Run, step: ToolStep, tool: AllowedTool | None) -> None:
     group = run.thread.group_name
+    if tool is None:  # taken off the assistant's list since it was approved
+        gone = f"Error: no tool named {step.tool!r} is available to this assistant."
+        await events.broadcast(
+            group, [await approvals.save(step, state=State.ERROR, output=gone, error=gone[7:])]
+        )
+        return
     await events.broadcast(group, [await approvals.save(step, state=State.RUNNING)])
     began = time.monotonic()
     outcome = await execute(run.thread.owner, tool, step.arguments, settings.TOOL_CALL_SECONDS)
@@ -118,9 +125,11 @@ async def _run_one(run: Run, step: ToolStep, tool: AllowedTool) -> None:
 
 async def _stopped(engine: Engine, run: Run, steps: list[ToolStep]) -> None:
     """Tools waited or ran when the run was stopped by its owner, or taken over by another
-    process. Stopped: calls not finished say so and the run ends as cancelled. Taken over:
-    nothing changes here, the other driver goes on from the same steps."""
-    if await _stored_status(run.pk) != RunStatus.CANCELLING:
+    process. Stopped (or ended by its provider meanwhile): calls not finished say so, and a
+    run asked to stop ends as cancelled. Taken over: nothing changes here, the other driver
+    goes on from the same steps."""
+    status = await _stored_status(run.pk)
+    if status in ACTIVE_STATUSES and status != RunStatus.CANCELLING:
         return None
     sent = [
         await approvals.save(step, state=State.ERROR, output=STOPPED_OUTPUT, error="Stopped.")
@@ -128,6 +137,8 @@ async def _stopped(engine: Engine, run: Run, steps: list[ToolStep]) -> None:
         if not step.is_finished
     ]
     await events.broadcast(run.thread.group_name, sent)
+    if status != RunStatus.CANCELLING:
+        return None  # it has ended already
     try:
         await engine.cancel(run)
     except Exception:  # noqa: BLE001 - we end it here either way

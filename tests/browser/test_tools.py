@@ -6,7 +6,7 @@ from playwright.sync_api import expect
 
 from ..live import start_site
 from ..mcp_servers import seed_tools
-from .conftest import LATENCY, answers, new_chat, run_state, screenshot
+from .conftest import LATENCY, answers, axe_violations, new_chat, run_state, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,7 @@ def test_a_call_that_asks_first_waits_for_approve_even_across_a_reload(site, log
     expect(step.locator(".step-arguments")).to_have_text('{"timezone": "Europe/Paris"}')
     expect(run_state(page)).to_have_text("Using a tool...")
     screenshot(page, "40-tool-asks-first")
+    assert axe_violations(page) == []
 
     page.reload()  # the question is the server's: it is still there
     step = page.locator(".tool-step").first
@@ -51,6 +52,7 @@ def test_a_call_that_asks_first_waits_for_approve_even_across_a_reload(site, log
     step.locator("summary").click()
     expect(step.locator(".step-output")).to_contain_text('"timezone": "Europe/Paris"')
     screenshot(page, "41-tool-step-done")
+    assert axe_violations(page) == []
 
 
 def test_a_denied_call_does_not_run_and_the_answer_says_so(site, log_in):
