@@ -253,6 +253,8 @@ LOGGING = {
         "assistants_app": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
         # One line per provider request is too much at INFO; failures still surface.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # the MCP SDK's HTTP client: four lines per tool call
+        "mcp": {"level": "WARNING"},
     },
 }
 
