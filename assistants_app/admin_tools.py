@@ -91,11 +91,14 @@ class AssistantToolForm(forms.ModelForm):
     tool = forms.ChoiceField(
         choices=tool_registry.choices,
         help_text="Built-in tools, and those the active MCP servers listed at their last check.",
+        widget=forms.Select(attrs={"aria-label": "Tool"}),
     )
 
     class Meta:
         model = AssistantTool
         fields = ["tool", "approval"]
+        # A table row has no visible label per field: its column heading is read out instead.
+        widgets = {"approval": forms.Select(attrs={"aria-label": "Approval"})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
