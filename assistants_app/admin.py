@@ -28,6 +28,7 @@ from . import (
     tools,
     usage,
 )
+from .admin_tools import AssistantToolInline
 from .admin_versions import versions_link
 from .assistants_sync import has_remote_assistant, sync_assistant
 from .engines import capabilities
@@ -117,7 +118,8 @@ class AssistantForm(forms.ModelForm):
         choices=tools.choices,
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Functions the assistant may call (engines with tool support).",
+        help_text="Built-in functions it may call, running freely. The list of tools below "
+        "(built-in and MCP servers') also says which ask the user first.",
     )
 
     def clean_engine(self):
@@ -142,6 +144,7 @@ class AssistantForm(forms.ModelForm):
 @admin.register(Assistant)
 class AssistantAdmin(admin.ModelAdmin):
     form = AssistantForm
+    inlines = [AssistantToolInline]
     list_display = ["name", "model", "engine", "provider", "is_active", "updated_at"]
     list_filter = ["is_active", "engine", "provider"]
     search_fields = ["name", "description", "instructions", "model"]

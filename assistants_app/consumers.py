@@ -186,6 +186,9 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
     async def message_delta(self, event):
         await self.send_json(event)
 
+    async def tool_step(self, event):
+        await self.send_json(event)
+
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
     """Any other websocket path (a thread id that is not a number, say): a 4404, not a 500."""
@@ -279,6 +282,7 @@ def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
     latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
     if latest_run is not None:
         replayed.append(events.run_status(latest_run))
+        replayed += [events.tool_step(step) for step in latest_run.steps.all()]
         if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
             replayed.append(delta)
     return replayed, chars

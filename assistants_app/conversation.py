@@ -20,7 +20,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     path = [
         m for m in thread.messages.prefetch_related("attachments").order_by("pk") if m.pk in on_path
     ]
-    runs = list(thread.runs.select_related("assistant").order_by("pk"))
+    runs = list(thread.runs.select_related("assistant").order_by("pk").prefetch_related("steps"))
     feedback = {
         f.message_id: f
         for f in Feedback.objects.filter(user_id=thread.owner_id, message__thread_id=thread.pk)

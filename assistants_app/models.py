@@ -863,3 +863,6 @@ class GroupBudget(models.Model):
 
     def __str__(self) -> str:
         return f"Budget of {self.group}"
+
+
+from .tool_models import AssistantTool, McpServer, ToolStep  # noqa: E402, F401 - Django finds them here

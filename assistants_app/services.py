@@ -25,6 +25,7 @@ from .exceptions import (
     RunActive,
 )
 from .models import Assistant, Message, Run, RunStatus, Thread
+from .runs import approvals
 
 TITLE_LENGTH = 60
 
@@ -353,3 +354,9 @@ def export_markdown(user, thread: Thread) -> str:
         lines += [f"## {author} · {when} UTC", ""]
         lines += [message["text"], ""]
     return "\n".join(lines)
+
+
+async def decide_tool_call(user, thread_id: int, step_id: int, approve: bool):
+    """The user approves or denies a tool call their run waits on (runs/approvals.py).
+    Raises NotFound for a call that is not theirs; one already decided or expired stays so."""
+    return await approvals.decide(user, thread_id, step_id, approve)

@@ -28,6 +28,11 @@ urlpatterns = [
     ),
     path("threads/<int:pk>/version/", version_views.version_show, name="version-show"),
     path("threads/<int:pk>/assistant/", version_views.assistant_switch, name="assistant-switch"),
+    path(
+        "threads/<int:pk>/tool-calls/<int:step_id>/<str:decision>/",
+        views.tool_call_decide,
+        name="tool-call-decide",
+    ),
     path("threads/<int:pk>/rename/", views.thread_rename, name="thread-rename"),
     path("threads/<int:pk>/delete/", views.thread_delete, name="thread-delete"),
     path("threads/<int:pk>/export.md", views.thread_export_markdown, name="thread-export-md"),

@@ -194,6 +194,20 @@ async def run_retry(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"run": run.as_event()}, status=201)
 
 
+@login_required
+@require_POST
+@not_found_is_404
+async def tool_call_decide(request: HttpRequest, pk: int, step_id: int, decision: str):
+    """Approve or deny a tool call the thread's run waits on; the run goes on by itself."""
+    if decision not in ("approve", "deny"):
+        raise Http404("No such decision")
+    user = await request.auser()
+    step = await services.decide_tool_call(user, pk, step_id, decision == "approve")
+    if "application/json" in request.headers.get("Accept", ""):
+        return JsonResponse({"step": step.as_event()})
+    return redirect("thread-detail", pk=pk)  # the form, without JavaScript
+
+
 def _error_response(error: ClientError) -> JsonResponse:
     response = JsonResponse(
         {"error": {"code": error.code, "message": error.message}}, status=error.status

@@ -254,6 +254,8 @@ LOGGING = {
         "assistants_app": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
         # One line per provider request is too much at INFO; failures still surface.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},  # the MCP SDK's HTTP client: four lines per tool call
+        "mcp": {"level": "WARNING"},
     },
 }
 
@@ -302,6 +304,13 @@ RUN_WORKER_INTERVAL_SECONDS = envfloat("RUN_WORKER_INTERVAL_SECONDS", 2.0)
 # cancel from another process.
 CHAT_HISTORY_MAX_CHARS = envint("CHAT_HISTORY_MAX_CHARS", 16_000)
 CHAT_CANCEL_CHECK_SECONDS = envfloat("CHAT_CANCEL_CHECK_SECONDS", 0.5)
+# Tools (tool_registry.py, runs/tool_calls.py): every call and every run's tool use is bounded.
+TOOL_CALL_SECONDS = envfloat("TOOL_CALL_SECONDS", 30)  # one call; then the model hears "timed out"
+TOOL_RUN_SECONDS = envfloat("TOOL_RUN_SECONDS", 120)  # all of one answer's calls together
+TOOL_MAX_ROUNDS = envint("TOOL_MAX_ROUNDS", 5)  # rounds of calls in one answer
+TOOL_RESULT_MAX_CHARS = envint("TOOL_RESULT_MAX_CHARS", 8_000)  # a result the model reads
+TOOL_APPROVAL_SECONDS = envint("TOOL_APPROVAL_SECONDS", 300)  # an unanswered approval expires
+MCP_STDIO_IDLE_SECONDS = envfloat("MCP_STDIO_IDLE_SECONDS", 60)  # a stdio server kept running
 RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
 STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
 STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often

@@ -6,6 +6,7 @@ without a login check or without scoping its object to the user fails this suite
 """
 
 import re
+from datetime import timedelta
 
 import pytest
 import respx
@@ -15,6 +16,7 @@ from django.core.files.base import ContentFile
 from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from assistants_app.models import (
     Assistant,
@@ -25,6 +27,7 @@ from assistants_app.models import (
     RunStatus,
     SharedLink,
     Thread,
+    ToolStep,
 )
 from assistants_app.routing import websocket_urlpatterns
 
@@ -40,9 +43,11 @@ SKIPPED_PREFIXES = ("admin/",)
 ALICE_ID = 4242
 BOB_ID = 4343
 UNKNOWN_ID = 999_999
-OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id", "file_id"}
+OBJECT_KWARGS = {"pk", "thread_id", "run_id", "message_id", "file_id", "step_id"}
 # A share link's token is the key itself: who holds it may read (tests/test_sharing.py).
 KEY_KWARGS = {"token"}
+# Placeholders that name no object, and the value the walk gives them.
+FIXED_KWARGS = {"decision": "approve"}
 METHODS = ("get", "post")
 PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 
@@ -82,6 +87,8 @@ def url_for(route: str, object_id: int) -> str:
         )
         if match["name"] in KEY_KWARGS:
             return f"key-of-{object_id}"
+        if match["name"] in FIXED_KWARGS:
+            return FIXED_KWARGS[match["name"]]
         assert match["name"] in OBJECT_KWARGS, (
             f"{route}: teach this walk which object <{match['name']}> names"
         )
@@ -115,7 +122,7 @@ def rooms(alice, bob, assistant, settings, tmp_path):
         prompt = Message.objects.create(
             pk=object_id, thread=thread, role=Message.Role.USER, text=f"{owner}'s question"
         )
-        Run.objects.create(
+        run = Run.objects.create(
             pk=object_id, thread=thread, prompt=prompt, status=RunStatus.COMPLETED, total_tokens=9
         )
         Attachment.objects.create(
@@ -127,6 +134,10 @@ def rooms(alice, bob, assistant, settings, tmp_path):
             pk=object_id, thread=thread, token=f"key-of-{object_id}", title=thread.title,
             message_ids=[prompt.pk],
         )  # fmt: skip
+        ToolStep.objects.create(
+            pk=object_id, run=run, call_id="call", tool="web__echo", state="awaiting_approval",
+            expires_at=timezone.now() + timedelta(minutes=5),
+        )  # fmt: skip
 
 
 def snapshot():
@@ -137,6 +148,7 @@ def snapshot():
         list(Attachment.objects.values_list("pk", "message_id", "file")),
         list(KnowledgeDocument.objects.values_list("pk", "assistant_id", "file")),
         list(SharedLink.objects.values_list("pk", "thread_id", "token")),
+        list(ToolStep.objects.values_list("pk", "run_id", "state")),
     )
 
 

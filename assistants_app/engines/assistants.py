@@ -21,10 +21,11 @@ from django.conf import settings
 from openai import AsyncStream
 from openai.types.beta.threads import Run as RemoteRun
 
-from .. import attached, knowledge, tools
+from .. import attached, knowledge
 from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..models import Assistant, Message, Run, RunStatus, Thread
+from ..tool_registry import allowed_tools_async
 from . import openai_files
 from .base import (
     Engine,
@@ -43,9 +44,10 @@ from .client import get_client, poll_after_seconds, provider_errors
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
 
-def _tools_of(assistant: Assistant) -> list[dict]:
-    """Its function tools, and file_search over its knowledge where the provider keeps it."""
-    definitions = tools.definitions(assistant.tools)
+async def _tools_of(assistant: Assistant) -> list[dict]:
+    """Its allowed tools (built in and MCP), and file_search over its knowledge where the
+    provider keeps it."""
+    definitions = await _definitions(assistant)
     if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
         definitions = [*definitions, {"type": "file_search"}]
     return definitions
@@ -78,7 +80,7 @@ class AssistantsEngine(Engine):
             "description": assistant.description,
             "instructions": assistant.instructions,
             "model": self.model_of(assistant),
-            "tools": _tools_of(assistant),
+            "tools": await _tools_of(assistant),
             "metadata": {"assistant_id": str(assistant.pk)},
         }
         if knowledge.uses_vector_store(assistant) and assistant.vector_store_id:
@@ -125,7 +127,7 @@ class AssistantsEngine(Engine):
             "assistant_id": assistant.remote_id,
             "model": self.model_of(assistant),
             "instructions": assistant.instructions,
-            "tools": _tools_of(assistant),
+            "tools": await _tools_of(assistant),
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
@@ -339,6 +341,12 @@ def _error_of(remote: RemoteRun) -> tuple[str, str]:
     if remote.status == "expired":
         return "expired", "The run expired on the provider before it finished."
     return "", ""
+
+
+async def _definitions(assistant: Assistant) -> list[dict]:
+    """The assistant's allowed tools, built in and MCP (tool_registry.py), as functions."""
+    allowed = await allowed_tools_async(assistant)
+    return [tool.definition() for tool in allowed.values()]
 
 
 def _tool_calls_of(remote: RemoteRun) -> list[ToolCall]:

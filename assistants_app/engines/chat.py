@@ -19,7 +19,8 @@ from openai.types.chat import ChatCompletionChunk
 from .. import attached, knowledge
 from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
-from .base import RemoteMessage, RunUpdate, Turn, Usage, cached_tokens
+from ..tool_transcript import Transcript
+from .base import RemoteMessage, RunUpdate, ToolCall, Turn, Usage, cached_tokens
 from .client import get_client, is_context_overflow, provider_errors
 from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
@@ -41,10 +42,12 @@ class ChatEngine(LocalGeneration):
         run: Run,
         history: list[Turn],
         on_text: Callable[[str], Awaitable[None]] | None = None,
+        transcript: Transcript | None = None,
     ) -> RunUpdate:
         # In a thread: the files' bytes are read from storage (a disk, or a bucket).
-        params = await asyncio.to_thread(self.request, run, history)
+        params = await asyncio.to_thread(self.request, run, history, transcript)
         pieces: list[str] = []
+        calls = _CallsBeingWritten()
         usage = finish_reason = None
         try:
             with provider_errors():
@@ -54,12 +57,19 @@ class ChatEngine(LocalGeneration):
                         usage = _usage_of(chunk) or usage
                         for choice in chunk.choices:
                             finish_reason = choice.finish_reason or finish_reason
+                            calls.add(choice.delta.tool_calls)
                             if choice.delta.content:
                                 pieces.append(choice.delta.content)
                                 if on_text:
                                     await on_text(choice.delta.content)
         except ProviderError as error:
             return failed_midway(run, pieces, error, usage)
+        if finish_reason is not None and calls:
+            # The model asks for tools (some servers say "stop" even so): the driver runs
+            # them, and the next generation sends their outputs (tool_transcript.py).
+            round_ = len(transcript.rounds) if transcript else 0
+            tool_calls = calls.finished(f"call-{run.pk}-{round_}")
+            return RunUpdate(status=RunStatus.REQUIRES_ACTION, usage=usage, tool_calls=tool_calls)
         if finish_reason is None:
             # Every server we know ends with a finish reason; a stream without one was cut.
             return broken(run, pieces, "stream_broken", UNFINISHED, usage)
@@ -77,7 +87,7 @@ class ChatEngine(LocalGeneration):
             params = {key: value for key, value in params.items() if key != "stream_options"}
             return await completions.create(**params)
 
-    def request(self, run: Run, history: list[Turn]) -> dict:
+    def request(self, run: Run, history: list[Turn], transcript: Transcript | None = None) -> dict:
         assistant = run.thread.assistant
         # The instructions live in our database and always go first, whatever was trimmed.
         # The passages of its knowledge this run answers from, numbered for citations.
@@ -85,6 +95,8 @@ class ChatEngine(LocalGeneration):
         system = knowledge.with_context(assistant.instructions, context)
         messages = [{"role": "system", "content": system}] if system else []
         messages += [{"role": turn.role, "content": chat_content(turn)} for turn in history]
+        if transcript is not None:
+            messages += transcript.chat_messages()
         params = {
             "model": self.model_of(assistant),
             "messages": messages,
@@ -93,6 +105,8 @@ class ChatEngine(LocalGeneration):
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
+        if transcript is not None and transcript.may_call:
+            params["tools"] = [tool.definition() for tool in transcript.tools]
         return params
 
 
@@ -137,3 +151,28 @@ def _usage_of(chunk: ChatCompletionChunk) -> Usage | None:
         total_tokens=chunk.usage.total_tokens,
         cached_input_tokens=cached_tokens(chunk.usage.prompt_tokens_details),
     )
+
+
+class _CallsBeingWritten:
+    """Tool calls as a stream writes them: pieces of each call's name and arguments, by index."""
+
+    def __init__(self):
+        self.calls: dict[int, dict] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.calls)
+
+    def add(self, deltas) -> None:
+        for delta in deltas or []:
+            call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = delta.id or call["id"]
+            if delta.function is not None:
+                call["name"] += delta.function.name or ""
+                call["arguments"] += delta.function.arguments or ""
+
+    def finished(self, id_prefix: str) -> list[ToolCall]:
+        # Some servers give no ids: made up here, unique within the run.
+        return [
+            ToolCall(call["id"] or f"{id_prefix}-{index}", call["name"], call["arguments"])
+            for index, call in sorted(self.calls.items())
+        ]

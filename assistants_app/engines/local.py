@@ -21,7 +21,9 @@ from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import History, fit_history, fitting_tokens, shorter
 from ..models import ACTIVE_STATUSES, Run, RunStatus
-from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, Turn, Usage
+from ..tool_transcript import Transcript
+from ..tool_transcript import load_async as load_transcript
+from .base import Engine, RemoteMessage, RunUpdate, StreamEvent, ToolOutput, Turn, Usage
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +39,23 @@ class LocalGeneration(Engine):
         return False  # the provider keeps nothing to poll: the run is followed by its stream
 
     async def generate(
-        self, run: Run, history: list[Turn], on_text: Callable[[str], Awaitable[None]]
+        self,
+        run: Run,
+        history: list[Turn],
+        on_text: Callable[[str], Awaitable[None]],
+        transcript: Transcript | None = None,
     ) -> RunUpdate:
-        """Produce the whole answer from `history` (which ends with the prompt), handing each
-        piece of text to `on_text` as it comes."""
+        """Produce the whole answer from `history` (which ends with the prompt) and the
+        rounds of tool calls so far (`transcript`), handing each piece of text to `on_text`
+        as it comes; or ask for tools (status requires_action, with `tool_calls`)."""
         raise NotImplementedError
+
+    async def submit_tool_outputs(
+        self, run: Run, outputs: list[ToolOutput], stream: bool = False
+    ) -> RunUpdate:
+        """Nothing to send: the outputs are stored as the run's steps, and the next
+        generation (`stream`) sends them with the history."""
+        return RunUpdate(status=RunStatus.IN_PROGRESS)
 
     async def cancel(self, run: Run) -> RunUpdate:
         """Nothing to ask a provider: the run is marked cancelling, and the process generating
@@ -57,6 +71,12 @@ class LocalGeneration(Engine):
         if status not in ACTIVE_STATUSES:
             yield StreamEvent(update=RunUpdate(status=status or RunStatus.FAILED))  # ended
             return
+        transcript = await load_transcript(run)
+        if transcript.pending:
+            # Calls asked for before a restart, not answered yet: answered first.
+            pending = RunUpdate(status=RunStatus.REQUIRES_ACTION, tool_calls=transcript.pending)
+            yield StreamEvent(update=pending)
+            return
         # A generation starts over: what an earlier process had written is replaced.
         yield StreamEvent(restart=True, update=RunUpdate(status=RunStatus.IN_PROGRESS))
         try:
@@ -67,7 +87,7 @@ class LocalGeneration(Engine):
             run, settings.CHAT_HISTORY_MAX_CHARS, context
         )
         run.note = history.note
-        async for event in self._generation(run, history.turns):
+        async for event in self._generation(run, history.turns, transcript):
             if event.update is not None and _did_not_fit(event.update, history, context):
                 # Once more with the newest half of the history; the page is told (run.note).
                 log.info("run %s: history did not fit (%s); sending less", run.pk,
@@ -75,17 +95,20 @@ class LocalGeneration(Engine):
                 history = shorter(history)
                 run.note = history.note
                 yield StreamEvent(restart=True)
-                async for event in self._generation(run, history.turns):  # noqa: B020
+                async for event in self._generation(run, history.turns, transcript):  # noqa: B020
                     yield event
                 return
             yield event
 
-    async def _generation(self, run: Run, turns: list[Turn]) -> AsyncIterator[StreamEvent]:
+    async def _generation(
+        self, run: Run, turns: list[Turn], transcript: Transcript
+    ) -> AsyncIterator[StreamEvent]:
         """One generation: its text as it comes, then its end; stopped (CANCELLED, with what
         was said) once the run is stored as cancelling."""
         queue: asyncio.Queue = asyncio.Queue()
         generation = asyncio.create_task(
-            self.generate(run, turns, on_text=queue.put), name=f"generate-{run.pk}"
+            self.generate(run, turns, on_text=queue.put, transcript=transcript),
+            name=f"generate-{run.pk}",
         )
         generation.add_done_callback(lambda _: queue.put_nowait(_FINISHED))
         said: list[str] = []

@@ -30,7 +30,20 @@ from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
-from .base import RemoteMessage, RunUpdate, StreamEvent, Turn, Usage, batches, cached_tokens
+from ..tool_registry import flat
+from ..tool_transcript import Transcript
+from ..tool_transcript import load_async as load_transcript
+from .base import (
+    RemoteMessage,
+    RunUpdate,
+    StreamEvent,
+    ToolCall,
+    ToolOutput,
+    Turn,
+    Usage,
+    batches,
+    cached_tokens,
+)
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
@@ -89,6 +102,7 @@ class ResponsesEngine(LocalGeneration):
             run.remote_id = f"{LOCAL_PREFIX}{run.pk}"
             return RunUpdate(status=RunStatus.QUEUED)
         params = {**await self._grounded(run), "background": True, "store": True}
+        _add_tools(params, _tools_param(await load_transcript(run)))
         if run.thread.remote_id:
             params["conversation"] = run.thread.remote_id
             params["input"] = await _prompt_input(message)
@@ -189,6 +203,34 @@ class ResponsesEngine(LocalGeneration):
                 async for event in events:
                     yield to_stream_event(event)
 
+    async def submit_tool_outputs(
+        self, run: Run, outputs: list[ToolOutput], stream: bool = False
+    ) -> RunUpdate:
+        """A response that asked for tools has ended: the outputs go in a new background
+        response chained to it (through the conversation, or `previous_response_id`), which
+        the run follows from now on (`run.remote_id`)."""
+        if _generated_here(run):
+            return await super().submit_tool_outputs(run, outputs, stream)
+        params = {
+            **await self._grounded(run),
+            "background": True,
+            "store": True,
+            "input": [
+                {"type": "function_call_output", "call_id": o.tool_call_id, "output": o.output}
+                for o in outputs
+            ],
+        }
+        _add_tools(params, _tools_param(await load_transcript(run), answered=1))
+        if run.thread.remote_id:
+            params["conversation"] = run.thread.remote_id
+        else:
+            params["previous_response_id"] = run.remote_id
+        raw = await self._create(params)
+        with provider_errors():
+            response = raw.parse()
+        run.remote_id = response.id
+        return to_run_update(response, raw.headers)
+
     async def cancel(self, run: Run) -> RunUpdate:
         if _generated_here(run):
             return await super().cancel(run)  # stopped where it is generated (local.py)
@@ -209,17 +251,20 @@ class ResponsesEngine(LocalGeneration):
         run: Run,
         history: list[Turn],
         on_text: Callable[[str], Awaitable[None]] | None = None,
+        transcript: Transcript | None = None,
     ) -> RunUpdate:
         """A run of a provider without background mode, streamed from its create call."""
+        transcript = transcript or Transcript()
         context = history[-1].context if history else ""
         common = self._common(run.thread.assistant)
         if context:
             common["instructions"] = knowledge.with_context(common.get("instructions", ""), context)
         params = {
             **common,
-            "input": await _as_input(history),
+            "input": await _as_input(history) + transcript.response_items(),
             "store": False,
             "stream": True,
+            **_tools_param(transcript),
         }
         pieces: list[str] = []
         final = None
@@ -242,6 +287,8 @@ class ResponsesEngine(LocalGeneration):
         if final is None:
             return broken(run, pieces, "stream_broken", UNFINISHED, None)
         update = to_run_update(final, {})
+        if update.tool_calls:
+            return update  # the driver runs them; the next generation sends their outputs
         text = "".join(pieces) or "".join(m.text for m in update.messages)
         messages = [RemoteMessage(run.remote_id, text)] if text.strip() else []
         return RunUpdate(
@@ -308,6 +355,19 @@ async def _items(turns: Sequence[Turn]) -> dict:
     return {"items": [{"type": "message", **item} for item in await _as_input(list(turns))]}
 
 
+def _tools_param(transcript: Transcript, answered: int = 0) -> dict:
+    """The function tools to offer, while rounds are left (`answered`: rounds just done)."""
+    if not transcript.tools or len(transcript.rounds) + answered >= settings.TOOL_MAX_ROUNDS:
+        return {}
+    return {"tools": [flat(tool.definition()) for tool in transcript.tools]}
+
+
+def _add_tools(params: dict, offered: dict) -> None:
+    """Function tools beside those already there (file_search over the assistant's store)."""
+    if offered:
+        params["tools"] = [*params.get("tools", []), *offered["tools"]]
+
+
 @database_sync_to_async
 def _last_answered(run: Run) -> str:
     """The provider's id of the response that wrote the message the run's prompt follows, to
@@ -358,6 +418,15 @@ def to_run_update(response: Response, headers) -> RunUpdate:
         reason = response.incomplete_details.reason if response.incomplete_details else None
         error_code = "incomplete"
         error_message = f"The answer was cut short ({reason or 'no reason given'})."
+    calls = [
+        ToolCall(item.call_id, item.name, item.arguments)
+        for item in response.output or []
+        if item.type == "function_call"
+    ]
+    if response.status == "completed" and calls:
+        # It ended asking for tools: the run needs them before it can go on.
+        return RunUpdate(status=RunStatus.REQUIRES_ACTION, tool_calls=calls,
+                         usage=_usage_of(response))  # fmt: skip
     return RunUpdate(
         status=RunStatus(response.status or "queued"),
         # A message still being written is not final; it is stored once it is.

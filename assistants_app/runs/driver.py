@@ -141,7 +141,7 @@ async def _follow_until_terminal(engine: Engine, run: Run, lease: Lease) -> None
         try:
             update = await engine.poll(run)
             if update.tool_calls:
-                update = await answer_tool_calls(engine, run, update)
+                update = await answer_tool_calls(engine, run, update, lease=lease)
         except ProviderError as error:
             errors += 1
             if not error.retryable or errors >= pacing.MAX_CONSECUTIVE_PROVIDER_ERRORS:

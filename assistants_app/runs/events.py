@@ -9,6 +9,7 @@ Server to page (through the thread's group, or straight from its consumer):
     message.created  a stored message (user's or assistant's), once per message
     run.status       a run's status changed (and with it what the page shows about it)
     message.delta    the answer being written: `text` from character `offset` on
+    tool.step        a tool call of a run, each time it changes (asked, approved, done...)
     replay.more      one page of a `hello` replay was sent; ask again after this message
     heartbeat        the socket is alive (a quiet answer is a slow model, not a stall)
     error            a client event was refused: a code and words
@@ -66,3 +67,8 @@ async def broadcast(group: str, events: list[dict]) -> None:
     """Send events to a thread's sockets. A doorbell: a lost event is replayed on `hello`."""
     for event in events:
         await get_channel_layer().group_send(group, event)
+
+
+def tool_step(step) -> dict:
+    """A tool call of a run, each time its state changes (asked, approved, running, done)."""
+    return {"type": "tool.step", "step": step.as_event()}

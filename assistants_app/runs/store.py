@@ -32,7 +32,7 @@ CUT_SHORT_STATUSES = {
 
 
 # Statuses of a run under way, which a cancel asked for must not be overwritten with.
-GOING = {RunStatus.QUEUED, RunStatus.IN_PROGRESS}
+GOING = {RunStatus.QUEUED, RunStatus.IN_PROGRESS, RunStatus.REQUIRES_ACTION}
 
 UNSTORABLE = RunUpdate(
     status=RunStatus.FAILED,

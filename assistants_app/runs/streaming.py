@@ -192,9 +192,12 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     if asking_for_tools is None:
         return False
     await live.push()
-    update = await answer_tool_calls(engine, run, asking_for_tools, stream=True)
+    asked_by = run.remote_id
+    update = await answer_tool_calls(engine, run, asking_for_tools, stream=True, lease=live.lease)
     if update is None:
         return True  # the run ended here
+    if run.remote_id != asked_by:
+        live.sequence = None  # the outputs went to a new response: its stream starts anew
     if update.status != run.status:
         await record(run, update)
     return await _follow_once(engine, run, live)

@@ -34,6 +34,7 @@ from .common import (
 from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of, variant_of
 from .timeline import TimedAnswer
+from .tool_plan import calls_for_round, results_text
 
 
 class ChatCompletionsAPI:
@@ -100,10 +101,18 @@ class Completion:
         users = [m for m in said if m.get("role") == "user"]
         system = "\n".join(str(m.get("content")) for m in said if m.get("role") == "system")
         given = describe(users[-1].get("content") if users else None, system)
-        last = user_texts[-1] if user_texts else ""
+        prompt = user_texts[-1] if user_texts else ""
         earlier = user_texts[-2] if len(user_texts) > 1 else ""
-        variant = variant_of(last, len(user_texts), earlier)
-        self.reply = canned_reply(last, len(user_texts), earlier, variant, given)
+        since_prompt = _after_last_user(messages)
+        rounds_done = sum(1 for m in since_prompt if m.get("tool_calls"))
+        self.tool_calls = calls_for_round(body.get("tools") or [], prompt, rounds_done)
+        if self.tool_calls:
+            self.reply = ""
+        else:
+            variant = variant_of(prompt, len(user_texts), earlier)
+            self.reply = canned_reply(
+                prompt, len(user_texts), earlier, variant, given
+            ) + results_text(_outputs(since_prompt))
         self.timeline = TimedAnswer(tokens_of(self.reply), latency, token_rate)
         self.prompt_tokens = count_tokens(input_text(messages))
 
@@ -124,9 +133,14 @@ class Completion:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": self.reply, "refusal": None},
+                    "message": {
+                        "role": "assistant",
+                        "content": self.reply or None,
+                        "refusal": None,
+                        **({"tool_calls": self.tool_calls} if self.tool_calls else {}),
+                    },
                     "logprobs": None,
-                    "finish_reason": "stop",
+                    "finish_reason": "tool_calls" if self.tool_calls else "stop",
                 }
             ],
             "usage": self.usage(),
@@ -153,6 +167,16 @@ class Completion:
 
     async def events(self):
         yield self.chunk({"role": "assistant", "content": ""})
+        if self.tool_calls:
+            # Each call whole in one chunk, with its index (OpenAI splits the arguments).
+            await self.timeline.wait_until(self.timeline.finished_after)
+            calls = [{"index": i, **call} for i, call in enumerate(self.tool_calls)]
+            yield self.chunk({"tool_calls": calls})
+            yield self.chunk({}, finish_reason="tool_calls")
+            if self.include_usage:
+                yield self.chunk(None)
+            yield "data: [DONE]\n\n"
+            return
         tokens = self.timeline.tokens
         for index, token in enumerate(tokens):
             if index == len(tokens) // 2 and self.fault == "break-stream":
@@ -166,3 +190,23 @@ class Completion:
         if self.include_usage:
             yield self.chunk(None)
         yield "data: [DONE]\n\n"
+
+
+def _after_last_user(messages: list) -> list[dict]:
+    """The messages after the last user message: the rounds of tool calls so far."""
+    said = [m for m in messages if isinstance(m, dict)]
+    users = [i for i, m in enumerate(said) if m.get("role") == "user"]
+    return said[users[-1] + 1 :] if users else []
+
+
+def _outputs(since_prompt: list[dict]) -> list[tuple[str, str]]:
+    names = {
+        call.get("id"): (call.get("function") or {}).get("name", "?")
+        for m in since_prompt
+        for call in m.get("tool_calls") or []
+    }
+    return [
+        (names.get(m.get("tool_call_id"), "?"), str(m.get("content")))
+        for m in since_prompt
+        if m.get("role") == "tool"
+    ]

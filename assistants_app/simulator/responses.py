@@ -30,6 +30,7 @@ from .common import (
 from .given import describe
 from .replies import canned_reply, count_tokens, tokens_of, variant_of
 from .timeline import TimedAnswer
+from .tool_plan import calls_for_round, results_text
 
 
 @dataclass
@@ -68,6 +69,9 @@ class SimulatedResponse:
     recorded: bool = False
     polls: int = 0
     streams: int = 0
+    calls: list[dict] = field(default_factory=list)  # function_call items it ends with
+    tool_outputs: list[tuple[str, str]] = field(default_factory=list)  # (name, output) it got
+    rounds_done: int = 0  # rounds of tool calls answered before it, in this answer
     timeline: TimedAnswer = field(init=False)
 
     def __post_init__(self):
@@ -103,7 +107,10 @@ class SimulatedResponse:
 
     @property
     def reply(self) -> str:
-        return canned_reply(self.input_text, self.turn, self.earlier, self.variant, self.given)
+        if self.calls:
+            return ""
+        reply = canned_reply(self.input_text, self.turn, self.earlier, self.variant, self.given)
+        return reply + results_text(self.tool_outputs)
 
     def output_message(self, text: str | None = None, status: str = "completed") -> dict:
         return {
@@ -119,7 +126,7 @@ class SimulatedResponse:
 
     def output(self) -> list[dict]:
         if self.status == "completed":
-            return [self.output_message()]
+            return list(self.calls) if self.calls else [self.output_message()]
         if self.status == "cancelled" and self.text_written():
             # What was written before the cancel is kept, as an incomplete message.
             return [self.output_message(self.text_written(), "incomplete")]
@@ -155,6 +162,9 @@ class SimulatedResponse:
         if self.fault == "fail":
             yield answer.latency, lambda: {"type": "response.failed", "response": self.to_json()}
             return
+        if self.calls:  # it ends at once, asking for tools
+            yield answer.latency, lambda: {"type": "response.completed", "response": self.to_json()}
+            return
         yield answer.latency, lambda: {
             "type": "response.output_item.added", "output_index": 0,
             "item": self.output_message("", "in_progress"),
@@ -180,7 +190,7 @@ class SimulatedResponse:
     def to_json(self) -> dict:
         status = self.status
         if status == "completed" and self.conversation and not self.recorded:
-            self.conversation.items.append(self.output_message())
+            self.conversation.items.extend(self.output())
             self.recorded = True
         done = status == "completed"
         input_tokens = count_tokens((self.instructions or "") + self.input_text)
@@ -233,6 +243,7 @@ class ResponsesAPI:
         self.settings = settings
         self.conversations: dict[str, Conversation] = {}
         self.responses: dict[str, SimulatedResponse] = {}
+        self.asked_by: dict[str, SimulatedResponse] = {}  # call id -> the response calling
 
     async def create_conversation(self, request: Request) -> JSONResponse:
         if fault_of(request) in KEEPS_NO_CONVERSATIONS:
@@ -304,7 +315,10 @@ class ResponsesAPI:
                 )
         text = input_text(body.get("input"))
         given = describe(_last_user_content(body.get("input")), body.get("instructions") or "")
-        if conversation is not None:
+        asked_by, outputs = self._answered_calls(body.get("input"))
+        if asked_by is not None and conversation is not None:
+            conversation.items.extend(item for _, item in outputs)
+        elif conversation is not None:
             conversation.items.append(
                 {
                     "type": "message",
@@ -324,6 +338,18 @@ class ResponsesAPI:
             turn, text, earlier = max(1, len(said)), input_text(said[-1:]), input_text(said[-2:-1])
         elif previous := self.responses.get(body.get("previous_response_id") or ""):
             turn, earlier = previous.turn + 1, previous.input_text  # chained to its history
+        if asked_by is not None:  # tool outputs: the answer to the same prompt goes on
+            turn, text, earlier, given = (
+                asked_by.turn, asked_by.input_text, asked_by.earlier, asked_by.given
+            )
+        rounds_done = asked_by.rounds_done + 1 if asked_by is not None else 0
+        names = {c["call_id"]: c["name"] for c in asked_by.calls} if asked_by else {}
+        calls = [
+            {"type": "function_call", "id": new_id("fc"), "call_id": call["id"],
+             "name": call["function"]["name"], "arguments": call["function"]["arguments"],
+             "status": "completed"}
+            for call in calls_for_round(body.get("tools") or [], text, rounds_done)
+        ]  # fmt: skip
         response = SimulatedResponse(
             id=new_id("resp"),
             model=body["model"],
@@ -336,8 +362,16 @@ class ResponsesAPI:
             fault=fault,
             turn=turn,
             earlier=earlier,
-            variant=variant_of(text, turn, earlier),
+            # One answer however many rounds of tools it takes.
+            variant=asked_by.variant if asked_by is not None else variant_of(text, turn, earlier),
+            calls=calls,
+            rounds_done=rounds_done,
+            tool_outputs=[
+                (names.get(item.get("call_id"), "?"), str(item.get("output")))
+                for _, item in outputs
+            ],
         )
+        self.asked_by.update((call["call_id"], response) for call in response.calls)
         self.responses[response.id] = response
         if body.get("stream"):
             return StreamingResponse(response.events(-1), media_type="text/event-stream")
@@ -345,6 +379,18 @@ class ResponsesAPI:
             # No background mode: `background` is ignored and the answer comes whole.
             await response.timeline.wait_until(response.timeline.finished_after)
         return JSONResponse(response.to_json())
+
+    def _answered_calls(self, given) -> tuple[SimulatedResponse | None, list[tuple[str, dict]]]:
+        """The response whose function calls `input` answers, and the outputs it brings."""
+        items = [i for i in given if isinstance(i, dict)] if isinstance(given, list) else []
+        outputs = [(i.get("call_id"), i) for i in items if i.get("type") == "function_call_output"]
+        asked = [self.asked_by[c] for c, _ in outputs if c in self.asked_by]
+        if not asked:
+            return None, []
+        # Outputs of the last round only; earlier rounds are history the model already saw.
+        last = max(asked, key=lambda r: r.rounds_done)
+        mine = {c["call_id"] for c in last.calls}
+        return last, [(c, i) for c, i in outputs if c in mine]
 
     async def retrieve_response(self, request: Request) -> JSONResponse:
         response = self.responses.get(request.path_params["response_id"])

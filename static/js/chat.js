@@ -12,7 +12,7 @@ const HEARTBEAT_GRACE_MS = 15000; // three missed heartbeats (consumers.HEARTBEA
 // one that the server closes straight after opening backs off instead of looping.
 const STABLE_MS = 10000;
 
-export function startSocket(chat, view, banner) {
+export function startSocket(chat, view, banner, steps) {
   let lastMessageId = parseInt(chat.dataset.lastMessageId, 10) || null;
   let socket = null;
   let reconnectAttempt = 0;
@@ -42,6 +42,7 @@ export function startSocket(chat, view, banner) {
     "message.created": (event) => addMessage(event.message),
     "message.delta": addDelta,
     "run.status": (event) => view.showRun(event.run),
+    "tool.step": (event) => steps.show(event.step),
     heartbeat: () => {},
     // A long backlog is replayed a page at a time: ask for the next one.
     "replay.more": () => sendHello(),

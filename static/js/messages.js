@@ -372,6 +372,7 @@ export function messageView(chat) {
     addMessage,
     addUserMessage,
     showRun,
+    versionFor,
     streamedText,
     showStreamed,
     isFollowing: () => following,

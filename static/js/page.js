@@ -6,6 +6,7 @@ import { startSocket } from "./chat.js";
 import { composer as makeComposer } from "./composer.js";
 import { messageView } from "./messages.js";
 import { shortcuts } from "./shortcuts.js";
+import { toolSteps } from "./tool_steps.js";
 import { sidebar as makeSidebar } from "./sidebar.js";
 import { tree } from "./tree.js";
 
@@ -27,4 +28,4 @@ const banner = {
     line.textContent = "";
   },
 };
-if (chat.dataset.socketPath) tree(chat, view, startSocket(chat, view, banner));
+if (chat.dataset.socketPath) tree(chat, view, startSocket(chat, view, banner, toolSteps(chat, view)));

@@ -127,6 +127,8 @@ def test_admin_pages_have_no_serious_problems(site, open_context):
         "/admin/assistants_app/assistant/",
         "/admin/assistants_app/assistant/add/",
         "/admin/assistants_app/assistant/providers/",
+        "/admin/assistants_app/mcpserver/",
+        "/admin/assistants_app/mcpserver/add/",
         "/admin/assistants_app/run/",
         "/admin/assistants_app/usagereport/",
         "/admin/assistants_app/assistantversion/",

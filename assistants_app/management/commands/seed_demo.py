@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from assistants_app.models import Assistant, EngineKind
+from assistants_app.models import Assistant, AssistantTool, EngineKind
 
 DEMO_USERNAME = "demo"
 
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         password = os.environ.get("DEMO_PASSWORD") or secrets.token_urlsafe(9)
         User.objects.create_superuser(DEMO_USERNAME, password=password)
         simulated = settings.DEFAULT_PROVIDER == "simulator"
-        Assistant.objects.create(
+        assistant = Assistant.objects.create(
             name="Helpful assistant",
             description="Answers questions briefly.",
             instructions="You are a helpful assistant. Answer briefly and clearly.",
@@ -30,6 +30,13 @@ class Command(BaseCommand):
             engine=EngineKind.RESPONSES,
             provider=settings.DEFAULT_PROVIDER,
         )
+        # Tools to try: the clock runs freely, searching your messages asks first. With the
+        # simulator, name one in a message ("current_datetime Europe/Paris").
+        AssistantTool.objects.bulk_create([
+            AssistantTool(assistant=assistant, tool="current_datetime"),
+            AssistantTool(assistant=assistant, tool="search_my_messages",
+                          approval=AssistantTool.Approval.ASK),
+        ])  # fmt: skip
         self.stdout.write(
             self.style.SUCCESS(
                 f"Created the demo login: username {DEMO_USERNAME!r}, password {password!r} "
