@@ -28,6 +28,7 @@ from . import (
     tools,
     usage,
 )
+from .admin_readonly import ReadOnlyAdmin
 from .admin_tools import AssistantToolInline
 from .admin_versions import versions_link
 from .assistants_sync import has_remote_assistant, sync_assistant
@@ -427,19 +428,11 @@ class UsageLimitAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageReport)
-class UsageAdmin(admin.ModelAdmin):
+class UsageAdmin(ReadOnlyAdmin):
     """The usage report in place of a change list: per user and per assistant over a period."""
 
     rows_per_page = 50
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def changelist_view(self, request, extra_context=None):
         # This page replaces admin's own change list, and with it the permission check that

@@ -6,11 +6,12 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from .admin_readonly import ReadOnlyAdmin
 from .models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "who", "via", "action", "target_type", "target_name", "summary"]
     list_filter = ["action", "target_type", "via"]
     search_fields = ["actor_name", "target_name", "target_id"]
@@ -32,11 +33,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
         text = json.dumps(entry.changes, indent=2, ensure_ascii=False)
         return format_html("<pre>{}</pre>", text)
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

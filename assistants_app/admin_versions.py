@@ -8,13 +8,14 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from . import assistant_versions
+from .admin_readonly import ReadOnlyAdmin
 from .assistants_sync import sync_assistant
 from .exceptions import ProviderError
 from .models import Assistant, AssistantVersion
 
 
 @admin.register(AssistantVersion)
-class AssistantVersionAdmin(admin.ModelAdmin):
+class AssistantVersionAdmin(ReadOnlyAdmin):
     list_display = ["__str__", "created_at", "created_by", "what_changed", "restored"]
     list_filter = ["assistant"]
     list_select_related = ["assistant", "created_by"]
@@ -27,14 +28,6 @@ class AssistantVersionAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["css/admin_versions.css"]}
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="Changed")
     def what_changed(self, obj):

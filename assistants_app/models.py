@@ -328,7 +328,7 @@ class Run(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="runs",
-        help_text="The assistant's settings when the run was created (versions.py).",
+        help_text="The assistant's settings when the run was created (assistant_versions.py).",
     )
     usage_estimated = models.BooleanField(
         default=False, help_text="The provider reported no usage: the tokens were counted here."
@@ -799,7 +799,7 @@ class SharedLink(models.Model):
 
 
 class AssistantVersion(models.Model):
-    """What an assistant answered with from one change of it to the next (versions.py)."""
+    """What an assistant answered with from one change of it to the next (assistant_versions.py)."""
 
     assistant = models.ForeignKey(Assistant, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
