@@ -178,7 +178,25 @@ async def stop_drivers(django_db_blocker):
         await aclose_old_connections()
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("asyncio"):
             item.fixturenames.append("stop_drivers")
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker (the README's `-n`)
+        share_module_fixtures(items)
+        # The long tests first, so the short ones fill the workers' gaps at the end instead
+        # of one worker finishing a long test alone. (A stable sort: Django's order stays.)
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def share_module_fixtures(items) -> None:
+    """Tests that share a module-scoped fixture (a site, a browser) run on one worker, so it
+    starts once (`--dist loadgroup`); the others are dealt out one by one."""
+    for item in items:
+        shared = any(
+            definitions[-1].scope in ("module", "package", "class")
+            for name, definitions in item._fixtureinfo.name2fixturedefs.items()
+            if not name.startswith("_")  # pytest-django's autouse class fixture is inert here
+        )
+        if shared and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

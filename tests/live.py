@@ -15,8 +15,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+import weakref
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +54,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -63,6 +66,71 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) -
     raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
 
 
+# A Python process with Django set up on a site's database, which runs the code it is sent
+# (one JSON request a line on stdin) as `manage.py shell -c` would, and answers with what the
+# code printed. One Django start-up per site instead of one per query: 1.5 s of CPU each.
+SHELL = r"""
+import contextlib, io, json, os, sys, traceback
+replies = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)  # anything written to stdout but not printed by the code goes to the log
+import django
+django.setup()
+from django.core.management.commands.shell import Command
+from django.db import close_old_connections
+namespace = Command().get_namespace(verbosity=0)
+for line in sys.stdin:
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            exec(json.loads(line), {"__name__": "__main__", **namespace})
+        reply = {"stdout": printed.getvalue()}
+    except BaseException:
+        reply = {"error": traceback.format_exc(), "stdout": printed.getvalue()}
+    close_old_connections()
+    replies.write(json.dumps(reply) + "\n")
+    replies.flush()
+"""
+
+
+class SiteShell:
+    """The site's shell process (SHELL), started at once, so it sets Django up meanwhile."""
+
+    def __init__(self, env: dict, output=None):
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SHELL], cwd=ROOT, env=env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
+        )  # fmt: skip
+        self.lock = threading.Lock()  # one request at a time, whichever thread asks
+        weakref.finalize(self, _stop, self.process)
+
+    def run(self, code: str) -> str:
+        with self.lock:
+            self.process.stdin.write(json.dumps(code) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the site's shell exited with {self.process.wait()}")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"the site's shell failed on:\n{code}\n{reply['error']}")
+        return reply["stdout"]
+
+    def close(self, kill: bool = False) -> None:
+        _stop(self.process, kill)
+
+
+def _stop(process: subprocess.Popen, kill: bool = False) -> None:
+    if process.poll() is None:
+        if kill:
+            process.kill()
+        process.stdin.close()  # the loop ends
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @dataclass
 class LiveSite:
     simulator_url: str
@@ -70,12 +138,27 @@ class LiveSite:
     processes: list[subprocess.Popen] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
     output: object = None  # where the processes' output goes (a file); None: this terminal
+    _shell: SiteShell | None = None
 
     @property
     def url(self) -> str:
         return self.urls[0]
 
+    def shell(self, code: str) -> str:
+        """Run Python code on the site's database as `manage.py shell -c` does; what it
+        printed. Use this (or `query`) rather than `manage("shell", ...)` in new tests."""
+        if self._shell is None:
+            self._shell = SiteShell(self.env, self.output)
+        return self._shell.run(code)
+
+    def close_shell(self, kill: bool = False) -> None:
+        if self._shell is not None:
+            self._shell.close(kill)
+            self._shell = None
+
     def manage(self, *args: str) -> str:
+        if args[0] == "shell" and "-c" in args:  # the same, without a process per call
+            return self.shell(args[args.index("-c") + 1])
         result = subprocess.run(
             [sys.executable, "manage.py", *args],
             cwd=ROOT,
@@ -88,13 +171,30 @@ class LiveSite:
 
     def start_daphne(self, port: int | None = None) -> subprocess.Popen:
         """Another daphne process on the same database (and channel layer, if Redis)."""
-        port = port or free_port()
-        process = self.spawn(*daphne_args("127.0.0.1", port))
-        wait_for_port(port, process)
-        url = f"http://127.0.0.1:{port}"
-        if url not in self.urls:
-            self.urls.append(url)
-        return process
+        return self.start_daphnes(1, port)[0]
+
+    def start_daphnes(self, count: int, port: int | None = None) -> list[subprocess.Popen]:
+        """`count` daphne processes started together (each takes seconds to set Django up);
+        on `port`, or each on a free one."""
+        ports = [port] if port else [free_port() for _ in range(count)]
+        started = [self.spawn(*daphne_args("127.0.0.1", p)) for p in ports]
+        for index, (p, process) in enumerate(zip(ports, started, strict=True)):
+            try:
+                wait_for_port(p, process)
+            except RuntimeError:
+                if port:
+                    raise
+                # It exited before listening: something else took its free port meanwhile
+                # (tests run in parallel). Once more, on another.
+                self.processes.remove(process)
+                p = ports[index] = free_port()
+                started[index] = self.spawn(*daphne_args("127.0.0.1", p))
+                wait_for_port(p, started[index])
+        for p in ports:
+            url = f"http://127.0.0.1:{p}"
+            if url not in self.urls:
+                self.urls.append(url)
+        return started
 
     def start_worker(self) -> subprocess.Popen:
         return self.spawn("manage.py", "run_worker", "--interval", "0.2")
@@ -109,7 +209,7 @@ class LiveSite:
     def query(self, expression: str):
         """Evaluate a Python expression against the site's database (models imported)."""
         code = f"from assistants_app.models import *; import json; print(json.dumps({expression}))"
-        return json.loads(self.manage("shell", "--verbosity", "0", "-c", code))
+        return json.loads(self.shell(code))
 
 
 @functools.cache
@@ -138,31 +238,37 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "SIMULATOR_LATENCY_SECONDS": str(latency),
         "DJANGO_DEBUG": "1",
         "PYTHONUNBUFFERED": "1",
-        # Each site its own fair-use counters, even in a Redis other test runs share.
+        # Each site its own fair-use counters and channel layer groups, even in a Redis that
+        # other sites (tests running in parallel, other test runs) share.
         "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
+        "REDIS_PREFIX": f"test-site-{uuid.uuid4().hex[:12]}",
         **(env or {}),
     }
     site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output)
     try:
+        # The processes set Django up at the same time; each needs only what comes before it.
         simulator = site.spawn("manage.py", "simulator", "--port", str(simulator_port))
+        site._shell = SiteShell(site_env, output)
         if site_env["DATABASE_URL"].startswith("sqlite:"):
             shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
         else:
             site.manage("migrate", "--verbosity", "0")
         seed = SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults)
-        site.manage("shell", "--verbosity", "0", "-c", seed)
-        wait_for_port(simulator_port, simulator)
-        for _ in range(servers):
-            site.start_daphne()
+        with ThreadPoolExecutor(1) as seeding:
+            seeded = seeding.submit(site.shell, seed)  # users exist before anyone logs in
+            wait_for_port(simulator_port, simulator)
+            site.start_daphnes(servers)
+            seeded.result()
         yield site
     finally:
-        for process in reversed(site.processes):
-            process.terminate()
+        # Killed, not stopped: nothing is left to finish once the test is over, and a stopped
+        # process spends seconds of a busy machine tearing its interpreter down. (Stopping
+        # gracefully is tested where it matters: test_integration_durable.py.)
+        site.close_shell(kill=True)
         for process in site.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            process.kill()
+        for process in site.processes:
+            process.wait()
 
 
 class SiteClient:

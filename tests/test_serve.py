@@ -55,7 +55,7 @@ class Serve:
         for line in self.process.stdout:
             self.lines.put(line)
 
-    def wait_for_line(self, start: str, timeout: float = 60) -> str:
+    def wait_for_line(self, start: str, timeout: float = 120) -> str:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:

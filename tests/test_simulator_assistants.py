@@ -9,6 +9,7 @@ import pytest
 
 from assistants_app import tools
 from assistants_app.simulator.app import create_app
+from assistants_app.simulator.assistants import SimRun, SimThread
 
 SEARCH = tools.definitions(["search_my_messages"])
 
@@ -217,3 +218,26 @@ async def test_a_server_that_will_not_stream_refuses_with_400(client):
     api = client()
     with pytest.raises(openai.BadRequestError, match="Streaming is not supported"):
         await start(api, "Hello", model="simulator+no-stream", stream=True)
+
+
+async def test_a_stream_read_late_still_reports_each_status_in_order():
+    # On a busy machine a stream may start after its run has moved on; it says where the run
+    # has been all the same, as OpenAI's does, and its first event shows the run as created.
+    thread = SimThread(id="thread_1", metadata={})
+    run = SimRun(
+        id="run_1", thread=thread, assistant_id="asst_1", model="simulator", instructions="",
+        tools=[], prompt="Hello", turn=1, latency=0.1, token_rate=1e6, fault="",
+        given="", earlier="", variant=1,
+    )  # fmt: skip
+    run.timeline.started -= 1  # a second ago: queued, in progress and writing are long past
+
+    events = [event async for event in run.events(opening=True)]
+
+    names = [event.split("\n")[0].removeprefix("event: ") for event in events]
+    assert names[:5] == [
+        "thread.run.created", "thread.run.queued", "thread.run.in_progress",
+        "thread.message.created", "thread.message.in_progress",
+    ]  # fmt: skip
+    assert names[-3:] == ["thread.message.completed", "thread.run.completed", "done"]
+    statuses = [json.loads(event.split("data: ", 1)[1])["status"] for event in events[:3]]
+    assert statuses == ["queued", "queued", "in_progress"]

@@ -14,10 +14,15 @@ from .live import SiteClient, is_assistant_message, is_run_status, receive_until
 # Real processes on a machine that may be busy with other work: minutes, not the default 2.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PASSWORD = "team-password-1"
+# The password is hashed once for all (the real hasher is slow on purpose); each login still
+# checks it.
 CREATE_USERS = """
 from django.contrib.auth import get_user_model
-for name in {names!r}:
-    get_user_model().objects.create_user(name, password={password!r})
+from django.contrib.auth.hashers import make_password
+password = make_password({password!r})
+get_user_model().objects.bulk_create(
+    get_user_model()(username=name, password=password) for name in {names!r}
+)
 """
 
 

@@ -7,7 +7,8 @@ token rate, and with the last token the run completes and the answer appears in 
 50 ms), as OpenAI did.
 `runs.create` and `submit_tool_outputs` with `stream: true` answer with the run's events
 instead (thread.run.*, thread.message.created / delta / completed, then `[DONE]`), each when
-it falls due; such a stream cannot be reopened, as on OpenAI.
+it falls due, and every status in order even when the stream is read late; such a stream
+cannot be reopened, as on OpenAI.
 
 Function tools, deterministically: when the run has a function tool whose name appears in the
 user's last message ("what time is it? use current_datetime"), the run stops at
@@ -218,9 +219,14 @@ class SimRun:
             len(self.tokens) // 2 if self.fault == "break-stream" and self.streams == 1 else None
         )
         if opening:
-            yield sse("thread.run.created", self.to_json())
+            yield sse("thread.run.created", self.to_json(status="queued"))  # as it was made
         status, sent = "", 0  # the last status and the number of tokens sent
         while True:
+            # Each status of the phase is reported, in order, also by a stream that starts
+            # (or is read) late on a busy machine, as OpenAI's does: queued, in_progress...
+            for opening_status in self.opening_statuses(status):
+                status = opening_status
+                yield sse(f"thread.run.{status}", self.to_json(status=status))
             written = self.timeline.tokens_written()
             if written > sent and sent == 0:
                 empty = self.message("", "in_progress") | {"content": []}
@@ -246,6 +252,14 @@ class SimRun:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), self.next_change_in(sent))
 
+    def opening_statuses(self, reported: str) -> list[str]:
+        """The statuses a phase opens with (queued, then in_progress) that the run has been
+        through since `reported`, the last one a stream reported; none once it is cancelled."""
+        if self.timeline.stopped or reported not in ("", "queued"):
+            return []
+        passed = ["queued"] if self.status == "queued" else ["queued", "in_progress"]
+        return passed[passed.index(reported) + 1 :] if reported else passed
+
     def next_change_in(self, sent: int) -> float | None:
         """Seconds until the next token or status change is due (None: only a cancel)."""
         answer = self.timeline
@@ -265,9 +279,10 @@ class SimRun:
         return {"id": self.answer_id, "object": "thread.message.delta",
                 "delta": {"content": [part]}}  # fmt: skip
 
-    def to_json(self) -> dict:
+    def to_json(self, status: str = "") -> dict:
+        """The run as it is now, or as it was in an earlier `status` of its phase."""
         self.settle()
-        status = self.status
+        status = status or self.status
         done = status in TERMINAL
         prompt_tokens = count_tokens(self.instructions + self.prompt)
         completion_tokens = count_tokens(text_of(self.answer)) if self.answer else 0

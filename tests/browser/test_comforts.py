@@ -165,7 +165,9 @@ def test_a_chat_is_renamed_searched_exported_and_deleted_with_undo(site, log_in)
         "user", "assistant",
     ]  # fmt: skip
 
-    # Live search, with the words that matched.
+    # Live search, with the words that matched. (The page's clock from here on is one the
+    # test can move forward: it runs as usual until the undo window below.)
+    page.clock.install()
     page.goto("/")
     page.get_by_role("searchbox", name="Search chats").fill("TOMATO")
     hits = page.locator("#threads .thread-item")
@@ -185,11 +187,13 @@ def test_a_chat_is_renamed_searched_exported_and_deleted_with_undo(site, log_in)
     screenshot(page, "11-deleted-with-undo")
     toast.get_by_role("button", name="Undo").click()
     expect(row).to_be_visible()
-    time.sleep(7)  # past the undo window: nothing was deleted
+    page.clock.run_for(7000)  # past the undo window (6 s): nothing was deleted...
+    time.sleep(1)  # ...not even by a request sent at its end
     assert site.query(f"Thread.objects.filter(pk={thread_id}).exists()") is True
 
     row.get_by_label("Options for “Garden notes”").click()
     row.get_by_role("link", name="Delete").click()
+    page.clock.run_for(7000)  # the window ends without an undo: deleted
     deadline = time.monotonic() + 15
     while site.query(f"Thread.objects.filter(pk={thread_id}).exists()"):
         assert time.monotonic() < deadline, page.locator("#toast").inner_text()  # why not
