@@ -18,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
 
 from . import stdio_pool
-from .tool_models import McpServer
+from .tool_models import McpServer, stdio_allowed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ async def _connected(server: McpServer):
 
 
 def _stdio_params(server: McpServer) -> StdioServerParameters:
+    # Checked again here, not only in admin: a row written another way runs nothing either.
+    if not stdio_allowed(server.command):
+        raise McpFailure(f"its command “{server.command}” is not one MCP_STDIO_COMMANDS allows")
     return StdioServerParameters(command=server.command, args=list(server.args))
 
 

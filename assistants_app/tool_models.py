@@ -7,6 +7,7 @@ Imported by models.py, so Django finds these models in the app.
 import os
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -71,6 +72,11 @@ class McpServer(models.Model):
             errors["url"] = "An HTTP server needs its URL."
         if self.transport == self.Transport.STDIO and not self.command:
             errors["command"] = "A stdio server needs the command that starts it."
+        elif self.transport == self.Transport.STDIO and not stdio_allowed(self.command):
+            errors["command"] = (
+                "Local commands are off on this site: its MCP_STDIO_COMMANDS does not name "
+                f"“{self.command}”. The site's operator decides which programs may run here."
+            )
         if not isinstance(self.args, list) or not all(isinstance(a, str) for a in self.args):
             errors["args"] = 'A list of strings, e.g. ["mcp-server-time"].'
         if not isinstance(self.header_env, dict) or not all(
@@ -180,3 +186,9 @@ class ToolStep(models.Model):
             "duration_ms": self.duration_ms,
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
         }
+
+
+def stdio_allowed(command: str) -> bool:
+    """Whether the site's operator lets staff run `command` as a stdio MCP server: a program
+    runs on this machine with the site's rights, so admin access alone is not enough."""
+    return command in settings.MCP_STDIO_COMMANDS

@@ -311,6 +311,9 @@ TOOL_MAX_ROUNDS = envint("TOOL_MAX_ROUNDS", 5)  # rounds of calls in one answer
 TOOL_RESULT_MAX_CHARS = envint("TOOL_RESULT_MAX_CHARS", 8_000)  # a result the model reads
 TOOL_APPROVAL_SECONDS = envint("TOOL_APPROVAL_SECONDS", 300)  # an unanswered approval expires
 MCP_STDIO_IDLE_SECONDS = envfloat("MCP_STDIO_IDLE_SECONDS", 60)  # a stdio server kept running
+# The programs staff may register as stdio MCP servers: each runs on this machine as the site's
+# user, so the site's operator names them here; none by default (HTTP servers only).
+MCP_STDIO_COMMANDS = [c.strip() for c in envstr("MCP_STDIO_COMMANDS").split(",") if c.strip()]
 RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
 STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
 STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often

@@ -1,5 +1,7 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
+import sys
+
 import pytest
 import respx
 from channels.db import aclose_old_connections
@@ -27,6 +29,13 @@ def polling_by_default(settings):
 def streaming(settings):
     settings.RUN_STREAMING = True
     settings.STREAM_DELTA_SECONDS = 0.05
+
+
+@pytest.fixture(autouse=True)
+def stdio_servers_allowed(settings):
+    """The operator lets staff run the tests' stdio MCP servers (python -m ...), and one
+    that is not there (MCP_STDIO_COMMANDS); tests of the refusal change this."""
+    settings.MCP_STDIO_COMMANDS = [sys.executable, "/nonexistent/mcp-server"]
 
 
 @pytest.fixture(autouse=True)

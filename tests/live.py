@@ -242,6 +242,7 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         # other sites (tests running in parallel, other test runs) share.
         "CACHE_KEY_PREFIX": f"test-site-{uuid.uuid4().hex}",
         "REDIS_PREFIX": f"test-site-{uuid.uuid4().hex[:12]}",
+        "MCP_STDIO_COMMANDS": sys.executable,  # the tool tests' stdio servers (python -m ...)
         **(env or {}),
     }
     site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output)

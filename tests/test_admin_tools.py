@@ -6,6 +6,7 @@ import sys
 import pytest
 from django.urls import reverse
 
+from assistants_app import mcp_client
 from assistants_app.tool_models import AssistantTool, McpServer
 
 from .live import free_port
@@ -31,6 +32,26 @@ def test_a_stdio_server_is_checked_on_save_and_its_tools_shown(staff_client):
     assert [t["name"] for t in server.tools] == ["get_current_time", "convert_time"]
     page = staff_client.get(reverse("admin:assistants_app_mcpserver_change", args=[server.pk]))
     assert "<code>time__get_current_time</code>: Get current time" in page.content.decode()
+
+
+def test_a_program_the_operator_has_not_allowed_is_refused_in_admin(staff_client, settings):
+    """A stdio server runs a program on the site's machine: admin rights alone cannot add one."""
+    settings.MCP_STDIO_COMMANDS = []
+    response = staff_client.post(ADD_URL, server_form())
+    assert response.status_code == 200  # the form again, with the reason
+    assert "Local commands are off on this site" in response.content.decode()
+    assert not McpServer.objects.exists()
+
+
+async def test_a_stored_server_whose_program_is_not_allowed_runs_nothing(settings, tmp_path):
+    """A row written past admin (the shell, an old allow-list) starts nothing either."""
+    settings.MCP_STDIO_COMMANDS = []
+    witness = tmp_path / "ran"
+    server = McpServer(name="sneaky", transport="stdio", command=sys.executable,
+                       args=["-c", f"open({str(witness)!r}, 'w')"])  # fmt: skip
+    with pytest.raises(mcp_client.McpFailure, match="MCP_STDIO_COMMANDS"):
+        await mcp_client.list_tools(server)
+    assert not witness.exists()
 
 
 def test_a_server_that_is_down_is_shown_unreachable_in_words(staff_client):
