@@ -150,17 +150,27 @@ def _with(assistants: list[Assistant], assistant: Assistant) -> list[Assistant]:
 @login_required
 @require_POST
 @not_found_is_404
-async def message_create(request: HttpRequest, pk: int) -> JsonResponse:
-    """Store the user's message and start a run. Errors answer {error: {code, message}}."""
+async def message_create(request: HttpRequest, pk: int) -> HttpResponse:
+    """Store the user's message and start a run. Errors answer {error: {code, message}}. A
+    browser's own form post (Send pressed before the page's scripts ran, or without them) is
+    sent and goes back to the thread, the error, if any, shown there in words."""
     user = await request.auser()
     thread = await services.athread_of(user, pk)
+    from_form = request.content_type != "application/json" and "text/html" in request.headers.get(
+        "Accept", ""
+    )
     try:
         data = _json_body(request) if request.content_type == "application/json" else request.POST
         message, run = await services.submit_message(
             user, thread, data.get("text"), _attachments_from(request, data)
         )
     except ClientError as error:
+        if from_form:
+            await _flash_async(request, error.message)
+            return redirect("thread-detail", pk=thread.pk)
         return _error_response(error)
+    if from_form:
+        return redirect("thread-detail", pk=thread.pk)
     # The title too: a thread's first message names it.
     body = {"message": message.as_event(), "run": run.as_event(), "thread": {"title": str(thread)}}
     return JsonResponse(body, status=201)

@@ -162,6 +162,29 @@ def test_it_accepts_a_form_post_too(alice_client, alice_thread, provider):
     assert response.status_code == 201
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_send_pressed_before_the_scripts_ran_sends_and_goes_back_to_the_thread(
+    alice_client, alice_thread, provider
+):
+    """The browser posts the composer's form itself: the message is sent and the person lands
+    on the thread, not on a page of JSON."""
+    url = reverse("message-create", args=[alice_thread.pk])
+    response = alice_client.post(url, {"text": "Hi"}, HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("thread-detail", args=[alice_thread.pk])
+    assert alice_thread.messages.get().text == "Hi"
+
+
+def test_a_refused_form_post_says_why_on_the_thread(alice_client, alice_thread, provider):
+    url = reverse("message-create", args=[alice_thread.pk])
+    response = alice_client.post(url, {"text": "  "}, HTTP_ACCEPT=BROWSER_ACCEPT, follow=True)
+    assert response.redirect_chain == [(reverse("thread-detail", args=[alice_thread.pk]), 302)]
+    assert "Write a message before sending." in response.content.decode()
+    assert not alice_thread.messages.exists()
+
+
 def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(alice_client, alice_thread):
     with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
         provider.post("/conversations").respond(
