@@ -11,9 +11,11 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     """The entries of the page, the newest message id of the whole thread (replay starts
     after it) and the thread's latest run (Send or Stop)."""
     rows = list(
-        Message.objects.filter(thread_id=thread.pk).values_list("pk", "parent_id", "role", "run_id")
+        Message.objects.filter(thread_id=thread.pk).values_list(
+            "pk", "parent_id", "role", "run_id", "created_at"
+        )
     )
-    parents = {pk: parent for pk, parent, _, _ in rows}
+    parents = {pk: parent for pk, parent, *_ in rows}
     # The thread's messages filtered here, not with `pk__in` a long path: a thread holds few
     # branches, and a long IN list costs more than the rows it saves.
     on_path = set(path_ids(thread.pk, thread.current_leaf_id, parents))
@@ -27,7 +29,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     }
     first_part: dict[int, int] = {}  # run id -> its first message
     asked: dict[int | None, list[int]] = {}  # parent id -> its user children (versions)
-    for pk, parent, role, run_id in rows:  # in id order
+    for pk, parent, role, run_id, _ in rows:  # in id order
         if role == Message.Role.ASSISTANT and run_id:
             first_part.setdefault(run_id, pk)
         elif role == Message.Role.USER:
@@ -36,6 +38,7 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
     for run in runs:
         runs_of.setdefault(run.prompt_id, []).append(run)
     by_id = {run.pk: run for run in runs}
+    went_on = _went_on(runs_of, asked, {pk: at for pk, *_, at in rows}, first_part)
     result: list[dict] = []
     answered_by = None  # the assistant of the last answer shown
     index = 0
@@ -51,7 +54,11 @@ def entries(thread: Thread) -> tuple[list[dict], int | None, Run | None]:
             parts, index = _parts_from(path, index - 1)
             mine = []
         shown = by_id.get(parts[0].run_id) if parts else (mine[-1] if mine else None)
-        answer = _answer(message, parts, shown, mine, first_part, thread)
+        if not parts and index < len(path):
+            # The thread went on from the question itself: the run it went on after is shown.
+            after = [run for run in mine if went_on.get(run.pk) == path[index].pk]
+            shown = after[-1] if after else shown
+        answer = _answer(message, parts, shown, mine, first_part, went_on, thread)
         if answer is None:
             continue
         who = answer["assistant"]
@@ -78,17 +85,33 @@ def _parts_from(path: list[Message], index: int) -> tuple[list[Message], int]:
     return parts, index
 
 
-def _answer(message, parts, shown, mine, first_part, thread) -> dict | None:
+def _went_on(runs_of, asked, created, first_part) -> dict[int, int]:
+    """Runs that answered nothing after which the person wrote on (their next message is a
+    child of the question itself), each with that next message: a version of the answer whose
+    branch is shown from there, beside answers regenerated later."""
+    found: dict[int, int] = {}
+    for prompt_id, runs in runs_of.items():
+        unanswered = [run for run in runs if run.pk not in first_part]
+        for child in asked.get(prompt_id, []):
+            before = [run for run in unanswered if run.created_at <= created[child]]
+            if before and before[-1].pk not in found:
+                found[before[-1].pk] = child
+    return found
+
+
+def _answer(message, parts, shown, mine, first_part, went_on, thread) -> dict | None:
     """The answer entry after a user message: `shown` is the run whose messages are on the
     path, else the message's latest run (being written, or ended without an answer); its
-    versions are the message's runs that answered something, and the one shown."""
+    versions are the message's runs that answered something, or after which the thread went
+    on (`went_on`), and the one shown."""
     if not parts and (shown is None or shown.pk in first_part):
         return None  # nothing answered it: the next user message follows
-    versions = [run for run in mine if run.pk in first_part or run is shown]
+    starts = first_part | went_on  # run -> the message its version's branch is shown from
+    versions = [run for run in mine if run.pk in starts or run is shown]
     nav = None
     if shown in versions and len(versions) > 1:
         # The arrows name each version's first message: its branch is shown from there.
-        nav = _nav([first_part.get(run.pk) for run in versions], first_part.get(shown.pk))
+        nav = _nav([starts.get(run.pk) for run in versions], starts.get(shown.pk))
     assistant = (shown.assistant if shown else None) or thread.assistant
     prompt = message if message.role == Message.Role.USER else None
     return {

@@ -204,6 +204,33 @@ def test_retry_after_a_failure_is_a_regenerate_shown_in_place(alice_client, talk
     assert shown(thread)[-2:] == ["Tell a story", "Once upon a time"]
 
 
+def test_an_answer_that_failed_with_nothing_and_was_written_past_stays_a_version(
+    alice_client, talk
+):
+    """The answer failed with no text, the person wrote on, and later regenerated it: both
+    branches stay reachable from the answer's `< 1/2 >`."""
+    thread, _, _ = talk
+    story = Message.objects.create(thread=thread, role="user", text="Tell a story")
+    Run.objects.create(thread=thread, prompt=story, status=RunStatus.FAILED)
+    later, _ = exchange(thread, "Anyone there?", "Yes, sorry")
+    assert later.parent_id == story.pk  # the thread went on from the question itself
+
+    run_id = post(alice_client, "message-regenerate", thread, story).json()["run"]["id"]
+    finish(run_id, "Once upon a time")
+
+    assert shown(thread)[-2:] == ["Tell a story", "Once upon a time"]
+    answer = conversation.entries(thread)[0][-1]
+    assert (answer["versions"]["index"], answer["versions"]["count"]) == (2, 2)
+    assert answer["versions"]["prev"] == later.pk
+    post(alice_client, "version-show", thread, message=later.pk)
+    assert shown(thread)[-3:] == ["Tell a story", "Anyone there?", "Yes, sorry"]
+    failed = conversation.entries(thread)[0][-3]  # the failed answer, where it was
+    assert failed["run"].status == RunStatus.FAILED
+    assert (failed["versions"]["index"], failed["versions"]["next"]) == (
+        1, Message.objects.get(run_id=run_id).pk
+    )
+
+
 def test_switching_assistant_marks_the_place_and_the_next_run_goes_to_it(alice_client, talk):
     thread, _, _ = talk
     other = make_assistant(name="Second opinion", engine="chat", model="other-test")
