@@ -7,7 +7,7 @@ CHAT_HISTORY_MAX_CHARS, and the model's context window in tokens, less room for 
 Tokens are estimated here at one per three characters (plus a few per message for the chat
 template): generous on purpose, since English runs at about four characters a token and code
 and other languages at fewer; a provider that still finds the prompt too long gets it again,
-shorter (runs/generating.py).
+shorter (engines/local.py).
 """
 
 import math
