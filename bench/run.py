@@ -10,6 +10,7 @@ listed with `unavailable` and reported as such.
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
             }
-            profile = f"{prefix}-{scenario.name}-profile.svg"
+            profile = f"{prefix}-{scenario.name}-profile.{os.environ.get('BENCH_PROFILE_FORMAT', 'svg')}"
             with (
                 Sampler([p.pid for p in daphnes], simulator.pid) as sampler,
                 profiling(daphnes[0].pid, profile) if options.profile else nullcontext(),
@@ -316,7 +317,10 @@ def profiling(pid: int, output: str):
     py_spy = Path(sys.executable).parent / "py-spy"
     # Non-blocking: the server is not paused to be sampled, so it is measured as it runs.
     command = [str(py_spy), "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
-    command += ["--format", "flamegraph", "--output", output]
+    command += os.environ.get("BENCH_PROFILE_FLAGS", "").split()
+    # A .txt output is py-spy's raw format (collapsed stacks), for reading and diffing.
+    fmt = "raw" if output.endswith(".txt") else "flamegraph"
+    command += ["--format", fmt, "--output", output]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

@@ -47,6 +47,23 @@ def get_client(provider: dict) -> openai.AsyncOpenAI:
     return per_loop[key]
 
 
+async def raw_stream(provider: dict, method: str, path: str, **options) -> openai.AsyncStream:
+    """A streamed request whose events come as the provider's JSON (dicts), not SDK models.
+
+    Building a pydantic model for every streamed token was an eighth of a process's CPU per
+    streamed answer (BENCHMARKS.md, "Cost per answer"); the events read here are a handful
+    of fields. The SDK still sends the request, raises for error statuses and for `error`
+    events, exactly as its typed calls do (`cast_to=object` is its documented way to call
+    what it has no method for, and returns the JSON as it came)."""
+    client = get_client(provider)
+    call = client.get if method == "get" else client.post
+    body = {"body": options.pop("body")} if "body" in options else {}
+    return await call(
+        path, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object],
+        options={"params": options} if options else {}, **body,
+    )  # fmt: skip
+
+
 async def list_models(provider: dict, timeout: float) -> list[str]:
     """The ids of the provider's models (`GET /models`): whether it answers, and with what."""
     with provider_errors():

@@ -46,7 +46,13 @@ from .base import (
 )
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
-from .client import get_client, is_context_overflow, poll_after_seconds, provider_errors
+from .client import (
+    get_client,
+    is_context_overflow,
+    poll_after_seconds,
+    provider_errors,
+    raw_stream,
+)
 from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
@@ -191,8 +197,8 @@ class ResponsesEngine(LocalGeneration):
             raise stream_unavailable()
         params = {} if starting_after is None else {"starting_after": starting_after}
         with provider_errors():
-            events = await get_client(self.provider).responses.retrieve(
-                run.remote_id, stream=True, **params
+            events = await raw_stream(
+                self.provider, "get", f"/responses/{run.remote_id}", stream="true", **params
             )
             async with events:
                 if not events.response.headers.get("content-type", "").startswith(
@@ -396,13 +402,16 @@ def _last_run_overflowed(run: Run) -> bool:
     return last is not None and last.error_code == "context_overflow"
 
 
-def to_stream_event(event) -> StreamEvent:
-    if event.type == "response.output_text.delta":
-        return StreamEvent(event.sequence_number, delta=event.delta, item_id=event.item_id)
-    response = getattr(event, "response", None)
-    if event.type.startswith("response.") and isinstance(response, Response):
-        return StreamEvent(event.sequence_number, update=to_run_update(response, {}))
-    return StreamEvent(getattr(event, "sequence_number", None))
+def to_stream_event(event: dict) -> StreamEvent:
+    """A streamed event, as the provider's JSON (client.raw_stream): only an event that
+    carries the whole response is made into the SDK's model, a few per run."""
+    kind, sequence = event.get("type") or "", event.get("sequence_number")
+    if kind == "response.output_text.delta":
+        return StreamEvent(sequence, delta=event.get("delta") or "", item_id=event.get("item_id"))
+    response = event.get("response")
+    if kind.startswith("response.") and isinstance(response, dict):
+        return StreamEvent(sequence, update=to_run_update(Response.model_construct(**response), {}))
+    return StreamEvent(sequence)
 
 
 def to_run_update(response: Response, headers) -> RunUpdate:

@@ -44,11 +44,13 @@ class _Driver:
 _driving: dict[int, _Driver] = {}
 
 
-def ensure_driving(run_id: int, standby: bool = True) -> asyncio.Task:
+def ensure_driving(run_id: int, standby: bool = True, loaded: Run | None = None) -> asyncio.Task:
     """Drive the run from this process unless a task here already does.
 
     With `standby`, a run whose lease another process holds is watched, and taken over when
     that lease runs out (the other process died); without, the call is a one-off attempt.
+    `loaded`: the run as its starter stored it (thread and assistant loaded), whose lease this
+    process holds already: driven as it is, without loading it or taking the lease again.
     """
     driver = _driving.get(run_id)
     if driver and not driver.task.done() and driver.task.get_loop() is asyncio.get_running_loop():
@@ -59,7 +61,9 @@ def ensure_driving(run_id: int, standby: bool = True) -> asyncio.Task:
     # inheriting a request's context would tie its database calls to that request's thread,
     # which asgiref shuts down when the request ends.
     task = asyncio.create_task(
-        drive(run_id, wake, standby), name=f"drive-run-{run_id}", context=contextvars.Context()
+        drive(run_id, wake, standby, loaded),
+        name=f"drive-run-{run_id}",
+        context=contextvars.Context(),
     )
     _driving[run_id] = _Driver(task, wake)
     task.add_done_callback(partial(_forget, run_id))
@@ -93,14 +97,26 @@ def orphaned_run_ids() -> list[int]:
     )
 
 
-async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = False) -> None:
-    """Poll a run until it is terminal, once this process holds its lease."""
-    run = await _load(run_id)
-    if run is None or run.is_terminal:
-        return
-    lease = Lease(run_id)
-    if not await lease.take() and not (standby and await lease.wait_until_free(wake)):
-        return
+async def drive(
+    run_id: int, wake: asyncio.Event | None = None, standby: bool = False,
+    loaded: Run | None = None,
+) -> None:  # fmt: skip
+    """Poll a run until it is terminal, once this process holds its lease (`loaded`: it holds
+    it already, see ensure_driving)."""
+    driver = _driving.get(run_id)
+    if loaded is None and driver and driver.task is not asyncio.current_task():
+        if driver.task.get_loop() is asyncio.get_running_loop():
+            await asyncio.shield(driver.task)  # driven here already: wait for that driver
+            return
+    if loaded is not None:
+        run, lease = loaded, Lease.held(run_id)
+    else:
+        run = await _load(run_id)
+        if run is None or run.is_terminal:
+            return
+        lease = Lease(run_id)
+        if not await lease.take() and not (standby and await lease.wait_until_free(wake)):
+            return
     engine = None
     try:
         if not run.remote_id:
@@ -119,7 +135,8 @@ async def drive(run_id: int, wake: asyncio.Event | None = None, standby: bool = 
     finally:
         if engine is not None:
             await engine.close_stream(run)  # held for a stream this driver did not follow
-        await lease.release()
+        if not run.is_terminal:  # the store that ended it freed the lease in the same write
+            await lease.release()
 
 
 async def _follow_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:

@@ -68,6 +68,13 @@ class Lease:
     def starting(cls, run_id: int) -> "Lease":
         return cls(run_id, owner=STARTING)
 
+    @classmethod
+    def held(cls, run_id: int) -> "Lease":
+        """The lease this process has just taken or kept (`keep`), renewed from now on."""
+        lease = cls(run_id)
+        lease.renewed_at = asyncio.get_running_loop().time()
+        return lease
+
     async def take(self) -> bool:
         """Claim or renew the run for this process; false if another process holds it."""
         taken = await _take(self.run_id)

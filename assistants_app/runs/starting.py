@@ -1,12 +1,13 @@
 """Starting a stored run on its provider, and asking a provider to stop one.
 
 `start` is called by services once the user's message and its run are stored (the run under
-the starting lease, leases.starting_lease). What follows is the driver's (driver.py): the
-run's stream is followed from here when only this process can follow it, and otherwise the
-thread's sockets are asked to make sure someone drives it (the `run.started` doorbell).
+the starting lease, leases.starting_lease). What follows is the driver's (driver.py), in this
+process, which keeps the lease; the thread's sockets are told too (the `run.started`
+doorbell), so that another process takes the run over should this one die.
 """
 
 import asyncio
+import copy
 import logging
 
 from django.db import DatabaseError, DataError
@@ -78,15 +79,19 @@ async def _start(run: Run, message: Message) -> None:
         await engine.close_stream(run)
         await cancel_quietly(engine, run)
         return
-    lease = Lease.starting(run.pk)
-    if engine.holds_stream(run) and not run.is_terminal and await lease.keep():
-        # The run's stream was opened by this process and can be followed from here only.
-        ensure_driving(run.pk)
+    if run.is_terminal:
+        await engine.close_stream(run)
+        return
+    # This process drives the run it started: it holds the run's lease already and the run
+    # loaded, so nothing is released, taken or loaded again (three queries a run), and a
+    # stream it opened (engine.holds_stream) can be followed from here only anyway. The
+    # doorbell still rings: other processes' sockets stand by, and take the run over if this
+    # process dies.
+    if await Lease.starting(run.pk).keep():
+        ensure_driving(run.pk, loaded=copy.copy(run))
     else:
         await engine.close_stream(run)
-        await lease.release()
-    if not run.is_terminal:
-        await ring_doorbell(run)
+    await ring_doorbell(run)
 
 
 async def _ensure_remote_assistant(engine: Engine, assistant: Assistant) -> None:
