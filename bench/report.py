@@ -236,6 +236,8 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
         f"{machine['os']}, Python {machine['python']}; load average before "
         f"{machine['load_before']}, after {machine.get('load_after')}.",
         "",
+        _site_text(results["options"]),
+        "",
         *rows,
     ]
     lines += ["", *cost_table(results["scenarios"])]
@@ -244,6 +246,11 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
     if cost_plot:
         lines += ["", f"![CPU per answer per scenario]({cost_plot.name})"]
     return "\n".join(lines)
+
+
+def _site_text(options: dict) -> str:
+    site = f"{options['site_commit']} ({options['site']})" if "site" in options else "this checkout"
+    return f"Site: {site}, served by {options.get('server', 'daphne')}."
 
 
 COST_COLUMNS = [
