@@ -8,6 +8,10 @@ their sockets and connect again all at once, to show whether connects starve whi
 Lone connects show the same one at a time: an idle user reconnects every quarter second,
 before the runs start and while they go (up to the burst). Everything is bounded: in sockets,
 in time, and to loopback addresses.
+
+For the cost figures it counts each run's `message.delta` events (an event sent in `part`s
+counts once) and says when the runners started and stopped posting (time.time()), so that
+the servers' CPU time can be cut to that window.
 """
 
 import asyncio
@@ -21,6 +25,8 @@ from urllib.parse import urlsplit
 import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed
+
+from assistants_app.framing import Reassembler
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_SOCKETS = 5000
@@ -41,9 +47,12 @@ class Plan:
     run_timeout: float  # seconds a run may take from post to its end on the socket
     connect_timeout: float
     csrf: str  # any 32-character token: sent as cookie and header, as the page does
+    # Where posts go, when not to the processes holding the sockets (pages and sockets on
+    # separate processes); empty: each user posts to the process after its socket's.
+    post_urls: list[str] = field(default_factory=list)
 
     def check(self) -> None:
-        for url in self.urls:
+        for url in [*self.urls, *self.post_urls]:
             if urlsplit(url).hostname not in LOOPBACK:
                 raise SystemExit(f"refusing to load a non-loopback address: {url}")
         if len(self.users) > MAX_SOCKETS or self.duration > MAX_DURATION:
@@ -56,7 +65,8 @@ class Plan:
 class Observations:
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
-    # run id -> {"user", "posted", "status", "arrivals": [time.time() of each message frame]}
+    # run id -> {"user", "posted", "status", "arrivals": [time.time() of each message frame],
+    # "deltas": message.delta events}
     runs: dict[int, dict] = field(default_factory=dict)
 
     def error(self, text: str) -> None:
@@ -75,7 +85,10 @@ class User:
         self.url = plan.urls[index % len(plan.urls)]
         # Posts go to another process than the socket when there are several, so every
         # answer crosses the channel layer between processes.
-        self.post_url = plan.urls[(index + 1) % len(plan.urls)]
+        if plan.post_urls:
+            self.post_url = plan.post_urls[index % len(plan.post_urls)]
+        else:
+            self.post_url = plan.urls[(index + 1) % len(plan.urls)]
         self.plan = plan
         self.seen = seen
         self.socket = None
@@ -103,9 +116,11 @@ class User:
         return time.monotonic() - started
 
     async def read(self) -> None:
+        parts = Reassembler()
         try:
             async for raw in self.socket:
-                self.receive(json.loads(raw), time.time())
+                if (event := parts.feed(raw)) is not None:
+                    self.receive(event, time.time())
         except ConnectionClosed:
             pass
         if not self.closing:
@@ -116,8 +131,12 @@ class User:
         if kind == "message.created" and event["message"]["role"] == "assistant":
             run = self.seen.runs.setdefault(event["message"]["run_id"], {"user": self.index})
             run.setdefault("arrivals", []).append(now)
+        elif kind == "message.delta":
+            run = self.seen.runs.setdefault(event["run_id"], {"user": self.index})
+            run["deltas"] = run.get("deltas", 0) + 1
         elif kind == "run.status" and event["run"]["is_terminal"]:
             self.ended[event["run"]["id"]] = event["run"]["status"]
+            self.seen.runs.setdefault(event["run"]["id"], {"user": self.index})["ended"] = now
             self.changed.set()
         elif kind == "error":
             self.seen.error(f"user {self.index}: error event {event.get('code')}")
@@ -166,6 +185,7 @@ class User:
         run_id = response.json()["run"]["id"]
         run = self.seen.runs.setdefault(run_id, {"user": self.index})
         run["posted"] = time.time()
+        run["text"] = text  # what a Chat Completions answer is known by at the simulator
         return run_id
 
 
@@ -219,7 +239,9 @@ async def drive(plan: Plan) -> dict:
         lone_loaded = asyncio.create_task(
             lone_connects(probes, until - 0.85 * plan.duration, until - 0.5 * plan.duration)
         )
+        posting = {"started": time.time()}
         await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
+        posting["stopped"] = time.time()
         reconnect = await reconnect
         lone_loaded = await lone_loaded
     await asyncio.sleep(0.5)  # a duplicate frame would come right after the first
@@ -230,6 +252,7 @@ async def drive(plan: Plan) -> dict:
         "lone_connects": {"idle": lone_idle, "under_load": lone_loaded},
         "sockets": len(users) - connect["failed"],
         "runs": seen.runs,
+        "posting": posting,
         "errors": seen.errors,
         "error_count": seen.error_count,
     }

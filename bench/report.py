@@ -1,5 +1,6 @@
-"""Turn the load generator's observations into the benchmark's numbers, table and plot."""
+"""Turn the load generator's observations into the benchmark's numbers, tables and plots."""
 
+import bisect
 import math
 from pathlib import Path
 
@@ -12,15 +13,22 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
 
 
-def summarise(observed: dict, stats: dict, remote_ids: dict) -> dict:
+def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | None = None
+              ) -> dict:  # fmt: skip
     """Per scenario: added latency, provider requests per run, errors, lost and duplicated
     answers, and connect bursts.
 
     Added latency is from the simulator completing an answer (its `completed_at`) to the
     answer's `message.created` frame reaching the socket watching the thread; both clocks are
-    this machine's time.time().
+    this machine's time.time(). A response is known by its id (the run's remote id), a chat
+    completion by the prompt it answered (each run's text is unique).
     """
     completed_at = {r["id"]: r["completed_at"] for r in stats["responses"]}
+    answered = {
+        c["prompt"]: c["completed_at"]
+        for c in reversed((chat_stats or {}).get("completions", []))  # the first one wins
+        if c["completed_at"] is not None
+    }
     added, lost, duplicated, completed = [], 0, 0, 0
     for run_id, run in observed["runs"].items():
         arrivals = run.get("arrivals", [])
@@ -31,18 +39,21 @@ def summarise(observed: dict, stats: dict, remote_ids: dict) -> dict:
         if not arrivals:
             lost += 1
             continue
-        finished = completed_at.get(remote_ids.get(int(run_id)))
+        finished = completed_at.get(remote_ids.get(int(run_id))) or answered.get(run.get("text"))
         if finished is not None:
             added.append(1000 * (arrivals[0] - finished))
-    requests = stats["conversations"] + sum(
-        1 + r["polls"] + r["streams"] for r in stats["responses"]
+    completions = len((chat_stats or {}).get("completions", []))  # one request each
+    requests = (
+        stats["conversations"]
+        + completions
+        + sum(1 + r["polls"] + r["streams"] for r in stats["responses"])
     )
     return {
         "sockets": observed["sockets"],
         "runs_completed": completed,
         "added_ms": {p: _round(percentile(added, p)) for p in (50, 95, 99)},
         "added_ms_samples": [round(a, 1) for a in added],
-        "requests_per_run": round(requests / max(1, len(stats["responses"])), 1),
+        "requests_per_run": round(requests / max(1, len(stats["responses"]) + completions), 1),
         "errors": observed["error_count"],
         "error_samples": observed["errors"][:10],
         "lost": lost,
@@ -51,6 +62,67 @@ def summarise(observed: dict, stats: dict, remote_ids: dict) -> dict:
         "reconnect_under_load": _burst(observed["reconnect_under_load"]),
         "lone_connect": _lone(observed.get("lone_connects")),
     }
+
+
+def window_cpu(samples: list[tuple[float, list[float]]], started: float, stopped: float
+               ) -> list[float]:  # fmt: skip
+    """CPU seconds each sampled process spent from `started` to `stopped` (time.time()),
+    out of samples (time, [cumulative CPU seconds per process]) in time order. Between two
+    samples the CPU is taken as spent evenly; outside the samples the nearest one stands."""
+    return [
+        round(after - before, 3)
+        for after, before in zip(_cpu_at(samples, stopped), _cpu_at(samples, started), strict=True)
+    ]
+
+
+def _cpu_at(samples: list[tuple[float, list[float]]], when: float) -> list[float]:
+    times = [t for t, _ in samples]
+    i = bisect.bisect_right(times, when)
+    if i == 0:
+        return samples[0][1]
+    if i == len(samples):
+        return samples[-1][1]
+    (t0, before), (t1, after) = samples[i - 1], samples[i]
+    share = (when - t0) / (t1 - t0)
+    return [b + share * (a - b) for a, b in zip(after, before, strict=True)]
+
+
+def costs(samples: list[tuple[float, list[float]]], observed: dict, servers: int) -> dict:
+    """The servers' CPU seconds (summed over the first `servers` sampled processes) and the
+    simulator's (the last) over the posting window, per answer completed and per
+    `message.delta` delivered for the runs that ended in it."""
+    window = observed["posting"]
+    cpu = window_cpu(samples, window["started"], window["stopped"])
+    ended = [
+        run for run in observed["runs"].values()
+        if window["started"] <= run.get("ended", -1) <= window["stopped"]
+    ]  # fmt: skip
+    answers = sum(1 for run in ended if run.get("status") == "completed")
+    deltas = sum(run.get("deltas", 0) for run in ended)
+    return {
+        **per_unit(sum(cpu[:servers]), answers, deltas),
+        "seconds": round(window["stopped"] - window["started"], 2),
+        "simulator_cpu_s": cpu[-1],
+    }
+
+
+def per_unit(cpu_s: float, answers: int, deltas: int) -> dict:
+    """CPU seconds in all, per answer, and in milliseconds per delta (None for none)."""
+    return {
+        "cpu_s": round(cpu_s, 3),
+        "answers": answers,
+        "deltas": deltas,
+        "cpu_s_per_answer": round(cpu_s / answers, 4) if answers else None,
+        "cpu_ms_per_delta": round(1000 * cpu_s / deltas, 3) if deltas else None,
+    }
+
+
+def compare(ours: dict, floor: dict) -> dict:
+    """Our cost beside the floor's, and ours/floor per answer."""
+    floor = {**floor, **per_unit(floor["cpu_s"], floor["answers"], floor["deltas"])}
+    mine, theirs = ours["cpu_s_per_answer"], floor["cpu_s_per_answer"]
+    ratio = round(mine / theirs, 1) if mine is not None and theirs else None
+    return {**ours, "floor": floor, "ours_per_floor": ratio}
 
 
 def _lone(lone: dict | None) -> dict | None:
@@ -95,7 +167,18 @@ def line(result: dict) -> str:
         f"RSS {result['rss_peak_mb']} MB, CPU {result['cpu_percent']} %, "
         f"connect {_burst_text(result['connect'])}, "
         f"reconnect under load {_burst_text(result['reconnect_under_load'])}, "
-        f"lone connect {_lone_text(result.get('lone_connect'))}"
+        f"lone connect {_lone_text(result.get('lone_connect'))}, "
+        f"cost {_cost_text(result.get('cost'))}"
+    )
+
+
+def _cost_text(cost: dict | None) -> str:
+    if not cost:
+        return "-"
+    return (
+        f"{cost['cpu_s_per_answer']} CPU-s/answer, {cost['cpu_ms_per_delta']} ms/delta "
+        f"(floor {cost['floor']['cpu_s_per_answer']} CPU-s/answer, "
+        f"{cost['floor']['cpu_ms_per_delta']} ms/delta; ours/floor {cost['ours_per_floor']})"
     )
 
 
@@ -127,7 +210,7 @@ COLUMNS = [
 ]  # fmt: skip
 
 
-def markdown(results: dict, plot: Path | None) -> str:
+def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) -> str:
     machine = results["machine"]
     rows = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for r in results["scenarios"]:
@@ -153,11 +236,50 @@ def markdown(results: dict, plot: Path | None) -> str:
         f"{machine['os']}, Python {machine['python']}; load average before "
         f"{machine['load_before']}, after {machine.get('load_after')}.",
         "",
+        _site_text(results["options"]),
+        "",
         *rows,
     ]
+    lines += ["", *cost_table(results["scenarios"])]
     if plot:
         lines += ["", f"![Added latency per scenario]({plot.name})"]
+    if cost_plot:
+        lines += ["", f"![CPU per answer per scenario]({cost_plot.name})"]
     return "\n".join(lines)
+
+
+def _site_text(options: dict) -> str:
+    site = f"{options['site_commit']} ({options['site']})" if "site" in options else "this checkout"
+    return f"Site: {site}, served by {options.get('server', 'daphne')}."
+
+
+COST_COLUMNS = [
+    "Scenario", "Answers", "Deltas", "Server CPU-s per answer", "ms CPU per delta",
+    "Floor: CPU-s per answer / ms per delta", "Ours / floor (per answer)",
+    "Simulator CPU-s per answer",
+]  # fmt: skip
+
+
+def cost_table(scenarios: list[dict]) -> list[str]:
+    """What an answer costs the servers, over the posting window, beside the floor."""
+    rows = ["| " + " | ".join(COST_COLUMNS) + " |", "|" + "---|" * len(COST_COLUMNS)]
+    for r in scenarios:
+        if not (cost := r.get("cost")):
+            continue
+        floor = cost["floor"]
+        simulator = cost["simulator_cpu_s"] / cost["answers"] if cost["answers"] else None
+        cells = [
+            r["label"], str(cost["answers"]), str(cost["deltas"]),
+            _figure(cost["cpu_s_per_answer"]), _figure(cost["cpu_ms_per_delta"]),
+            f"{_figure(floor['cpu_s_per_answer'])} / {_figure(floor['cpu_ms_per_delta'])}",
+            _figure(cost["ours_per_floor"]), _figure(simulator),
+        ]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def plot(results: dict, path: Path) -> Path | None:
@@ -185,6 +307,33 @@ def plot(results: dict, path: Path) -> Path | None:
     axes.set_title(
         f"Added latency, {scale['users']} sockets and {scale['runs']} runs in flight per process"
     )
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def plot_costs(results: dict, path: Path) -> Path | None:
+    """Server CPU seconds per answer beside the floor's, per scenario, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    costed = [r for r in results["scenarios"] if (r.get("cost") or {}).get("cpu_s_per_answer")]
+    if not costed:
+        return None
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=120)
+    where = range(len(costed))
+    ours = [r["cost"]["cpu_s_per_answer"] for r in costed]
+    floor = [r["cost"]["floor"]["cpu_s_per_answer"] or 0 for r in costed]
+    axes.bar([x - 0.2 for x in where], ours, width=0.4, label="site (all its processes)")
+    axes.bar([x + 0.2 for x in where], floor, width=0.4, label="floor: straight to the provider")
+    axes.set_xticks(list(where), [r["name"] for r in costed], rotation=20, fontsize="small")
+    axes.set_ylabel("CPU seconds per completed answer")
+    axes.grid(True, axis="y", linewidth=0.3)
+    axes.legend(fontsize="small")
+    axes.set_title("What an answer costs, over the posting window")
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

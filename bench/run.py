@@ -2,10 +2,18 @@
 provider, PostgreSQL, Redis), a seeded crowd of users, the load generator, and the numbers.
 
 Scenarios differ in how the site follows a run (polling every 5 s, every 1 s, our adaptive
-polling, or streaming) and in how many daphne processes serve. `embedded` is the README's run
+polling, or streaming), in the provider protocol (Responses, or Chat Completions for `chat-*`)
+and in how many daphne processes serve. `embedded` and `chat-embedded` are the README's run
 command instead: one daphne process on SQLite with the in-memory channel layer (and the run
-worker inside it), whatever --database and --layer say. A scenario the site cannot run yet is
-listed with `unavailable` and reported as such.
+worker inside it), whatever --database and --layer say. `split` puts every socket on one
+process and every post on another (pages and sockets apart). A scenario the site cannot run
+yet is listed with `unavailable` and reported as such.
+
+Each scenario also reports what it costs: the servers' CPU seconds per completed answer and
+per delivered `message.delta`, over the posting window only, beside the floor (the same load
+sent straight to the simulator by bench/floor.py) and the ratio of the two. `--site DIR`
+runs the site from another checkout (its own .venv) under this checkout's load, floor,
+simulator and report; `--server uvicorn` serves it with uvicorn instead of daphne.
 """
 
 import argparse
@@ -18,14 +26,14 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import httpx
 import psutil
 
-from tests.live import ROOT, postgres_database, start_site
+from tests.live import ROOT, SERVERS, postgres_database, start_site
 
 from . import report
 
@@ -49,6 +57,12 @@ class Scenario:
     unavailable: str = ""  # why it cannot run yet
     database: str = ""  # "sqlite" or "postgres" whatever --database says; "": as it says
     layer: str = ""  # likewise for --layer
+    engine: str = "responses"  # the "Sim" assistant's protocol: "responses" or "chat"
+    split: bool = False  # every socket on the first process, every post on the second
+
+    @property
+    def streaming(self) -> bool:
+        return self.env.get("RUN_STREAMING") == "1"
 
 
 POLLING = {"RUN_STREAMING": "0"}  # the site streams where the engine can, unless told not to
@@ -82,6 +96,25 @@ SCENARIOS = {
             database="sqlite",
             layer="memory",
         ),
+        Scenario(
+            "chat-streaming", "Chat Completions, streaming", {"RUN_STREAMING": "1"}, engine="chat"
+        ),
+        Scenario(
+            "chat-embedded",
+            "Chat Completions, SQLite, in-memory layer",
+            {"RUN_STREAMING": "1"},
+            database="sqlite",
+            layer="memory",
+            engine="chat",
+        ),
+        # The sockets' process is loaded as `streaming`'s; the pages move to a second one.
+        Scenario(
+            "split",
+            "streaming, sockets and pages apart",
+            {"RUN_STREAMING": "1"},
+            servers=2,
+            split=True,
+        ),
     ]
 }
 
@@ -100,6 +133,8 @@ SCALES = {
     "full": Scale(users=1000, runs=200, duration=40, reconnect=100),
     # A team on the embedded default: 50 people chatting back to back for a minute.
     "team": Scale(users=60, runs=50, duration=60, reconnect=10),
+    # Issue 22's setup: N=50 users chatting back to back for 30 s, nobody else connected.
+    "users50": Scale(users=50, runs=50, duration=30, reconnect=0),
 }
 
 
@@ -113,6 +148,9 @@ class Options:
     jitter: float  # ...plus up to this much, at random
     run_timeout: float
     profile: bool
+    site: Path = ROOT  # the checkout the site runs from
+    python: str = sys.executable  # ...and its interpreter
+    server: str = "daphne"  # of tests.live.SERVERS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,6 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--profile", action="store_true", help="a py-spy flame graph of the first server"
     )
+    parser.add_argument(
+        "--site", type=Path, default=ROOT, metavar="DIR",
+        help="run the site from this checkout, with its DIR/.venv/bin/python",
+    )  # fmt: skip
+    parser.add_argument("--server", choices=SERVERS, default="daphne")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--name", default="", help="results file name (default: the scale)")
     args = parser.parse_args(argv)
@@ -146,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(
         scale=scale, database=args.database, layer=args.layer,
         redis_url=args.redis_url, latency=args.latency, jitter=args.jitter,
-        run_timeout=args.run_timeout, profile=args.profile,
+        run_timeout=args.run_timeout, profile=args.profile, server=args.server,
+        **site_checkout(args.site, args.server),
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     name = args.name or args.scale
@@ -154,7 +198,12 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "command": command.strip(),
         "machine": machine(),
-        "options": {**asdict(options), "scale_name": args.scale},
+        "options": {
+            **asdict(options),
+            "site": str(options.site),
+            "site_commit": commit(options.site),
+            "scale_name": args.scale,
+        },
         "scenarios": [],
     }
     for scenario_name in args.scenarios.split(","):
@@ -166,7 +215,8 @@ def main(argv: list[str] | None = None) -> None:
     results["machine"]["load_after"] = load_average()
     (args.out / f"{name}.json").write_text(json.dumps(results, indent=1))
     plot = report.plot(results, args.out / f"{name}-latency.png")
-    print(report.markdown(results, plot))
+    cost_plot = report.plot_costs(results, args.out / f"{name}-cost.png")
+    print(report.markdown(results, plot, cost_plot))
 
 
 def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
@@ -178,42 +228,61 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
         database=scenario.database or options.database,
         layer=scenario.layer or options.layer,
     )
-    users = options.scale.users * scenario.servers
-    runs = options.scale.runs * scenario.servers
+    loaded = 1 if scenario.split else scenario.servers  # processes holding sockets and runs
+    users = options.scale.users * loaded
+    runs = options.scale.runs * loaded
     log = open(f"{prefix}-{scenario.name}.log", "w")  # the servers' output
     with log, tempfile.TemporaryDirectory() as tmp, database(options) as database_url:
         env = site_env(scenario, options, database_url)
-        servers, latency = scenario.servers, options.latency
-        with start_site(Path(tmp), env, servers=servers, latency=latency, output=log) as site:
+        with start_site(
+            Path(tmp), env, engine=scenario.engine, servers=scenario.servers,
+            latency=options.latency, output=log, root=options.site, python=options.python,
+            server=options.server,
+        ) as site:  # fmt: skip
             seeded = json.loads(site.manage("shell", "--verbosity", "0", "-c", SEED % users))
-            daphnes = [p for p in site.processes if "daphne" in p.args]
             simulator = next(p for p in site.processes if "simulator" in p.args)
             plan = {
-                "urls": site.urls,
+                "urls": site.urls[:1] if scenario.split else site.urls,
+                "post_urls": site.urls[1:] if scenario.split else [],
                 "users": seeded,
                 "runs_in_flight": runs,
                 "duration": options.scale.duration,
-                "reconnect": options.scale.reconnect * scenario.servers,
+                "reconnect": options.scale.reconnect * loaded,
                 "run_timeout": options.run_timeout,
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
             }
             profile = f"{prefix}-{scenario.name}-profile.{os.environ.get('BENCH_PROFILE_FORMAT', 'svg')}"
             with (
-                Sampler([p.pid for p in daphnes], simulator.pid) as sampler,
-                profiling(daphnes[0].pid, profile) if options.profile else nullcontext(),
+                Sampler([p.pid for p in site.servers], simulator.pid) as sampler,
+                profiling(site.servers[0].pid, profile) if options.profile else nullcontext(),
             ):
                 observed = load(plan)
-            stats = httpx.get(site.simulator_url.removesuffix("/v1") + "/simulator/stats").json()
+            simulator_root = site.simulator_url.removesuffix("/v1")
+            stats = httpx.get(simulator_root + "/simulator/stats").json()
+            chat_stats = httpx.get(simulator_root + "/simulator/chat-stats").json()
             remote_ids = dict(site.query("list(Run.objects.values_list('pk', 'remote_id'))"))
             stored = site.query(STORED_ANSWERS)
+            # After the site's load, on the same simulator: what the provider alone costs.
+            floor_plan = {
+                "base_url": site.simulator_url,
+                "protocol": scenario.engine,
+                "streaming": scenario.streaming,
+                "runners": runs,
+                "duration": options.scale.duration,
+                "run_timeout": options.run_timeout,
+            }
+            floor = run_floor(floor_plan, simulator.pid)
+    ours = report.costs(sampler.samples, observed, servers=len(site.servers))
     return {
         **summary,
+        "server": options.server,
         "sockets_planned": users,
         "runs_planned": runs,
-        **report.summarise(observed, stats, remote_ids),
+        **report.summarise(observed, stats, remote_ids, chat_stats),
         "answers_not_stored_once": stored,
         **sampler.summary(),
+        "cost": report.compare(ours, floor),
         "profile": Path(profile).name if options.profile else None,
     }
 
@@ -269,39 +338,45 @@ def load(plan: dict) -> dict:
 
 
 class Sampler:
-    """Samples the servers' resident memory (peak) and the CPU time of the servers and the
-    simulator while the load runs."""
+    """Samples the servers' resident memory (peak), and the CPU time (user + system) of the
+    servers and the simulator while the load runs: (time.time(), [seconds per server...,
+    simulator]) every `every` seconds, so that a window can be cut out (report.window_cpu)."""
 
     def __init__(self, servers: list[int], simulator: int, every: float = 0.25):
         self.servers = [psutil.Process(pid) for pid in servers]
         self.simulator = psutil.Process(simulator)
         self.every = every
         self.peaks = [0] * len(servers)
+        self.samples: list[tuple[float, list[float]]] = []
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.sample, daemon=True)
 
     def __enter__(self):
-        self.cpu_before = self.cpu_times()
-        self.started = time.monotonic()
+        self.record()
         self.thread.start()
         return self
 
     def __exit__(self, *exc):
         self.stopped.set()
         self.thread.join()
-        seconds = time.monotonic() - self.started
-        self.cpu = [
-            round(100 * (after - before) / seconds)
-            for after, before in zip(self.cpu_times(), self.cpu_before, strict=True)
-        ]
+        self.record()
+        (began, before), (ended, after) = self.samples[0], self.samples[-1]
+        seconds = max(ended - began, 1e-9)
+        self.cpu = [round(100 * (a - b) / seconds) for a, b in zip(after, before, strict=True)]
 
-    def cpu_times(self) -> list[float]:
-        return [sum(p.cpu_times()[:2]) for p in [*self.servers, self.simulator]]
+    def record(self) -> None:
+        try:
+            times = [sum(p.cpu_times()[:2]) for p in [*self.servers, self.simulator]]
+        except psutil.Error:
+            return  # a process that has ended (the floor's, once done): its last sample stands
+        self.samples.append((time.time(), times))
 
     def sample(self) -> None:
         while not self.stopped.wait(self.every):
+            self.record()
             for i, process in enumerate(self.servers):
-                self.peaks[i] = max(self.peaks[i], process.memory_info().rss)
+                with suppress(psutil.Error):
+                    self.peaks[i] = max(self.peaks[i], process.memory_info().rss)
 
     def summary(self) -> dict:
         return {
@@ -309,6 +384,53 @@ class Sampler:
             "cpu_percent": self.cpu[:-1],
             "simulator_cpu_percent": self.cpu[-1],
         }
+
+
+def run_floor(plan: dict, simulator: int) -> dict:
+    """bench/floor.py on `plan`: its answers and deltas, and the CPU seconds it and the
+    simulator spent while it posted."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.floor"], cwd=ROOT, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    with Sampler([process.pid], simulator) as sampler:
+        out, err = process.communicate(
+            json.dumps(plan), timeout=plan["duration"] + plan["run_timeout"] + 60
+        )
+    if process.returncode != 0:
+        raise RuntimeError(f"the floor failed:\n{err[-3000:]}")
+    done = json.loads(out)
+    floor_cpu, simulator_cpu = report.window_cpu(sampler.samples, **done["posting"])
+    return {
+        "answers": done["answers"],
+        "deltas": done["deltas"],
+        "errors": done["error_count"],
+        "error_samples": done["errors"],
+        "seconds": round(done["posting"]["stopped"] - done["posting"]["started"], 2),
+        "cpu_s": floor_cpu,
+        "simulator_cpu_s": simulator_cpu,
+    }
+
+
+def site_checkout(site: Path, server: str) -> dict:
+    """The checkout the site runs from and its interpreter (its own .venv, unless it is this
+    one); refuses one that cannot run the site with `server`."""
+    site = site.resolve()
+    python = sys.executable if site == ROOT else str(site / ".venv" / "bin" / "python")
+    if not (site / "manage.py").is_file() or not Path(python).is_file():
+        raise SystemExit(f"--site {site}: needs manage.py and .venv/bin/python there")
+    if subprocess.run([python, "-c", f"import {server}"], capture_output=True).returncode:
+        raise SystemExit(f"--site {site}: its Python cannot import {server}")
+    return {"site": site, "python": python}
+
+
+def commit(site: Path) -> str:
+    """The site checkout's commit, with "+" if it has changes not committed."""
+    git = ["git", "-C", str(site)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True)  # fmt: skip
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
 
 
 @contextmanager

@@ -4,6 +4,9 @@
 alice and bob as users, a simulator-backed assistant "Sim" and one "Sim <fault>" for each
 simulator fault asked for; `SiteClient` logs in over HTTP and
 talks to the thread websocket like the page does.
+
+The site may run from another checkout of this repository (`root`, with its own `python`),
+as the benchmark does to compare commits; the simulator is always this checkout's.
 """
 
 import functools
@@ -26,9 +29,10 @@ from pathlib import Path
 
 import httpx
 import websockets
+from django.conf import settings
 
 from assistants_app.framing import Reassembler
-from assistants_app.management.commands.serve import daphne_args
+from assistants_app.management.commands.serve import ASGI_APP, daphne_args
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -95,9 +99,9 @@ for line in sys.stdin:
 class SiteShell:
     """The site's shell process (SHELL), started at once, so it sets Django up meanwhile."""
 
-    def __init__(self, env: dict, output=None):
+    def __init__(self, env: dict, output=None, root: Path = ROOT, python: str = sys.executable):
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SHELL], cwd=ROOT, env=env, text=True,
+            [python, "-c", SHELL], cwd=root, env=env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=output,
         )  # fmt: skip
         self.lock = threading.Lock()  # one request at a time, whichever thread asks
@@ -131,13 +135,30 @@ def _stop(process: subprocess.Popen, kill: bool = False) -> None:
             process.wait()
 
 
+# How a site's web server is started, by name: Python's arguments for a host and port.
+# daphne is the product's server; uvicorn is there for the benchmark, to weigh daphne.
+SERVERS = {
+    "daphne": daphne_args,
+    "uvicorn": lambda host, port: [
+        "-m", "uvicorn", "--host", host, "--port", str(port), "--ws", "websockets",
+        # daphne's bounds (serve.py): websocket messages, and pings every 20 s.
+        "--ws-max-size", str(settings.WEBSOCKET_MAX_MESSAGE_BYTES), "--ws-ping-interval", "20",
+        "--lifespan", "off", "--no-access-log", ASGI_APP,
+    ],
+}  # fmt: skip
+
+
 @dataclass
 class LiveSite:
     simulator_url: str
     env: dict
     processes: list[subprocess.Popen] = field(default_factory=list)
-    urls: list[str] = field(default_factory=list)  # one per daphne process, in start order
+    urls: list[str] = field(default_factory=list)  # one per server process, in start order
     output: object = None  # where the processes' output goes (a file); None: this terminal
+    root: Path = ROOT  # the checkout the site runs from...
+    python: str = sys.executable  # ...with this interpreter
+    server: str = "daphne"  # of SERVERS
+    servers: list[subprocess.Popen] = field(default_factory=list)  # the web server processes
     _shell: SiteShell | None = None
 
     @property
@@ -148,7 +169,7 @@ class LiveSite:
         """Run Python code on the site's database as `manage.py shell -c` does; what it
         printed. Use this (or `query`) rather than `manage("shell", ...)` in new tests."""
         if self._shell is None:
-            self._shell = SiteShell(self.env, self.output)
+            self._shell = SiteShell(self.env, self.output, self.root, self.python)
         return self._shell.run(code)
 
     def close_shell(self, kill: bool = False) -> None:
@@ -160,8 +181,8 @@ class LiveSite:
         if args[0] == "shell" and "-c" in args:  # the same, without a process per call
             return self.shell(args[args.index("-c") + 1])
         result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
+            [self.python, "manage.py", *args],
+            cwd=self.root,
             env=self.env,
             capture_output=True,
             text=True,
@@ -177,7 +198,7 @@ class LiveSite:
         """`count` daphne processes started together (each takes seconds to set Django up);
         on `port`, or each on a free one."""
         ports = [port] if port else [free_port() for _ in range(count)]
-        started = [self.spawn(*daphne_args("127.0.0.1", p)) for p in ports]
+        started = [self.spawn_server(p) for p in ports]
         for index, (p, process) in enumerate(zip(ports, started, strict=True)):
             try:
                 wait_for_port(p, process)
@@ -188,7 +209,7 @@ class LiveSite:
                 # (tests run in parallel). Once more, on another.
                 self.processes.remove(process)
                 p = ports[index] = free_port()
-                started[index] = self.spawn(*daphne_args("127.0.0.1", p))
+                started[index] = self.spawn_server(p)
                 wait_for_port(p, started[index])
         for p in ports:
             url = f"http://127.0.0.1:{p}"
@@ -199,10 +220,17 @@ class LiveSite:
     def start_worker(self) -> subprocess.Popen:
         return self.spawn("manage.py", "run_worker", "--interval", "0.2")
 
-    def spawn(self, *args: str) -> subprocess.Popen:
+    def spawn_server(self, port: int) -> subprocess.Popen:
+        process = self.spawn(*SERVERS[self.server]("127.0.0.1", port))
+        self.servers.append(process)
+        return process
+
+    def spawn(self, *args: str, root: Path | None = None, python: str = "") -> subprocess.Popen:
+        """A process of the site (or, given `root` and `python`, of another checkout)."""
         process = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env, stdout=self.output, stderr=self.output
-        )
+            [python or self.python, *args], cwd=root or self.root, env=self.env,
+            stdout=self.output, stderr=self.output,
+        )  # fmt: skip
         self.processes.append(process)
         return process
 
@@ -213,12 +241,13 @@ class LiveSite:
 
 
 @functools.cache
-def migrated_sqlite_template() -> Path:
-    """An empty, migrated SQLite database, made once per test session and copied per site."""
+def migrated_sqlite_template(root: Path = ROOT, python: str = sys.executable) -> Path:
+    """An empty, migrated SQLite database, made once per test session (and checkout) and
+    copied per site."""
     path = Path(tempfile.mkdtemp(prefix="chat-template-")) / "template.sqlite3"
     subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--verbosity", "0"],
-        cwd=ROOT,
+        [python, "manage.py", "migrate", "--verbosity", "0"],
+        cwd=root,
         env={**os.environ, "DATABASE_URL": f"sqlite:///{path}"},
         check=True,
     )
@@ -228,7 +257,8 @@ def migrated_sqlite_template() -> Path:
 @contextmanager
 def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator",
                engine: str = "responses", latency: float = 0.3, servers: int = 1,
-               faults: tuple[str, ...] = (), output=None):  # fmt: skip
+               faults: tuple[str, ...] = (), output=None, root: Path = ROOT,
+               python: str = sys.executable, server: str = "daphne"):  # fmt: skip
     simulator_port = free_port()
     site_env = {
         **os.environ,
@@ -245,13 +275,15 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         "MCP_STDIO_COMMANDS": sys.executable,  # the tool tests' stdio servers (python -m ...)
         **(env or {}),
     }
-    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output)
+    site = LiveSite(simulator_url=site_env["SIMULATOR_URL"], env=site_env, output=output,
+                    root=root, python=python, server=server)  # fmt: skip
     try:
         # The processes set Django up at the same time; each needs only what comes before it.
-        simulator = site.spawn("manage.py", "simulator", "--port", str(simulator_port))
-        site._shell = SiteShell(site_env, output)
+        simulator_args = ("manage.py", "simulator", "--port", str(simulator_port))
+        simulator = site.spawn(*simulator_args, root=ROOT, python=sys.executable)
+        site._shell = SiteShell(site_env, output, root, python)
         if site_env["DATABASE_URL"].startswith("sqlite:"):
-            shutil.copy(migrated_sqlite_template(), tmp_path / "site.sqlite3")
+            shutil.copy(migrated_sqlite_template(root, python), tmp_path / "site.sqlite3")
         else:
             site.manage("migrate", "--verbosity", "0")
         seed = SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults)

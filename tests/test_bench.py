@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from bench import report
-from bench.loadgen import Plan
+from bench import floor, report
+from bench.loadgen import Observations, Plan, User
 from bench.run import main
 
 
@@ -66,6 +66,100 @@ def test_it_sums_up_lone_connects_idle_and_while_runs_go():
     }
 
 
+def test_a_chat_completion_is_known_at_the_simulator_by_the_prompt_it_answered():
+    runs = {
+        "7": {"status": "completed", "arrivals": [50.125], "text": "Bench message 1 from user 0"}
+    }
+    chat = {"completions": [
+        {"id": "chatcmpl-1", "prompt": "Bench message 1 from user 0", "completed_at": 50.0},
+        {"id": "chatcmpl-2", "prompt": "Bench message 1 from user 0", "completed_at": 60.0},
+        {"id": "chatcmpl-3", "prompt": "Bench message 2 from user 0", "completed_at": None},
+    ]}  # fmt: skip
+    no_responses = {"conversations": 0, "responses": []}
+
+    summary = report.summarise(observed(runs), no_responses, {7: "chat-7"}, chat)
+
+    assert summary["added_ms_samples"] == [125.0]  # from the first answer to that prompt
+    assert summary["requests_per_run"] == 1.0
+
+
+# CPU seconds of (server 1, server 2, simulator), sampled at these times.
+SAMPLES = [
+    (10.0, [1.0, 2.0, 0.5]),
+    (11.0, [2.0, 2.5, 0.7]),
+    (12.0, [4.0, 3.0, 0.9]),
+    (13.0, [4.5, 3.5, 1.1]),
+]
+
+
+def test_the_cpu_of_a_window_is_cut_out_of_the_samples_between_them():
+    # From halfway through the first second to a quarter into the third.
+    assert report.window_cpu(SAMPLES, 10.5, 12.25) == [2.625, 0.875, 0.35]
+
+
+def test_a_window_past_the_samples_counts_only_what_was_sampled():
+    assert report.window_cpu(SAMPLES, 9.0, 14.0) == [3.5, 1.5, 0.6]
+
+
+def test_the_cost_is_the_servers_cpu_per_answer_and_per_delta_in_the_window():
+    runs = {
+        "1": {"status": "completed", "ended": 11.5, "deltas": 30},
+        "2": {"status": "completed", "ended": 12.0, "deltas": 20},
+        "3": {"status": "failed", "ended": 11.8, "deltas": 5},  # its deltas were delivered
+        "4": {"status": "completed", "ended": 12.9, "deltas": 40},  # ended after the window
+    }
+    seen = {"runs": runs, "posting": {"started": 11.0, "stopped": 12.5}}
+
+    cost = report.costs(SAMPLES, seen, servers=2)
+
+    # Servers: (4.25 - 2.0) + (3.25 - 2.5) = 3.0 CPU seconds; the simulator's apart.
+    assert cost["cpu_s"] == 3.0
+    assert (cost["answers"], cost["deltas"]) == (2, 55)
+    assert cost["cpu_s_per_answer"] == 1.5
+    assert cost["cpu_ms_per_delta"] == round(3000 / 55, 3)
+    assert cost["simulator_cpu_s"] == 0.3
+
+
+def test_ours_over_the_floor_compares_cpu_per_answer():
+    ours = report.per_unit(cpu_s=6.0, answers=20, deltas=400)
+    floor = {"cpu_s": 1.2, "answers": 24, "deltas": 1200}
+
+    compared = report.compare(ours, floor)
+
+    assert compared["floor"]["cpu_s_per_answer"] == 0.05
+    assert compared["floor"]["cpu_ms_per_delta"] == 1.0
+    assert compared["ours_per_floor"] == 6.0  # 0.3 / 0.05
+
+
+def test_no_answers_make_no_cost_and_no_ratio():
+    compared = report.compare(report.per_unit(2.0, 0, 0), {"cpu_s": 1.0, "answers": 5, "deltas": 0})
+
+    assert compared["cpu_s_per_answer"] is None and compared["cpu_ms_per_delta"] is None
+    assert compared["ours_per_floor"] is None
+
+
+def test_the_load_generator_counts_each_delta_of_a_run_once():
+    plan = Plan(urls=["http://127.0.0.1:8000"], users=[], runs_in_flight=0, duration=1,
+                reconnect=0, run_timeout=1, connect_timeout=1, csrf="x")  # fmt: skip
+    seen = Observations()
+    user = User(0, {"session": "s", "thread": 1}, plan, seen)
+
+    for text in ("Hel", "lo"):
+        user.receive({"type": "message.delta", "run_id": 5, "offset": 0, "text": text}, 1.0)
+    user.receive({"type": "run.status", "run": {"id": 5, "status": "completed",
+                                                "is_terminal": True}}, 2.0)  # fmt: skip
+
+    assert seen.runs[5]["deltas"] == 2
+    assert seen.runs[5]["ended"] == 2.0
+
+
+def test_the_floor_only_loads_loopback_addresses():
+    plan = floor.Plan(base_url="http://10.0.0.5:8001/v1", protocol="chat", streaming=True,
+                      runners=1, duration=1, run_timeout=1)  # fmt: skip
+    with pytest.raises(SystemExit, match="non-loopback"):
+        plan.check()
+
+
 def test_percentiles_are_nearest_rank():
     values = list(range(1, 101))
     assert [report.percentile(values, p) for p in (50, 95, 99)] == [50, 95, 99]
@@ -101,5 +195,20 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     # Polling asks again and again; a stream is one create and one streamed retrieve.
     assert two_processes["requests_per_run"] > streaming["requests_per_run"] >= 2
     assert len(two_processes["rss_peak_mb"]) == 2
+    # What a streamed answer costs the server, beside the floor: the same load straight to
+    # the simulator, which costs less than the site's way (the site streams it on too).
+    cost = streaming["cost"]
+    assert cost["answers"] >= streaming["runs_planned"] and cost["deltas"] > cost["answers"]
+    assert 0 < cost["cpu_s_per_answer"] and 0 < cost["cpu_ms_per_delta"]
+    assert cost["floor"]["answers"] > 0 and cost["floor"]["deltas"] > cost["floor"]["answers"]
+    assert cost["floor"]["errors"] == 0
+    assert cost["ours_per_floor"] == round(
+        cost["cpu_s_per_answer"] / cost["floor"]["cpu_s_per_answer"], 1
+    )
+    assert cost["ours_per_floor"] > 1
+    assert two_processes["cost"]["deltas"] == 0  # polled: answers come whole
     assert (tmp_path / "smoke-latency.png").stat().st_size > 0
-    assert "| ours, 2 processes | 2 | 16 / 16 |" in capsys.readouterr().out
+    assert (tmp_path / "smoke-cost.png").stat().st_size > 0
+    out = capsys.readouterr().out
+    assert "| ours, 2 processes | 2 | 16 / 16 |" in out
+    assert "| streaming | " + f"{cost['answers']} | {cost['deltas']} |" in out

@@ -1,5 +1,7 @@
 """The simulator speaks Chat Completions, streamed and not, as the openai SDK expects."""
 
+import time
+
 import httpx
 import openai
 import pytest
@@ -80,3 +82,21 @@ async def test_it_fails_when_asked(client):
 async def test_it_refuses_a_request_without_messages(client):
     with pytest.raises(openai.BadRequestError):
         await client.chat.completions.create(model="simulator", messages=[])
+
+
+async def test_it_says_when_each_answer_was_complete_and_to_which_prompt(client):
+    before = time.time()
+    stream = await client.chat.completions.create(
+        model="simulator", messages=CONVERSATION, stream=True
+    )
+    async for _ in stream:  # the answer is complete when its stream has been read
+        pass
+    await client.chat.completions.create(
+        model="simulator", messages=[{"role": "user", "content": "Hi"}]
+    )
+
+    stats = await client.get("http://simulator/simulator/chat-stats", cast_to=httpx.Response)
+
+    completions = stats.json()["completions"]
+    assert [c["prompt"] for c in completions] == ["Show me a list", "Hi"]
+    assert all(before <= c["completed_at"] <= time.time() for c in completions)

@@ -7,6 +7,10 @@ timeline (timeline.py) writes it; an answer that is not streamed comes whole whe
 token would have. The reply counts the user messages it was sent, so a test can see
 that the history arrived.
 
+`GET /simulator/chat-stats` (simulator-only) says when each recent answer was complete and
+the prompt it answered, so the benchmark can measure the latency the site adds after it: a
+completion has no id the site keeps.
+
 Faults (see app.py): `fail` answers 500; `break-stream` ends every streamed answer halfway,
 without a finish reason or `[DONE]` (as a server that dies mid-answer behind a proxy does;
 daphne cannot drop a connection in the middle of a body); `stuck` streams the first token and
@@ -16,6 +20,7 @@ then nothing.
 import asyncio
 import json
 import time
+from collections import deque
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -36,10 +41,13 @@ from .replies import canned_reply, count_tokens, tokens_of, variant_of
 from .timeline import TimedAnswer
 from .tool_plan import calls_for_round, results_text
 
+KEPT_FOR_STATS = 10_000  # recent completions; a benchmark run makes a few thousand
+
 
 class ChatCompletionsAPI:
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.recent: deque[Completion] = deque(maxlen=KEPT_FOR_STATS)
 
     async def create(self, request: Request) -> Response:
         body = await json_body(request)
@@ -53,13 +61,21 @@ class ChatCompletionsAPI:
             return error(500, "Internal error (simulated).", "server_error")
         timing = (self.settings.latency_of(request), self.settings.token_rate_of(request))
         completion = Completion(body, messages, fault, *timing)
+        self.recent.append(completion)
         if fault == "llamacpp" and completion.prompt_tokens > CONTEXT_TOKENS:
             # As llama-cpp-python does: 200, the stream begins, and ends with no answer.
             return StreamingResponse(completion.aborted(), media_type="text/event-stream")
         if body.get("stream"):
             return StreamingResponse(completion.events(), media_type="text/event-stream")
         await completion.timeline.wait_until(completion.timeline.finished_after)
+        completion.completed_at = time.time()
         return JSONResponse(completion.whole())
+
+    async def stats(self, request: Request) -> JSONResponse:
+        completions = [
+            {"id": c.id, "prompt": c.prompt, "completed_at": c.completed_at} for c in self.recent
+        ]
+        return JSONResponse({"completions": completions})
 
     async def tokenize(self, request: Request) -> Response:
         """llama-server's `POST /tokenize` (`{"content": ...}`), under the llamacpp persona."""
@@ -77,6 +93,7 @@ class ChatCompletionsAPI:
     def routes(self) -> list[Route]:
         return [
             Route("/v1/chat/completions", self.create, methods=["POST"]),
+            Route("/simulator/chat-stats", self.stats),
             Route("/tokenize", self.tokenize, methods=["POST"]),
             Route("/props", self.props),
         ]
@@ -101,7 +118,8 @@ class Completion:
         users = [m for m in said if m.get("role") == "user"]
         system = "\n".join(str(m.get("content")) for m in said if m.get("role") == "system")
         given = describe(users[-1].get("content") if users else None, system)
-        prompt = user_texts[-1] if user_texts else ""
+        prompt = self.prompt = user_texts[-1] if user_texts else ""
+        self.completed_at: float | None = None  # when its last token was written
         earlier = user_texts[-2] if len(user_texts) > 1 else ""
         since_prompt = _after_last_user(messages)
         rounds_done = sum(1 for m in since_prompt if m.get("tool_calls"))
@@ -186,6 +204,7 @@ class Completion:
             await self.timeline.wait_until(self.timeline.token_due(index))
             yield self.chunk({"content": token})
         await self.timeline.wait_until(self.timeline.finished_after)
+        self.completed_at = time.time()
         yield self.chunk({}, finish_reason="stop")
         if self.include_usage:
             yield self.chunk(None)
