@@ -50,6 +50,7 @@ def values_of(assistant: Assistant) -> dict:
     values = {name: getattr(assistant, name) for name in FIELDS}
     documents = KnowledgeDocument.objects.filter(assistant_id=assistant.pk) if assistant.pk else ()
     values["knowledge"] = sorted(f"{d.name} (#{d.pk})" for d in documents)
+    assistant.has_documents = bool(values["knowledge"])  # a run's grounding needs no query
     return json.loads(json.dumps(values))
 
 

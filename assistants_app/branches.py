@@ -28,23 +28,27 @@ async def prepare(engine: Engine, run: Run, message: Message) -> None:
     assistant = thread.assistant
     found = await _reusable(thread, assistant.engine, assistant.provider, message.parent_id)
     message.remote_id = ""
+    was = thread.remote_id
     if found is not None:
         thread.remote_id = found.remote_id
-        await _claim(run, found)
+        await _claim(run, found, moved=thread.remote_id != was)
         return
     thread.remote_id = ""
     await engine.ensure_thread(thread, seed=await _turns_before(message))
-    await _claim(run, await _remember(thread) if thread.remote_id else None)
+    conversation = await _remember(thread) if thread.remote_id else None
+    await _claim(run, conversation, moved=thread.remote_id != was)
 
 
-def settle(run: Run) -> None:
+def settle(run: Run, last: int | None = None) -> None:
     """Called as a run ends, in the transaction that records it: a completed run's
-    conversation holds its path up to the run's last message; any other end leaves it holding
-    something we cannot name (a prompt without answer, part of one), so it is not reused."""
+    conversation holds its path up to the run's last message (`last`, when the caller just
+    stored it); any other end leaves it holding something we cannot name (a prompt without
+    answer, part of one), so it is not reused."""
     if not run.conversation_id:
         return
-    last = None
-    if run.status == RunStatus.COMPLETED:
+    if run.status != RunStatus.COMPLETED:
+        last = None
+    elif last is None:
         last = Message.objects.filter(run_id=run.pk).order_by("-pk").values_list("pk", flat=True)
         last = last.first()
     ProviderConversation.objects.filter(pk=run.conversation_id).update(tip_id=last)
@@ -53,6 +57,10 @@ def settle(run: Run) -> None:
 @database_sync_to_async
 def _reusable(thread: Thread, engine: str, provider: str, parent_id: int | None):
     conversations = ProviderConversation.objects.filter(thread_id=thread.pk)
+    if parent_id is not None:  # a follow-up: the conversation that holds its parent, if any
+        found = conversations.filter(engine=engine, provider=provider, tip_id=parent_id).first()
+        if found is not None:
+            return found
     if thread.remote_id and not conversations.exists():
         # A provider id set without a record (by hand, or an import): taken to hold the line
         # up to the prompt, as every thread did before branches.
@@ -63,9 +71,7 @@ def _reusable(thread: Thread, engine: str, provider: str, parent_id: int | None)
             remote_id=thread.remote_id,
             tip_id=parent_id,
         )
-    if parent_id is None:
-        return None  # the first message: a new conversation (an empty seed)
-    return conversations.filter(engine=engine, provider=provider, tip_id=parent_id).first()
+    return None  # the first message (an empty seed), or a branch no conversation holds
 
 
 @database_sync_to_async
@@ -81,14 +87,16 @@ def _remember(thread: Thread) -> ProviderConversation:
 
 
 @database_sync_to_async
-def _claim(run: Run, conversation: ProviderConversation | None) -> None:
-    """Record where the run goes on; while it writes there, the conversation's tip is unknown."""
+def _claim(run: Run, conversation: ProviderConversation | None, moved: bool = True) -> None:
+    """Record where the run goes on; while it writes there, the conversation's tip is unknown.
+    The thread's provider id is written only if it `moved` (a follow-up's stays put)."""
     run.conversation = conversation
     with transaction.atomic():
         if conversation is not None:
             ProviderConversation.objects.filter(pk=conversation.pk).update(tip=None)
         Run.objects.filter(pk=run.pk).update(conversation=conversation)
-        Thread.objects.filter(pk=run.thread_id).update(remote_id=run.thread.remote_id)
+        if moved:
+            Thread.objects.filter(pk=run.thread_id).update(remote_id=run.thread.remote_id)
 
 
 @database_sync_to_async

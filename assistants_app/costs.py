@@ -8,11 +8,14 @@ prices the runs that ended without one (`price_unpriced`). Money is Decimal thro
 
 import csv
 import io
+import time
 from collections.abc import Iterable
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
 from .models import Assistant, ModelPrice, UsageRecord
 
@@ -25,12 +28,29 @@ def model_of(assistant: Assistant) -> str:
     return assistant.model or provider.get("default_model") or ""
 
 
+# (provider, model) -> (its price or None, when it was read): every run reads its price
+# twice (reserve, settle), and prices change a few times a year. A save or delete here clears
+# it at once; another process sees the change within PRICE_CACHE_SECONDS.
+_prices: dict[tuple[str, str], tuple[ModelPrice | None, float]] = {}
+PRICE_CACHE_SECONDS = 10.0
+
+
 def price_for(provider: str, model: str) -> ModelPrice | None:
     """The model's price on that provider, or else its price on any provider; None: unpriced."""
     if not model:
         return None
+    cached = _prices.get((provider, model))
+    if cached is not None and time.monotonic() - cached[1] < PRICE_CACHE_SECONDS:
+        return cached[0]
     prices = ModelPrice.objects.filter(model=model, provider__in=[provider, ""])
-    return max(prices, key=lambda price: price.provider != "", default=None)
+    price = max(prices, key=lambda price: price.provider != "", default=None)
+    _prices[(provider, model)] = (price, time.monotonic())
+    return price
+
+
+@receiver([post_save, post_delete], sender=ModelPrice, dispatch_uid="costs-prices-changed")
+def _forget_prices(**kwargs) -> None:
+    _prices.clear()
 
 
 def cost_of(

@@ -77,7 +77,7 @@ def fit_history(run: Run, max_chars: int, context_tokens: int | None = None) -> 
         chars -= size
         tokens -= cost
     turns = alternating(newest_first[::-1])
-    if turns and (context := knowledge.context_for(run.pk)):
+    if turns and (context := knowledge.context_for(run)):
         turns[-1] = replace(turns[-1], context=context)
     return History(turns, left_out=total - len(newest_first))
 

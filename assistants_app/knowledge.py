@@ -226,7 +226,11 @@ def ground(run: Run, question: str) -> list[Citation]:
     """Find the passages for a run's question and number them as its sources; none for an
     assistant without documents or whose provider searches its own vector store."""
     assistant = run.thread.assistant
-    if uses_vector_store(assistant) or not assistant.documents.exists():
+    # Whether it has documents was read with its version (assistant_versions.values_of).
+    has_documents = getattr(assistant, "has_documents", None)
+    if has_documents is None:
+        has_documents = assistant.documents.exists()
+    if uses_vector_store(assistant) or not has_documents:
         return []
     chunks = search(assistant.pk, question, settings.KNOWLEDGE_PASSAGES)
     return Citation.objects.bulk_create(
@@ -242,9 +246,11 @@ def ground(run: Run, question: str) -> list[Citation]:
     )
 
 
-def context_for(run_id: int) -> str:
+def context_for(run: Run) -> str:
     """The numbered passages a run answers from, as text for the model ("" for none)."""
-    citations = Citation.objects.filter(run_id=run_id).exclude(quote="")
+    if getattr(run, "grounded_on", None) == 0:
+        return ""  # grounded in this process, on no passage: nothing to read
+    citations = Citation.objects.filter(run_id=run.pk).exclude(quote="")
     blocks = []
     for citation in citations:
         where = f", page {citation.page}" if citation.page else ""

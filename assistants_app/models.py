@@ -7,7 +7,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -227,8 +227,15 @@ class Message(models.Model):
             self.parent_id = leaf.first()
         super().save(*args, **kwargs)
         if adding:
-            Thread.objects.filter(pk=self.thread_id, current_leaf_id=self.parent_id).update(
-                current_leaf_id=self.pk
+            # One write: the thread has news (newest first in the list), and goes on along
+            # this message if it showed its parent.
+            Thread.objects.filter(pk=self.thread_id).update(
+                current_leaf_id=Case(
+                    When(current_leaf_id=self.parent_id, then=Value(self.pk)),
+                    default=F("current_leaf_id"),
+                    output_field=models.BigIntegerField(),
+                ),
+                updated_at=timezone.now(),
             )
 
     @property

@@ -24,7 +24,7 @@ from .exceptions import (
     ProviderError,
     RunActive,
 )
-from .models import Assistant, Message, Run, RunStatus, Thread
+from .models import Assistant, Attachment, Message, Run, RunStatus, Thread
 from .runs import approvals
 
 TITLE_LENGTH = 60
@@ -146,7 +146,8 @@ async def _ground(run: Run, message: Message) -> None:
     """Number the passages of the assistant's knowledge the run answers from (knowledge.py).
     A search that fails leaves the run without them, not the message unsent."""
     try:
-        await database_sync_to_async(knowledge.ground)(run, message.text)
+        sources = await database_sync_to_async(knowledge.ground)(run, message.text)
+        run.grounded_on = len(sources)  # known here: the run's request asks for none
     except DatabaseError:
         log.exception("run %s: searching the assistant's knowledge failed", run.pk)
 
@@ -203,12 +204,17 @@ def _store_message_and_run(
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
         # It follows the message the thread shows last (Message.save).
-        message = Message.objects.create(thread=thread, role=Message.Role.USER, text=text)
+        message = Message.objects.create(
+            thread=thread, role=Message.Role.USER, text=text, parent_id=thread.current_leaf_id
+        )
         thread.current_leaf = message
-        run = new_run(thread, message)  # refreshes thread.assistant: a tab may have switched it
-        files.claim(user, thread.assistant, attachment_ids, message)
-        # Loaded now: the views (async) show the message with its files.
-        prefetch_related_objects([message], "attachments")
+        run = new_run(thread, message)
+        if attachment_ids:
+            files.claim(user, thread.assistant, attachment_ids, message)
+            # Loaded now: the views (async) show the message with its files.
+            prefetch_related_objects([message], "attachments")
+        else:  # none, known without asking
+            message._prefetched_objects_cache = {"attachments": Attachment.objects.none()}
         if not thread.title:
             thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
             thread.save(update_fields=["title", "updated_at"])
@@ -235,11 +241,7 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
 
 
 def new_run(thread: Thread, prompt: Message) -> Run:
-    """A run answering `prompt` with the thread's assistant, inside `_starting_a_run`."""
-    # As stored, under the user's lock: another tab may have just switched the assistant.
-    current = Thread.objects.values_list("assistant_id", flat=True).get(pk=thread.pk)
-    if current != thread.assistant_id:
-        thread.assistant = Assistant.objects.get(pk=current)
+    """A run answering `prompt` with the thread's assistant (as `_starting_a_run` read it)."""
     run = Run.objects.create(
         thread=thread,
         prompt=prompt,
@@ -262,8 +264,16 @@ def _starting_a_run(user, thread: Thread):
             get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
             # Under the lock and before the limits count the message: of two sends racing (a
             # double-click, two tabs) the second sees the first's run, and spends nothing.
-            if Run.objects.filter(thread=thread).active().exists():
+            # As stored, in the same read: the assistant (another tab may have just switched
+            # it) and the message the thread shows last (what a new message follows).
+            busy = Exists(Run.objects.filter(thread=OuterRef("pk")).active())
+            stored = Thread.objects.filter(pk=thread.pk).values("assistant_id", "current_leaf_id")
+            stored = stored.annotate(busy=busy).get()
+            if stored["busy"]:
                 raise _run_active()
+            thread.current_leaf_id = stored["current_leaf_id"]
+            if stored["assistant_id"] != thread.assistant_id:
+                thread.assistant = Assistant.objects.get(pk=stored["assistant_id"])
             quota = limits.check_can_start_run(user)
             yield
         quota = None  # stored: the message has spent its place in the minute

@@ -79,7 +79,10 @@ def allowed_tools(assistant) -> dict[str, AllowedTool]:
     """
     rules = {name: AssistantTool.Approval.FREE for name in assistant.tools or []}
     rules.update(AssistantTool.objects.filter(assistant=assistant).values_list("tool", "approval"))
-    servers = {s.name: s for s in McpServer.objects.filter(is_active=True)}
+    # Only an MCP tool needs its server (most assistants have none: no query then).
+    servers = {}
+    if any(name not in tools.REGISTRY for name in rules):
+        servers = {s.name: s for s in McpServer.objects.filter(is_active=True)}
     allowed = {}
     for name, approval in rules.items():
         asks = approval == AssistantTool.Approval.ASK

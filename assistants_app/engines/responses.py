@@ -165,7 +165,7 @@ class ResponsesEngine(LocalGeneration):
         params = self._common(run.thread.assistant)
         if store := _vector_store_of(run.thread.assistant):
             params["tools"] = [{"type": "file_search", "vector_store_ids": [store]}]
-        context = await database_sync_to_async(knowledge.context_for)(run.pk)
+        context = await database_sync_to_async(knowledge.context_for)(run)
         if context:
             params["instructions"] = knowledge.with_context(params.get("instructions", ""), context)
         return params

@@ -20,7 +20,7 @@ from ..db import database_sync_to_async
 from ..engines import get_engine
 from ..engines.base import RunUpdate, Usage
 from ..history import load_history
-from ..models import ACTIVE_STATUSES, Message, Run, RunStatus, Thread
+from ..models import ACTIVE_STATUSES, Message, Run, RunStatus
 from . import events, leases
 
 log = logging.getLogger(__name__)
@@ -144,10 +144,9 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             if created:
                 new_messages.append(message)
                 parent_id = message.pk
-        if new_messages:
-            Thread.objects.filter(pk=run.thread_id).update(updated_at=timezone.now())
         if still_active and update.status not in ACTIVE_STATUSES:
-            branches.settle(run)  # what its provider conversation now holds
+            # What its provider conversation now holds (up to the answer just stored).
+            branches.settle(run, new_messages[-1].pk if new_messages else None)
         sent = [events.message_created(message) for message in new_messages]
         if changed:
             sent.append(events.run_status(run))
