@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
-from django.utils.decorators import sync_and_async_middleware
+from django.utils.decorators import sync_and_async_middleware, sync_only_middleware
 from django.views.defaults import page_not_found
 
 from . import storable
@@ -144,3 +144,14 @@ def FriendlyNotFoundMiddleware(get_response):  # noqa: N802 (named like a class 
             return response
 
     return middleware
+
+
+@sync_only_middleware
+def OneThreadMiddleware(get_response):  # noqa: N802 (named like a class in settings)
+    """The innermost middleware, sync only, so that Django runs the whole chain above it on
+    one thread, entered once per request. Django's own middleware (sessions, CSRF, auth,
+    messages...) is async-capable only by running each of its steps on a thread of its own
+    and back: about fifteen hops of a busy event loop per request, which cost a post more
+    CPU than its view (BENCHMARKS.md, "Cost per answer"). Async views still run on the event
+    loop, entered once from here."""
+    return get_response

@@ -18,7 +18,6 @@ simulator and report; `--server uvicorn` serves it with uvicorn instead of daphn
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -147,7 +146,7 @@ class Options:
     latency: float  # simulator: seconds to the first token...
     jitter: float  # ...plus up to this much, at random
     run_timeout: float
-    profile: bool
+    profile: str  # "": none; "flamegraph" (SVG) or "raw" (collapsed stacks, CPU only)
     site: Path = ROOT  # the checkout the site runs from
     python: str = sys.executable  # ...and its interpreter
     server: str = "daphne"  # of tests.live.SERVERS
@@ -169,7 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jitter", type=float, default=4.0)
     parser.add_argument("--run-timeout", type=float, default=60.0)
     parser.add_argument(
-        "--profile", action="store_true", help="a py-spy flame graph of the first server"
+        "--profile", nargs="?", const="flamegraph", default="", choices=["flamegraph", "raw"],
+        help="py-spy samples of the first server: a flame graph (SVG), or raw: the collapsed "
+        "stacks of the samples that held the GIL (where its CPU goes), as text to read and diff"
     )
     parser.add_argument(
         "--site", type=Path, default=ROOT, metavar="DIR",
@@ -252,7 +253,8 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
             }
-            profile = f"{prefix}-{scenario.name}-profile.{os.environ.get('BENCH_PROFILE_FORMAT', 'svg')}"
+            suffix = "txt" if options.profile == "raw" else "svg"
+            profile = f"{prefix}-{scenario.name}-profile.{suffix}"
             with (
                 Sampler([p.pid for p in site.servers], simulator.pid) as sampler,
                 profiling(site.servers[0].pid, profile) if options.profile else nullcontext(),
@@ -439,10 +441,10 @@ def profiling(pid: int, output: str):
     py_spy = Path(sys.executable).parent / "py-spy"
     # Non-blocking: the server is not paused to be sampled, so it is measured as it runs.
     command = [str(py_spy), "record", "--pid", str(pid), "--rate", "100", "--nonblocking"]
-    command += os.environ.get("BENCH_PROFILE_FLAGS", "").split()
-    # A .txt output is py-spy's raw format (collapsed stacks), for reading and diffing.
-    fmt = "raw" if output.endswith(".txt") else "flamegraph"
-    command += ["--format", fmt, "--output", output]
+    if output.endswith(".txt"):  # raw: only samples holding the GIL, i.e. Python's CPU
+        command += ["--gil", "--format", "raw", "--output", output]
+    else:
+        command += ["--format", "flamegraph", "--output", output]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield

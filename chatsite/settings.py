@@ -93,6 +93,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "assistants_app.middleware.ContentSecurityPolicyMiddleware",
     "assistants_app.middleware.FriendlyNotFoundMiddleware",
+    "assistants_app.middleware.OneThreadMiddleware",  # last: one hop for all of the above
 ]
 
 ROOT_URLCONF = "chatsite.urls"
@@ -316,6 +317,8 @@ MCP_STDIO_IDLE_SECONDS = envfloat("MCP_STDIO_IDLE_SECONDS", 60)  # a stdio serve
 MCP_STDIO_COMMANDS = [c.strip() for c in envstr("MCP_STDIO_COMMANDS").split(",") if c.strip()]
 RUN_STREAMING = envbool("RUN_STREAMING", True)  # follow runs live where the engine can
 STREAM_DELTA_SECONDS = envfloat("STREAM_DELTA_SECONDS", 0.05)  # coalesce deltas this long
+# ...or longer, in proportion to the event loop's lag when the process is saturated (runs/lag.py)
+STREAM_DELTA_MAX_SECONDS = envfloat("STREAM_DELTA_MAX_SECONDS", 1.0)
 STREAM_SAVE_SECONDS = envfloat("STREAM_SAVE_SECONDS", 1.0)  # save the partial answer this often
 
 # Files: attachments on messages and assistants' knowledge (assistants_app/files.py). Stored

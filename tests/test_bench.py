@@ -118,6 +118,8 @@ def test_the_cost_is_the_servers_cpu_per_answer_and_per_delta_in_the_window():
     assert cost["cpu_s_per_answer"] == 1.5
     assert cost["cpu_ms_per_delta"] == round(3000 / 55, 3)
     assert cost["simulator_cpu_s"] == 0.3
+    # The speed-independent figure: our CPU over the provider's in the same window.
+    assert cost["per_simulator_cpu"] == 10.0
 
 
 def test_ours_over_the_floor_compares_cpu_per_answer():

@@ -9,6 +9,7 @@ A package of small modules, each with one job, imported one way (no cycles):
     endings.py     how a run ends when its provider does not end it (failure, expiry, ...)
     tool_calls.py  running the tools a run asks for and submitting their outputs
     pacing.py      how often to poll, how long to wait after a failure
+    lag.py         how far behind the event loop runs: deltas coalesce in proportion
     streaming.py   following a run's stream (a provider's, or a generation here); LiveText
     driver.py      the driving loop: one task per run, stream first, then polling
     starting.py    starting a run on its provider, and cancelling one

@@ -19,7 +19,7 @@ from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
 from ..engines.local import UNFINISHED
 from ..exceptions import ProviderError
 from ..models import ACTIVE_STATUSES, Run
-from . import events, pacing
+from . import events, lag, pacing
 from .endings import expire
 from .leases import Lease
 from .store import record
@@ -51,7 +51,7 @@ class LiveText:
         if not self.unsent:
             return None
         elapsed = asyncio.get_running_loop().time() - self.pushed_at
-        return max(0.0, settings.STREAM_DELTA_SECONDS - elapsed)
+        return max(0.0, lag.delta_interval() - elapsed)
 
     def wake_in(self) -> float:
         """Seconds until the follower must act without waiting for an event: to send text
