@@ -98,6 +98,7 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
     attachment_ids = files.attachment_ids(attachments)
     await _check_may_use(user, thread)
     message, run = await _store_message_and_run(user, thread, text, attachment_ids)
+    thread.owner = user  # checked above: the driver of the run needs no query for it
     await _ground(run, message)
     await runs.start(run, message)
     return message, run

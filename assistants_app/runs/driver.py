@@ -197,11 +197,11 @@ def _load(run_id: int) -> Run | None:
 
 @database_sync_to_async
 def _stored_remote_ids(run: Run) -> set[str]:
-    return set(
-        Message.objects.filter(thread_id=run.thread_id)
-        .exclude(remote_id="")
-        .values_list("remote_id", flat=True)
-    )
+    """The provider ids of what the run stored already (its own: a long thread's others would
+    be read for nothing on every run)."""
+    return set(Message.objects.filter(run_id=run.pk).exclude(remote_id="").values_list(
+        "remote_id", flat=True
+    ))  # fmt: skip
 
 
 @atexit.register

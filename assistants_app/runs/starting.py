@@ -17,7 +17,7 @@ from .. import branches
 from ..engines import get_engine
 from ..engines.base import Engine, RunUpdate
 from ..exceptions import ProviderError
-from ..models import Assistant, Message, Run, RunStatus
+from ..models import Assistant, Message, Run, RunStatus, Thread
 from . import events, pacing
 from .driver import ensure_driving
 from .endings import UNEXPECTED, cancel_quietly, failure
@@ -88,7 +88,10 @@ async def _start(run: Run, message: Message) -> None:
     # doorbell still rings: other processes' sockets stand by, and take the run over if this
     # process dies.
     if await Lease.starting(run.pk).keep():
-        ensure_driving(run.pk, loaded=copy.copy(run))
+        # Handed on as loaded only with what the driver reads (tools run as the thread's
+        # owner); otherwise the driver loads it, and finds the lease already its own.
+        loaded = copy.copy(run) if Thread.owner.is_cached(run.thread) else None
+        ensure_driving(run.pk, loaded=loaded)
     else:
         await engine.close_stream(run)
     await ring_doorbell(run)
