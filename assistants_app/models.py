@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from functools import cached_property
 
 from django.conf import settings
 from django.contrib.auth.models import Group
@@ -238,8 +239,10 @@ class Message(models.Model):
                 updated_at=timezone.now(),
             )
 
-    @property
+    @cached_property
     def html(self) -> str:
+        # Once per loaded message: a message's text never changes, and a new one's events
+        # (the post's answer, the broadcast) each show it.
         return render_markdown(self.text)
 
     def as_event(self) -> dict:

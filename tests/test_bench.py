@@ -214,3 +214,31 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     out = capsys.readouterr().out
     assert "| ours, 2 processes | 2 | 16 / 16 |" in out
     assert "| streaming | " + f"{cost['answers']} | {cost['deltas']} |" in out
+
+
+def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):
+    from bench import compare
+
+    def result(commit: str, per_answer: float, ratio: float) -> dict:
+        cost = {"cpu_s_per_answer": per_answer, "per_simulator_cpu": ratio,
+                "floor": {"cpu_s_per_answer": 0.02}}  # fmt: skip
+        return {"options": {"site_commit": commit},
+                "scenarios": [{"label": "streaming", "cost": cost}]}  # fmt: skip
+
+    paths = []
+    for index, (commit, per_answer, ratio) in enumerate(
+        [("aaaaaaa1", 0.07, 5.0), ("bbbbbbb2", 0.05, 4.0), ("aaaaaaa1", 0.09, 6.0),
+         ("bbbbbbb2", 0.06, 3.0), ("aaaaaaa1", 0.08, 5.5)]  # fmt: skip
+    ):
+        path = tmp_path / f"run-{index}.json"
+        path.write_text(json.dumps(result(commit, per_answer, ratio)))
+        paths.append(path)
+
+    table = compare.load(paths)
+    text = compare.markdown(table)
+
+    assert list(table["streaming"]) == ["aaaaaaa", "bbbbbbb"]  # in the order first seen
+    assert "| streaming | `aaaaaaa` | 0.070, 0.090, 0.080 | 5.00, 6.00, 5.50 | 5.50 |" in text
+    assert "| streaming | `bbbbbbb` | 0.050, 0.060 | 4.00, 3.00 | 3.50 |" in text
+    compare.plot(table, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0

@@ -14,14 +14,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import openai
-from openai.types.chat import ChatCompletionChunk
 
 from .. import attached, knowledge
 from ..exceptions import ProviderError
 from ..models import Message, Run, RunStatus
 from ..tool_transcript import Transcript
-from .base import RemoteMessage, RunUpdate, ToolCall, Turn, Usage, cached_tokens
-from .client import get_client, is_context_overflow, provider_errors
+from .base import RemoteMessage, RunUpdate, ToolCall, Turn, Usage
+from .client import is_context_overflow, provider_errors, raw_stream
 from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
 CUT_SHORT = {
@@ -53,15 +52,16 @@ class ChatEngine(LocalGeneration):
             with provider_errors():
                 stream = await self._open(params)
                 async with stream:
-                    async for chunk in stream:
+                    async for chunk in stream:  # the provider's JSON (client.raw_stream)
                         usage = _usage_of(chunk) or usage
-                        for choice in chunk.choices:
-                            finish_reason = choice.finish_reason or finish_reason
-                            calls.add(choice.delta.tool_calls)
-                            if choice.delta.content:
-                                pieces.append(choice.delta.content)
+                        for choice in chunk.get("choices") or []:
+                            finish_reason = choice.get("finish_reason") or finish_reason
+                            delta = choice.get("delta") or {}
+                            calls.add(delta.get("tool_calls"))
+                            if content := delta.get("content"):
+                                pieces.append(content)
                                 if on_text:
-                                    await on_text(choice.delta.content)
+                                    await on_text(content)
         except ProviderError as error:
             return failed_midway(run, pieces, error, usage)
         if finish_reason is not None and calls:
@@ -76,16 +76,15 @@ class ChatEngine(LocalGeneration):
         return _finished(run, "".join(pieces), finish_reason, usage)
 
     async def _open(self, params: dict):
-        completions = get_client(self.provider).chat.completions
         try:
-            return await completions.create(**params)
+            return await raw_stream(self.provider, "/chat/completions", body=params)
         except openai.BadRequestError as error:
             if is_context_overflow(str(error.message)):
                 raise  # the same request without them would not fit either
             # Some servers refuse `stream_options`, which only asks for the usage figures:
             # a refused request started nothing, so it is sent again without them.
             params = {key: value for key, value in params.items() if key != "stream_options"}
-            return await completions.create(**params)
+            return await raw_stream(self.provider, "/chat/completions", body=params)
 
     def request(self, run: Run, history: list[Turn], transcript: Transcript | None = None) -> dict:
         assistant = run.thread.assistant
@@ -142,14 +141,16 @@ def _finished(run: Run, text: str, finish_reason: str, usage: Usage | None) -> R
     return RunUpdate(status=RunStatus.COMPLETED, messages=messages, usage=usage)
 
 
-def _usage_of(chunk: ChatCompletionChunk) -> Usage | None:
-    if chunk.usage is None:
+def _usage_of(chunk: dict) -> Usage | None:
+    usage = chunk.get("usage")
+    if not usage:
         return None
+    details = usage.get("prompt_tokens_details") or {}
     return Usage(
-        input_tokens=chunk.usage.prompt_tokens,
-        output_tokens=chunk.usage.completion_tokens,
-        total_tokens=chunk.usage.total_tokens,
-        cached_input_tokens=cached_tokens(chunk.usage.prompt_tokens_details),
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        total_tokens=usage.get("total_tokens"),
+        cached_input_tokens=details.get("cached_tokens"),
     )
 
 
@@ -162,13 +163,14 @@ class _CallsBeingWritten:
     def __bool__(self) -> bool:
         return bool(self.calls)
 
-    def add(self, deltas) -> None:
+    def add(self, deltas: list[dict] | None) -> None:
         for delta in deltas or []:
-            call = self.calls.setdefault(delta.index, {"id": "", "name": "", "arguments": ""})
-            call["id"] = delta.id or call["id"]
-            if delta.function is not None:
-                call["name"] += delta.function.name or ""
-                call["arguments"] += delta.function.arguments or ""
+            index = delta.get("index") or 0
+            call = self.calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            call["id"] = delta.get("id") or call["id"]
+            function = delta.get("function") or {}
+            call["name"] += function.get("name") or ""
+            call["arguments"] += function.get("arguments") or ""
 
     def finished(self, id_prefix: str) -> list[ToolCall]:
         # Some servers give no ids: made up here, unique within the run.

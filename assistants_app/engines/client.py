@@ -47,21 +47,27 @@ def get_client(provider: dict) -> openai.AsyncOpenAI:
     return per_loop[key]
 
 
-async def raw_stream(provider: dict, method: str, path: str, **options) -> openai.AsyncStream:
-    """A streamed request whose events come as the provider's JSON (dicts), not SDK models.
+async def raw_stream(
+    provider: dict, path: str, body: dict | None = None, query: dict | None = None
+) -> openai.AsyncStream:
+    """A streamed request (a POST with `body`, else a GET with `query`) whose events come as
+    the provider's JSON (dicts), not as SDK models.
 
-    Building a pydantic model for every streamed token was an eighth of a process's CPU per
-    streamed answer (BENCHMARKS.md, "Cost per answer"); the events read here are a handful
-    of fields. The SDK still sends the request, raises for error statuses and for `error`
-    events, exactly as its typed calls do (`cast_to=object` is its documented way to call
-    what it has no method for, and returns the JSON as it came)."""
+    Building a pydantic model for every streamed token cost more of a process's CPU per
+    streamed answer than storing the answer (BENCHMARKS.md, "Cost per answer"), for the
+    handful of fields read of each. The SDK still sends the request and raises for error
+    statuses and `error` events, as its typed calls do: `cast_to=object` is its documented
+    way to call what it has no method for, and hands the JSON on as it came."""
     client = get_client(provider)
-    call = client.get if method == "get" else client.post
-    body = {"body": options.pop("body")} if "body" in options else {}
-    return await call(
-        path, cast_to=object, stream=True, stream_cls=openai.AsyncStream[object],
-        options={"params": options} if options else {}, **body,
-    )  # fmt: skip
+    stream_cls = openai.AsyncStream[object]
+    if body is not None:
+        return await client.post(
+            path, cast_to=object, body=body, stream=True, stream_cls=stream_cls
+        )
+    options = {"params": query} if query else {}
+    return await client.get(
+        path, cast_to=object, options=options, stream=True, stream_cls=stream_cls
+    )
 
 
 async def list_models(provider: dict, timeout: float) -> list[str]:

@@ -198,7 +198,7 @@ class ResponsesEngine(LocalGeneration):
         params = {} if starting_after is None else {"starting_after": starting_after}
         with provider_errors():
             events = await raw_stream(
-                self.provider, "get", f"/responses/{run.remote_id}", stream="true", **params
+                self.provider, f"/responses/{run.remote_id}", query={"stream": "true", **params}
             )
             async with events:
                 if not events.response.headers.get("content-type", "").startswith(
