@@ -99,7 +99,10 @@ async def test_a_team_sending_at_once_gets_every_answer_once_on_the_page(tmp_pat
 
 
 async def test_double_clicks_get_one_201_and_one_409_each_and_spend_one_send(tmp_path):
-    with start_site(tmp_path, env={"MESSAGES_PER_MINUTE": "2"}) as site:
+    # Answers take 3 s: the second click of a pair must meet the first's run still going,
+    # however long twenty sends queue for SQLite's lock (the process that starts a run drives
+    # it at once, and a 0.3 s answer could end before a slow second click is stored).
+    with start_site(tmp_path, env={"MESSAGES_PER_MINUTE": "2"}, latency=3.0) as site:
         people = team(site, 10)
         threads = [(person, person.start_thread()) for person in people]
         sends = [send for pair in threads for send in (pair, pair)]
