@@ -194,8 +194,8 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
         assert scenario["lone_connect"]["under_load"]["count"] > 0
         assert (scenario["errors"], scenario["lost"], scenario["duplicated"]) == (0, 0, 0)
         assert scenario["added_ms"][str(95)] is not None
-    # Polling asks again and again; a stream is one create and one streamed retrieve.
-    assert two_processes["requests_per_run"] > streaming["requests_per_run"] >= 2
+    # Polling asks again and again; a streamed answer is one create, which streams it.
+    assert two_processes["requests_per_run"] > streaming["requests_per_run"] >= 1
     assert len(two_processes["rss_peak_mb"]) == 2
     # What a streamed answer costs the server, beside the floor: the same load straight to
     # the simulator, which costs less than the site's way (the site streams it on too).

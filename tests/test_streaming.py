@@ -10,11 +10,11 @@ import respx
 from channels.layers import get_channel_layer
 from django.utils.timezone import now
 
-from assistants_app import runs
+from assistants_app import runs, services
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
-from .provider_payloads import RESPONSE_ID, response
+from .provider_payloads import RESPONSE_ID, conversation, response
 from .streamed import ANSWER, WORDS, written
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("streaming")]
@@ -249,3 +249,97 @@ async def test_a_streamed_answer_out_of_time_expires_keeping_what_it_wrote(start
     assert cancel.called
     kept = [(m.text, m.is_partial) async for m in Message.objects.filter(run=started_run)]
     assert kept == [("Once upon", True)]
+
+
+# Started here: the response is created with its stream, which this process then follows.
+
+
+async def send(alice, thread) -> Run:
+    """Alice sends a message in her thread; the run it starts, once its driver is done."""
+    thread = await services.athread_of(alice, thread.pk)
+    _, run = await services.submit_message(alice, thread, "Hi")
+    if (driver := runs._driving.get(run.pk)) is not None:
+        await driver.task
+    await run.arefresh_from_db()
+    return run
+
+
+def created_streaming(request: httpx.Request) -> bool:
+    return json.loads(request.content).get("stream") is True
+
+
+async def test_a_run_is_streamed_by_its_create_alone(alice, alice_thread):
+    layer, channel = await collect(alice_thread.group_name)
+    with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=False) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        created = provider.post("/responses").mock(
+            return_value=stream_response(sse(opening() + deltas(WORDS) + completion()))
+        )
+        retrieved = provider.get(RETRIEVE).respond(json=response("completed", text=ANSWER))
+        run = await send(alice, alice_thread)
+
+    sent = json.loads(created.calls.last.request.content)
+    assert (sent["stream"], sent["background"], sent["store"]) == (True, True, True)
+    assert created.call_count == 1
+    assert not retrieved.called  # one request for the whole answer
+    received = await drain(layer, channel)
+    assert written([e for e in received if e["type"] == "message.delta"]) == ANSWER
+    assert (run.status, run.remote_id) == (RunStatus.COMPLETED, RESPONSE_ID)
+    assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_created_stream_that_breaks_is_resumed_after_its_last_event(alice, alice_thread):
+    first = opening() + deltas(WORDS[:3])  # the connection drops here
+    rest = deltas(WORDS[3:]) + completion()
+    resumed = []
+
+    def retrieve(request):
+        if not is_stream(request):
+            return httpx.Response(200, json=response("in_progress"))
+        resumed.append(request.url.params.get("starting_after"))
+        return stream_response(sse(rest, first_sequence=len(first)))
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        provider.post("/responses").mock(return_value=stream_response(sse(first)))
+        provider.get(RETRIEVE).mock(side_effect=retrieve)
+        run = await send(alice, alice_thread)
+
+    assert resumed == [str(len(first) - 1)]
+    assert run.status == RunStatus.COMPLETED
+    assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_provider_that_will_not_stream_a_create_gets_it_plainly(alice, alice_thread):
+    def create(request):
+        if created_streaming(request):
+            return httpx.Response(400, json={"error": {"message": "No streaming here",
+                                                       "type": "invalid_request_error",
+                                                       "code": "unsupported"}})  # fmt: skip
+        return httpx.Response(200, json=response("queued"))
+
+    events = opening() + deltas(WORDS) + completion()
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        created = provider.post("/responses").mock(side_effect=create)
+        provider.get(RETRIEVE).mock(return_value=stream_response(sse(events)))
+        run = await send(alice, alice_thread)
+
+    assert [created_streaming(call.request) for call in created.calls] == [True, False]
+    assert run.status == RunStatus.COMPLETED
+    assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_provider_that_ignores_stream_on_a_create_is_followed_all_the_same(
+    alice, alice_thread
+):
+    events = opening() + deltas(WORDS) + completion()
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        created = provider.post("/responses").respond(json=response("queued"))
+        provider.get(RETRIEVE).mock(return_value=stream_response(sse(events)))
+        run = await send(alice, alice_thread)
+
+    assert created.call_count == 1
+    assert run.status == RunStatus.COMPLETED
+    assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]

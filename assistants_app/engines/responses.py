@@ -19,8 +19,10 @@ writes later is not stored. Unlike the other engines this one reads the thread's
 (read only, through history.py): the provider keeps none on the stateless paths.
 """
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+import openai
 from django.conf import settings
 from django.db.models import Q
 from openai.types.responses import Response
@@ -47,6 +49,7 @@ from .base import (
 from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import (
+    BAD_ANSWER,
     get_client,
     is_context_overflow,
     poll_after_seconds,
@@ -57,6 +60,11 @@ from .local import UNFINISHED, LocalGeneration, broken, failed_midway
 
 TERMINAL = {"completed", "failed", "cancelled", "incomplete"}
 LOCAL_PREFIX = "stream-"  # the remote id of a run generated here (there is none to retrieve)
+
+log = logging.getLogger(__name__)
+
+# run id -> the rest of the stream its response was created with, until `stream` follows it
+_held_streams: dict[int, openai.AsyncStream] = {}
 
 
 def stream_unavailable() -> ProviderError:
@@ -127,14 +135,25 @@ class ResponsesEngine(LocalGeneration):
             params = await self._shorter(run, params, found)
             run.note = LEFT_OUT_NOTE
         try:
-            raw = await self._create(params)
+            return await self._started(run, params, found)
         except ProviderError as error:
             if error.code != "context_overflow":
                 raise
             # Once more, shorter: the provider drops the conversation's oldest items, or we
             # send half the history.
-            raw = await self._create(await self._shorter(run, params, found))
+            update = await self._started(run, await self._shorter(run, params, found), found)
             run.note = LEFT_OUT_NOTE
+            return update
+
+    async def _started(self, run: Run, params: dict, found: Capabilities) -> RunUpdate:
+        """Create the run's background response; sets `run.remote_id`. Where runs stream, it
+        streams from its creation: one request, where creating it and then retrieving its
+        stream takes two (and a round trip before the first token). The rest of that stream
+        is held for `stream`, in this process, which drives the runs it starts."""
+        if settings.RUN_STREAMING and found.streamed_retrieve is not False:
+            if (update := await self._create_streamed(run, params)) is not None:
+                return update
+        raw = await self._create(params)
         with provider_errors():
             response = raw.parse()
         run.remote_id = response.id
@@ -143,6 +162,45 @@ class ResponsesEngine(LocalGeneration):
     async def _create(self, params: dict):
         with provider_errors():
             return await get_client(self.provider).responses.with_raw_response.create(**params)
+
+    async def _create_streamed(self, run: Run, params: dict) -> RunUpdate | None:
+        """The response created with its stream, read up to its first event (which names it);
+        None if the provider refused to stream it (nothing was created then)."""
+        with provider_errors():
+            try:
+                body = {**params, "stream": True}
+                events = await raw_stream(self.provider, "/responses", body=body)
+            except (openai.BadRequestError, openai.UnprocessableEntityError) as error:
+                if is_context_overflow(error.message):
+                    raise
+                # Refused as a whole, so nothing started: this server cannot stream creates.
+                log.info("provider refused a streamed create (%s); creating it plainly", error)
+                return None
+            try:
+                if not events.response.headers.get("content-type", "").startswith(
+                    "text/event-stream"
+                ):
+                    # A server that ignores `stream` answers with the response itself.
+                    response = Response.model_validate_json(await events.response.aread())
+                    run.remote_id = response.id
+                    await events.close()
+                    return to_run_update(response, events.response.headers)
+                while not isinstance((event := await anext(events)).get("response"), dict):
+                    pass  # response.created comes first; anything before it says nothing
+                first = to_stream_event(event)
+                run.remote_id = str(event["response"].get("id") or "")
+                if not run.remote_id or first.update is None:
+                    raise ProviderError("bad_answer", BAD_ANSWER)
+            except StopAsyncIteration:
+                await events.close()
+                raise ProviderError(
+                    "stream_error", "The provider's stream ended before the answer began."
+                ) from None
+            except BaseException:
+                await events.close()
+                raise
+        _held_streams[run.pk] = events
+        return first.update
 
     async def _shorter(self, run: Run, params: dict, found: Capabilities) -> dict:
         if "conversation" in params:
@@ -192,6 +250,12 @@ class ResponsesEngine(LocalGeneration):
             async for event in super().stream(run, starting_after):
                 yield event
             return
+        if (held := _held_streams.pop(run.pk, None)) is not None:
+            with provider_errors():
+                async with held:  # the stream of its create (_create_streamed)
+                    async for event in held:
+                        yield to_stream_event(event)
+            return
         found = await self.capabilities(run.thread.assistant)
         if found.streamed_retrieve is False:
             raise stream_unavailable()
@@ -208,6 +272,14 @@ class ResponsesEngine(LocalGeneration):
                     raise stream_unavailable()
                 async for event in events:
                     yield to_stream_event(event)
+
+    def holds_stream(self, run: Run) -> bool:
+        return run.pk in _held_streams
+
+    async def close_stream(self, run: Run) -> None:
+        if (events := _held_streams.pop(run.pk, None)) is not None:
+            await events.close()
+        await super().close_stream(run)
 
     async def submit_tool_outputs(
         self, run: Run, outputs: list[ToolOutput], stream: bool = False
