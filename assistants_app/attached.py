@@ -55,6 +55,13 @@ def of_messages(message_ids) -> dict[int, tuple[Attached, ...]]:
     return {message_id: tuple(items) for message_id, items in found.items()}
 
 
+def known_to_have_none(message) -> bool:
+    """Whether the message's attachments were loaded with it, and there are none (a message
+    just sent without files: services.py)."""
+    loaded = getattr(message, "_prefetched_objects_cache", {}).get("attachments")
+    return loaded is not None and not loaded
+
+
 def with_documents_as_text(text: str, attachments, keep=lambda a: False) -> str:
     """The message's text followed by the text of its documents (but those `keep` sends as
     files)."""

@@ -62,10 +62,13 @@ class Transcript:
         return items
 
 
-def load(run) -> Transcript:
+def load(run, started: bool = True) -> Transcript:
+    """The run's tools and rounds so far; a run not `started` on its provider yet has been
+    asked for no tool call (no query for its steps)."""
     tools = list(allowed_tools(run.thread.assistant).values())
     by_round: dict[int, list[ToolStep]] = {}
-    for step in ToolStep.objects.filter(run=run).order_by("round", "id"):
+    steps = ToolStep.objects.filter(run=run).order_by("round", "id") if started else ()
+    for step in steps:
         by_round.setdefault(step.round, []).append(step)
     rounds = [by_round[number] for number in sorted(by_round)]
     pending = []

@@ -116,7 +116,7 @@ class ResponsesEngine(LocalGeneration):
             run.remote_id = f"{LOCAL_PREFIX}{run.pk}"
             return RunUpdate(status=RunStatus.QUEUED)
         params = {**await self._grounded(run), "background": True, "store": True}
-        _add_tools(params, _tools_param(await load_transcript(run)))
+        _add_tools(params, _tools_param(await load_transcript(run, started=False)))
         if run.thread.remote_id:
             params["conversation"] = run.thread.remote_id
             params["input"] = await _prompt_input(message)
@@ -404,6 +404,8 @@ async def _prompt_input(message: Message) -> str | list[dict]:
         files = attached.of_messages([message.pk]).get(message.pk, ())
         return _input_items([Turn(message.role, message.text, files)]) if files else message.text
 
+    if attached.known_to_have_none(message):
+        return message.text
     return await database_sync_to_async(build)()
 
 
@@ -468,8 +470,16 @@ def _last_answered(run: Run) -> str:
     return "" if previous is None or previous.startswith(LOCAL_PREFIX) else previous
 
 
+async def _last_run_overflowed(run: Run) -> bool:
+    # Read with the thread as the run was stored (services._starting_a_run), or else here.
+    overflowed = getattr(run.thread, "last_run_overflowed", None)
+    if overflowed is None:
+        overflowed = await _previous_run_overflowed(run)
+    return overflowed
+
+
 @database_sync_to_async
-def _last_run_overflowed(run: Run) -> bool:
+def _previous_run_overflowed(run: Run) -> bool:
     last = Run.objects.filter(thread_id=run.thread_id, pk__lt=run.pk).order_by("-pk").first()
     return last is not None and last.error_code == "context_overflow"
 
