@@ -56,6 +56,25 @@ def test_a_run_costs_its_tokens_at_the_models_prices(alice_thread, price):
     assert record.cached_input_tokens == 400_000
 
 
+def test_a_run_is_priced_by_the_model_it_was_reserved_with(alice_thread, price):
+    """Staff switch the assistant to another model while a run of the old one goes on: the
+    run is charged at the old model's prices, the one its ledger entry names."""
+    ModelPrice.objects.create(
+        model="gpt-dearer", input_per_million=Decimal("20.00"), output_per_million=Decimal("80.00")
+    )
+    run = Run.objects.create(thread=alice_thread)
+    usage.reserve(run)
+    alice_thread.assistant.model = "gpt-dearer"  # as the driver loads the run after the change
+    run.status, run.input_tokens, run.output_tokens = RunStatus.COMPLETED, 1_000_000, 250_000
+    run.cached_input_tokens, run.total_tokens = 0, 1_250_000
+    usage.settle(run)
+
+    record = UsageRecord.objects.get(run=run)
+    assert record.model == "gpt-test"
+    assert record.cost == Decimal("2.0") + Decimal("2.0")  # gpt-test's prices
+    assert (record.status, record.total_tokens) == (RunStatus.COMPLETED, 1_250_000)
+
+
 def test_cached_input_without_its_own_price_costs_the_input_price(alice_thread, price):
     price.cached_input_per_million = None
     price.save()
