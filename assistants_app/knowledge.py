@@ -19,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import connection
 
 from . import files
+from .db import database_sync_to_async
 from .exceptions import FileRefused
 from .models import Assistant, Citation, KnowledgeChunk, KnowledgeDocument, Run
 
@@ -222,15 +223,18 @@ def uses_vector_store(assistant: Assistant) -> bool:
     return bool(provider.get("vector_stores")) and assistant.engine != "chat"
 
 
+def nothing_to_search(assistant: Assistant) -> bool:
+    """Known without a query: the assistant has no documents here to ground a run on (its
+    version, read as the run was stored, says so; assistant_versions.values_of), or its
+    provider searches its own vector store."""
+    return uses_vector_store(assistant) or getattr(assistant, "has_documents", None) is False
+
+
 def ground(run: Run, question: str) -> list[Citation]:
     """Find the passages for a run's question and number them as its sources; none for an
     assistant without documents or whose provider searches its own vector store."""
     assistant = run.thread.assistant
-    # Whether it has documents was read with its version (assistant_versions.values_of).
-    has_documents = getattr(assistant, "has_documents", None)
-    if has_documents is None:
-        has_documents = assistant.documents.exists()
-    if uses_vector_store(assistant) or not has_documents:
+    if nothing_to_search(assistant) or not assistant.documents.exists():
         return []
     chunks = search(assistant.pk, question, settings.KNOWLEDGE_PASSAGES)
     return Citation.objects.bulk_create(
@@ -244,6 +248,14 @@ def ground(run: Run, question: str) -> list[Citation]:
         )
         for number, chunk in enumerate(chunks, start=1)
     )
+
+
+async def acontext_for(run: Run) -> str:
+    """`context_for`, for async callers: no trip to a database thread for a run grounded
+    here on no passage."""
+    if getattr(run, "grounded_on", None) == 0:
+        return ""
+    return await database_sync_to_async(context_for)(run)
 
 
 def context_for(run: Run) -> str:

@@ -144,6 +144,9 @@ def _check_owner(user, thread: Thread) -> None:
 async def _ground(run: Run, message: Message) -> None:
     """Number the passages of the assistant's knowledge the run answers from (knowledge.py).
     A search that fails leaves the run without them, not the message unsent."""
+    if knowledge.nothing_to_search(run.thread.assistant):
+        run.grounded_on = 0  # known without a trip to a database thread
+        return
     try:
         sources = await database_sync_to_async(knowledge.ground)(run, message.text)
         run.grounded_on = len(sources)  # known here: the run's request asks for none

@@ -131,7 +131,7 @@ class AssistantsEngine(Engine):
         }
         if assistant.temperature is not None:
             params["temperature"] = assistant.temperature
-        context = await database_sync_to_async(knowledge.context_for)(run)
+        context = await knowledge.acontext_for(run)
         if context:  # the passages of its knowledge this run answers from, numbered
             params["additional_instructions"] = context
         with provider_errors():

@@ -223,7 +223,7 @@ class ResponsesEngine(LocalGeneration):
         params = self._common(run.thread.assistant)
         if store := _vector_store_of(run.thread.assistant):
             params["tools"] = [{"type": "file_search", "vector_store_ids": [store]}]
-        context = await database_sync_to_async(knowledge.context_for)(run)
+        context = await knowledge.acontext_for(run)
         if context:
             params["instructions"] = knowledge.with_context(params.get("instructions", ""), context)
         return params
@@ -492,6 +492,11 @@ def to_stream_event(event: dict) -> StreamEvent:
         return StreamEvent(sequence, delta=event.get("delta") or "", item_id=event.get("item_id"))
     response = event.get("response")
     if kind.startswith("response.") and isinstance(response, dict):
+        status = response.get("status")
+        if status in ("queued", "in_progress") and not response.get("output"):
+            # Under way with nothing written yet (created, in progress): its status is all it
+            # says, and no model need be built to read it.
+            return StreamEvent(sequence, update=RunUpdate(status=RunStatus(status)))
         return StreamEvent(sequence, update=to_run_update(Response.model_construct(**response), {}))
     return StreamEvent(sequence)
 
