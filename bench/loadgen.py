@@ -11,7 +11,8 @@ in time, and to loopback addresses.
 
 For the cost figures it counts each run's `message.delta` events (an event sent in `part`s
 counts once) and says when the runners started and stopped posting (time.time()), so that
-the servers' CPU time can be cut to that window.
+the servers' CPU time can be cut to that window. For the latency of each token it keeps when
+each delta came and which characters of the answer it brought.
 """
 
 import asyncio
@@ -66,7 +67,8 @@ class Observations:
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     # run id -> {"user", "posted", "status", "arrivals": [time.time() of each message frame],
-    # "deltas": message.delta events}
+    # "deltas": message.delta events, "delta_arrivals": [[time.time(), offset, len(text)] of
+    # each]}
     runs: dict[int, dict] = field(default_factory=dict)
 
     def error(self, text: str) -> None:
@@ -134,6 +136,8 @@ class User:
         elif kind == "message.delta":
             run = self.seen.runs.setdefault(event["run_id"], {"user": self.index})
             run["deltas"] = run.get("deltas", 0) + 1
+            # A delta's text is the answer from character `offset` on.
+            run.setdefault("delta_arrivals", []).append([now, event["offset"], len(event["text"])])
         elif kind == "run.status" and event["run"]["is_terminal"]:
             self.ended[event["run"]["id"]] = event["run"]["status"]
             self.seen.runs.setdefault(event["run"]["id"], {"user": self.index})["ended"] = now

@@ -15,21 +15,22 @@ def percentile(values: list[float], p: float) -> float | None:
 
 def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | None = None
               ) -> dict:  # fmt: skip
-    """Per scenario: added latency, provider requests per run, errors, lost and duplicated
-    answers, and connect bursts.
+    """Per scenario: added latency, token latency, provider requests per run, errors, lost and
+    duplicated answers, and connect bursts.
 
     Added latency is from the simulator completing an answer (its `completed_at`) to the
-    answer's `message.created` frame reaching the socket watching the thread; both clocks are
-    this machine's time.time(). A response is known by its id (the run's remote id), a chat
-    completion by the prompt it answered (each run's text is unique).
+    answer's `message.created` frame reaching the socket watching the thread; token latency is
+    from the simulator writing each token to the page first holding it (token_latencies). Both
+    clocks are this machine's time.time(). A response is known by its id (the run's remote
+    id), a chat completion by the prompt it answered (each run's text is unique).
     """
-    completed_at = {r["id"]: r["completed_at"] for r in stats["responses"]}
+    responses = {r["id"]: r for r in stats["responses"] if r["completed_at"] is not None}
     answered = {
-        c["prompt"]: c["completed_at"]
+        c["prompt"]: c
         for c in reversed((chat_stats or {}).get("completions", []))  # the first one wins
         if c["completed_at"] is not None
     }
-    added, lost, duplicated, completed = [], 0, 0, 0
+    added, tokens, lost, duplicated, completed = [], [], 0, 0, 0
     for run_id, run in observed["runs"].items():
         arrivals = run.get("arrivals", [])
         duplicated += max(0, len(arrivals) - 1)
@@ -39,9 +40,10 @@ def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | 
         if not arrivals:
             lost += 1
             continue
-        finished = completed_at.get(remote_ids.get(int(run_id))) or answered.get(run.get("text"))
-        if finished is not None:
-            added.append(1000 * (arrivals[0] - finished))
+        answer = responses.get(remote_ids.get(int(run_id))) or answered.get(run.get("text"))
+        if answer is not None:
+            added.append(1000 * (arrivals[0] - answer["completed_at"]))
+            tokens += token_latencies(answer, run.get("delta_arrivals", []), arrivals[0])
     completions = len((chat_stats or {}).get("completions", []))  # one request each
     requests = (
         stats["conversations"]
@@ -55,6 +57,8 @@ def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | 
         "runs_completed": completed,
         "added_ms": {p: _round(percentile(added, p)) for p in (50, 95, 99)},
         "added_ms_samples": [round(a, 1) for a in added],
+        # No samples: tens of tokens an answer would swell the results file.
+        "token_ms": {p: _round(percentile(tokens, p)) for p in (50, 95, 99)},
         "requests_per_run": round(requests / max(1, len(stats["responses"]) + completions), 1),
         "errors": observed["error_count"],
         "error_samples": observed["errors"][:10],
@@ -64,6 +68,27 @@ def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | 
         "reconnect_under_load": _burst(observed["reconnect_under_load"]),
         "lone_connect": _lone(observed.get("lone_connects")),
     }
+
+
+def token_latencies(answer: dict, deltas: list[list[float]], shown: float) -> list[float]:
+    """Milliseconds from the simulator writing each token of `answer` (its `token_times` and
+    `token_ends`) to the page first holding the answer's text through that token's end.
+
+    The page holds it from the first frame that reaches that far: a `message.delta` ([arrival,
+    offset, length of its text]) reaching offset + length characters, or the whole message
+    (`message.created`, at `shown`), whichever came first. Without deltas (a polled answer)
+    every token waits for the whole message. Counted in characters, as the site may mend the
+    text a little.
+    """
+    reaches = [(at, offset + length) for at, offset, length in deltas] + [(shown, math.inf)]
+    frames = iter(sorted(reaches))  # in the order they came
+    latencies, reach = [], 0
+    for wrote, end in zip(answer["token_times"], answer["token_ends"], strict=True):
+        while reach < end:  # every token adds text, so the first one reads a frame
+            held_at, furthest = next(frames)
+            reach = max(reach, furthest)
+        latencies.append(1000 * (held_at - wrote))
+    return latencies
 
 
 def window_cpu(samples: list[tuple[float, list[float]]], started: float, stopped: float
@@ -164,10 +189,10 @@ def _round(value: float | None) -> int | None:
 def line(result: dict) -> str:
     if result.get("unavailable"):
         return f"{result['name']}: not available: {result['unavailable']}"
-    added = result["added_ms"]
     return (
         f"{result['name']}: {result['sockets']} sockets, {result['runs_completed']} runs, "
-        f"added p50/p95/p99 {added[50]}/{added[95]}/{added[99]} ms, "
+        f"added p50/p95/p99 {_percentiles_text(result['added_ms'], '/')} ms, "
+        f"per token p50/p95/p99 {_percentiles_text(result['token_ms'], '/')} ms, "
         f"{result['requests_per_run']} requests/run, errors {result['errors']}, "
         f"lost {result['lost']}, duplicated {result['duplicated']}, "
         f"not stored once / unfinished {_stored_text(result.get('answers_not_stored_once'))}, "
@@ -177,6 +202,10 @@ def line(result: dict) -> str:
         f"lone connect {_lone_text(result.get('lone_connect'))}, "
         f"cost {_cost_text(result.get('cost'))}"
     )
+
+
+def _percentiles_text(percentiles: dict, between: str = " / ") -> str:
+    return between.join(str(percentiles[p]) for p in (50, 95, 99))
 
 
 def _cost_text(cost: dict | None) -> str:
@@ -212,6 +241,7 @@ def _lone_text(lone: dict | None) -> str:
 
 COLUMNS = [
     "Scenario", "Processes", "Sockets", "Runs completed", "Added latency p50 / p95 / p99 (ms)",
+    "Latency per token p50 / p95 / p99 (ms)",
     "Provider requests per run", "Errors", "Lost", "Duplicated", "Peak RSS per process (MB)",
     "CPU per process (%)", "Connect burst", "Reconnect burst while runs poll",
     "Lone connect p50 / p95", "Answers not stored once / runs unfinished",
@@ -226,11 +256,11 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
             cells = [r["label"], str(r["servers"]), f"not available: {r['unavailable']}"]
             cells += [""] * (len(COLUMNS) - len(cells))
         else:
-            added = r["added_ms"]
             cells = [
                 r["label"], str(r["servers"]), f"{r['sockets']} / {r['sockets_planned']}",
                 f"{r['runs_completed']} ({r['runs_planned']} in flight)",
-                f"{added[50]} / {added[95]} / {added[99]}", str(r["requests_per_run"]),
+                _percentiles_text(r["added_ms"]), _percentiles_text(r["token_ms"]),
+                str(r["requests_per_run"]),
                 str(r["errors"]), str(r["lost"]), str(r["duplicated"]),
                 ", ".join(map(str, r["rss_peak_mb"])), ", ".join(map(str, r["cpu_percent"])),
                 _burst_text(r["connect"]), _burst_text(r["reconnect_under_load"]),

@@ -22,12 +22,13 @@ def observed(runs: dict) -> dict:
     }
 
 
+NO_TOKENS = {"token_times": [], "token_ends": []}
 STATS = {
     "conversations": 3,
     "responses": [
-        {"id": "resp_a", "completed_at": 100.0, "polls": 4, "streams": 0},
-        {"id": "resp_b", "completed_at": 200.0, "polls": 6, "streams": 0},
-        {"id": "resp_c", "completed_at": 300.0, "polls": 5, "streams": 0},
+        {"id": "resp_a", "completed_at": 100.0, "polls": 4, "streams": 0, **NO_TOKENS},
+        {"id": "resp_b", "completed_at": 200.0, "polls": 6, "streams": 0, **NO_TOKENS},
+        {"id": "resp_c", "completed_at": 300.0, "polls": 5, "streams": 0, **NO_TOKENS},
     ],
 }
 REMOTE_IDS = {1: "resp_a", 2: "resp_b", 3: "resp_c"}
@@ -43,6 +44,39 @@ def test_it_measures_latency_from_the_provider_finishing_to_the_frame():
     assert summary["added_ms"] == {50: 250, 95: 500, 99: 500}
     # A conversation per thread, then a create and the polls per response.
     assert summary["requests_per_run"] == round((3 + 5 + 7 + 6) / 3, 1)
+
+
+def test_it_times_each_token_from_the_simulator_writing_it_to_the_page_holding_it():
+    # "Hel", "lo" and " you" (ends at 3, 5, 9 characters), written an eighth of a second apart.
+    written = {"token_times": [10.0, 10.125, 10.25], "token_ends": [3, 5, 9]}
+    stats = {"conversations": 0, "responses": [
+        {"id": "resp_streamed", "completed_at": 10.375, "polls": 0, "streams": 1, **written},
+        {"id": "resp_polled", "completed_at": 10.375, "polls": 3, "streams": 0, **written},
+    ]}  # fmt: skip
+    runs = {
+        # "Hel" comes, then "lo y" (short of the end, as mended text may be); the rest comes
+        # only with the whole message.
+        "1": {"status": "completed", "arrivals": [10.5],
+              "delta_arrivals": [[10.0625, 0, 3], [10.375, 3, 4]]},
+        "2": {"status": "completed", "arrivals": [10.5]},  # polled: the whole message only
+    }  # fmt: skip
+
+    summary = report.summarise(observed(runs), stats, {1: "resp_streamed", 2: "resp_polled"})
+
+    streamed = report.token_latencies(written, runs["1"]["delta_arrivals"], 10.5)
+    polled = report.token_latencies(written, [], 10.5)
+    assert streamed == [62.5, 250.0, 250.0]
+    assert polled == [500.0, 375.0, 250.0]
+    assert summary["token_ms"] == {50: 250, 95: 500, 99: 500}
+    assert summary["added_ms_samples"] == [125.0, 125.0]  # unchanged: from completion
+
+
+def test_a_token_is_held_from_the_first_frame_that_reaches_it():
+    written = {"token_times": [1.0, 1.5], "token_ends": [4, 8]}
+    # The whole message came before a late delta that also covers the second token.
+    late = [[1.25, 0, 4], [3.0, 4, 4]]
+
+    assert report.token_latencies(written, late, 2.0) == [250.0, 500.0]
 
 
 def test_it_counts_an_answer_never_shown_as_lost_and_a_second_frame_as_duplicated():
@@ -71,15 +105,19 @@ def test_a_chat_completion_is_known_at_the_simulator_by_the_prompt_it_answered()
         "7": {"status": "completed", "arrivals": [50.125], "text": "Bench message 1 from user 0"}
     }
     chat = {"completions": [
-        {"id": "chatcmpl-1", "prompt": "Bench message 1 from user 0", "completed_at": 50.0},
-        {"id": "chatcmpl-2", "prompt": "Bench message 1 from user 0", "completed_at": 60.0},
-        {"id": "chatcmpl-3", "prompt": "Bench message 2 from user 0", "completed_at": None},
+        {"id": "chatcmpl-1", "prompt": "Bench message 1 from user 0", "completed_at": 50.0,
+         "token_times": [49.75], "token_ends": [10]},
+        {"id": "chatcmpl-2", "prompt": "Bench message 1 from user 0", "completed_at": 60.0,
+         "token_times": [59.75], "token_ends": [10]},
+        {"id": "chatcmpl-3", "prompt": "Bench message 2 from user 0", "completed_at": None,
+         **NO_TOKENS},
     ]}  # fmt: skip
     no_responses = {"conversations": 0, "responses": []}
 
     summary = report.summarise(observed(runs), no_responses, {7: "chat-7"}, chat)
 
     assert summary["added_ms_samples"] == [125.0]  # from the first answer to that prompt
+    assert summary["token_ms"] == {50: 375, 95: 375, 99: 375}  # its token, too
     assert summary["requests_per_run"] == 1.0
 
 
@@ -146,13 +184,15 @@ def test_the_load_generator_counts_each_delta_of_a_run_once():
     seen = Observations()
     user = User(0, {"session": "s", "thread": 1}, plan, seen)
 
-    for text in ("Hel", "lo"):
-        user.receive({"type": "message.delta", "run_id": 5, "offset": 0, "text": text}, 1.0)
+    for offset, text, now in ((0, "Hel", 1.0), (3, "lo", 1.5)):
+        user.receive({"type": "message.delta", "run_id": 5, "offset": offset, "text": text}, now)
     user.receive({"type": "run.status", "run": {"id": 5, "status": "completed",
                                                 "is_terminal": True}}, 2.0)  # fmt: skip
 
     assert seen.runs[5]["deltas"] == 2
     assert seen.runs[5]["ended"] == 2.0
+    # When each came and which characters it brought, for the latency of each token.
+    assert seen.runs[5]["delta_arrivals"] == [[1.0, 0, 3], [1.5, 3, 2]]
 
 
 def test_the_floor_only_loads_loopback_addresses():
@@ -194,6 +234,9 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
         assert scenario["lone_connect"]["under_load"]["count"] > 0
         assert (scenario["errors"], scenario["lost"], scenario["duplicated"]) == (0, 0, 0)
         assert scenario["added_ms"][str(95)] is not None
+    # Each token of a streamed answer reaches the page after the simulator wrote it.
+    token_p95 = streaming["token_ms"][str(95)]
+    assert isinstance(token_p95, int) and token_p95 >= 0
     # Polling asks again and again; a streamed answer is one create, which streams it.
     assert two_processes["requests_per_run"] > streaming["requests_per_run"] >= 1
     assert len(two_processes["rss_peak_mb"]) == 2
@@ -214,6 +257,7 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     out = capsys.readouterr().out
     assert "| ours, 2 processes | 2 | 16 / 16 |" in out
     assert "| streaming | " + f"{cost['answers']} | {cost['deltas']} |" in out
+    assert "Latency per token p50 / p95 / p99 (ms)" in out
 
 
 def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):

@@ -196,10 +196,46 @@ async def test_its_stats_tell_each_responses_polls_and_completion(simulator):
     stats = (await simulator.get("http://sim/simulator/stats")).json()
 
     assert stats["conversations"] == 1
-    assert stats["responses"] == [
-        {"id": response_id, "status": "completed", "completed_at": done["completed_at"],
-         "polls": 2, "streams": 0}
-    ]  # fmt: skip
+    [stat] = stats["responses"]
+    assert {k: v for k, v in stat.items() if not k.startswith("token_")} == {
+        "id": response_id, "status": "completed", "completed_at": done["completed_at"],
+        "polls": 2, "streams": 0,
+    }  # fmt: skip
+
+
+async def test_its_stats_tell_when_each_token_of_the_answer_was_written(simulator):
+    before = time.time()
+    _, created = await create_response(simulator)
+    await asyncio.sleep(0.3)
+    done = (await simulator.get(f"/responses/{created.json()['id']}")).json()
+
+    [stat] = (await simulator.get("http://sim/simulator/stats")).json()["responses"]
+
+    reply = done["output"][0]["content"][0]["text"]
+    assert_tokens_add_up_to(stat, reply, first_after=before + 0.2, last_by=done["completed_at"])
+
+
+async def test_a_cancelled_response_tells_only_the_tokens_it_wrote(simulator):
+    _, created = await create_response(
+        simulator, headers={"X-Simulator-Token-Rate": "20"}, text="Tell me a long story"
+    )
+    await asyncio.sleep(0.35)  # 0.2 s latency, then about three tokens
+    cancelled = (await simulator.post(f"/responses/{created.json()['id']}/cancel")).json()
+    await asyncio.sleep(0.1)  # it would have written two more by now
+
+    [stat] = (await simulator.get("http://sim/simulator/stats")).json()["responses"]
+
+    partial = cancelled["output"][0]["content"][0]["text"]
+    assert_tokens_add_up_to(stat, partial, first_after=0, last_by=time.time())
+
+
+def assert_tokens_add_up_to(stat: dict, text: str, first_after: float, last_by: float) -> None:
+    """Each token adds text until the whole of `text`, written one after another in time."""
+    ends, times = stat["token_ends"], stat["token_times"]
+    assert len(ends) == len(times) > 1
+    assert ends == sorted(set(ends)) and ends[-1] == len(text)
+    assert times == sorted(times)
+    assert first_after <= times[0] and times[-1] <= last_by
 
 
 def test_jitter_spreads_the_latency_of_answers():

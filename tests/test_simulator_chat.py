@@ -8,6 +8,8 @@ import pytest
 
 from assistants_app.simulator.app import create_app
 
+from .test_simulator import assert_tokens_add_up_to
+
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
     {"role": "user", "content": "Hi"},
@@ -100,3 +102,28 @@ async def test_it_says_when_each_answer_was_complete_and_to_which_prompt(client)
     completions = stats.json()["completions"]
     assert [c["prompt"] for c in completions] == ["Show me a list", "Hi"]
     assert all(before <= c["completed_at"] <= time.time() for c in completions)
+
+
+async def test_it_says_when_each_token_of_an_answer_was_written(client):
+    before = time.time()
+    completion = await client.chat.completions.create(model="simulator", messages=CONVERSATION)
+
+    stats = await client.get("http://simulator/simulator/chat-stats", cast_to=httpx.Response)
+
+    [stat] = stats.json()["completions"]
+    reply = completion.choices[0].message.content
+    assert_tokens_add_up_to(stat, reply, first_after=before, last_by=stat["completed_at"])
+
+
+async def test_a_broken_stream_tells_only_the_tokens_it_sent(client):
+    # Tokens 5 ms apart: the stream keeps up with its timeline, as it does at a model's pace.
+    stream = await client.chat.completions.create(
+        model="simulator+break-stream", messages=CONVERSATION, stream=True,
+        extra_headers={"X-Simulator-Token-Rate": "200"},
+    )  # fmt: skip
+    sent = "".join([c.choices[0].delta.content or "" async for c in stream])
+
+    stats = await client.get("http://simulator/simulator/chat-stats", cast_to=httpx.Response)
+
+    [stat] = stats.json()["completions"]
+    assert stat["token_ends"][-1] == len(sent)

@@ -7,9 +7,9 @@ timeline (timeline.py) writes it; an answer that is not streamed comes whole whe
 token would have. The reply counts the user messages it was sent, so a test can see
 that the history arrived.
 
-`GET /simulator/chat-stats` (simulator-only) says when each recent answer was complete and
-the prompt it answered, so the benchmark can measure the latency the site adds after it: a
-completion has no id the site keeps.
+`GET /simulator/chat-stats` (simulator-only) says when each recent answer was complete, when
+each of its tokens was written and the prompt it answered, so the benchmark can measure the
+latency the site adds: a completion has no id the site keeps.
 
 Faults (see app.py): `fail` answers 500; `break-stream` ends every streamed answer halfway,
 without a finish reason or `[DONE]` (as a server that dies mid-answer behind a proxy does;
@@ -73,7 +73,13 @@ class ChatCompletionsAPI:
 
     async def stats(self, request: Request) -> JSONResponse:
         completions = [
-            {"id": c.id, "prompt": c.prompt, "completed_at": c.completed_at} for c in self.recent
+            {
+                "id": c.id,
+                "prompt": c.prompt,
+                "completed_at": c.completed_at,
+                **c.timeline.writing_record(c.started_wall),
+            }
+            for c in self.recent
         ]
         return JSONResponse({"completions": completions})
 
@@ -131,6 +137,7 @@ class Completion:
             self.reply = canned_reply(
                 prompt, len(user_texts), earlier, variant, given
             ) + results_text(_outputs(since_prompt))
+        self.started_wall = time.time()  # its start, as time.time()
         self.timeline = TimedAnswer(tokens_of(self.reply), latency, token_rate)
         self.prompt_tokens = count_tokens(input_text(messages))
 
@@ -181,6 +188,7 @@ class Completion:
         return f"data: {json.dumps(data)}\n\n"
 
     async def aborted(self):
+        self.timeline.stop()  # it writes nothing
         yield self.chunk({"role": "assistant", "content": ""})
 
     async def events(self):
@@ -196,13 +204,19 @@ class Completion:
             yield "data: [DONE]\n\n"
             return
         tokens = self.timeline.tokens
-        for index, token in enumerate(tokens):
-            if index == len(tokens) // 2 and self.fault == "break-stream":
-                return  # no finish reason, no [DONE]: the answer just stops
-            if index == 1 and self.fault == "stuck":
-                await asyncio.Event().wait()
-            await self.timeline.wait_until(self.timeline.token_due(index))
-            yield self.chunk({"content": token})
+        try:
+            for index, token in enumerate(tokens):
+                if index == len(tokens) // 2 and self.fault == "break-stream":
+                    self.timeline.stop()
+                    return  # no finish reason, no [DONE]: the answer just stops
+                if index == 1 and self.fault == "stuck":
+                    self.timeline.stop()
+                    await asyncio.Event().wait()
+                await self.timeline.wait_until(self.timeline.token_due(index))
+                yield self.chunk({"content": token})
+        except (GeneratorExit, asyncio.CancelledError):
+            self.timeline.stop()  # its reader is gone: no more tokens are written
+            raise
         await self.timeline.wait_until(self.timeline.finished_after)
         self.completed_at = time.time()
         yield self.chunk({}, finish_reason="stop")

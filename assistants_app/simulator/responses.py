@@ -422,8 +422,9 @@ class ResponsesAPI:
         return JSONResponse(response.to_json())
 
     async def stats(self, request: Request) -> JSONResponse:
-        """Simulator-only, not OpenAI's: every response's timing and how often it was polled,
-        so a benchmark can measure latency added after the answer was complete."""
+        """Simulator-only, not OpenAI's: every response's timing (when it completed, when each
+        token was written) and how often it was polled, so a benchmark can measure the latency
+        the site adds."""
         responses = [
             {
                 "id": r.id,
@@ -431,6 +432,7 @@ class ResponsesAPI:
                 "completed_at": r.completed_at if r.status == "completed" else None,
                 "polls": r.polls,
                 "streams": r.streams,
+                **r.timeline.writing_record(r.started_wall),
             }
             for r in self.responses.values()
         ]
