@@ -343,3 +343,29 @@ async def test_a_provider_that_ignores_stream_on_a_create_is_followed_all_the_sa
     assert created.call_count == 1
     assert run.status == RunStatus.COMPLETED
     assert [m.text async for m in Message.objects.filter(role="assistant")] == [ANSWER]
+
+
+async def test_a_start_that_cannot_be_stored_lets_go_of_its_stream(
+    alice, alice_thread, monkeypatch
+):
+    """The database refuses the start (SQLite busy past its retries): the run is handed on
+    to the next driver, and the stream opened by its create is closed, not kept open here."""
+    from django.db import OperationalError
+
+    from assistants_app.engines import responses as engine
+    from assistants_app.runs import starting
+
+    async def refused(run, update):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(starting, "record", refused)
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        provider.post("/responses").mock(
+            return_value=stream_response(sse(opening() + deltas(WORDS) + completion()))
+        )
+        thread = await services.athread_of(alice, alice_thread.pk)
+        _, run = await services.submit_message(alice, thread, "Hi")
+
+    assert run.pk not in engine._held_streams
+    assert run.pk not in runs._driving  # handed on, not driven from here

@@ -71,9 +71,15 @@ async def _start(run: Run, message: Message) -> None:
         await record(run, failure(UNEXPECTED))
         return
     run.started_at = timezone.now()
-    if message.remote_id:
-        await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
-    if not await record(run, update):
+    try:
+        if message.remote_id:
+            await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
+        recorded = await record(run, update)
+    except BaseException:
+        # Not stored (start() hands the run on): a stream held open for it would stay so.
+        await engine.close_stream(run)
+        raise
+    if not recorded:
         # Stopped while it was being started, before anyone could know its provider id: stop
         # it there too, or it would go on with nobody watching (and keep the thread busy).
         await engine.close_stream(run)
