@@ -2,12 +2,15 @@
 Redis with two daphne processes) so it cannot rot."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from bench import floor, report
 from bench.loadgen import Observations, Plan, User
 from bench.run import main
+from tests.live import ROOT
 
 
 def observed(runs: dict) -> dict:
@@ -286,3 +289,21 @@ def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):
     assert "| streaming | `bbbbbbb` | 0.050, 0.060 | 4.00, 3.00 | 3.50 |" in text
     compare.plot(table, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_the_statement_costs_compare_the_orm_with_the_same_sql_sent_as_it_is():
+    shown = subprocess.run(
+        [sys.executable, "-m", "bench.statements", "--database", "sqlite", "--repeats", "3"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
+    assert [row[0].strip() for row in rows] == [
+        "a user's thread, with its assistant",
+        "a send's read under the lock",
+        "a run's status written",
+        "a run loaded with its thread",
+    ]
+    for _, orm, plain, ratio in rows:
+        assert float(orm.replace(",", "")) > 0 and float(plain.replace(",", "")) > 0
+        assert float(ratio) > 0

@@ -214,6 +214,7 @@ async def test_a_generation_past_the_deadline_expires_keeping_what_was_said(
 async def test_a_run_asked_to_stop_is_not_set_going_again(alice, thread, provider_mock):
     # The race a generation's start loses to Stop: the cancel stored first is not overwritten.
     _, run = await services.submit_message(alice, thread, "Tell me a story")
+    await runs.stop_driving()  # the race is played by hand: no driver goes on meanwhile
     await Run.objects.filter(pk=run.pk).aupdate(status=RunStatus.CANCELLING)
 
     still_active = await runs.record(run, RunUpdate(status=RunStatus.IN_PROGRESS))

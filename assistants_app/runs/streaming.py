@@ -40,10 +40,7 @@ class LiveText:
         self.sequence = run.stream_sequence
         self.item_id = ""
         self.sent = len(self.text)  # characters already pushed to sockets
-        self.pushed_at = 0.0
-        # First saved STREAM_SAVE_SECONDS in, not at once: a short answer is stored whole
-        # before then, and this process replays it meanwhile (live_delta).
-        self.saved_at = asyncio.get_running_loop().time()
+        self.saved_at = self.pushed_at = 0.0
 
     @property
     def unsent(self) -> bool:

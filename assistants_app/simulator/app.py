@@ -8,7 +8,8 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
 - `rate-limit-once` / `error-500-once`: the first poll answers 429 (with Retry-After) / 500
 - `rate-limit-storm` / `error-500-storm`: every poll answers 429 / 500 for the first
   SIMULATOR_STORM_SECONDS (default 2) after creation
-- `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3)
+- `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3); a response streamed
+  from its create, which has no polls, starts answering that much later instead
 - `drop`: polls never answer, as over a connection lost mid-way; the client times out
 - `break-stream`: the first stream of an answer stops half-way (a Responses stream can be
   resumed with starting_after, an Assistants run only polled); a streamed chat completion

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from .common import (
+    SLOW_SECONDS,
     Settings,
     error,
     fault_of,
@@ -357,7 +358,10 @@ class ResponsesAPI:
             input_text=text,
             given=given,
             conversation=conversation,
-            latency=self.settings.latency_of(request),
+            # `slow` makes every poll slow; a response streamed from its create has no polls,
+            # so its answer comes that much later instead.
+            latency=self.settings.latency_of(request)
+            + (SLOW_SECONDS if fault == "slow" and body.get("stream") else 0.0),
             token_rate=self.settings.token_rate_of(request),
             fault=fault,
             turn=turn,

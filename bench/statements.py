@@ -1,0 +1,136 @@
+"""What one database statement of an answer costs the server's CPU: the statement made by the
+ORM, as the site makes it, against the very same SQL sent as it is.
+
+`python -m bench.statements` (`--database sqlite` for the embedded default) makes a database of
+its own, runs each statement below a few hundred times both ways and prints the CPU
+microseconds of each. The difference is what building the statement (the QuerySet, its
+expressions, the compiler) and turning its rows into objects cost, every time: BENCHMARKS.md,
+"Cost per answer", weighs it against what an answer spends.
+"""
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+REPEATS = 300
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def per_call(call, repeats: int = REPEATS) -> float:
+    """CPU microseconds one call takes, after a first call that warms caches."""
+    call()
+    started = cpu_seconds()
+    for _ in range(repeats):
+        call()
+    return 1e6 * (cpu_seconds() - started) / repeats
+
+
+@contextmanager
+def database(kind: str):
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{Path(tmp) / 'statements.sqlite3'}"
+        return
+    from tests.live import postgres_database
+
+    with postgres_database() as url:
+        yield url
+
+
+def statements(user, thread, run):
+    """(what the site does, the ORM call) for statements every answer makes (copied from
+    services.py, store.py and views.py, so that a change there is not measured here)."""
+    from django.db.models import Exists, OuterRef, Subquery
+
+    from assistants_app.models import Assistant, Run, Thread
+
+    def thread_of_user():  # services.athread_of
+        threads = Thread.objects.owned_by(user).select_related("assistant")
+        return threads.filter(pk=thread.pk).first()
+
+    def read_under_the_lock():  # services._starting_a_run
+        runs_here = Run.objects.filter(thread=OuterRef("pk"))
+        available = Assistant.objects.available_to(user).filter(pk=OuterRef("assistant_id"))
+        stored = Thread.objects.filter(pk=thread.pk).values("assistant_id", "current_leaf_id")
+        return stored.annotate(
+            available=Exists(available),
+            busy=Exists(runs_here.active()),
+            last_error=Subquery(runs_here.order_by("-pk").values("error_code")[:1]),
+        ).get()
+
+    def run_status_update():  # store._store
+        return Run.objects.filter(pk=run.pk).active().update(status="in_progress")
+
+    def run_loaded():  # driver._load
+        runs = Run.objects.select_related("thread__assistant", "thread__owner")
+        return runs.filter(pk=run.pk).first()
+
+    return [
+        ("a user's thread, with its assistant", thread_of_user),
+        ("a send's read under the lock", read_under_the_lock),
+        ("a run's status written", run_status_update),
+        ("a run loaded with its thread", run_loaded),
+    ]
+
+
+def as_sent(call) -> str:
+    """The SQL the ORM call sent, with its values in it (PostgreSQL's own; SQLite's as
+    Django prints it, which it takes back)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as sent:
+        call()
+    return sent.captured_queries[-1]["sql"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.statements", description=__doc__)
+    parser.add_argument("--database", choices=["postgres", "sqlite"], default="postgres")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    with database(args.database) as url:
+        os.environ["DATABASE_URL"] = url
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+        import django
+
+        django.setup()
+        from django.contrib.auth import get_user_model
+        from django.core.management import call_command
+        from django.db import connection
+
+        from assistants_app.models import Assistant, Message, Run, Thread
+
+        call_command("migrate", verbosity=0)
+        user = get_user_model().objects.create_user("statements")
+        assistant = Assistant.objects.create(name="Bench", provider="simulator")
+        thread = Thread.objects.create(owner=user, assistant=assistant)
+        prompt = Message.objects.create(thread=thread, role="user", text="Hello")
+        run = Run.objects.create(thread=thread, prompt=prompt)
+        print(f"| statement ({args.database}) | ORM (µs CPU) | same SQL sent (µs CPU) | ratio |")
+        print("|---|---|---|---|")
+        for name, call in statements(user, thread, run):
+            sql = as_sent(call)
+
+            def sent(sql=sql):
+                with connection.cursor() as cursor:
+                    cursor.execute(sql)
+                    if cursor.description:
+                        cursor.fetchall()
+
+            orm, plain = per_call(call, args.repeats), per_call(sent, args.repeats)
+            print(f"| {name} | {orm:,.0f} | {plain:,.0f} | {orm / plain:.1f} |")
+        connection.close()
+
+
+if __name__ == "__main__":
+    main()
