@@ -4,8 +4,9 @@ What the provider offers is found out once (capabilities.py), and each run takes
 path it allows:
 
 - **conversation**: OpenAI's. A conversation per thread, a background response per run,
-  followed live with `responses.retrieve(stream=True, starting_after=...)` (resuming after the
-  last sequence number seen) or polled with `responses.retrieve` where that does not stream.
+  created with its stream and followed live on it (one request), resumed after a break with
+  `responses.retrieve(stream=True, starting_after=...)` (after the last sequence number seen),
+  or polled with `responses.retrieve` where that does not stream.
 - **chain**: background responses without conversations: each run names the thread's last
   answered response as `previous_response_id`, and the first sends the history we keep.
 - **stateless**: background responses and neither: each run sends the history we keep
