@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, OperationalError, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery, prefetch_related_objects
+from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from . import assistant_versions, files, knowledge, limits, runs, storable, tree, usage
@@ -96,6 +96,7 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
     _check_owner(user, thread)
     text = clean_text(text)
     attachment_ids = files.attachment_ids(attachments)
+    await _check_may_use(user, thread)
     message, run = await _store_message_and_run(user, thread, text, attachment_ids)
     thread.owner = user  # checked above: the driver of the run needs no query for it
     await _ground(run, message)
@@ -113,6 +114,7 @@ async def retry_run(user, thread: Thread) -> Run:
     incomplete. Whatever that run stored stays.
     """
     _check_owner(user, thread)
+    await _check_may_use(user, thread)
     prompt, run = await _new_run_for_last_prompt(user, thread)
     await _ground(run, prompt)
     await runs.start(run, prompt)
@@ -152,6 +154,11 @@ async def _ground(run: Run, message: Message) -> None:
         run.grounded_on = len(sources)  # known here: the run's request asks for none
     except DatabaseError:
         log.exception("run %s: searching the assistant's knowledge failed", run.pk)
+
+
+async def _check_may_use(user, thread: Thread) -> None:
+    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+        raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
 
 
 async def cancel_run(user, thread: Thread) -> Run:
@@ -262,27 +269,15 @@ def _starting_a_run(user, thread: Thread):
             # Under the lock and before the limits count the message: of two sends racing (a
             # double-click, two tabs) the second sees the first's run, and spends nothing.
             # As stored, in the same read: the assistant (another tab may have just switched
-            # it) and whether the user may still use it, the message the thread shows last
-            # (what a new message follows), and how the thread's last run ended.
-            runs_here = Run.objects.filter(thread=OuterRef("pk"))
-            available = Assistant.objects.available_to(user).filter(pk=OuterRef("assistant_id"))
+            # it) and the message the thread shows last (what a new message follows).
+            busy = Exists(Run.objects.filter(thread=OuterRef("pk")).active())
             stored = Thread.objects.filter(pk=thread.pk).values("assistant_id", "current_leaf_id")
-            stored = stored.annotate(
-                available=Exists(available),
-                busy=Exists(runs_here.active()),
-                last_error=Subquery(runs_here.order_by("-pk").values("error_code")[:1]),
-            ).get()
-            if not stored["available"]:
-                raise NotAllowed(
-                    "ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you."
-                )
+            stored = stored.annotate(busy=busy).get()
             if stored["busy"]:
                 raise _run_active()
             thread.current_leaf_id = stored["current_leaf_id"]
             if stored["assistant_id"] != thread.assistant_id:
                 thread.assistant = Assistant.objects.get(pk=stored["assistant_id"])
-            # Read by the engine that starts the run (engines/responses.py).
-            thread.last_run_overflowed = stored["last_error"] == "context_overflow"
             quota = limits.check_can_start_run(user)
             yield
         quota = None  # stored: the message has spent its place in the minute

@@ -15,6 +15,7 @@ from .db import database_sync_to_async
 from .exceptions import InvalidInput, NotFound
 from .models import Assistant, Message, Run, Thread
 from .services import (
+    _check_may_use,
     _check_owner,
     _ground,
     _refused_when_busy,
@@ -34,6 +35,7 @@ async def edit_message(user, thread: Thread, message_id, text) -> tuple[Message,
     """
     _check_owner(user, thread)
     text = clean_text(text)
+    await _check_may_use(user, thread)
     message, run = await _store_edit(user, thread, _as_id(message_id), text)
     await _ground(run, message)
     await runs.start(run, message)
@@ -48,6 +50,7 @@ async def regenerate(user, thread: Thread, message_id) -> Run:
     message that is not in the thread.
     """
     _check_owner(user, thread)
+    await _check_may_use(user, thread)
     prompt, run = await _store_regenerate(user, thread, _as_id(message_id))
     await _ground(run, prompt)
     await runs.start(run, prompt)

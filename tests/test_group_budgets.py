@@ -14,7 +14,7 @@ from django.db.backends.signals import connection_created
 from django.test import Client
 from django.utils import timezone
 
-from assistants_app import budgets, limits, usage
+from assistants_app import budgets, db, limits, usage
 from assistants_app.models import GroupBudget, ModelPrice, Run, RunStatus, Thread, UsageRecord
 
 from .test_fair_use import assert_refused, post, provider  # noqa: F401 (a fixture)
@@ -130,11 +130,15 @@ BUDGET = 3000  # each run is reserved ~1004 tokens: three fit, the fourth finds 
 
 
 @pytest.fixture
-def reads_not_blocked_by_writers():
+def reads_not_blocked_by_writers(monkeypatch):
     """The test database is SQLite in memory with a shared cache, where a read of a table
     another connection is writing fails at once ("database table is locked") instead of
     waiting, unlike the site's file database in WAL mode. Reads here are made as WAL makes
-    them: not blocked by writers. Writers still take turns, which is what the test is about."""
+    them: not blocked by writers. Writers still take turns, which is what the test is about;
+    refused at once where the file database's busy timeout would have them wait, they try
+    again until their turn comes (on a loaded machine twelve of them outlast db.py's usual
+    tries, and a send answered 503 "busy" would say nothing about the budget)."""
+    monkeypatch.setattr(db, "BUSY_ATTEMPTS", 8)
 
     def read_uncommitted(sender, connection, **kwargs):
         if connection.vendor == "sqlite":

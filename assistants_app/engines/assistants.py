@@ -39,7 +39,7 @@ from .base import (
     batches,
 )
 from .citations import cite_assistants
-from .client import get_client, poll_after_seconds, provider_errors
+from .client import first_event, get_client, poll_after_seconds, provider_errors
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -227,16 +227,8 @@ class AssistantsEngine(Engine):
             body = await raw.http_response.aread()
             return _run_from_body(body), raw.headers
         events: AsyncStream = raw.parse()
-        try:
-            while not isinstance((event := await anext(events)).data, RemoteRun):
-                pass  # a thread.created, for instance
-        except StopAsyncIteration:
-            raise ProviderError(
-                "stream_error", "The provider's stream ended before the run began."
-            ) from None
-        except BaseException:
-            await events.close()
-            raise
+        # The run comes first but for a thread.created, for instance.
+        event = await first_event(events, lambda e: isinstance(e.data, RemoteRun))
         _open_streams[run.pk] = events
         return event.data, raw.headers
 

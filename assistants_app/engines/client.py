@@ -70,6 +70,23 @@ async def raw_stream(
     )
 
 
+async def first_event(events: openai.AsyncStream, wanted):
+    """The first of a stream's events that `wanted` accepts, the rest left to read; the
+    stream is closed if that fails (ProviderError when it ends first)."""
+    try:
+        while not wanted(event := await anext(events)):
+            pass
+        return event
+    except StopAsyncIteration:
+        await events.close()
+        raise ProviderError(
+            "stream_error", "The provider's stream ended before the answer began."
+        ) from None
+    except BaseException:
+        await events.close()
+        raise
+
+
 async def list_models(provider: dict, timeout: float) -> list[str]:
     """The ids of the provider's models (`GET /models`): whether it answers, and with what."""
     with provider_errors():

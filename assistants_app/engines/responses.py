@@ -51,6 +51,7 @@ from .capabilities import Capabilities, capabilities, remember
 from .citations import cite_responses
 from .client import (
     BAD_ANSWER,
+    first_event,
     get_client,
     is_context_overflow,
     poll_after_seconds,
@@ -177,26 +178,23 @@ class ResponsesEngine(LocalGeneration):
                 # Refused as a whole, so nothing started: this server cannot stream creates.
                 log.info("provider refused a streamed create (%s); creating it plainly", error)
                 return None
-            try:
-                if not events.response.headers.get("content-type", "").startswith(
-                    "text/event-stream"
-                ):
-                    # A server that ignores `stream` answers with the response itself.
+            if not events.response.headers.get("content-type", "").startswith(
+                "text/event-stream"
+            ):
+                # A server that ignores `stream` answers with the response itself.
+                try:
                     response = Response.model_validate_json(await events.response.aread())
-                    run.remote_id = response.id
+                finally:
                     await events.close()
-                    return to_run_update(response, events.response.headers)
-                while not isinstance((event := await anext(events)).get("response"), dict):
-                    pass  # response.created comes first; anything before it says nothing
+                run.remote_id = response.id
+                return to_run_update(response, events.response.headers)
+            # response.created comes first; anything before it says nothing.
+            event = await first_event(events, lambda e: isinstance(e.get("response"), dict))
+            try:
                 first = to_stream_event(event)
                 run.remote_id = str(event["response"].get("id") or "")
                 if not run.remote_id or first.update is None:
                     raise ProviderError("bad_answer", BAD_ANSWER)
-            except StopAsyncIteration:
-                await events.close()
-                raise ProviderError(
-                    "stream_error", "The provider's stream ended before the answer began."
-                ) from None
             except BaseException:
                 await events.close()
                 raise
@@ -471,16 +469,8 @@ def _last_answered(run: Run) -> str:
     return "" if previous is None or previous.startswith(LOCAL_PREFIX) else previous
 
 
-async def _last_run_overflowed(run: Run) -> bool:
-    # Read with the thread as the run was stored (services._starting_a_run), or else here.
-    overflowed = getattr(run.thread, "last_run_overflowed", None)
-    if overflowed is None:
-        overflowed = await _previous_run_overflowed(run)
-    return overflowed
-
-
 @database_sync_to_async
-def _previous_run_overflowed(run: Run) -> bool:
+def _last_run_overflowed(run: Run) -> bool:
     last = Run.objects.filter(thread_id=run.thread_id, pk__lt=run.pk).order_by("-pk").first()
     return last is not None and last.error_code == "context_overflow"
 
