@@ -48,7 +48,7 @@ def database(kind: str):
 def statements(user, thread, run):
     """(what the site does, the ORM call) for statements every answer makes (copied from
     services.py, store.py and views.py, so that a change there is not measured here)."""
-    from django.db.models import Exists, OuterRef, Subquery
+    from django.db.models import Exists, OuterRef
 
     from assistants_app.models import Assistant, Run, Thread
 
@@ -56,15 +56,13 @@ def statements(user, thread, run):
         threads = Thread.objects.owned_by(user).select_related("assistant")
         return threads.filter(pk=thread.pk).first()
 
+    def may_use():  # services._check_may_use
+        return Assistant.objects.available_to(user).filter(pk=thread.assistant_id).exists()
+
     def read_under_the_lock():  # services._starting_a_run
-        runs_here = Run.objects.filter(thread=OuterRef("pk"))
-        available = Assistant.objects.available_to(user).filter(pk=OuterRef("assistant_id"))
+        busy = Exists(Run.objects.filter(thread=OuterRef("pk")).active())
         stored = Thread.objects.filter(pk=thread.pk).values("assistant_id", "current_leaf_id")
-        return stored.annotate(
-            available=Exists(available),
-            busy=Exists(runs_here.active()),
-            last_error=Subquery(runs_here.order_by("-pk").values("error_code")[:1]),
-        ).get()
+        return stored.annotate(busy=busy).get()
 
     def run_status_update():  # store._store
         return Run.objects.filter(pk=run.pk).active().update(status="in_progress")
@@ -75,6 +73,7 @@ def statements(user, thread, run):
 
     return [
         ("a user's thread, with its assistant", thread_of_user),
+        ("whether the user may use its assistant", may_use),
         ("a send's read under the lock", read_under_the_lock),
         ("a run's status written", run_status_update),
         ("a run loaded with its thread", run_loaded),

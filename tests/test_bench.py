@@ -300,6 +300,7 @@ def test_the_statement_costs_compare_the_orm_with_the_same_sql_sent_as_it_is():
     rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
     assert [row[0].strip() for row in rows] == [
         "a user's thread, with its assistant",
+        "whether the user may use its assistant",
         "a send's read under the lock",
         "a run's status written",
         "a run loaded with its thread",
