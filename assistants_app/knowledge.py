@@ -234,8 +234,10 @@ def ground(run: Run, question: str) -> list[Citation]:
     """Find the passages for a run's question and number them as its sources; none for an
     assistant without documents or whose provider searches its own vector store."""
     assistant = run.thread.assistant
-    if nothing_to_search(assistant) or not assistant.documents.exists():
+    if nothing_to_search(assistant):
         return []
+    if getattr(assistant, "has_documents", None) is None and not assistant.documents.exists():
+        return []  # not read with its version: asked
     chunks = search(assistant.pk, question, settings.KNOWLEDGE_PASSAGES)
     return Citation.objects.bulk_create(
         Citation(
