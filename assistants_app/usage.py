@@ -77,24 +77,9 @@ def settle(run: Run) -> None:
     """Charge the run what it reported, once it reports usage or ends (nothing reported: 0)."""
     if run.total_tokens is None and not run.is_terminal:
         return
-    # Priced as reserved: by the model of the assistant as loaded with the run, which is the
-    # record's unless the assistant changed model meanwhile (then the record is read first).
-    assistant = run.thread.assistant
-    record = UsageRecord(provider=assistant.provider, model=costs.model_of(assistant))
-    _charge(record, run)
-    reserved_so = UsageRecord.objects.filter(
-        run_id=run.pk, provider=record.provider, model=record.model
-    )
-    if reserved_so.update(**{name: getattr(record, name) for name in SETTLED_FIELDS}):
-        return
     record = UsageRecord.objects.filter(run_id=run.pk).first()
     if record is None:
         return
-    _charge(record, run)
-    record.save(update_fields=SETTLED_FIELDS)
-
-
-def _charge(record: UsageRecord, run: Run) -> None:
     record.status = run.status
     record.input_tokens = run.input_tokens
     record.cached_input_tokens = run.cached_input_tokens
@@ -103,6 +88,7 @@ def _charge(record: UsageRecord, run: Run) -> None:
     record.charged_tokens = run.total_tokens or 0
     record.cost = costs.settled_cost(record) if run.total_tokens is not None else None
     record.charged_cost = record.cost or 0
+    record.save(update_fields=SETTLED_FIELDS)
 
 
 SETTLED_FIELDS = [

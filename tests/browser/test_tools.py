@@ -39,7 +39,9 @@ def test_a_call_that_asks_first_waits_for_approve_even_across_a_reload(site, log
     step = page.locator(".tool-step").first
     expect(step).to_have_attribute("data-state", "awaiting_approval")
     expect(step.get_by_text("Run it?")).to_be_visible()  # drawn by the page's script
-    # Above the answer's text, inside the answer, and on screen.
+    # Above the answer's text, inside the answer, and on screen (once the replayed page has
+    # settled: the step is drawn again as the run's events come in).
+    expect(step).to_be_in_viewport()
     box = step.bounding_box()
     assert box and box["width"] > 100 and box["y"] >= 0
     step.get_by_role("button", name="Approve").click()
