@@ -95,13 +95,76 @@ async def list_models(provider: dict, timeout: float) -> list[str]:
 
 
 def preload() -> None:
-    """Import the SDK's lazily loaded parts now. That takes seconds, and done on a process's
-    first run it would stall the event loop, so every socket of the process, meanwhile."""
+    """Import the SDK's lazily loaded parts now, and build the models the engines read. That
+    takes seconds, and done on a process's first run it would stall the event loop, so every
+    socket of the process, meanwhile."""
     client = openai.AsyncOpenAI(
         api_key="preload", base_url="http://127.0.0.1/v1", http_client=openai.DefaultAioHttpClient()
     )
     for resource in ("responses", "conversations", "beta", "chat"):
         getattr(client, resource)
+    build_models()
+
+
+# One of each part of a response that the Responses engine reads, so that building them once
+# builds every validator a real response needs (below).
+_RESPONSE_PARTS = {
+    "id": "resp_preload",
+    "object": "response",
+    "created_at": 0,
+    "status": "completed",
+    "model": "preload",
+    "output": [
+        {
+            "type": "message", "id": "msg_preload", "role": "assistant", "status": "completed",
+            "content": [
+                {"type": "output_text", "text": "", "annotations": [
+                    {"type": "url_citation", "url": "", "title": "", "start_index": 0,
+                     "end_index": 0},
+                    {"type": "file_citation", "file_id": "", "filename": "", "index": 0},
+                ]},
+                {"type": "refusal", "refusal": ""},
+            ],
+        },
+        {"type": "function_call", "id": "fc_preload", "call_id": "call_preload", "name": "",
+         "arguments": "{}", "status": "completed"},
+        {"type": "reasoning", "id": "rs_preload", "summary": []},
+    ],
+    "usage": {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0,
+              "input_tokens_details": {"cached_tokens": 0},
+              "output_tokens_details": {"reasoning_tokens": 0}},
+    "error": {"code": "server_error", "message": ""},
+    "incomplete_details": {"reason": "max_output_tokens"},
+    "tool_choice": "auto",
+    "parallel_tool_calls": True,
+    "tools": [],
+    "background": True,
+    "store": True,
+    "instructions": "",
+    "metadata": {},
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "max_output_tokens": 1,
+    "previous_response_id": "resp_preload",
+    "conversation": {"id": "conv_preload"},
+    "reasoning": {"effort": None, "summary": None},
+    "text": {"format": {"type": "text"}},
+    "truncation": "disabled",
+}  # fmt: skip
+
+
+def build_models() -> None:
+    """Build the SDK's models for responses and conversations. The SDK defers building a
+    model's validators until it first reads one: a tenth to half a second of the event loop,
+    on the first answer a process finishes (py-spy: pydantic's GenerateSchema under
+    `to_stream_event` and `poll`, BENCHMARKS.md)."""
+    from openai.types.conversations import Conversation
+    from openai.types.responses import Response
+
+    Response.model_construct(**_RESPONSE_PARTS)
+    # An error code outside OpenAI's own (other servers') takes another way through the SDK.
+    Response.model_construct(**{**_RESPONSE_PARTS, "error": {"code": "other", "message": ""}})
+    Conversation.model_construct(id="conv_preload", object="conversation", created_at=0)
 
 
 def retry_after_seconds(headers) -> float | None:
