@@ -3,6 +3,7 @@ and the fall back to polling when a provider will not stream."""
 
 import asyncio
 import json
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -225,6 +226,35 @@ async def test_hello_replays_the_answer_written_so_far(started_run, alice):
         "type": "message.delta", "run_id": started_run.pk, "offset": 0, "text": "Half of it"
     }  # fmt: skip
     await communicator.disconnect()
+
+
+async def test_hello_sends_no_empty_text_for_an_answer_not_begun(started_run, alice):
+    # An empty delta would tell the page text was arriving: "Writing..." over a bare cursor,
+    # where nothing is written yet and "Thinking..." is the truth.
+    from assistants_app.runs.leases import Lease
+    from assistants_app.runs.streaming import LiveText, live_texts
+
+    from .test_consumer import communicator_for
+
+    await Run.objects.filter(pk=started_run.pk).aupdate(
+        status=RunStatus.IN_PROGRESS, lease_owner="elsewhere",
+        lease_expires_at=now() + timedelta(minutes=5),  # driven elsewhere: nobody here takes it
+    )  # fmt: skip
+    live_texts[started_run.pk] = LiveText(started_run, Lease(started_run.pk))  # streamed here
+    try:
+        communicator = await communicator_for(started_run.thread, alice)
+        await communicator.connect()
+        last = await Message.objects.alatest("pk")
+
+        await communicator.send_json_to({"type": "hello", "last_message_id": last.pk})
+
+        status = await communicator.receive_json_from()
+        assert status["type"] == "run.status"
+        assert await communicator.receive_nothing(timeout=0.3)
+        await communicator.disconnect()
+    finally:
+        del live_texts[started_run.pk]
+        await runs.stop_driving()
 
 
 async def test_a_streamed_answer_out_of_time_expires_keeping_what_it_wrote(started_run, settings):

@@ -101,7 +101,8 @@ def live_delta(run: Run) -> dict | None:
     """The `message.delta` that brings a new client up to date on an active run's answer."""
     live = live_texts.get(run.pk)
     if live is not None:
-        return live.delta_event()
+        # Nothing written yet is no delta: an empty one would say text is arriving.
+        return live.delta_event() if live.text else None
     if run.partial_text:
         return events.message_delta(run.pk, run.partial_text)
     return None
