@@ -40,6 +40,8 @@ def counted(self, *args, **kwargs):
 
 generate_schema.GenerateSchema.__init__ = counted
 answer = response("completed", text="Hello!")
+# A streamed answer's last event, then a polled response and a conversation as the SDK reads
+# them (`construct_type` is what its typed calls, `raw.parse()`, go through).
 to_stream_event({{"type": "response.completed", "sequence_number": 9, "response": answer}})
 construct_type(type_=Response, value=response("failed", error={{"code": "x", "message": "no"}}))
 construct_type(type_=Conversation, value=conversation())
