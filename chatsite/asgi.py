@@ -18,7 +18,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from daphne.ws_protocol import WebSocketFactory  # noqa: E402
 
-from assistants_app.engines.client import preload  # noqa: E402
+from assistants_app.process_start import make_ready  # noqa: E402
 from assistants_app.routing import websocket_fallback, websocket_urlpatterns  # noqa: E402
 from assistants_app.socket_auth import SocketAuthMiddlewareStack  # noqa: E402
 from assistants_app.socket_origin import SameOriginValidator  # noqa: E402
@@ -44,7 +44,7 @@ def close_oversized_messages_with_1009() -> None:
 
 
 close_oversized_messages_with_1009()
-preload()  # the provider SDK, before the first socket rather than on the first run
+make_ready()  # before the first socket rather than on the first answers
 
 application = EmbeddedWorker(
     ProtocolTypeRouter(

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from assistants_app import runs, worker
+from assistants_app.process_start import make_ready
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Command(BaseCommand):
                 "after a reload. Without Redis the site's own process finishes orphaned runs "
                 "(RUN_WORKER_IN_SERVER); this worker is not needed."
             )
+        if not once:  # a process that keeps working; a one-off has no first answers to spare
+            make_ready()
         asyncio.run(work(interval, once))
 
 
