@@ -21,6 +21,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils.html import format_html, format_html_join
 
+from .config_cache import ConfigCache
 from .models import Assistant, AssistantVersion, KnowledgeDocument
 
 # What decides an assistant's answers: its fields, and its knowledge (the names of its
@@ -47,7 +48,7 @@ def changes_by(user, restored_from: int | None = None) -> Iterator[None]:
 
 def values_of(assistant: Assistant) -> dict:
     """The versioned fields' values, as JSON stores them."""
-    values = {name: getattr(assistant, name) for name in FIELDS}
+    values = _field_values(assistant)
     documents = KnowledgeDocument.objects.filter(assistant_id=assistant.pk) if assistant.pk else ()
     values["knowledge"] = sorted(f"{d.name} (#{d.pk})" for d in documents)
     assistant.has_documents = bool(values["knowledge"])  # a run's grounding needs no query
@@ -80,19 +81,40 @@ def record(assistant: Assistant, user=None, restored_from: int | None = None):
         )
 
 
+# Each assistant's latest version (id, values), read for every run (config_cache.py). The
+# assistant's fields are compared with it on every run, so a change to them is never missed;
+# its knowledge documents are read again only with the version, at most every few seconds.
+_latest_versions = ConfigCache(
+    "assistant-versions", models=[Assistant, AssistantVersion, KnowledgeDocument]
+)
+
+
 def current_id(assistant: Assistant) -> int | None:
-    """The id of the version the assistant (as loaded) is: for a run about to use it. One
-    query, unless the assistant changed without a save() (then its version is recorded)."""
-    latest = (
-        AssistantVersion.objects.filter(assistant_id=assistant.pk)
-        .order_by("-number")
-        .values_list("pk", "values")
-        .first()
-    )
+    """The id of the version the assistant (as loaded) is: for a run about to use it. No
+    query while its latest version is known (above) and its fields are the same; else two,
+    and if the assistant changed without a save(), its version is recorded."""
+    known = _latest_versions.get(assistant.pk, lambda: _latest(assistant.pk))
+    if known is not None and known[1] == {**known[1], **_field_values(assistant)}:
+        assistant.has_documents = bool(known[1].get("knowledge"))  # as values_of does
+        return known[0]
+    latest = _latest(assistant.pk)
     if latest is not None and latest[1] == values_of(assistant):
         return latest[0]
     version = record(assistant)
     return version.pk if version else latest[0]
+
+
+def _latest(assistant_id: int) -> tuple[int, dict] | None:
+    return (
+        AssistantVersion.objects.filter(assistant_id=assistant_id)
+        .order_by("-number")
+        .values_list("pk", "values")
+        .first()
+    )
+
+
+def _field_values(assistant: Assistant) -> dict:
+    return json.loads(json.dumps({name: getattr(assistant, name) for name in FIELDS}))
 
 
 @receiver(post_save, sender=Assistant, dispatch_uid="assistant-versions")

@@ -15,10 +15,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .config_cache import ConfigCache
 from .exceptions import RateLimited
 from .models import GroupBudget, UsageRecord
 
@@ -31,9 +34,32 @@ class Spent:
     cost_this_month: Decimal
 
 
+# Read on every send: which groups the user is in (their budgets pay for the run: usage.py)
+# and which groups have a budget (most have none: then nothing is locked or summed).
+_memberships = ConfigCache(
+    "group-memberships", models=[Group], relations=[get_user_model().groups.through]
+)
+_budgeted_groups = ConfigCache("budgeted-groups", models=[GroupBudget])
+
+
+def groups_of(user_id: int) -> tuple[int, ...]:
+    """The ids of the user's groups."""
+
+    def read() -> tuple[int, ...]:
+        memberships = get_user_model().groups.through.objects.filter(user_id=user_id)
+        return tuple(memberships.values_list("group_id", flat=True))
+
+    return _memberships.get(user_id, read)
+
+
 def check(user) -> None:
     """Raise RateLimited when a group of the user has spent a budget of its period. Call in
     the transaction that creates the run, before its reservation (services.py)."""
+    budgeted = _budgeted_groups.get(
+        "all", lambda: frozenset(GroupBudget.objects.values_list("group_id", flat=True))
+    )
+    if budgeted.isdisjoint(groups_of(user.pk)):
+        return
     budgets = (
         GroupBudget.objects.select_for_update(of=("self",))
         .filter(group__user=user)

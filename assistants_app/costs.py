@@ -8,15 +8,13 @@ prices the runs that ended without one (`price_unpriced`). Money is Decimal thro
 
 import csv
 import io
-import time
 from collections.abc import Iterable
 from decimal import Decimal
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 
+from .config_cache import ConfigCache
 from .models import Assistant, ModelPrice, UsageRecord
 
 MILLION = Decimal(1_000_000)
@@ -28,29 +26,20 @@ def model_of(assistant: Assistant) -> str:
     return assistant.model or provider.get("default_model") or ""
 
 
-# (provider, model) -> (its price or None, when it was read): every run reads its price
-# twice (reserve, settle), and prices change a few times a year. A save or delete here clears
-# it at once; another process sees the change within PRICE_CACHE_SECONDS.
-_prices: dict[tuple[str, str], tuple[ModelPrice | None, float]] = {}
-PRICE_CACHE_SECONDS = 10.0
+# Every run reads its price twice (reserve, settle); prices change a few times a year.
+_prices = ConfigCache("prices", models=[ModelPrice])
 
 
 def price_for(provider: str, model: str) -> ModelPrice | None:
     """The model's price on that provider, or else its price on any provider; None: unpriced."""
     if not model:
         return None
-    cached = _prices.get((provider, model))
-    if cached is not None and time.monotonic() - cached[1] < PRICE_CACHE_SECONDS:
-        return cached[0]
-    prices = ModelPrice.objects.filter(model=model, provider__in=[provider, ""])
-    price = max(prices, key=lambda price: price.provider != "", default=None)
-    _prices[(provider, model)] = (price, time.monotonic())
-    return price
 
+    def read() -> ModelPrice | None:
+        prices = ModelPrice.objects.filter(model=model, provider__in=[provider, ""])
+        return max(prices, key=lambda price: price.provider != "", default=None)
 
-@receiver([post_save, post_delete], sender=ModelPrice, dispatch_uid="costs-prices-changed")
-def _forget_prices(**kwargs) -> None:
-    _prices.clear()
+    return _prices.get((provider, model), read)
 
 
 def cost_of(

@@ -26,6 +26,7 @@ from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
 from . import budgets, usage
+from .config_cache import ConfigCache
 from .exceptions import RateLimited
 from .models import Run, UsageLimit
 
@@ -41,9 +42,12 @@ class Limits:
     daily_token_budget: int
 
 
+_overrides = ConfigCache("usage-limits", models=[UsageLimit])
+
+
 def limits_for(user) -> Limits:
     """The site's defaults, overridden field by field by the user's UsageLimit in admin."""
-    override = UsageLimit.objects.filter(user=user).first()
+    override = _overrides.get(user.pk, lambda: UsageLimit.objects.filter(user_id=user.pk).first())
 
     def pick(name: str) -> int:
         value = getattr(override, name, None)

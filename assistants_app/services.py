@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, IntegrityError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
@@ -263,9 +263,11 @@ def _starting_a_run(user, thread: Thread):
     quota = None
     try:
         with transaction.atomic():
-            # One submit of a user at a time past this line, so limits are counted exactly
-            # (on SQLite the transaction's immediate BEGIN already lets one writer in at once).
-            get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+            # One submit of a user at a time past this line, so limits are counted exactly.
+            # (On SQLite the transaction's immediate BEGIN already let one writer in at once,
+            # and a lock of the user's row, a statement it cannot take, would only be a read.)
+            if connection.features.has_select_for_update:
+                get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
             # Under the lock and before the limits count the message: of two sends racing (a
             # double-click, two tabs) the second sees the first's run, and spends nothing.
             # As stored, in the same read: the assistant (another tab may have just switched

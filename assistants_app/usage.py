@@ -9,12 +9,12 @@ from datetime import date, datetime, time, timedelta
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Length, TruncDate
 from django.utils import timezone
 
 from . import costs
+from .budgets import groups_of
 from .models import EngineKind, Message, Run, RunStatus, UsageRecord
 
 # Tokens an answer is expected to take, on top of what the run sends, until it reports usage.
@@ -62,14 +62,11 @@ def reserve(run: Run) -> UsageRecord:
         charged_cost=costs.cost_of(price, sending, 0, ANSWER_TOKENS_ESTIMATE) if price else 0,
     )
     # The user's groups now: their budgets pay for this run, whatever the user joins later.
-    memberships = get_user_model().groups.through.objects.filter(user_id=thread.owner_id)
     through = UsageRecord.groups.through
-    through.objects.bulk_create(
-        [
-            through(usagerecord=record, group_id=pk)
-            for pk in memberships.values_list("group_id", flat=True)
-        ]
-    )
+    if groups := groups_of(thread.owner_id):
+        through.objects.bulk_create(
+            [through(usagerecord=record, group_id=pk) for pk in groups]
+        )
     return record
 
 

@@ -8,7 +8,7 @@ from channels.db import aclose_old_connections
 from django.core.cache import cache
 from django.test import Client
 
-from assistants_app import costs, runs
+from assistants_app import config_cache, runs
 from assistants_app.engines import capabilities
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
@@ -78,7 +78,7 @@ def fresh_cache():
     """Fair-use counters start at zero in every test (tests always use the in-memory cache),
     and no price read by an earlier test (rolled back with its database) is remembered."""
     cache.clear()
-    costs._prices.clear()
+    config_cache.clear_all()
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from .provider_payloads import conversation, response
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # Statements of a follow-up on SQLite, with the fair-use limits on: 54 before "Cost per
-# answer" (BENCHMARKS.md), 39 when this test was written, 37 since.
-FOLLOW_UP_BUDGET = 37
+# answer" (BENCHMARKS.md), 39 when this test was written, 37, then 31 with staff's settings
+# kept per process (config_cache.py) and no lock of the user's row where SQLite has none.
+FOLLOW_UP_BUDGET = 31
 
 
 @pytest.fixture
