@@ -1,12 +1,14 @@
-"""What the garbage collector costs a server: `PYTHONPATH=bench/gc_watch python -m bench ...`
-(any command; Python imports this module at start-up in every process it starts).
+"""What the garbage collector costs a server: `PYTHONPATH=$PWD/bench/gc_watch python -m bench ...`
+(any command; every Python process it starts imports this module at start-up; an absolute path,
+as the servers of `--site` run in another folder).
 
 Each web server process (daphne, uvicorn) writes to its log (the benchmark's NAME-SCENARIO.log)
 every 5 s a `gc-watch` line: the seconds all collections took and how many ran, the same for
 full (generation 2) collections, the longest pause, the process's CPU seconds, and how many
 objects the collector tracks and how many are frozen. A full collection over 20 ms gets a line
 of its own. The GC's share of a run's CPU is the difference of its seconds between the first
-line (the process started, no load yet) and the last, over that of the CPU seconds.
+line (the process started, no load yet) and the last, over that of the CPU seconds:
+`python -m bench.gc_watch LOG ...` prints it.
 """
 
 import gc
