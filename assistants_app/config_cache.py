@@ -1,10 +1,11 @@
 """Staff's settings that every send reads, kept by each process for a few seconds.
 
 A send reads who may do how much (the user's limits, their groups, which groups have budgets)
-and what the assistant answers with (its version and knowledge documents, its tools' approval
-rules), and the usage ledger reads prices. Staff change these a few times a month; read on
-every send, they were seven of the 37 statements of an answer (BENCHMARKS.md, "Cost per
-answer"), each about a millisecond of the process's CPU.
+and what the assistant answers with (its latest version and knowledge documents), and the usage
+ledger reads prices. Staff change these a few times a month; read on every send, they were five
+of the 37 statements of a follow-up (prices were kept already: BENCHMARKS.md, "Cost per
+answer"), each about a millisecond of the process's CPU. Who may use an assistant and its
+tools' approval rules are not kept here: a change there is about access, and counts at once.
 
 A `ConfigCache` keeps what it read for `SECONDS`. A save or delete of one of its models in
 this process clears it at once, and again when that change commits, so that nothing read in

@@ -21,7 +21,7 @@ def freeze_what_start_up_made() -> None:
     A full collection walks every object Python tracks: 200 ms of a started process on this
     project's 2-core machine, in which the event loop, so every socket of the process, waits.
     One comes each time a quarter as many objects again have outlived younger collections:
-    every minute or so of a loaded process (BENCHMARKS.md). Frozen (gc.freeze), those objects
+    every 10 to 40 s of a loaded process (BENCHMARKS.md). Frozen (gc.freeze), those objects
     are left out of every collection, and a full one walks only what came after.
     """
     gc.collect()  # start-up's own garbage goes now rather than being kept forever

@@ -64,9 +64,7 @@ def reserve(run: Run) -> UsageRecord:
     # The user's groups now: their budgets pay for this run, whatever the user joins later.
     through = UsageRecord.groups.through
     if groups := groups_of(thread.owner_id):
-        through.objects.bulk_create(
-            [through(usagerecord=record, group_id=pk) for pk in groups]
-        )
+        through.objects.bulk_create([through(usagerecord=record, group_id=pk) for pk in groups])
     return record
 
 
