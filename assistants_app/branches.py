@@ -11,6 +11,7 @@ stale provider conversation costs a new one, never a message.
 
 from django.db import transaction
 
+from . import prepared
 from .db import database_sync_to_async
 from .engines.base import Engine, Turn
 from .models import Message, ProviderConversation, Run, RunStatus, Thread
@@ -51,16 +52,16 @@ def settle(run: Run, last: int | None = None) -> None:
     elif last is None:
         last = Message.objects.filter(run_id=run.pk).order_by("-pk").values_list("pk", flat=True)
         last = last.first()
-    ProviderConversation.objects.filter(pk=run.conversation_id).update(tip_id=last)
+    _set_tip(conversation_id=run.conversation_id, tip_id=last)
 
 
 @database_sync_to_async
 def _reusable(thread: Thread, engine: str, provider: str, parent_id: int | None):
     conversations = ProviderConversation.objects.filter(thread_id=thread.pk)
     if parent_id is not None:  # a follow-up: the conversation that holds its parent, if any
-        found = conversations.filter(engine=engine, provider=provider, tip_id=parent_id).first()
-        if found is not None:
-            return found
+        holding = _holding(thread_id=thread.pk, engine=engine, provider=provider, tip_id=parent_id)
+        if holding:
+            return holding[0]
     if thread.remote_id and not conversations.exists():
         # A provider id set without a record (by hand, or an import): taken to hold the line
         # up to the prompt, as every thread did before branches.
@@ -93,10 +94,34 @@ def _claim(run: Run, conversation: ProviderConversation | None, moved: bool = Tr
     run.conversation = conversation
     with transaction.atomic():
         if conversation is not None:
-            ProviderConversation.objects.filter(pk=conversation.pk).update(tip=None)
-        Run.objects.filter(pk=run.pk).update(conversation=conversation)
+            _set_tip(conversation_id=conversation.pk, tip_id=None)
+        _set_conversation(run_id=run.pk, conversation_id=conversation and conversation.pk)
         if moved:
-            Thread.objects.filter(pk=run.thread_id).update(remote_id=run.thread.remote_id)
+            _set_remote_id(thread_id=run.thread_id, remote_id=run.thread.remote_id)
+
+
+# The statements of every follow-up, built once (prepared.py).
+
+
+@prepared.select
+def _holding(thread_id: int, engine: str, provider: str, tip_id: int):
+    conversations = ProviderConversation.objects.filter(thread_id=thread_id, tip_id=tip_id)
+    return conversations.filter(engine=engine, provider=provider).order_by("-id")[:1]
+
+
+@prepared.update
+def _set_tip(conversation_id: int, tip_id: int | None):
+    return ProviderConversation.objects.filter(pk=conversation_id), {"tip_id": tip_id}
+
+
+@prepared.update
+def _set_conversation(run_id: int, conversation_id: int | None):
+    return Run.objects.filter(pk=run_id), {"conversation_id": conversation_id}
+
+
+@prepared.update
+def _set_remote_id(thread_id: int, remote_id: str):
+    return Thread.objects.filter(pk=thread_id), {"remote_id": remote_id}
 
 
 @database_sync_to_async

@@ -4,13 +4,14 @@ import functools
 import logging
 from contextlib import contextmanager
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from . import assistant_versions, files, knowledge, limits, runs, storable, tree, usage
+from . import assistant_versions, files, knowledge, limits, prepared, runs, storable, tree, usage
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -123,18 +124,26 @@ async def retry_run(user, thread: Thread) -> Run:
 
 def thread_of(user, pk) -> Thread:
     """The user's thread `pk`, its assistant loaded; NotFound if it is not theirs."""
-    thread = Thread.objects.owned_by(user).select_related("assistant").filter(pk=pk).first()
-    if thread is None:
+    try:
+        pk = int(pk)
+    except (TypeError, ValueError):
+        raise NotFound("No such thread") from None
+    if not 0 < pk < 2**63:  # no such id (SQLite cannot even take the number)
         raise NotFound("No such thread")
-    return thread
+    for thread in _owned_thread(owner_id=user.pk, thread_id=pk):
+        return thread
+    raise NotFound("No such thread")
 
 
 async def athread_of(user, pk) -> Thread:
-    """`thread_of`, for async callers."""
-    thread = await Thread.objects.owned_by(user).select_related("assistant").filter(pk=pk).afirst()
-    if thread is None:
-        raise NotFound("No such thread")
-    return thread
+    """`thread_of`, for async callers (on the caller's thread, as the async ORM would)."""
+    return await sync_to_async(thread_of)(user, pk)
+
+
+@prepared.select
+def _owned_thread(owner_id: int, thread_id: int):
+    owner = get_user_model()(pk=owner_id)
+    return Thread.objects.owned_by(owner).select_related("assistant").filter(pk=thread_id)
 
 
 def _check_owner(user, thread: Thread) -> None:
@@ -157,8 +166,16 @@ async def _ground(run: Run, message: Message) -> None:
 
 
 async def _check_may_use(user, thread: Thread) -> None:
-    if not await Assistant.objects.available_to(user).filter(pk=thread.assistant_id).aexists():
+    usable = sync_to_async(_usable)  # on the caller's thread, as the async ORM would
+    if not await usable(user_id=user.pk, assistant_id=thread.assistant_id):
         raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
+
+
+@prepared.select
+def _usable(user_id: int, assistant_id: int):
+    user = get_user_model()(pk=user_id)
+    usable = Assistant.objects.available_to(user).filter(pk=assistant_id)
+    return usable.values_list("pk", flat=True)[:1]
 
 
 async def cancel_run(user, thread: Thread) -> Run:
@@ -267,14 +284,14 @@ def _starting_a_run(user, thread: Thread):
             # (On SQLite the transaction's immediate BEGIN already let one writer in at once,
             # and a lock of the user's row, a statement it cannot take, would only be a read.)
             if connection.features.has_select_for_update:
-                get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+                _lock_user(user_id=user.pk)
             # Under the lock and before the limits count the message: of two sends racing (a
             # double-click, two tabs) the second sees the first's run, and spends nothing.
             # As stored, in the same read: the assistant (another tab may have just switched
             # it) and the message the thread shows last (what a new message follows).
-            busy = Exists(Run.objects.filter(thread=OuterRef("pk")).active())
-            stored = Thread.objects.filter(pk=thread.pk).values("assistant_id", "current_leaf_id")
-            stored = stored.annotate(busy=busy).get()
+            [stored] = _stored_thread(thread_id=thread.pk) or [None]
+            if stored is None:
+                raise Thread.DoesNotExist("No such thread")
             if stored["busy"]:
                 raise _run_active()
             thread.current_leaf_id = stored["current_leaf_id"]
@@ -289,6 +306,18 @@ def _starting_a_run(user, thread: Thread):
     finally:
         if quota:  # not stored (a race, a database error): a failed send spends nothing
             limits.give_back(quota)
+
+
+@prepared.select
+def _lock_user(user_id: int):
+    return get_user_model().objects.select_for_update().filter(pk=user_id).values_list("pk")
+
+
+@prepared.select
+def _stored_thread(thread_id: int):
+    busy = Exists(Run.objects.filter(thread=OuterRef("pk")).active())
+    stored = Thread.objects.filter(pk=thread_id).values("assistant_id", "current_leaf_id")
+    return stored.annotate(busy=busy)
 
 
 def _run_active() -> RunActive:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from . import mcp_client, tools
+from . import mcp_client, prepared, tools
 from .db import database_sync_to_async
 from .tool_models import AssistantTool, McpServer
 
@@ -71,6 +71,11 @@ def choices() -> list[tuple[str, str]]:
     return found
 
 
+@prepared.select
+def _rules_of(assistant_id: int):
+    return AssistantTool.objects.filter(assistant_id=assistant_id).values_list("tool", "approval")
+
+
 def allowed_tools(assistant) -> dict[str, AllowedTool]:
     """The tools `assistant` may call, by the name the model uses (a database read).
 
@@ -78,7 +83,7 @@ def allowed_tools(assistant) -> dict[str, AllowedTool]:
     the legacy `Assistant.tools` list of built-in names still counts, as runs freely.
     """
     rules = {name: AssistantTool.Approval.FREE for name in assistant.tools or []}
-    rules.update(AssistantTool.objects.filter(assistant=assistant).values_list("tool", "approval"))
+    rules.update(_rules_of(assistant_id=assistant.pk))
     # Only an MCP tool needs its server (most assistants have none: no query then).
     servers = {}
     if any(name not in tools.REGISTRY for name in rules):

@@ -6,8 +6,7 @@ a sibling of the answer (same prompt). A parent is always stored before its chil
 grow along every path. Reading a path costs one query for the thread's (id, parent) pairs.
 """
 
-from django.db.models import Max
-
+from . import prepared
 from .engines.base import Turn
 from .models import Message, Run, Thread
 
@@ -67,8 +66,12 @@ def user_versions(message: Message) -> list[int]:
 
 def last_message_of(run: Run) -> int | None:
     """The newest message a run stored, else its prompt: what its next message follows."""
-    last = Message.objects.filter(run_id=run.pk).aggregate(last=Max("pk"))["last"]
-    return last or run.prompt_id
+    return next(iter(_newest_of_run(run_id=run.pk)), None) or run.prompt_id
+
+
+@prepared.select
+def _newest_of_run(run_id: int):
+    return Message.objects.filter(run_id=run_id).order_by("-pk").values_list("pk", flat=True)[:1]
 
 
 def set_leaf(thread: Thread, message_id: int) -> None:

@@ -13,7 +13,7 @@ from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, Length, TruncDate
 from django.utils import timezone
 
-from . import costs
+from . import costs, prepared
 from .budgets import groups_of
 from .models import EngineKind, Message, Run, RunStatus, UsageRecord
 
@@ -43,8 +43,7 @@ def reserve(run: Run) -> UsageRecord:
     """Charge a starting run an estimate of its tokens (what it sends, plus an answer), so that
     answers in flight count against the budget. Call in the transaction that creates the run."""
     thread = run.thread
-    sent = Message.objects.filter(thread_id=thread.pk).aggregate(chars=Sum(Length("text")))
-    chars = (sent["chars"] or 0) + len(thread.assistant.instructions)
+    chars = sum(_characters_in(thread_id=thread.pk)) + len(thread.assistant.instructions)
     if thread.assistant.engine == EngineKind.CHAT:
         chars = min(chars, settings.CHAT_HISTORY_MAX_CHARS)  # the most a chat run sends
     model = costs.model_of(thread.assistant)
@@ -72,24 +71,38 @@ def settle(run: Run) -> None:
     """Charge the run what it reported, once it reports usage or ends (nothing reported: 0)."""
     if run.total_tokens is None and not run.is_terminal:
         return
-    record = UsageRecord.objects.filter(run_id=run.pk).first()
-    if record is None:
-        return
-    record.status = run.status
-    record.input_tokens = run.input_tokens
-    record.cached_input_tokens = run.cached_input_tokens
-    record.output_tokens = run.output_tokens
-    record.total_tokens = run.total_tokens
-    record.charged_tokens = run.total_tokens or 0
-    record.cost = costs.settled_cost(record) if run.total_tokens is not None else None
-    record.charged_cost = record.cost or 0
-    record.save(update_fields=SETTLED_FIELDS)
+    for record in _record_of(run_id=run.pk):
+        record.status = run.status
+        record.input_tokens = run.input_tokens
+        record.cached_input_tokens = run.cached_input_tokens
+        record.output_tokens = run.output_tokens
+        record.total_tokens = run.total_tokens
+        record.charged_tokens = run.total_tokens or 0
+        record.cost = costs.settled_cost(record) if run.total_tokens is not None else None
+        record.charged_cost = record.cost or 0
+        _settled(record_id=record.pk, **{name: getattr(record, name) for name in SETTLED_FIELDS})
+
+
+@prepared.select
+def _characters_in(thread_id: int):
+    """The characters of the thread's messages (one row, none if it has no messages)."""
+    messages = Message.objects.filter(thread_id=thread_id).values("thread_id")
+    return messages.annotate(chars=Sum(Length("text"))).values_list("chars", flat=True)
+
+
+@prepared.select
+def _record_of(run_id: int):
+    return UsageRecord.objects.filter(run_id=run_id)
 
 
 SETTLED_FIELDS = [
     "status", "input_tokens", "cached_input_tokens", "output_tokens", "total_tokens",
     "charged_tokens", "cost", "charged_cost",
 ]  # fmt: skip
+_settled = prepared.Update(
+    lambda record_id, **settled: (UsageRecord.objects.filter(pk=record_id), settled),
+    {"record_id": int} | {name: prepared.field_kind(UsageRecord, name) for name in SETTLED_FIELDS},
+)
 
 
 def tokens_charged(user, since: datetime) -> int:

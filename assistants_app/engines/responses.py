@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db.models import Q
 from openai.types.responses import Response
 
-from .. import attached, knowledge
+from .. import attached, knowledge, prepared
 from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
@@ -471,8 +471,14 @@ def _last_answered(run: Run) -> str:
 
 @database_sync_to_async
 def _last_run_overflowed(run: Run) -> bool:
-    last = Run.objects.filter(thread_id=run.thread_id, pk__lt=run.pk).order_by("-pk").first()
-    return last is not None and last.error_code == "context_overflow"
+    return _last_error_code(thread_id=run.thread_id, run_id=run.pk) == ["context_overflow"]
+
+
+@prepared.select
+def _last_error_code(thread_id: int, run_id: int):
+    """The error code of the run before `run_id` in the thread, if there is one."""
+    earlier = Run.objects.filter(thread_id=thread_id, pk__lt=run_id).order_by("-pk")
+    return earlier.values_list("error_code", flat=True)[:1]
 
 
 def to_stream_event(event: dict) -> StreamEvent:

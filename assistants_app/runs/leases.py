@@ -16,13 +16,14 @@ import logging
 import os
 import socket
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 
+from .. import prepared
 from ..db import database_sync_to_async
 from ..models import Run
 
@@ -42,14 +43,13 @@ def starting_lease() -> dict:
     return {"lease_owner": STARTING, "lease_expires_at": timezone.now() + timedelta(seconds=window)}
 
 
-def free_or_expired() -> Q:
+def free_or_expired(now: datetime | None = None) -> Q:
     """Runs whose lease anyone may take: nobody holds it, or its holder stopped renewing."""
-    return Q(lease_expires_at=None) | Q(lease_expires_at__lt=timezone.now())
+    return Q(lease_expires_at=None) | Q(lease_expires_at__lt=now or timezone.now())
 
 
-def _driving_fields() -> dict:
-    expires_at = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-    return {"lease_owner": PROCESS_ID, "lease_expires_at": expires_at}
+def _driving_until() -> datetime:
+    return timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
 
 
 class Lease:
@@ -133,13 +133,25 @@ def release_all(run_ids: list[int]) -> None:
 
 @database_sync_to_async
 def _take(run_id: int) -> bool:
-    ours = Q(lease_owner=PROCESS_ID) | free_or_expired()
-    return bool(Run.objects.filter(pk=run_id).active().filter(ours).update(**_driving_fields()))
+    return bool(_take_lease(run_id=run_id, now=timezone.now(), until=_driving_until()))
+
+
+@prepared.update
+def _take_lease(run_id: int, now: datetime, until: datetime):
+    ours = Q(lease_owner=PROCESS_ID) | free_or_expired(now)
+    rows = Run.objects.filter(pk=run_id).active().filter(ours)
+    return rows, {"lease_owner": PROCESS_ID, "lease_expires_at": until}
 
 
 @database_sync_to_async
 def _keep_starting(run_id: int) -> bool:
-    return bool(Run.objects.filter(pk=run_id, lease_owner=STARTING).update(**_driving_fields()))
+    return bool(_keep_starting_lease(run_id=run_id, until=_driving_until()))
+
+
+@prepared.update
+def _keep_starting_lease(run_id: int, until: datetime):
+    rows = Run.objects.filter(pk=run_id, lease_owner=STARTING)
+    return rows, {"lease_owner": PROCESS_ID, "lease_expires_at": until}
 
 
 @database_sync_to_async

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DataError, transaction
 from django.utils import timezone
 
-from .. import branches, storable, tree, usage
+from .. import branches, prepared, storable, tree, usage
 from ..db import database_sync_to_async
 from ..engines import get_engine
 from ..engines.base import RunUpdate, Usage
@@ -112,12 +112,7 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             )
         # The run's row first: a write before any read keeps SQLite from refusing to turn a
         # reading transaction into a writing one under concurrent writers.
-        rows = Run.objects.filter(pk=run.pk).active()
-        if update.status in GOING:
-            # A run asked to stop is not set going again: a generation that begins as Stop is
-            # pressed, a provider's word from before it heard of the cancel.
-            rows = rows.exclude(status=RunStatus.CANCELLING)
-        changed = rows.update(**changes)
+        changed = _write_active_run(run.pk, changes, going=update.status in GOING)
         if changed:
             for name, value in changes.items():
                 setattr(run, name, value)
@@ -152,3 +147,25 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             sent.append(events.run_status(run))
         transaction.on_commit(partial(committed.extend, sent))
     return bool(still_active)
+
+
+_ACTIVE_RUN_WRITES: dict[tuple, prepared.Update] = {}  # by the fields set, and `going`
+
+
+def _write_active_run(run_id: int, changes: dict, going: bool) -> int:
+    """Set `changes` on the run if it is active: 1, else 0. A run asked to stop is not set
+    `going` again: a generation that begins as Stop is pressed, a provider's word from before
+    it heard of the cancel. (A prepared update for each set of fields an update sets.)"""
+    shape = (*changes, going)
+    write = _ACTIVE_RUN_WRITES.get(shape)
+    if write is None:
+
+        def active_run(run_id, **changes):
+            rows = Run.objects.filter(pk=run_id).active()
+            if going:
+                rows = rows.exclude(status=RunStatus.CANCELLING)
+            return rows, changes
+
+        kinds = {"run_id": int} | {name: prepared.field_kind(Run, name) for name in changes}
+        write = _ACTIVE_RUN_WRITES.setdefault(shape, prepared.Update(active_run, kinds))
+    return write(run_id=run_id, **changes)

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from .. import storable
+from .. import prepared, storable
 from ..db import database_sync_to_async
 from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
 from ..engines.local import UNFINISHED
@@ -76,7 +76,7 @@ class LiveText:
             await events.broadcast(self.run.thread.group_name, [event])
         if now - self.saved_at >= settings.STREAM_SAVE_SECONDS:
             self.saved_at = now
-            await _save_partial(self.run.pk, self.text, self.sequence)
+            await _save_partial(run_id=self.run.pk, text=self.text, sequence=self.sequence)
 
     def delta_event(self, offset: int = 0) -> dict:
         """Text from `offset` on; a client with fewer characters than `offset` missed some."""
@@ -249,5 +249,7 @@ def loop_time_at(moment) -> float:
 
 
 @database_sync_to_async
-def _save_partial(run_id: int, text: str, sequence: int | None) -> None:
-    Run.objects.filter(pk=run_id).active().update(partial_text=text, stream_sequence=sequence)
+@prepared.update
+def _save_partial(run_id: int, text: str, sequence: int | None):
+    changes = {"partial_text": text, "stream_sequence": sequence}
+    return Run.objects.filter(pk=run_id).active(), changes
