@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth.middleware import get_user as cached_user
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.decorators import sync_and_async_middleware, sync_only_middleware
 from django.views.defaults import page_not_found
@@ -153,5 +154,16 @@ def OneThreadMiddleware(get_response):  # noqa: N802 (named like a class in sett
     messages...) is async-capable only by running each of its steps on a thread of its own
     and back: about fifteen hops of a busy event loop per request, which cost a post more
     CPU than its view (BENCHMARKS.md, "Cost per answer"). Async views still run on the event
-    loop, entered once from here."""
-    return get_response
+    loop, entered once from here.
+
+    The signed-in user is read here too, on the chain's thread: an async view's
+    `request.auser()` would otherwise take a trip to a thread for the session and another for
+    the user. (Django's own cache of it, `_acached_user`, Django being pinned to 5.2:
+    tests/test_queries_per_answer.py counts a post's trips to threads.)"""
+
+    def middleware(request):
+        if hasattr(request, "auser") and not hasattr(request, "_acached_user"):
+            request._acached_user = cached_user(request)
+        return get_response(request)
+
+    return middleware

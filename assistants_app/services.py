@@ -97,7 +97,6 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
     _check_owner(user, thread)
     text = clean_text(text)
     attachment_ids = files.attachment_ids(attachments)
-    await _check_may_use(user, thread)
     message, run = await _store_message_and_run(user, thread, text, attachment_ids)
     thread.owner = user  # checked above: the driver of the run needs no query for it
     await _ground(run, message)
@@ -115,7 +114,6 @@ async def retry_run(user, thread: Thread) -> Run:
     incomplete. Whatever that run stored stays.
     """
     _check_owner(user, thread)
-    await _check_may_use(user, thread)
     prompt, run = await _new_run_for_last_prompt(user, thread)
     await _ground(run, prompt)
     await runs.start(run, prompt)
@@ -166,8 +164,13 @@ async def _ground(run: Run, message: Message) -> None:
 
 
 async def _check_may_use(user, thread: Thread) -> None:
-    usable = sync_to_async(_usable)  # on the caller's thread, as the async ORM would
-    if not await usable(user_id=user.pk, assistant_id=thread.assistant_id):
+    await sync_to_async(_must_be_usable)(user, thread)  # where the async ORM would run it
+
+
+def _must_be_usable(user, thread: Thread) -> None:
+    """NotAllowed unless the thread's assistant is active and open to the user. (Sends and
+    retries ask in the same trip to a database thread as their store.)"""
+    if not _usable(user_id=user.pk, assistant_id=thread.assistant_id):
         raise NotAllowed("ASSISTANT_UNAVAILABLE", "This assistant is no longer available to you.")
 
 
@@ -222,6 +225,7 @@ def _refused_when_busy(call):
 def _store_message_and_run(
     user, thread: Thread, text: str, attachment_ids: list[int]
 ) -> tuple[Message, Run]:
+    _must_be_usable(user, thread)  # before the transaction: SQLite's writers wait for it
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
         # It follows the message the thread shows last (Message.save).
@@ -246,6 +250,7 @@ def _store_message_and_run(
 @_refused_when_busy
 @database_sync_to_async
 def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
+    _must_be_usable(user, thread)
     last = Run.objects.filter(thread=thread).select_related("prompt").order_by("-pk").first()
     if last is not None and not last.is_terminal:
         raise _run_active()

@@ -241,6 +241,8 @@ class ResponsesEngine(LocalGeneration):
             raw = await get_client(self.provider).responses.with_raw_response.retrieve(
                 run.remote_id
             )
+            if (status := _under_way(raw.http_response)) is not None:
+                return RunUpdate(status=status, poll_after=poll_after_seconds(raw.headers))
             response = raw.parse()
         return to_run_update(response, raw.headers)
 
@@ -479,6 +481,27 @@ def _last_error_code(thread_id: int, run_id: int):
     """The error code of the run before `run_id` in the thread, if there is one."""
     earlier = Run.objects.filter(thread_id=thread_id, pk__lt=run_id).order_by("-pk")
     return earlier.values_list("error_code", flat=True)[:1]
+
+
+def _under_way(http_response) -> RunStatus | None:
+    """The status of a polled response still under way with nothing final in it (no usage,
+    no message or call finished): all that an update takes from it, read without building
+    the SDK's model of the response (most polls of a run; BENCHMARKS.md, "Cost per answer").
+    None for any other answer, which is read whole."""
+    try:
+        response = http_response.json()
+    except ValueError:
+        return None  # not JSON: the SDK's parse says what is wrong
+    if not isinstance(response, dict) or response.get("usage") is not None:
+        return None
+    output = response.get("output") or []
+    if response.get("status") not in ("queued", "in_progress") or not isinstance(output, list):
+        return None
+    for item in output:
+        writing = isinstance(item, dict) and item.get("type") in ("message", "reasoning")
+        if not writing or item.get("status") == "completed":
+            return None
+    return RunStatus(response["status"])
 
 
 def to_stream_event(event: dict) -> StreamEvent:

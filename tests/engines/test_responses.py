@@ -7,6 +7,7 @@ import pytest
 import respx
 
 from assistants_app import runs
+from assistants_app.engines.base import RunUpdate
 from assistants_app.models import Message, Run, RunStatus
 
 from ..conftest import PROVIDER_URL
@@ -163,3 +164,58 @@ async def test_a_provider_error_at_start_fails_the_run_and_keeps_the_message(
         "The provider had an internal error (HTTP 500): The server had an error."
     )
     assert await Message.objects.filter(pk=prompt.pk).aexists()
+
+
+WRITING = {"type": "message", "id": "msg_out1", "role": "assistant", "status": "in_progress",
+           "content": [{"type": "output_text", "text": "Hel", "annotations": []}]}  # fmt: skip
+DONE = {**WRITING, "status": "completed", "content": [{**WRITING["content"][0], "text": "Hi"}]}
+
+
+@pytest.mark.parametrize(
+    "payload, under_way",
+    [
+        (response("queued"), True),
+        (response("in_progress"), True),
+        (response("in_progress", output=[WRITING]), True),  # nothing final in it yet
+        (response("in_progress", output=[DONE, WRITING]), False),  # a message to store
+        (response("in_progress", usage={"input_tokens": 3, "output_tokens": 1,
+                                        "total_tokens": 4}), False),  # fmt: skip
+        (response("completed", text="Hi"), False),
+        (response("failed", error={"code": "server_error", "message": "Crashed."}), False),
+    ],
+)
+def test_a_poll_under_way_reads_as_the_whole_response_would(payload, under_way):
+    from openai.types.responses import Response
+
+    from assistants_app.engines.responses import _under_way, to_run_update
+
+    headers = {"openai-poll-after-ms": "700"}
+    status = _under_way(httpx.Response(200, json=payload, headers=headers))
+    assert (status is not None) == under_way
+    if under_way:  # what the poll answers without a model, the model would have said too
+        assert to_run_update(Response.model_validate(payload), headers) == RunUpdate(
+            status=status, poll_after=0.7
+        )
+
+
+async def test_a_poll_under_way_builds_no_model_of_the_response(provider, started_run, monkeypatch):
+    from openai._legacy_response import LegacyAPIResponse
+
+    parsed = []
+    parse = LegacyAPIResponse.parse
+    monkeypatch.setattr(
+        LegacyAPIResponse, "parse", lambda self, **kw: parsed.append(1) or parse(self, **kw)
+    )
+    provider.get(f"/responses/{RESPONSE_ID}").mock(
+        side_effect=[
+            httpx.Response(200, json=response("queued")),
+            httpx.Response(200, json=response("in_progress", output=[WRITING])),
+            httpx.Response(200, json=response("completed", text="Hi")),
+        ]
+    )
+
+    await runs.drive(started_run.pk)
+
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+    assert len(parsed) == 1  # only the finished answer was read into the SDK's model
