@@ -26,13 +26,9 @@ async def prepare(engine: Engine, run: Run, message: Message) -> None:
     conversation by this run whatever conversation it went to before.
     """
     thread = run.thread
-    assistant = thread.assistant
-    found = await _reusable(thread, assistant.engine, assistant.provider, message.parent_id)
     message.remote_id = ""
     was = thread.remote_id
-    if found is not None:
-        thread.remote_id = found.remote_id
-        await _claim(run, found, moved=thread.remote_id != was)
+    if await _go_on_in_reusable(run, message.parent_id):
         return
     thread.remote_id = ""
     await engine.ensure_thread(thread, seed=await _turns_before(message))
@@ -56,6 +52,18 @@ def settle(run: Run, last: int | None = None) -> None:
 
 
 @database_sync_to_async
+def _go_on_in_reusable(run: Run, parent_id: int | None) -> bool:
+    """Claim for the run the conversation that holds the path up to its prompt, if one does
+    (a plain follow-up): true then. One trip to a database thread for the lookup and claim."""
+    thread, assistant = run.thread, run.thread.assistant
+    found = _reusable(thread, assistant.engine, assistant.provider, parent_id)
+    if found is None:
+        return False
+    was, thread.remote_id = thread.remote_id, found.remote_id
+    _claim_now(run, found, moved=thread.remote_id != was)
+    return True
+
+
 def _reusable(thread: Thread, engine: str, provider: str, parent_id: int | None):
     conversations = ProviderConversation.objects.filter(thread_id=thread.pk)
     if parent_id is not None:  # a follow-up: the conversation that holds its parent, if any
@@ -87,8 +95,7 @@ def _remember(thread: Thread) -> ProviderConversation:
     )
 
 
-@database_sync_to_async
-def _claim(run: Run, conversation: ProviderConversation | None, moved: bool = True) -> None:
+def _claim_now(run: Run, conversation: ProviderConversation | None, moved: bool = True) -> None:
     """Record where the run goes on; while it writes there, the conversation's tip is unknown.
     The thread's provider id is written only if it `moved` (a follow-up's stays put)."""
     run.conversation = conversation
@@ -98,6 +105,9 @@ def _claim(run: Run, conversation: ProviderConversation | None, moved: bool = Tr
         _set_conversation(run_id=run.pk, conversation_id=conversation and conversation.pk)
         if moved:
             _set_remote_id(thread_id=run.thread_id, remote_id=run.thread.remote_id)
+
+
+_claim = database_sync_to_async(_claim_now)
 
 
 # The statements of every follow-up, built once (prepared.py).

@@ -34,8 +34,8 @@ from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
 from ..tool_registry import flat
-from ..tool_transcript import Transcript
-from ..tool_transcript import load_async as load_transcript
+from ..tool_transcript import Transcript, load_async
+from ..tool_transcript import load as load_transcript
 from .base import (
     RemoteMessage,
     RunUpdate,
@@ -118,7 +118,8 @@ class ResponsesEngine(LocalGeneration):
             run.remote_id = f"{LOCAL_PREFIX}{run.pk}"
             return RunUpdate(status=RunStatus.QUEUED)
         params = {**await self._grounded(run), "background": True, "store": True}
-        _add_tools(params, _tools_param(await load_transcript(run, started=False)))
+        transcript, overflowed = await _before_starting(run)
+        _add_tools(params, _tools_param(transcript))
         if run.thread.remote_id:
             params["conversation"] = run.thread.remote_id
             params["input"] = await _prompt_input(message)
@@ -131,7 +132,7 @@ class ResponsesEngine(LocalGeneration):
             else:
                 params["input"] = await _as_input(history.turns)
             run.note = history.note if not previous else ""
-        if await _last_run_overflowed(run):
+        if overflowed:
             # The provider found the thread too long only once it ran the last answer: this
             # one is sent shorter from the start, or it would fail the same way.
             params = await self._shorter(run, params, found)
@@ -299,7 +300,7 @@ class ResponsesEngine(LocalGeneration):
                 for o in outputs
             ],
         }
-        _add_tools(params, _tools_param(await load_transcript(run), answered=1))
+        _add_tools(params, _tools_param(await load_async(run), answered=1))
         if run.thread.remote_id:
             params["conversation"] = run.thread.remote_id
         else:
@@ -472,8 +473,11 @@ def _last_answered(run: Run) -> str:
 
 
 @database_sync_to_async
-def _last_run_overflowed(run: Run) -> bool:
-    return _last_error_code(thread_id=run.thread_id, run_id=run.pk) == ["context_overflow"]
+def _before_starting(run: Run) -> tuple[Transcript, bool]:
+    """In one trip to a database thread: the tools the run may call, and whether the run
+    before it in the thread failed for a context too long."""
+    overflowed = _last_error_code(thread_id=run.thread_id, run_id=run.pk) == ["context_overflow"]
+    return load_transcript(run, started=False), overflowed
 
 
 @prepared.select

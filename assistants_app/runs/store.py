@@ -12,7 +12,7 @@ from dataclasses import replace
 from functools import partial
 
 from django.conf import settings
-from django.db import DataError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
 from .. import branches, prepared, storable, tree, usage
@@ -125,18 +125,15 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
         parent_id = tree.last_message_of(run) if still_active and update.messages else None
         # A run that had ended (stopped while its provider went on writing) stores no more.
         for remote in update.messages if still_active else []:
-            message, created = Message.objects.get_or_create(
-                thread_id=run.thread_id,
-                remote_id=remote.remote_id,
-                defaults={
-                    "role": Message.Role.ASSISTANT,
-                    "text": storable.mend(remote.text),
-                    "run": run,
-                    "parent_id": parent_id,
-                    "is_partial": update.status in CUT_SHORT_STATUSES,
-                },
+            message = _store_once(
+                run,
+                remote.remote_id,
+                role=Message.Role.ASSISTANT,
+                text=storable.mend(remote.text),
+                parent_id=parent_id,
+                is_partial=update.status in CUT_SHORT_STATUSES,
             )
-            if created:
+            if message is not None:
                 new_messages.append(message)
                 parent_id = message.pk
         if still_active and update.status not in ACTIVE_STATUSES:
@@ -147,6 +144,28 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             sent.append(events.run_status(run))
         transaction.on_commit(partial(committed.extend, sent))
     return bool(still_active)
+
+
+def _store_once(run: Run, remote_id: str, **fields) -> Message | None:
+    """The run's message of provider id `remote_id`, stored: None if it already was (by
+    this driver before, or by another at the same time). Message.objects.get_or_create, its
+    read built once (prepared.py)."""
+    if _stored(thread_id=run.thread_id, remote_id=remote_id):
+        return None
+    try:
+        with transaction.atomic():  # a savepoint: a lost race leaves the run's transaction
+            return Message.objects.create(
+                thread_id=run.thread_id, remote_id=remote_id, run=run, **fields
+            )
+    except IntegrityError:
+        if _stored(thread_id=run.thread_id, remote_id=remote_id):
+            return None
+        raise
+
+
+@prepared.select
+def _stored(thread_id: int, remote_id: str):
+    return Message.objects.filter(thread_id=thread_id, remote_id=remote_id).values_list("pk")
 
 
 _ACTIVE_RUN_WRITES: dict[tuple, prepared.Update] = {}  # by the fields set, and `going`
