@@ -1,5 +1,6 @@
 """What one database statement of an answer costs the server's CPU: the statement made by the
-ORM, as the site makes it, against the very same SQL sent as it is.
+ORM, as the site made it before prepared.py, against the same statement built once
+(prepared.py, as the site makes it now) and the very same SQL sent as it is.
 
 `python -m bench.statements` (`--database sqlite` for the embedded default) makes a database of
 its own, runs each statement below a few hundred times both ways and prints the CPU
@@ -46,11 +47,14 @@ def database(kind: str):
 
 
 def statements(user, thread, run):
-    """(what the site does, the ORM call) for statements every answer makes (copied from
-    services.py, store.py and views.py, so that a change there is not measured here)."""
+    """(what the site does, the ORM call, the call built once) for statements every answer
+    makes (the ORM calls copied from services.py, store.py and views.py as they were before
+    prepared.py; the others are the site's own)."""
     from django.db.models import Exists, OuterRef
 
+    from assistants_app import services
     from assistants_app.models import Assistant, Run, Thread
+    from assistants_app.runs import store
 
     def thread_of_user():  # services.athread_of
         threads = Thread.objects.owned_by(user).select_related("assistant")
@@ -72,12 +76,16 @@ def statements(user, thread, run):
         return runs.filter(pk=run.pk).first()
 
     return [
-        ("a user's thread, with its assistant", thread_of_user),
-        ("whether the user may use its assistant", may_use),
-        ("a send's read under the lock", read_under_the_lock),
-        ("a run's status written", run_status_update),
-        ("a run loaded with its thread", run_loaded),
-    ]
+        ("a user's thread, with its assistant", thread_of_user,
+         lambda: services._owned_thread(owner_id=user.pk, thread_id=thread.pk)),
+        ("whether the user may use its assistant", may_use,
+         lambda: services._usable(user_id=user.pk, assistant_id=thread.assistant_id)),
+        ("a send's read under the lock", read_under_the_lock,
+         lambda: services._stored_thread(thread_id=thread.pk)),
+        ("a run's status written", run_status_update,
+         lambda: store._write_active_run(run.pk, {"status": "in_progress"}, going=False)),
+        ("a run loaded with its thread", run_loaded, None),
+    ]  # fmt: skip
 
 
 def as_sent(call) -> str:
@@ -115,9 +123,12 @@ def main(argv: list[str] | None = None) -> None:
         thread = Thread.objects.create(owner=user, assistant=assistant)
         prompt = Message.objects.create(thread=thread, role="user", text="Hello")
         run = Run.objects.create(thread=thread, prompt=prompt)
-        print(f"| statement ({args.database}) | ORM (µs CPU) | same SQL sent (µs CPU) | ratio |")
-        print("|---|---|---|---|")
-        for name, call in statements(user, thread, run):
+        print(
+            f"| statement ({args.database}) | ORM (µs CPU) | built once, prepared.py (µs CPU) "
+            "| same SQL sent (µs CPU) | ORM / sent | built once / sent |"
+        )
+        print("|---|---|---|---|---|---|")
+        for name, call, built_once in statements(user, thread, run):
             sql = as_sent(call)
 
             def sent(sql=sql):
@@ -127,7 +138,11 @@ def main(argv: list[str] | None = None) -> None:
                         cursor.fetchall()
 
             orm, plain = per_call(call, args.repeats), per_call(sent, args.repeats)
-            print(f"| {name} | {orm:,.0f} | {plain:,.0f} | {orm / plain:.1f} |")
+            once = per_call(built_once, args.repeats) if built_once else None
+            print(
+                f"| {name} | {orm:,.0f} | {f'{once:,.0f}' if once else '-'} | {plain:,.0f} "
+                f"| {orm / plain:.1f} | {f'{once / plain:.1f}' if once else '-'} |"
+            )
         connection.close()
 
 

@@ -291,7 +291,7 @@ def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 0
 
 
-def test_the_statement_costs_compare_the_orm_with_the_same_sql_sent_as_it_is():
+def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_sent():
     shown = subprocess.run(
         [sys.executable, "-m", "bench.statements", "--database", "sqlite", "--repeats", "3"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
@@ -305,6 +305,8 @@ def test_the_statement_costs_compare_the_orm_with_the_same_sql_sent_as_it_is():
         "a run's status written",
         "a run loaded with its thread",
     ]
-    for _, orm, plain, ratio in rows:
+    for _, orm, once, plain, ratio, once_ratio in rows:
         assert float(orm.replace(",", "")) > 0 and float(plain.replace(",", "")) > 0
         assert float(ratio) > 0
+        assert once.strip() == once_ratio.strip() == "-" or float(once_ratio) > 0
+    assert sum(row[2].strip() != "-" for row in rows) == 4  # all but the run's load
