@@ -291,7 +291,6 @@ class Message(models.Model):
 PROVIDER_CITATION = re.compile(r"^\[(\d{1,3})\]: /knowledge/files/([^/\s]+)/$", re.MULTILINE)
 
 
-
 @prepared.update
 def _thread_goes_on(thread_id: int, parent_id: int | None, message_id: int, now: datetime):
     """Message.save's write: the thread's news, and its leaf if it showed the new message's
@@ -302,6 +301,7 @@ def _thread_goes_on(thread_id: int, parent_id: int | None, message_id: int, now:
         output_field=models.BigIntegerField(),
     )
     return Thread.objects.filter(pk=thread_id), {"current_leaf_id": leaf, "updated_at": now}
+
 
 class RunQuerySet(models.QuerySet):
     def active(self) -> "RunQuerySet":

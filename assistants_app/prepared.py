@@ -97,7 +97,8 @@ class _Statement:
     def __init__(self, build, values: dict[str, type]):
         self.build = build
         self.values = [_Value(name, *_kind_of(name, kind)) for name, kind in values.items()]
-        self._built: dict[tuple[str, str], _Built] = {}  # by database alias and vendor
+        # By database alias, vendor, and which nullable values are None.
+        self._built: dict[tuple[str, str, frozenset], _Built] = {}
         update_wrapper(self, build)
 
     def __call__(self, **values):
@@ -216,7 +217,7 @@ def field_kind(model: type[models.Model], name: str) -> type:
         k
         for k, fields in [
             (bool, models.BooleanField),
-            (int, models.IntegerField | models.AutoField),
+            (int, models.IntegerField),  # AutoField and its kin among them
             (datetime, models.DateTimeField),
             (Decimal, models.DecimalField),
             (str, models.CharField | models.TextField),

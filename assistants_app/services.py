@@ -294,9 +294,10 @@ def _starting_a_run(user, thread: Thread):
             # double-click, two tabs) the second sees the first's run, and spends nothing.
             # As stored, in the same read: the assistant (another tab may have just switched
             # it) and the message the thread shows last (what a new message follows).
-            [stored] = _stored_thread(thread_id=thread.pk) or [None]
-            if stored is None:
+            rows = _stored_thread(thread_id=thread.pk)
+            if not rows:
                 raise Thread.DoesNotExist("No such thread")
+            stored = rows[0]
             if stored["busy"]:
                 raise _run_active()
             thread.current_leaf_id = stored["current_leaf_id"]

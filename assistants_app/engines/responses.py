@@ -28,14 +28,13 @@ from django.conf import settings
 from django.db.models import Q
 from openai.types.responses import Response
 
-from .. import attached, knowledge, prepared
+from .. import attached, knowledge, prepared, tool_transcript
 from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import LEFT_OUT_NOTE, History, fit_history
 from ..models import Message, Run, RunStatus, Thread
 from ..tool_registry import flat
-from ..tool_transcript import Transcript, load_async
-from ..tool_transcript import load as load_transcript
+from ..tool_transcript import Transcript
 from .base import (
     RemoteMessage,
     RunUpdate,
@@ -300,7 +299,7 @@ class ResponsesEngine(LocalGeneration):
                 for o in outputs
             ],
         }
-        _add_tools(params, _tools_param(await load_async(run), answered=1))
+        _add_tools(params, _tools_param(await tool_transcript.load_async(run), answered=1))
         if run.thread.remote_id:
             params["conversation"] = run.thread.remote_id
         else:
@@ -477,7 +476,7 @@ def _before_starting(run: Run) -> tuple[Transcript, bool]:
     """In one trip to a database thread: the tools the run may call, and whether the run
     before it in the thread failed for a context too long."""
     overflowed = _last_error_code(thread_id=run.thread_id, run_id=run.pk) == ["context_overflow"]
-    return load_transcript(run, started=False), overflowed
+    return tool_transcript.load(run, started=False), overflowed
 
 
 @prepared.select
