@@ -46,15 +46,20 @@ def database(kind: str):
         yield url
 
 
-def statements(user, thread, run):
+def statements(user, thread, run, session_key):
     """(what the site does, the ORM call, the call built once) for statements every answer
     makes (the ORM calls copied from services.py, store.py and views.py as they were before
     prepared.py; the others are the site's own)."""
+    from django.contrib.sessions.models import Session
     from django.db.models import Exists, OuterRef
+    from django.utils import timezone
 
-    from assistants_app import services
+    from assistants_app import services, sessions
     from assistants_app.models import Assistant, Run, Thread
     from assistants_app.runs import store
+
+    def session_read():  # Django's db SessionStore._get_session_from_db
+        return Session.objects.get(session_key=session_key, expire_date__gt=timezone.now())
 
     def thread_of_user():  # services.athread_of
         threads = Thread.objects.owned_by(user).select_related("assistant")
@@ -76,6 +81,8 @@ def statements(user, thread, run):
         return runs.filter(pk=run.pk).first()
 
     return [
+        ("a request's session (sessions.py)", session_read,
+         lambda: sessions._unexpired(session_key=session_key, now=timezone.now())),
         ("a user's thread, with its assistant", thread_of_user,
          lambda: services._owned_thread(owner_id=user.pk, thread_id=thread.pk)),
         ("whether the user may use its assistant", may_use,
@@ -116,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         from django.db import connection
 
         from assistants_app.models import Assistant, Message, Run, Thread
+        from assistants_app.sessions import SessionStore
 
         call_command("migrate", verbosity=0)
         user = get_user_model().objects.create_user("statements")
@@ -123,12 +131,15 @@ def main(argv: list[str] | None = None) -> None:
         thread = Thread.objects.create(owner=user, assistant=assistant)
         prompt = Message.objects.create(thread=thread, role="user", text="Hello")
         run = Run.objects.create(thread=thread, prompt=prompt)
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session.create()
         print(
             f"| statement ({args.database}) | ORM (µs CPU) | built once, prepared.py (µs CPU) "
             "| same SQL sent (µs CPU) | ORM / sent | built once / sent |"
         )
         print("|---|---|---|---|---|---|")
-        for name, call, built_once in statements(user, thread, run):
+        for name, call, built_once in statements(user, thread, run, session.session_key):
             sql = as_sent(call)
 
             def sent(sql=sql):

@@ -220,6 +220,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # HTTPS in production: cookies only over TLS, plain HTTP redirected, HSTS. `manage.py check
 # --deploy` passes with DJANGO_DEBUG=0 and the variables in README's production example.
+# Django's database sessions, read with a statement built once (assistants_app/sessions.py).
+SESSION_ENGINE = "assistants_app.sessions"
 SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", not DEBUG)

@@ -198,6 +198,17 @@ def test_the_load_generator_counts_each_delta_of_a_run_once():
     assert seen.runs[5]["delta_arrivals"] == [[1.0, 0, 3], [1.5, 3, 2]]
 
 
+def test_it_reports_how_late_the_load_generators_own_loop_ran():
+    lags = [0.5] * 90 + [40.0] * 9 + [120.0]
+
+    summary = report.summarise(
+        {**observed({}), "client": {"lag_ms": lags, "cpu_percent": 7}}, STATS, REMOTE_IDS
+    )
+
+    assert summary["client"] == {"lag_ms": {50: 0, 95: 40, 99: 40}, "cpu_percent": 7}
+    assert "0 / 40 / 40 ms at 7 % CPU" in report._client_text(summary["client"])
+
+
 def test_the_floor_only_loads_loopback_addresses():
     plan = floor.Plan(base_url="http://10.0.0.5:8001/v1", protocol="chat", streaming=True,
                       runners=1, duration=1, run_timeout=1)  # fmt: skip
@@ -261,6 +272,9 @@ def test_a_tiny_run_on_postgres_and_redis_delivers_every_answer_once(tmp_path, c
     assert "| ours, 2 processes | 2 | 16 / 16 |" in out
     assert "| streaming | " + f"{cost['answers']} | {cost['deltas']} |" in out
     assert "Latency per token p50 / p95 / p99 (ms)" in out
+    # The load generator's own lag is measured too: a busy client would add it to every latency.
+    for scenario in (two_processes, streaming):
+        assert scenario["client"]["lag_ms"][str(50)] >= 0 and scenario["client"]["cpu_percent"] >= 0
 
 
 def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):
@@ -299,6 +313,7 @@ def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_se
     assert shown.returncode == 0, shown.stderr[-2000:]
     rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
     assert [row[0].strip() for row in rows] == [
+        "a request's session (sessions.py)",
         "a user's thread, with its assistant",
         "whether the user may use its assistant",
         "a send's read under the lock",
@@ -309,4 +324,4 @@ def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_se
         assert float(orm.replace(",", "")) > 0 and float(plain.replace(",", "")) > 0
         assert float(ratio) > 0
         assert once.strip() == once_ratio.strip() == "-" or float(once_ratio) > 0
-    assert sum(row[2].strip() != "-" for row in rows) == 4  # all but the run's load
+    assert sum(row[2].strip() != "-" for row in rows) == 5  # all but the run's load
