@@ -225,6 +225,20 @@ async def lone_connects(users: list[User], start: float, until: float) -> list[f
     return times
 
 
+async def watch_client(until: float, every: float = 0.01) -> dict:
+    """How late this load generator's own event loop ran, and its CPU, until `until`. A frame's
+    arrival time is taken here, after the loop got to it: a busy client adds its own lag to
+    every latency it measures, so the report gives it beside them."""
+    loop = asyncio.get_running_loop()
+    lags, cpu_started, started = [], time.process_time(), time.monotonic()
+    while time.monotonic() < until:
+        due = loop.time() + every
+        await asyncio.sleep(every)
+        lags.append(1000 * (loop.time() - due))
+    cpu = (time.process_time() - cpu_started) / (time.monotonic() - started)
+    return {"lag_ms": lags, "cpu_percent": round(100 * cpu)}
+
+
 async def drive(plan: Plan) -> dict:
     seen = Observations()
     users = [User(i, entry, plan, seen) for i, entry in enumerate(plan.users)]
@@ -244,8 +258,10 @@ async def drive(plan: Plan) -> dict:
             lone_connects(probes, until - 0.85 * plan.duration, until - 0.5 * plan.duration)
         )
         posting = {"started": time.time()}
+        client = asyncio.create_task(watch_client(until))
         await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
         posting["stopped"] = time.time()
+        client = await client
         reconnect = await reconnect
         lone_loaded = await lone_loaded
     await asyncio.sleep(0.5)  # a duplicate frame would come right after the first
@@ -257,6 +273,7 @@ async def drive(plan: Plan) -> dict:
         "sockets": len(users) - connect["failed"],
         "runs": seen.runs,
         "posting": posting,
+        "client": client,
         "errors": seen.errors,
         "error_count": seen.error_count,
     }

@@ -67,6 +67,18 @@ def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | 
         "connect": _burst(observed["connect"]),
         "reconnect_under_load": _burst(observed["reconnect_under_load"]),
         "lone_connect": _lone(observed.get("lone_connects")),
+        "client": _client(observed.get("client")),
+    }
+
+
+def _client(client: dict | None) -> dict | None:
+    """The load generator's own loop lag (ms late on a 10 ms timer) and CPU while it posted."""
+    if not client:
+        return None
+    lags = client["lag_ms"]
+    return {
+        "lag_ms": {p: _round(percentile(lags, p)) for p in (50, 95, 99)},
+        "cpu_percent": client["cpu_percent"],
     }
 
 
@@ -200,8 +212,15 @@ def line(result: dict) -> str:
         f"connect {_burst_text(result['connect'])}, "
         f"reconnect under load {_burst_text(result['reconnect_under_load'])}, "
         f"lone connect {_lone_text(result.get('lone_connect'))}, "
+        f"client lag p50/p95/p99 {_client_text(result.get('client'))}, "
         f"cost {_cost_text(result.get('cost'))}"
     )
+
+
+def _client_text(client: dict | None) -> str:
+    if not client:
+        return "-"
+    return f"{_percentiles_text(client['lag_ms'])} ms at {client['cpu_percent']} % CPU"
 
 
 def _percentiles_text(percentiles: dict, between: str = " / ") -> str:
@@ -245,6 +264,7 @@ COLUMNS = [
     "Provider requests per run", "Errors", "Lost", "Duplicated", "Peak RSS per process (MB)",
     "CPU per process (%)", "Connect burst", "Reconnect burst while runs poll",
     "Lone connect p50 / p95", "Answers not stored once / runs unfinished",
+    "Load generator's loop lag p50 / p95 / p99 (ms), its CPU",
 ]  # fmt: skip
 
 
@@ -265,6 +285,7 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
                 ", ".join(map(str, r["rss_peak_mb"])), ", ".join(map(str, r["cpu_percent"])),
                 _burst_text(r["connect"]), _burst_text(r["reconnect_under_load"]),
                 _lone_text(r.get("lone_connect")), _stored_text(r.get("answers_not_stored_once")),
+                _client_text(r.get("client")),
             ]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
     lines = [
