@@ -4,6 +4,7 @@ Redis with two daphne processes) so it cannot rot."""
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -325,3 +326,30 @@ def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_se
         assert float(ratio) > 0
         assert once.strip() == once_ratio.strip() == "-" or float(once_ratio) > 0
     assert sum(row[2].strip() != "-" for row in rows) == 5  # all but the run's load
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_hop_watch_times_a_database_call_on_its_thread(
+    monkeypatch, capsys, settings, tmp_path
+):
+    from assistants_app import db
+    from assistants_app.runs import driver, store, streaming
+    from bench.hop_watch import __main__ as hop_report
+    from bench.hop_watch import sitecustomize as hop_watch
+
+    settings.DATABASE_THREADS = 2
+    for module in (store, driver, streaming):  # put back after the test
+        monkeypatch.setattr(module, "record", getattr(module, "record", None), raising=False)
+    monkeypatch.setattr(db._DatabaseCall, "__call__", db._DatabaseCall.__call__)
+    hop_watch._install()
+    nap = db.database_sync_to_async(lambda: time.sleep(0.02))
+
+    for _ in range(3):  # the first call makes its way to the threads; the next ones are timed
+        await nap()
+
+    log = capsys.readouterr().err
+    lines = [line for line in log.splitlines() if line.startswith("hop-watch ")]
+    assert len(lines) == 2 and all("call=<lambda>" in line for line in lines)
+    assert all(20 <= float(line.split("ran=")[1].split()[0]) < 1000 for line in lines)
+    (tmp_path / "server.log").write_text(log)
+    assert "<lambda>: 2 calls" in "\n".join(hop_report.summary(str(tmp_path / "server.log")))

@@ -22,6 +22,7 @@ FENCED = {
     "asgiref": "assistants_app/db.py",
     "channels": "assistants_app/consumers.py, assistants_app/socket_auth.py",
     "channels-redis": "chatsite/channel_layer.py",
+    "httpx": "assistants_app/engines/client.py",
     "mozilla-django-oidc": "assistants_app/sso.py",
 }
 
@@ -93,6 +94,15 @@ def test_channels_redis_pubsub_keeps_the_shape_channel_layer_py_overrides():
         assert hasattr(shard, name), f"channels_redis' shard lost {name} (channel_layer.py)"
     assert callable(getattr(shard, "_ensure_redis", None))
     assert "_shards" in inspect.getsource(pubsub.RedisPubSubLoopLayer.__init__)
+
+
+def test_httpx_still_picks_a_transport_per_url_where_respx_mocks():
+    import httpx
+    import respx.mocks
+
+    # get_json sends to the transport the client would pick, as the client itself would.
+    assert "url" in inspect.signature(httpx.AsyncClient._transport_for_url).parameters
+    assert "_transport_for_url" in respx.mocks.HTTPXMocker.target_methods
 
 
 def test_mozilla_django_oidc_still_reads_what_sso_py_feeds_it():

@@ -11,6 +11,7 @@ what a run waits for. Tests mock it with `respx.mock(using="httpx")`.
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import socket
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 # One client (and so one connection pool) per provider and event loop: httpx pools cannot
 # be shared between loops, and a new pool per call would reconnect on every poll.
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+# Each client's HTTP client (get_json sends on it) and the headers its requests carry.
+_http: "weakref.WeakKeyDictionary[openai.AsyncOpenAI, tuple]" = weakref.WeakKeyDictionary()
 
 
 def get_client(provider: dict) -> openai.AsyncOpenAI:
@@ -37,14 +40,60 @@ def get_client(provider: dict) -> openai.AsyncOpenAI:
     timeout = provider.get("timeout") or settings.PROVIDER_TIMEOUT_SECONDS
     key = (provider["base_url"], provider.get("api_key", ""), timeout)
     if key not in per_loop:
-        per_loop[key] = openai.AsyncOpenAI(
+        http = openai.DefaultAioHttpClient()
+        client = per_loop[key] = openai.AsyncOpenAI(
             base_url=provider["base_url"],
             api_key=provider.get("api_key") or "none",
             max_retries=0,
             timeout=timeout,
-            http_client=openai.DefaultAioHttpClient(),
+            http_client=http,
         )
+        headers = {**client.default_headers, **client.auth_headers}
+        headers = {name: value for name, value in headers.items() if isinstance(value, str)}
+        _http[client] = (http, headers, {"timeout": httpx.Timeout(timeout).as_dict()})
     return per_loop[key]
+
+
+async def get_json(provider: dict, path: str) -> tuple[object, httpx.Headers]:
+    """GET `path` of the provider's API (under its base URL): the JSON it answers, and its
+    headers. Errors are the SDK's own, as its typed calls raise them (provider_errors turns
+    them into ProviderError): APIStatusError for an error status, httpx's for a connection
+    that failed, ValueError for a body that is not JSON.
+
+    For the request a run makes most, a poll (eight or nine for a polled answer), the request
+    goes straight to the transport the SDK's client sends on, with the SDK's headers and
+    timeout: the SDK's and httpx's client layers around it (request options, URL merging,
+    cookies, auth and redirect flows) cost a poll 1.0 ms of CPU, the transport alone 0.3 ms
+    (BENCHMARKS.md, "Cost per answer", sixth step). This reaches into httpx's client for
+    `_transport_for_url` (which picks the transport a proxy in the environment asks for, and
+    is where respx mocks), httpx being pinned in pyproject.toml; tests/engines/test_get_json.py
+    checks that what it sends and raises is what the SDK's own call would."""
+    client = get_client(provider)
+    http, headers, extensions = _http[client]
+    url = client.base_url.join(path.lstrip("/"))
+    request = httpx.Request("GET", url, headers=headers, extensions=extensions)
+    response = await http._transport_for_url(url).handle_async_request(request)
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    if response.status_code >= 400:
+        raise _status_error_of(response)
+    return response.json(), response.headers
+
+
+def _status_error_of(response: httpx.Response) -> openai.APIStatusError:
+    """The error the SDK raises for an error status (its client's
+    `_make_status_error_from_response`, which picks a subclass by status: the attributes
+    _status_error reads are the same)."""
+    text = response.text.strip()
+    try:
+        body = json.loads(text)
+        message = f"Error code: {response.status_code} - {body}"
+    except ValueError:
+        body, message = text, text or f"Error code: {response.status_code}"
+    data = body.get("error", body) if isinstance(body, dict) else body  # OpenAI's {"error": ..}
+    return openai.APIStatusError(message, response=response, body=data)
 
 
 async def raw_stream(

@@ -52,6 +52,7 @@ from .client import (
     BAD_ANSWER,
     first_event,
     get_client,
+    get_json,
     is_context_overflow,
     poll_after_seconds,
     provider_errors,
@@ -238,13 +239,13 @@ class ResponsesEngine(LocalGeneration):
 
     async def poll(self, run: Run) -> RunUpdate:
         with provider_errors():
-            raw = await get_client(self.provider).responses.with_raw_response.retrieve(
-                run.remote_id
-            )
-            if (status := _under_way(raw.http_response)) is not None:
-                return RunUpdate(status=status, poll_after=poll_after_seconds(raw.headers))
-            response = raw.parse()
-        return to_run_update(response, raw.headers)
+            answer, headers = await get_json(self.provider, f"/responses/{run.remote_id}")
+            if (status := _under_way(answer)) is not None:
+                return RunUpdate(status=status, poll_after=poll_after_seconds(headers))
+            if not isinstance(answer, dict):
+                raise ValueError("a response is a JSON object")
+            response = Response.model_construct(**answer)  # what the SDK's retrieve builds
+        return to_run_update(response, headers)
 
     async def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
         if _generated_here(run):
@@ -486,15 +487,11 @@ def _last_error_code(thread_id: int, run_id: int):
     return earlier.values_list("error_code", flat=True)[:1]
 
 
-def _under_way(http_response) -> RunStatus | None:
-    """The status of a polled response still under way with nothing final in it (no usage,
-    no message or call finished): all that an update takes from it, read without building
-    the SDK's model of the response (most polls of a run; BENCHMARKS.md, "Cost per answer").
-    None for any other answer, which is read whole."""
-    try:
-        response = http_response.json()
-    except ValueError:
-        return None  # not JSON: the SDK's parse says what is wrong
+def _under_way(response) -> RunStatus | None:
+    """The status of a polled response (its JSON) still under way with nothing final in it
+    (no usage, no message or call finished): all that an update takes from it, read without
+    building the SDK's model of the response (most polls of a run; BENCHMARKS.md, "Cost per
+    answer"). None for any other answer, which is read whole."""
     if not isinstance(response, dict) or response.get("usage") is not None:
         return None
     output = response.get("output") or []

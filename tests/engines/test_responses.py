@@ -190,7 +190,7 @@ def test_a_poll_under_way_reads_as_the_whole_response_would(payload, under_way):
     from assistants_app.engines.responses import _under_way, to_run_update
 
     headers = {"openai-poll-after-ms": "700"}
-    status = _under_way(httpx.Response(200, json=payload, headers=headers))
+    status = _under_way(payload)
     assert (status is not None) == under_way
     if under_way:  # what the poll answers without a model, the model would have said too
         assert to_run_update(Response.model_validate(payload), headers) == RunUpdate(
@@ -199,12 +199,12 @@ def test_a_poll_under_way_reads_as_the_whole_response_would(payload, under_way):
 
 
 async def test_a_poll_under_way_builds_no_model_of_the_response(provider, started_run, monkeypatch):
-    from openai._legacy_response import LegacyAPIResponse
+    from openai.types.responses import Response
 
     parsed = []
-    parse = LegacyAPIResponse.parse
+    construct = Response.model_construct
     monkeypatch.setattr(
-        LegacyAPIResponse, "parse", lambda self, **kw: parsed.append(1) or parse(self, **kw)
+        Response, "model_construct", lambda **kw: parsed.append(1) or construct(**kw)
     )
     provider.get(f"/responses/{RESPONSE_ID}").mock(
         side_effect=[

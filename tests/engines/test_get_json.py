@@ -1,0 +1,104 @@
+"""A poll's GET goes straight to the transport the SDK sends on (client.get_json): what it
+sends, reads and raises is what the SDK's own call would, on the wire and through respx."""
+
+import asyncio
+import gzip
+import json
+
+import httpx
+import openai
+import pytest
+
+from assistants_app.engines.client import BAD_ANSWER, get_client, get_json, provider_errors
+from assistants_app.exceptions import ProviderError
+
+from ..conftest import PROVIDER_URL
+from .test_provider_errors import CUT_JSON, NGINX, closed_port, openai_error, tcp_server
+
+PROVIDER = {"base_url": PROVIDER_URL, "api_key": "sk-test"}
+
+
+async def failure(call) -> ProviderError:
+    with pytest.raises(ProviderError) as raised, provider_errors():
+        await call()
+    error = raised.value
+    return error.code, error.message, error.retryable, error.retry_after
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(401, json=openai_error("Incorrect API key provided", "invalid_api_key")),
+        httpx.Response(404, json=openai_error("No response with id 'resp_1'", None)),
+        httpx.Response(404, text="404 page not found"),
+        httpx.Response(405, text="Method Not Allowed"),
+        httpx.Response(409, json=openai_error("Conversation busy", "conversation_locked")),
+        httpx.Response(
+            429, json=openai_error("Slow down", "rate_limit_exceeded"), headers={"retry-after": "7"}
+        ),  # fmt: skip
+        httpx.Response(500, json={"error": {"code": 500, "message": "slot unavailable"}}),
+        httpx.Response(502, text="<html>Bad gateway</html>"),
+    ],
+)
+async def test_every_refusal_reads_as_the_sdks_own_call_would(provider_mock, answer):
+    provider_mock.get("/responses/resp_1").mock(return_value=answer)
+
+    ours = await failure(lambda: get_json(PROVIDER, "/responses/resp_1"))
+    sdks = await failure(lambda: get_client(PROVIDER).responses.retrieve("resp_1"))
+
+    assert ours == sdks
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text=NGINX),
+        httpx.Response(200, text=CUT_JSON, headers={"content-type": "application/json"}),
+    ],
+)
+async def test_an_answer_that_is_not_json_is_not_the_api(provider_mock, answer):
+    provider_mock.get("/responses/resp_1").mock(return_value=answer)
+
+    code, message, retryable, _ = await failure(lambda: get_json(PROVIDER, "/responses/resp_1"))
+
+    assert (code, message, retryable) == ("bad_answer", BAD_ANSWER, False)
+
+
+async def test_it_sends_the_sdks_headers_and_reads_a_compressed_answer():
+    seen = {}
+    body = gzip.compress(json.dumps({"id": "resp_1", "status": "in_progress"}).encode())
+
+    async def server(reader, writer):
+        seen["request"] = (await reader.readuntil(b"\r\n\r\n")).decode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"openai-poll-after-ms: 300\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    async with tcp_server(server) as port:
+        provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-secret"}
+        answer, headers = await get_json(provider, "/responses/resp_1")
+
+    assert answer == {"id": "resp_1", "status": "in_progress"}
+    assert headers["openai-poll-after-ms"] == "300"
+    request = seen["request"].lower()
+    assert request.startswith("get /v1/responses/resp_1 http/1.1")
+    assert "authorization: bearer sk-secret" in request
+    assert f"user-agent: asyncopenai/python {openai.__version__}" in request
+
+
+async def test_a_refused_connection_and_a_silent_server_fail_as_the_sdks_would():
+    refused = {"base_url": f"http://127.0.0.1:{closed_port()}/v1", "api_key": "k"}
+    assert (await failure(lambda: get_json(refused, "/responses/r")))[0] == "connection_refused"
+
+    async def silent(reader, writer):
+        await asyncio.sleep(10)
+
+    async with tcp_server(silent) as port:
+        slow = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "k", "timeout": 0.3}
+        ours = await failure(lambda: get_json(slow, "/responses/r"))
+        sdks = await failure(lambda: get_client(slow).responses.retrieve("r"))
+
+    assert ours == sdks == ("timeout", "The provider did not answer in time.", True, None)
