@@ -353,3 +353,20 @@ async def test_hop_watch_times_a_database_call_on_its_thread(
     assert all(20 <= float(line.split("ran=")[1].split()[0]) < 1000 for line in lines)
     (tmp_path / "server.log").write_text(log)
     assert "<lambda>: 2 calls" in "\n".join(hop_report.summary(str(tmp_path / "server.log")))
+
+
+def test_a_poll_is_timed_three_ways_against_a_simulator_kept_in_progress():
+    shown = subprocess.run(
+        [sys.executable, "-m", "bench.polls", "--repeats", "5", "--rounds", "2"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
+    assert [row[0].strip() for row in rows] == [
+        "the SDK's typed call",
+        "get_json",
+        "aiohttp alone",
+    ]
+    for _, costs, ratio in rows:
+        assert len(costs.split(",")) == 2 and all(float(cost) > 0 for cost in costs.split(","))
+        assert float(ratio) > 0

@@ -1,0 +1,91 @@
+"""What one poll of a response costs the server's CPU: the SDK's typed call, as the site made
+it before, against client.get_json (the same GET sent straight to the transport the SDK sends
+on, as the site makes it now) and the same GET on aiohttp alone (the floor of this transport).
+
+`python -m bench.polls` starts the simulator, creates a background response that stays in
+progress, and polls it a few hundred times each way, in turns, printing the CPU milliseconds
+of each: BENCHMARKS.md, "Cost per answer", weighs it against what a polled answer spends.
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[float]]:
+    import aiohttp
+
+    from assistants_app.engines.client import get_client, get_json
+
+    provider = {"base_url": base_url, "api_key": "sk-bench"}
+    client = get_client(provider)
+    created = await client.responses.create(model="simulator", input="Hello", background=True)
+    path = f"/responses/{created.id}"
+
+    async def sdk():
+        raw = await client.responses.with_raw_response.retrieve(created.id)
+        raw.http_response.json()
+
+    async def ours():
+        await get_json(provider, path)
+
+    async with aiohttp.ClientSession() as session:
+
+        async def alone():
+            headers = {"Authorization": "Bearer sk-bench"}
+            async with session.get(base_url + path, headers=headers) as response:
+                await response.json()
+
+        ways = {"the SDK's typed call": sdk, "get_json": ours, "aiohttp alone": alone}
+        costs: dict[str, list[float]] = {name: [] for name in ways}
+        for _ in range(rounds):
+            for name, poll in ways.items():
+                for _ in range(20):  # warm: connections open, caches filled
+                    await poll()
+                started = time.process_time()
+                for _ in range(repeats):
+                    await poll()
+                costs[name].append(1000 * (time.process_time() - started) / repeats)
+    return costs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.polls", description=__doc__)
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
+    from tests.live import free_port, wait_for_port
+
+    port = free_port()
+    env = {**os.environ, "SIMULATOR_LATENCY_SECONDS": "600"}  # in progress for the whole run
+    simulator = subprocess.Popen(
+        [sys.executable, "manage.py", "simulator", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, simulator)
+        import django
+
+        django.setup()
+        costs = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", args.repeats, args.rounds))
+    finally:
+        simulator.kill()
+        simulator.wait()
+    floor = min(costs["aiohttp alone"])
+    print("| a poll, sent by | ms CPU (each round) | best / aiohttp alone |")
+    print("|---|---|---|")
+    for name, rounds in costs.items():
+        shown = ", ".join(f"{cost:.3f}" for cost in rounds)
+        print(f"| {name} | {shown} | {min(rounds) / floor:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
