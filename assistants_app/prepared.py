@@ -33,7 +33,6 @@ its own iterables do, for Django 5.2 (pinned in pyproject.toml).
 """
 
 import inspect
-import threading
 import types
 import typing
 from dataclasses import dataclass
@@ -100,10 +99,6 @@ class _Statement:
         self.values = [_Value(name, *_kind_of(name, kind)) for name, kind in values.items()]
         # By database alias, vendor, and which nullable values are None.
         self._built: dict[tuple[str, str, frozenset], _Built] = {}
-        # A cold process's first burst of requests calls each statement on several threads at
-        # once: one builds it while the others wait, instead of each building it (a profiled
-        # benchmark found 5 % of a streaming server's samples in those duplicate builds).
-        self._building = threading.Lock()
         update_wrapper(self, build)
 
     def __call__(self, **values):
@@ -122,10 +117,7 @@ class _Statement:
         key = (DEFAULT_DB_ALIAS, connection.vendor, nones)
         built = self._built.get(key)
         if built is None:
-            with self._building:
-                built = self._built.get(key)
-                if built is None:
-                    built = self._built[key] = self._compile(connection, nones)
+            built = self._built.setdefault(key, self._compile(connection, nones))
         params = list(built.params)
         for name, places, adapt in built.places:
             sent = adapt(values[name])

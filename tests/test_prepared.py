@@ -4,13 +4,9 @@ a statement that could not be sent that way is refused when first built, not run
 import os
 import subprocess
 import sys
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connections
 from django.db.models import Exists, F, OuterRef, Sum
 from django.db.models.functions import Length
 from django.utils import timezone
@@ -129,32 +125,6 @@ def test_a_statement_is_built_once_per_database(threads, alice):
     assert counted(thread_id=mine.pk) == ["Mine"]
     assert len(built) == first  # the two later calls built nothing
     assert mine.pk not in built and theirs.pk not in built  # only stand-ins were built
-
-
-def test_a_statement_first_called_on_many_threads_at_once_is_built_once(monkeypatch):
-    built = []
-
-    @prepared.select
-    def counted(thread_id: int):
-        built.append(thread_id)
-        time.sleep(0.01)  # long enough for every thread to arrive while it is built
-        return Thread.objects.filter(pk=thread_id).values_list("title", flat=True)
-
-    monkeypatch.setattr(prepared.Select, "_send", lambda self, connection, built, params: params)
-    arrived = threading.Barrier(8)
-
-    def call(thread_id):
-        arrived.wait()
-        try:
-            return counted(thread_id=thread_id)
-        finally:
-            connections.close_all()
-
-    with ThreadPoolExecutor(8) as pool:
-        sent = list(pool.map(call, range(1, 9)))
-
-    assert sent == [[thread_id] for thread_id in range(1, 9)]  # each its own value, sent
-    assert len(built) == 3  # one build: twice with stand-ins, once with the value changed
 
 
 def test_a_value_that_changes_the_sql_is_refused_when_built(threads):
