@@ -47,6 +47,8 @@ def markdown(table: dict) -> str:
 
 
 def plot(table: dict, path: Path) -> None:
+    """Two panels: CPU ms per answer (with the floor), which moves with the machine's speed,
+    and ours / simulator, which cancels it, with half of the first commit's marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -55,27 +57,38 @@ def plot(table: dict, path: Path) -> None:
     labels = list(table)
     commits = list(dict.fromkeys(c for commits in table.values() for c in commits))
     width = 0.8 / (len(commits) + 1)
-    figure, axes = plt.subplots(figsize=(8, 4))
+    figure, (cpu, ratio) = plt.subplots(1, 2, figsize=(12, 4))
     for index, commit in enumerate(commits):
-        values = [
-            statistics.median(c["cpu_s_per_answer"] * 1000 for c in table[label][commit])
-            if table[label].get(commit) else 0
-            for label in labels
-        ]  # fmt: skip
         positions = [i + index * width for i in range(len(labels))]
-        axes.bar(positions, values, width, label=f"ours at {commit}")
+        costs = [table[label].get(commit, []) for label in labels]
+        cpu.bar(positions, [_median(c, "cpu_s_per_answer", 1000) for c in costs], width,
+                label=f"ours at {commit}")  # fmt: skip
+        ratio.bar(positions, [_median(c, "per_simulator_cpu") for c in costs], width,
+                  label=f"ours at {commit}")  # fmt: skip
     floors = [
-        statistics.median(c["floor"]["cpu_s_per_answer"] * 1000
-                          for costs in table[label].values() for c in costs)
+        _median([c["floor"] for costs in table[label].values() for c in costs],
+                "cpu_s_per_answer", 1000)
         for label in labels
     ]  # fmt: skip
     positions = [i + len(commits) * width for i in range(len(labels))]
-    axes.bar(positions, floors, width, label="floor (the SDK straight to the simulator)")
-    axes.set_xticks([i + width * len(commits) / 2 for i in range(len(labels))], labels)
-    axes.set_ylabel("server CPU ms per answer (median of runs)")
-    axes.legend(fontsize="small")
+    cpu.bar(positions, floors, width, label="floor (the SDK straight to the simulator)")
+    for i, label in enumerate(labels):
+        first = _median(table[label][commits[0]], "per_simulator_cpu")
+        span = (i - width / 2, i + width * (len(commits) - 0.5))
+        marked = f"half of {commits[0]}" if i == 0 else None
+        ratio.hlines(first / 2, *span, colors="black", linestyles="dashed", label=marked)
+    for axes in (cpu, ratio):
+        axes.set_xticks([i + width * len(commits) / 2 for i in range(len(labels))], labels)
+        axes.legend(fontsize="small")
+    cpu.set_ylabel("server CPU ms per answer (median of runs)")
+    ratio.set_ylabel("ours / simulator CPU (median of runs)")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
+
+
+def _median(costs: list[dict], key: str, scale: float = 1) -> float:
+    values = [c[key] * scale for c in costs if c.get(key)]
+    return statistics.median(values) if values else 0
 
 
 def main() -> None:

@@ -306,13 +306,17 @@ def test_before_and_after_are_compared_per_commit_by_the_median(tmp_path):
     assert (tmp_path / "plot.png").stat().st_size > 0
 
 
-def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_sent():
+def printed_table(*command: str) -> list[list[str]]:
+    """The rows of the Markdown table `python -m COMMAND` prints, run from this checkout."""
     shown = subprocess.run(
-        [sys.executable, "-m", "bench.statements", "--database", "sqlite", "--repeats", "3"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
+        [sys.executable, "-m", *command], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert shown.returncode == 0, shown.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
+    return [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
+
+
+def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_sent():
+    rows = printed_table("bench.statements", "--database", "sqlite", "--repeats", "3")
     assert [row[0].strip() for row in rows] == [
         "a request's session (sessions.py)",
         "a user's thread, with its assistant",
@@ -356,12 +360,7 @@ async def test_hop_watch_times_a_database_call_on_its_thread(
 
 
 def test_a_poll_is_timed_three_ways_against_a_simulator_kept_in_progress():
-    shown = subprocess.run(
-        [sys.executable, "-m", "bench.polls", "--repeats", "5", "--rounds", "2"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
-    )  # fmt: skip
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    rows = [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
+    rows = printed_table("bench.polls", "--repeats", "5", "--rounds", "2")
     assert [row[0].strip() for row in rows] == [
         "the SDK's typed call",
         "get_json",
