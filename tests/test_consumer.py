@@ -120,7 +120,7 @@ async def test_hello_without_a_last_id_replays_everything(alice_thread, alice):
 
     first = await communicator.receive_json_from()
     second = await communicator.receive_json_from()
-    assert [first["message"]["html"], second["message"]["html"]] == ["<p>one</p>\n", "<p>two</p>\n"]
+    assert [first["message"]["text"], second["message"]["text"]] == ["one", "two"]
     await communicator.disconnect()
 
 

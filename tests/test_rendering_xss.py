@@ -162,6 +162,19 @@ def test_the_answer_sent_over_http_and_websocket_is_the_sanitised_html(poisoned_
     assert message.as_event()["html"] == render_markdown(message.text)
 
 
+def test_a_question_is_sent_as_typed_and_never_rendered(poisoned_thread, monkeypatch):
+    """The page shows a user's message as text (textContent), so its event carries no HTML,
+    and no Markdown is rendered for it (a post's event and every replay would pay for it)."""
+    rendered = []
+    monkeypatch.setattr(Message, "html", property(lambda message: rendered.append(message)))
+    question = poisoned_thread.messages.filter(role="user").first()
+
+    event = question.as_event()
+
+    assert event["text"] == PAYLOADS[0] and event["html"] is None
+    assert rendered == []
+
+
 def test_the_csp_forbids_inline_script_and_remote_images(alice_client, poisoned_thread):
     response = alice_client.get(f"/threads/{poisoned_thread.pk}/")
     policy = dict(
