@@ -8,7 +8,7 @@ from functools import cached_property
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.models import Case, F, Q, Value, When
 from django.urls import reverse
 from django.utils import timezone
@@ -223,21 +223,44 @@ class Message(models.Model):
         """A new message follows the thread's current leaf unless given a parent, and becomes
         the current leaf if its parent was: the thread goes on along the branch it shows."""
         adding = self._state.adding
-        if adding and self.parent_id is None and not self.starts_thread:
+        if adding:
+            self._follow_the_leaf()
+        super().save(*args, **kwargs)
+        if adding:
+            self._thread_goes_on()
+
+    def save_unless_stored(self) -> bool:
+        """Save a provider's new message, as save() does, unless the thread holds one of its
+        provider id already (stored by another driver, at this very moment too): false then.
+        One statement where a look, a savepoint, an insert and its release were four: the
+        unique (thread, remote_id) key decides (INSERT ... ON CONFLICT DO NOTHING)."""
+        if not self._state.adding or not self.remote_id:
+            raise ValueError("save_unless_stored saves a new message with a provider id")
+        self._follow_the_leaf()
+        pk = _insert_unless_stored(self)
+        if pk is None:
+            return False
+        self.pk = pk
+        self._state.adding, self._state.db = False, DEFAULT_DB_ALIAS
+        self._thread_goes_on()
+        return True
+
+    def _follow_the_leaf(self) -> None:
+        if self.parent_id is None and not self.starts_thread:
             leaf = Thread.objects.filter(pk=self.thread_id).values_list(
                 "current_leaf_id", flat=True
             )
             self.parent_id = leaf.first()
-        super().save(*args, **kwargs)
-        if adding:
-            # One write: the thread has news (newest first in the list), and goes on along
-            # this message if it showed its parent.
-            _thread_goes_on(
-                thread_id=self.thread_id,
-                parent_id=self.parent_id,
-                message_id=self.pk,
-                now=timezone.now(),
-            )
+
+    def _thread_goes_on(self) -> None:
+        # One write: the thread has news (newest first in the list), and goes on along this
+        # message if it showed its parent.
+        _thread_goes_on(
+            thread_id=self.thread_id,
+            parent_id=self.parent_id,
+            message_id=self.pk,
+            now=timezone.now(),
+        )
 
     @cached_property
     def html(self) -> str:
@@ -302,6 +325,30 @@ def _thread_goes_on(thread_id: int, parent_id: int | None, message_id: int, now:
         output_field=models.BigIntegerField(),
     )
     return Thread.objects.filter(pk=thread_id), {"current_leaf_id": leaf, "updated_at": now}
+
+
+def _insert_unless_stored(message: Message) -> int | None:
+    """Insert the message's row unless its (thread, remote_id) is taken: its id, else None.
+    The conflict target names the unique constraint's own condition, as both PostgreSQL and
+    SQLite require of a partial index (tests/test_store_once.py runs on both)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    returning = connection.features.can_return_columns_from_insert
+    sql = (
+        f"INSERT INTO {quote(Message._meta.db_table)}"
+        f" ({', '.join(quote(field.column) for field in fields)})"
+        f" VALUES ({', '.join(['%s'] * len(fields))})"
+        f" ON CONFLICT ({quote('thread_id')}, {quote('remote_id')})"
+        f" WHERE NOT ({quote('remote_id')} = '') DO NOTHING"
+    ) + (f" RETURNING {quote('id')}" if returning else "")
+    values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if returning:
+            row = cursor.fetchone()
+            return None if row is None else row[0]
+        return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
 class RunQuerySet(models.QuerySet):

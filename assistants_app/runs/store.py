@@ -12,7 +12,7 @@ from dataclasses import replace
 from functools import partial
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from .. import branches, prepared, storable, tree, usage
@@ -148,24 +148,9 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
 
 def _store_once(run: Run, remote_id: str, **fields) -> Message | None:
     """The run's message of provider id `remote_id`, stored: None if it already was (by
-    this driver before, or by another at the same time). Message.objects.get_or_create, its
-    read built once (prepared.py)."""
-    if _stored(thread_id=run.thread_id, remote_id=remote_id):
-        return None
-    try:
-        with transaction.atomic():  # a savepoint: a lost race leaves the run's transaction
-            return Message.objects.create(
-                thread_id=run.thread_id, remote_id=remote_id, run=run, **fields
-            )
-    except IntegrityError:
-        if _stored(thread_id=run.thread_id, remote_id=remote_id):
-            return None
-        raise
-
-
-@prepared.select
-def _stored(thread_id: int, remote_id: str):
-    return Message.objects.filter(thread_id=thread_id, remote_id=remote_id).values_list("pk")
+    this driver before, or by another at the same time)."""
+    message = Message(thread_id=run.thread_id, remote_id=remote_id, run=run, **fields)
+    return message if message.save_unless_stored() else None
 
 
 _ACTIVE_RUN_WRITES: dict[tuple, prepared.Update] = {}  # by the fields set, and `going`
