@@ -1,16 +1,26 @@
-"""channels_redis' pub/sub layer, without the one lock every socket of a process queued on.
+"""The channel layers: channels_redis' pub/sub layer and Channels' in-memory one, each
+delivering an event to the sockets of its own process at once.
 
-channels_redis (4.3) keeps one `asyncio.Lock` per Redis host and takes it for every publish
-(held until Redis answers), subscribe and unsubscribe. So a process did one at a time: every
-run status, answer and streamed delta of every socket waited for the one before it, and every
-connect's and disconnect's (un)subscribe waited behind them all, a turn of the busy event loop
-each. Under load that queue was the process's serial bottleneck (BENCHMARKS.md, "The channel
-layer's lock": at 1,000 sockets with 200 runs in flight a run's events took 1.8 s to send at
-the median, and 100 reconnects 18 s once publishes no longer queued but subscribes did).
+Under load every turn of the event loop an event waits for is a lag of the whole process
+(BENCHMARKS.md, "Cost per answer, eighth step": at 1,000 sockets and 200 streamed runs a turn
+took 150 ms, and a token's way to its page took seven). The libraries' layers spend turns on
+the way to a socket of the very process that sends: channels_redis awaits Redis's answer to
+the publish, then reads the event back from Redis before a socket of the same process gets it;
+Channels' in-memory layer starts a task per socket and waits for them all. Here a group event
+goes into the queue of each socket of this process when it is sent (the socket has it on the
+next turn), and to Redis for the other processes' sockets, from an outbox (below).
 
-- A publish needs no lock: the Redis client takes a connection from its pool for each
-  command. Events a task sends one after another still reach Redis in that order, since each
-  publish is awaited before the next starts.
+The pub/sub layer also does without channels_redis' one lock per Redis host, which it takes
+for every publish (held until Redis answers), subscribe and unsubscribe: under load that queue
+was the process's serial bottleneck (BENCHMARKS.md, "The channel layer's lock").
+
+- Publishes go out from an outbox, one task per Redis host sending everything waiting in one
+  pipeline: in the order they were sent, without the sender waiting for Redis, and under load
+  many in one round trip. A publish Redis refuses is logged and lost: an event is a doorbell,
+  the database is the record, and a page asks for what it missed (`hello`).
+- An event carries the sending layer's tag (ORIGIN), so that each process drops its own
+  events when Redis hands them back (its sockets had them already); the tag is taken off
+  before a socket sees an event.
 - Subscribing and unsubscribing write one command to the pub/sub connection (the answers come
   in through the layer's reader), written whole as they are called, so they keep their order
   without a lock too. The lock stays for the first one, which opens that connection (two
@@ -18,12 +28,28 @@ the median, and 100 reconnects 18 s once publishes no longer queued but subscrib
 """
 
 import asyncio
+import collections
+import logging
+import time
+import uuid
+from contextlib import suppress
 
+from channels.exceptions import ChannelFull
+from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 from channels_redis import pubsub
 from channels_redis.utils import _wrap_close
 
+log = logging.getLogger(__name__)
+
+ORIGIN = "__origin__"  # the key of an event's sending layer's tag, in Redis only
+OUTBOX_LIMIT = 10_000  # events waiting for Redis past which the oldest are dropped
+
 
 class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.origin = uuid.uuid4().hex  # this layer's (this process's) tag
+
     def _get_layer(self):
         # channels_redis' own, making the loop layer below instead of its own.
         loop = asyncio.get_running_loop()
@@ -34,14 +60,64 @@ class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
             _wrap_close(self, loop)
             return layer
 
+    def deserialize(self, message):
+        event = super().deserialize(message)
+        event.pop(ORIGIN, None)  # a socket never sees the tag
+        return event
+
+    def sent_here(self, message: bytes) -> bool:
+        """Whether an event Redis hands back was sent by this layer (its sockets have it)."""
+        try:
+            return super().deserialize(message).get(ORIGIN) == self.origin
+        except Exception:
+            return False  # not one of ours: the socket's receive says what is wrong with it
+
 
 class _LoopLayer(pubsub.RedisPubSubLoopLayer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._shards = [_Shard(shard.host, self) for shard in self._shards]
 
+    async def group_send(self, group, message):
+        group_channel = self._get_group_channel_name(group)
+        data = self.channel_layer.serialize({**message, ORIGIN: self.channel_layer.origin})
+        self._deliver_here(group_channel, data)
+        self._get_shard(group_channel).publish_soon(group_channel, data)
+
+    def _deliver_here(self, group_channel: str, data: bytes) -> None:
+        for channel in self.groups.get(group_channel, ()):
+            if (queue := self.channels.get(channel)) is not None:
+                queue.put_nowait(data)
+
 
 class _Shard(pubsub.RedisSingleShardConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._outbox: collections.deque = collections.deque()
+        self._sender: asyncio.Task | None = None
+
+    def publish_soon(self, channel, message) -> None:
+        """Queue a publish; the sender task sends it with whatever else waits, in order."""
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._outbox.popleft()
+            log.warning("channel layer: Redis is not keeping up; an event was dropped")
+        self._outbox.append((channel, message))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_outbox())
+
+    async def _send_outbox(self) -> None:
+        while self._outbox:
+            waiting = list(self._outbox)
+            self._outbox.clear()
+            self._ensure_redis()
+            pipeline = self._redis.pipeline(transaction=False)
+            for channel, message in waiting:
+                pipeline.publish(channel, message)
+            try:
+                await pipeline.execute()
+            except Exception as error:
+                log.warning("channel layer: %d events not published (%r)", len(waiting), error)
+
     async def publish(self, channel, message):
         self._ensure_redis()
         await self._redis.publish(channel, message)
@@ -65,6 +141,20 @@ class _Shard(pubsub.RedisSingleShardConnection):
             self._subscribed_to.remove(channel)
             await self._pubsub.unsubscribe(channel)
 
+    async def flush(self):
+        if self._sender is not None:
+            self._sender.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
+        self._outbox.clear()
+        await super().flush()
+
+    def _receive_message(self, message):
+        if message is not None and self.channel_layer.channel_layer.sent_here(message["data"]):
+            return  # this process's own event: its sockets had it when it was sent
+        super()._receive_message(message)
+
     def _open(self) -> bool:
         """Whether the pub/sub connection is open and nobody holds the lock (opening it, or
         flushing)."""
@@ -73,3 +163,30 @@ class _Shard(pubsub.RedisSingleShardConnection):
             and self._pubsub.connection is not None
             and not self._lock.locked()
         )
+
+
+class InMemoryChannelLayer(ChannelsInMemoryChannelLayer):
+    """Channels' in-memory layer (one process: the embedded default), sending a group event
+    into each socket's queue at once instead of from a task per socket, and looking for
+    expired events and groups once a second instead of on every send (a look at every socket
+    of the process each time)."""
+
+    CLEAN_EVERY_SECONDS = 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._cleaned_at = 0.0
+
+    def _clean_expired(self):
+        now = time.monotonic()
+        if now - self._cleaned_at >= self.CLEAN_EVERY_SECONDS:
+            self._cleaned_at = now
+            super()._clean_expired()
+
+    async def group_send(self, group, message):
+        assert isinstance(message, dict), "Message is not a dict"
+        self.require_valid_group_name(group)
+        self._clean_expired()
+        for channel in list(self.groups.get(group, ())):
+            with suppress(ChannelFull):
+                await self.send(channel, message)  # suspends nowhere: a put into a queue

@@ -168,7 +168,8 @@ REDIS_URL = envstr("REDIS_URL")
 # layer's sorted sets, and no group expiry. Both deliver at most once; the `hello` replay covers
 # a lost doorbell either way.
 REDIS_CHANNEL_LAYERS = {
-    "pubsub": "chatsite.channel_layer.RedisPubSubChannelLayer",  # channels_redis', one lock less
+    # channels_redis' own, one lock less, its own process's sockets served at once
+    "pubsub": "chatsite.channel_layer.RedisPubSubChannelLayer",
     "core": "channels_redis.core.RedisChannelLayer",
 }
 REDIS_CHANNEL_LAYER = envchoice("REDIS_CHANNEL_LAYER", "pubsub", REDIS_CHANNEL_LAYERS)
@@ -195,7 +196,8 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Channels' own, sending to a group's sockets at once (chatsite/channel_layer.py).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chatsite.channel_layer.InMemoryChannelLayer"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

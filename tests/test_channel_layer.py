@@ -1,12 +1,15 @@
-"""The Redis pub/sub channel layer (chatsite/channel_layer.py) on the machine's Redis: it
-delivers like channels_redis' own, and no socket's publish or subscribe waits for another's."""
+"""The channel layers (chatsite/channel_layer.py): the Redis pub/sub one on the machine's Redis
+delivers like channels_redis' own, to this process's sockets at once and to the others' through
+Redis, and no socket's publish or subscribe waits for another's; the in-memory one sends a
+group event without a turn of the event loop."""
 
 import asyncio
 import uuid
 
 import pytest
 
-from chatsite.channel_layer import RedisPubSubChannelLayer
+from chatsite import channel_layer
+from chatsite.channel_layer import InMemoryChannelLayer, RedisPubSubChannelLayer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(30)]
 
@@ -45,43 +48,143 @@ async def test_a_socket_that_left_its_group_gets_nothing_more(layer):
         await asyncio.wait_for(layer.receive(channel), 0.5)
 
 
-async def test_publishes_do_not_wait_for_one_another(layer):
-    await joined(layer, "thread-3")  # opens the pub/sub connection
+class StalledRedis:
+    """Stands in for a shard's pipelines: each holds its publishes until `answer` is set."""
+
+    def __init__(self):
+        self.answer = asyncio.Event()
+        self.batches: list[list[str]] = []
+
+    def pipeline(self, transaction=True):
+        return _StalledPipeline(self)
+
+
+class _StalledPipeline:
+    def __init__(self, redis: StalledRedis):
+        self.redis, self.channels = redis, []
+
+    def publish(self, channel, message):
+        self.channels.append(channel)
+
+    async def execute(self):
+        self.redis.batches.append(self.channels)
+        await self.redis.answer.wait()
+
+
+def stall_publishes(layer) -> StalledRedis:
     shard = layer._get_layer()._shards[0]
-    publishing, answer = [], asyncio.Event()
+    stalled = StalledRedis()
+    shard._redis = _Proxy(shard._redis, pipeline=stalled.pipeline)
+    return stalled
 
-    async def slow_redis_publish(channel, message):
-        publishing.append(channel)
-        await answer.wait()  # Redis has not answered yet
 
-    shard._redis.publish = slow_redis_publish
-    sends = [asyncio.create_task(layer.group_send(f"thread-{n}", {"type": "x"})) for n in range(3)]
+class _Proxy:
+    def __init__(self, target, **overrides):
+        self._target, self._overrides = target, overrides
+
+    def __getattr__(self, name):
+        return self._overrides.get(name) or getattr(self._target, name)
+
+
+async def test_a_socket_of_the_sending_process_has_the_event_before_redis_answers(layer):
+    channel = await joined(layer, "thread-3")
+    stalled = stall_publishes(layer)
+    other_turns = []
+    asyncio.get_running_loop().call_soon(other_turns.append, "ran")
+    await layer.group_send("thread-3", {"type": "run.status", "n": 1})
+    # Sent without a turn of the event loop: nothing else ran meanwhile, and the socket's
+    # queue holds it (channels_redis' layer waits for Redis's answer, then reads it back).
+    assert other_turns == []
+    assert layer._get_layer().channels[channel].qsize() == 1
+    assert await asyncio.wait_for(layer.receive(channel), 1) == {"type": "run.status", "n": 1}
+    stalled.answer.set()
+
+
+async def test_publishes_waiting_for_redis_go_in_one_round_trip_in_order(layer):
+    await joined(layer, "thread-4")
+    stalled = stall_publishes(layer)
+    for n in range(5):
+        await layer.group_send(f"thread-{n}", {"type": "x"})
+    await asyncio.sleep(0.05)
+    for n in range(5, 8):  # sent while the first round trip is under way
+        await layer.group_send(f"thread-{n}", {"type": "x"})
+    stalled.answer.set()
+    await asyncio.sleep(0.05)
+    prefix = layer._get_layer().prefix
+    assert stalled.batches == [
+        [f"{prefix}__group__thread-{n}" for n in range(5)],
+        [f"{prefix}__group__thread-{n}" for n in range(5, 8)],
+    ]
+
+
+async def test_another_process_gets_each_event_once_in_order_and_so_does_this_one(layer):
+    other_process = RedisPubSubChannelLayer(hosts=[REDIS], prefix=layer._get_layer().prefix)
     try:
-        await asyncio.sleep(0.1)
-        # channels_redis' own layer holds one lock through each publish: one would be under way.
-        assert len(publishing) == 3
+        here, there = await joined(layer, "thread-5"), await joined(other_process, "thread-5")
+        await asyncio.sleep(0.2)  # the subscriptions are written; Redis confirms them meanwhile
+        for n in range(3):
+            await layer.group_send("thread-5", {"type": "run.status", "n": n})
+        for receiver, channel in ((layer, here), (other_process, there)):
+            received = [await asyncio.wait_for(receiver.receive(channel), 5) for _ in range(3)]
+            # The sender's tag is Redis's business: no socket sees it.
+            assert received == [{"type": "run.status", "n": n} for n in range(3)]
+        # Redis hands the sender its own events back too: they are dropped, not sent again.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(layer.receive(here), 0.5)
     finally:
-        answer.set()
-        await asyncio.gather(*sends)
+        await other_process.flush()
+
+
+async def test_a_publish_redis_refuses_is_logged_and_the_next_goes_out(layer, caplog):
+    other_process = RedisPubSubChannelLayer(hosts=[REDIS], prefix=layer._get_layer().prefix)
+    try:
+        there = await joined(other_process, "thread-6")
+        here = await joined(layer, "thread-6")
+        await asyncio.sleep(0.2)
+        shard = layer._get_layer()._shards[0]
+        working = shard._redis
+
+        class Refusing(_StalledPipeline):
+            async def execute(self):
+                raise ConnectionError("Redis went away")
+
+        shard._redis = _Proxy(working, pipeline=lambda transaction=True: Refusing(None))
+        await layer.group_send("thread-6", {"type": "run.status", "n": 1})
+        await asyncio.sleep(0.05)
+        assert "1 events not published" in caplog.text
+        # This process's socket had it all the same; the other process's did not.
+        assert (await asyncio.wait_for(layer.receive(here), 1))["n"] == 1
+        shard._redis = working
+        await layer.group_send("thread-6", {"type": "run.status", "n": 2})
+        assert (await asyncio.wait_for(other_process.receive(there), 5))["n"] == 2
+    finally:
+        await other_process.flush()
+
+
+async def test_past_the_outbox_limit_the_oldest_waiting_events_are_dropped(layer, monkeypatch):
+    monkeypatch.setattr(channel_layer, "OUTBOX_LIMIT", 3)
+    await joined(layer, "thread-7")
+    stalled = stall_publishes(layer)
+    await layer.group_send("thread-7", {"type": "x"})  # under way: Redis holds it
+    await asyncio.sleep(0.05)
+    for n in range(5):
+        await layer.group_send(f"thread-{n}", {"type": "x"})
+    stalled.answer.set()
+    await asyncio.sleep(0.05)
+    prefix = layer._get_layer().prefix
+    assert stalled.batches[1] == [f"{prefix}__group__thread-{n}" for n in (2, 3, 4)]
 
 
 async def test_a_connect_does_not_wait_for_publishes_under_way(layer):
     await joined(layer, "thread-4")
-    shard = layer._get_layer()._shards[0]
-    answer = asyncio.Event()
-
-    async def slow_redis_publish(channel, message):
-        await answer.wait()
-
-    shard._redis.publish = slow_redis_publish
-    sending = asyncio.create_task(layer.group_send("thread-4", {"type": "x"}))
+    stalled = stall_publishes(layer)
+    await layer.group_send("thread-4", {"type": "x"})
     await asyncio.sleep(0.05)
     try:
         # A new socket joins another thread's group while that publish waits for Redis.
         await asyncio.wait_for(joined(layer, "thread-5"), 1)
     finally:
-        answer.set()
-        await sending
+        stalled.answer.set()
 
 
 async def test_leaving_and_rejoining_a_group_at_once_keeps_the_subscription(layer):
@@ -92,5 +195,37 @@ async def test_leaving_and_rejoining_a_group_at_once_keeps_the_subscription(laye
         layer.group_discard("thread-6", leaving), layer.group_add("thread-6", joining)
     )
     await asyncio.sleep(0.2)
-    await layer.group_send("thread-6", {"type": "run.status"})
-    assert (await asyncio.wait_for(layer.receive(joining), 5))["type"] == "run.status"
+    # Sent by another process, so that it can only come through Redis.
+    other_process = RedisPubSubChannelLayer(hosts=[REDIS], prefix=layer._get_layer().prefix)
+    try:
+        await other_process.group_send("thread-6", {"type": "run.status"})
+        assert (await asyncio.wait_for(layer.receive(joining), 5))["type"] == "run.status"
+    finally:
+        await other_process.flush()
+
+
+async def test_in_memory_a_group_event_is_in_every_socket_queue_without_a_turn_of_the_loop():
+    layer = InMemoryChannelLayer()
+    channels = [await layer.new_channel() for _ in range(3)]
+    for channel in channels:
+        await layer.group_add("thread-8", channel)
+    other_turns = []
+    asyncio.get_running_loop().call_soon(other_turns.append, "ran")
+    await layer.group_send("thread-8", {"type": "run.status"})
+    # Channels' own layer sends from a task per socket and waits for them: turns of the loop.
+    assert other_turns == []
+    for channel in channels:
+        assert await asyncio.wait_for(layer.receive(channel), 1) == {"type": "run.status"}
+
+
+async def test_in_memory_a_socket_that_left_gets_nothing_and_full_queues_are_skipped():
+    layer = InMemoryChannelLayer(capacity=1)
+    staying, leaving = await layer.new_channel(), await layer.new_channel()
+    for channel in (staying, leaving):
+        await layer.group_add("thread-9", channel)
+    await layer.group_discard("thread-9", leaving)
+    await layer.group_send("thread-9", {"type": "run.status", "n": 1})
+    await layer.group_send("thread-9", {"type": "run.status", "n": 2})  # its queue is full
+    assert await layer.receive(staying) == {"type": "run.status", "n": 1}
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(leaving), 0.2)

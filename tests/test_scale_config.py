@@ -101,7 +101,7 @@ def test_redis_can_use_the_core_layer():
 
 def test_without_redis_the_layer_is_in_memory():
     layer = settings_with()["layer"]
-    assert layer["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+    assert layer["BACKEND"] == "chatsite.channel_layer.InMemoryChannelLayer"
 
 
 @pytest.mark.parametrize(
