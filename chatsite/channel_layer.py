@@ -37,6 +37,7 @@ from contextlib import suppress
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 from channels_redis import pubsub
+from channels_redis.serializers import MsgPackSerializer, msgpack
 from channels_redis.utils import _wrap_close
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,15 @@ class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.origin = uuid.uuid4().hex  # this layer's (this process's) tag
+        # Packed by msgpack as configured (not encrypted, no random prefix), an event of ours
+        # ends with its tag, the last key sent: told apart without unpacking it.
+        serializer = self._serializer
+        plain = (
+            isinstance(serializer, MsgPackSerializer)
+            and serializer.crypter is None
+            and not serializer.random_prefix_length
+        )
+        self._own_tail = msgpack.packb(ORIGIN) + msgpack.packb(self.origin) if plain else None
 
     def _get_layer(self):
         # channels_redis' own, making the loop layer below instead of its own.
@@ -67,6 +77,8 @@ class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
 
     def sent_here(self, message: bytes) -> bool:
         """Whether an event Redis hands back was sent by this layer (its sockets have it)."""
+        if self._own_tail is not None:
+            return message.endswith(self._own_tail)
         try:
             return super().deserialize(message).get(ORIGIN) == self.origin
         except Exception:
@@ -110,11 +122,14 @@ class _Shard(pubsub.RedisSingleShardConnection):
             waiting = list(self._outbox)
             self._outbox.clear()
             self._ensure_redis()
-            pipeline = self._redis.pipeline(transaction=False)
-            for channel, message in waiting:
-                pipeline.publish(channel, message)
             try:
-                await pipeline.execute()
+                if len(waiting) == 1:  # a pipeline costs more than the one command it sends
+                    await self._redis.publish(*waiting[0])
+                else:
+                    pipeline = self._redis.pipeline(transaction=False)
+                    for channel, message in waiting:
+                        pipeline.publish(channel, message)
+                    await pipeline.execute()
             except Exception as error:
                 log.warning("channel layer: %d events not published (%r)", len(waiting), error)
 

@@ -369,3 +369,41 @@ def test_a_poll_is_timed_three_ways_against_a_simulator_kept_in_progress():
     for _, costs, ratio in rows:
         assert len(costs.split(",")) == 2 and all(float(cost) > 0 for cost in costs.split(","))
         assert float(ratio) > 0
+
+
+async def test_turn_watch_times_a_delta_from_its_send_to_the_socket_handler(
+    monkeypatch, capsys, tmp_path
+):
+    from assistants_app import consumers
+    from assistants_app.runs import events, streaming
+    from bench.turn_watch import __main__ as turn_report
+    from bench.turn_watch import sitecustomize as turn_watch
+
+    for owner, name in [
+        (streaming.LiveText, "add"), (streaming.LiveText, "push"), (events, "broadcast"),
+        (consumers.ThreadConsumer, "message_delta"),
+    ]:  # fmt: skip
+        monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
+    sent = []
+
+    async def broadcast(group, events_sent):
+        sent.extend(events_sent)
+
+    monkeypatch.setattr(events, "broadcast", broadcast)
+    turn_watch._install()
+    await events.broadcast("thread-1", [events.message_delta(7, "Hello")])
+    consumer = consumers.ThreadConsumer()
+    pages = []
+
+    async def send_json(event, close=False):
+        pages.append(event)
+
+    consumer.send_json = send_json
+    await consumer.message_delta(sent[0])
+
+    assert pages == [{"type": "message.delta", "run_id": 7, "offset": 0, "text": "Hello"}]
+    log = capsys.readouterr().err
+    assert [line.split()[2].split("=")[0] for line in log.splitlines()] == ["send", "layer"]
+    (tmp_path / "server.log").write_text(log)
+    report = "\n".join(turn_report.summary(str(tmp_path / "server.log")))
+    assert "sent to the socket's handler: p50/p95/p99" in report and "(1)" in report

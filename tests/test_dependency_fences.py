@@ -20,7 +20,9 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 # The distributions whose internals we use, and the module of ours that uses them.
 FENCED = {
     "asgiref": "assistants_app/db.py",
-    "channels": "assistants_app/consumers.py, assistants_app/socket_auth.py",
+    "channels": (
+        "assistants_app/consumers.py, assistants_app/socket_auth.py, chatsite/channel_layer.py"
+    ),
     "channels-redis": "chatsite/channel_layer.py",
     "httpx": "assistants_app/engines/client.py",
     "mozilla-django-oidc": "assistants_app/sso.py",
@@ -94,6 +96,24 @@ def test_channels_redis_pubsub_keeps_the_shape_channel_layer_py_overrides():
         assert hasattr(shard, name), f"channels_redis' shard lost {name} (channel_layer.py)"
     assert callable(getattr(shard, "_ensure_redis", None))
     assert "_shards" in inspect.getsource(pubsub.RedisPubSubLoopLayer.__init__)
+    # The local delivery and the reader's drop: the groups and queues the reader fills, and
+    # where it fills them.
+    loop_layer = pubsub.RedisPubSubLoopLayer(hosts=["redis://127.0.0.1:1"])
+    assert isinstance(loop_layer.groups, dict) and isinstance(loop_layer.channels, dict)
+    for name in ("_get_group_channel_name", "_get_shard"):
+        assert callable(getattr(loop_layer, name, None)), f"channels_redis lost {name}"
+    assert "channel_layer.groups[name]" in inspect.getsource(shard._receive_message)
+
+
+def test_channels_in_memory_layer_keeps_what_channel_layer_py_overrides():
+    from channels.layers import InMemoryChannelLayer
+
+    source = inspect.getsource(InMemoryChannelLayer)
+    # Cleaned on every send and receive, which channel_layer.py does once a second instead;
+    # a send suspends nowhere, which its group_send relies on to send without a turn.
+    assert "def _clean_expired(self)" in source
+    assert "await" not in inspect.getsource(InMemoryChannelLayer.send)
+    assert isinstance(InMemoryChannelLayer().groups, dict)
 
 
 def test_httpx_still_picks_a_transport_per_url_where_respx_mocks():
