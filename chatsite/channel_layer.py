@@ -18,9 +18,9 @@ was the process's serial bottleneck (BENCHMARKS.md, "The channel layer's lock").
   pipeline: in the order they were sent, without the sender waiting for Redis, and under load
   many in one round trip. A publish Redis refuses is logged and lost: an event is a doorbell,
   the database is the record, and a page asks for what it missed (`hello`).
-- An event carries the sending layer's tag (ORIGIN), so that each process drops its own
-  events when Redis hands them back (its sockets had them already); the tag is taken off
-  before a socket sees an event.
+- An event carries the tag of the layer that sent it (ORIGIN; one per event loop, which serves
+  its own sockets), so that each drops its own events when Redis hands them back (its sockets
+  had them already); the tag is taken off before a socket sees an event.
 - Subscribing and unsubscribing write one command to the pub/sub connection (the answers come
   in through the layer's reader), written whole as they are called, so they keep their order
   without a lock too. The lock stays for the first one, which opens that connection (two
@@ -42,24 +42,11 @@ from channels_redis.utils import _wrap_close
 
 log = logging.getLogger(__name__)
 
-ORIGIN = "__origin__"  # the key of an event's sending layer's tag, in Redis only
+ORIGIN = "__origin__"  # the key of the sending loop layer's tag, in Redis only
 OUTBOX_LIMIT = 10_000  # events waiting for Redis past which the oldest are dropped
 
 
 class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.origin = uuid.uuid4().hex  # this layer's (this process's) tag
-        # Packed by msgpack as configured (not encrypted, no random prefix), an event of ours
-        # ends with its tag, the last key sent: told apart without unpacking it.
-        serializer = self._serializer
-        plain = (
-            isinstance(serializer, MsgPackSerializer)
-            and serializer.crypter is None
-            and not serializer.random_prefix_length
-        )
-        self._own_tail = msgpack.packb(ORIGIN) + msgpack.packb(self.origin) if plain else None
-
     def _get_layer(self):
         # channels_redis' own, making the loop layer below instead of its own.
         loop = asyncio.get_running_loop()
@@ -75,24 +62,36 @@ class RedisPubSubChannelLayer(pubsub.RedisPubSubChannelLayer):
         event.pop(ORIGIN, None)  # a socket never sees the tag
         return event
 
+
+class _LoopLayer(pubsub.RedisPubSubLoopLayer):
+    """The layer of one event loop, whose sockets it serves: its tag is its own."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._shards = [_Shard(shard.host, self) for shard in self._shards]
+        self.origin = uuid.uuid4().hex
+        # Packed by msgpack as configured (not encrypted, no random prefix), an event of ours
+        # ends with its tag, the last key sent: told apart without unpacking it.
+        serializer = self.channel_layer._serializer
+        plain = (
+            isinstance(serializer, MsgPackSerializer)
+            and serializer.crypter is None
+            and not serializer.random_prefix_length
+        )
+        self._own_tail = msgpack.packb(ORIGIN) + msgpack.packb(self.origin) if plain else None
+
     def sent_here(self, message: bytes) -> bool:
         """Whether an event Redis hands back was sent by this layer (its sockets have it)."""
         if self._own_tail is not None:
             return message.endswith(self._own_tail)
         try:
-            return super().deserialize(message).get(ORIGIN) == self.origin
+            return self.channel_layer._serializer.deserialize(message).get(ORIGIN) == self.origin
         except Exception:
             return False  # not one of ours: the socket's receive says what is wrong with it
 
-
-class _LoopLayer(pubsub.RedisPubSubLoopLayer):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self._shards = [_Shard(shard.host, self) for shard in self._shards]
-
     async def group_send(self, group, message):
         group_channel = self._get_group_channel_name(group)
-        data = self.channel_layer.serialize({**message, ORIGIN: self.channel_layer.origin})
+        data = self.channel_layer.serialize({**message, ORIGIN: self.origin})
         self._deliver_here(group_channel, data)
         self._get_shard(group_channel).publish_soon(group_channel, data)
 
@@ -166,7 +165,7 @@ class _Shard(pubsub.RedisSingleShardConnection):
         await super().flush()
 
     def _receive_message(self, message):
-        if message is not None and self.channel_layer.channel_layer.sent_here(message["data"]):
+        if message is not None and self.channel_layer.sent_here(message["data"]):
             return  # this process's own event: its sockets had it when it was sent
         super()._receive_message(message)
 

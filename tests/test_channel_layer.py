@@ -167,14 +167,15 @@ async def test_a_publish_redis_refuses_is_logged_and_the_next_goes_out(layer, ca
 @pytest.mark.parametrize("keys", [None, ["an encryption key"]], ids=["msgpack", "encrypted"])
 async def test_a_process_tells_its_own_events_from_another_process_s(keys):
     options = {"symmetric_encryption_keys": keys} if keys else {}
-    here = RedisPubSubChannelLayer(hosts=[REDIS], **options)
-    there = RedisPubSubChannelLayer(hosts=[REDIS], **options)
+    layer = RedisPubSubChannelLayer(hosts=[REDIS], **options)
+    other_process = RedisPubSubChannelLayer(hosts=[REDIS], **options)
+    here, there = layer._get_layer(), other_process._get_layer()
     event = {"type": "message.delta", "run_id": 1, "offset": 0, "text": "__origin__"}
-    ours = here.serialize({**event, channel_layer.ORIGIN: here.origin})
-    theirs = there.serialize({**event, channel_layer.ORIGIN: there.origin})
+    ours = layer.serialize({**event, channel_layer.ORIGIN: here.origin})
+    theirs = other_process.serialize({**event, channel_layer.ORIGIN: there.origin})
     assert here.sent_here(ours) and not here.sent_here(theirs)
-    assert not here.sent_here(here.serialize(event))  # sent by a layer that tags nothing
-    assert here.deserialize(theirs) == event
+    assert not here.sent_here(layer.serialize(event))  # sent by a layer that tags nothing
+    assert layer.deserialize(theirs) == event
 
 
 async def test_past_the_outbox_limit_the_oldest_waiting_events_are_dropped(layer, monkeypatch):
@@ -245,3 +246,19 @@ async def test_in_memory_a_socket_that_left_gets_nothing_and_full_queues_are_ski
     assert await layer.receive(staying) == {"type": "run.status", "n": 1}
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(layer.receive(leaving), 0.2)
+
+
+async def test_an_event_sent_from_another_event_loop_of_the_process_reaches_this_one(layer):
+    # Each event loop's layer serves its own sockets: another loop's events come through Redis.
+    channel = await joined(layer, "thread-10")
+    await asyncio.sleep(0.2)
+
+    def send_from_another_loop():
+        async def send():
+            await layer.group_send("thread-10", {"type": "run.status"})
+            await asyncio.sleep(0.2)  # its outbox goes out before the loop closes
+
+        asyncio.run(send())
+
+    await asyncio.to_thread(send_from_another_loop)
+    assert await asyncio.wait_for(layer.receive(channel), 5) == {"type": "run.status"}
