@@ -20,6 +20,10 @@ import asyncio
 import os
 import sys
 import time
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parents[2]))  # for bench.server_hook
+from bench.server_hook import after_django_setup, is_server  # noqa: E402
 
 SENT_AT = "turn_watch_sent_at"
 
@@ -85,18 +89,5 @@ def _watch_the_loop() -> None:
     loop.call_later(0.25, tick, loop.time() + 0.25)
 
 
-def _is_server() -> bool:
-    command = open("/proc/self/cmdline", "rb").read().replace(b"\0", b" ").decode()
-    return ("daphne" in command or "uvicorn" in command) and "simulator" not in command
-
-
-if _is_server():
-    import django
-
-    _setup = django.setup
-
-    def setup(*args, **kwargs):
-        _setup(*args, **kwargs)
-        _install()
-
-    django.setup = setup
+if is_server():
+    after_django_setup(_install)
