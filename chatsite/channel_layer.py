@@ -2,7 +2,7 @@
 delivering an event to the sockets of its own process at once.
 
 Under load every turn of the event loop an event waits for is a lag of the whole process
-(BENCHMARKS.md, "Cost per answer, eighth step": at 1,000 sockets and 200 streamed runs a turn
+(BENCHMARKS.md, "Latency at saturation, eighth step": at 1,000 sockets and 200 streamed runs a turn
 took 150 ms, and a token's way to its page took seven). The libraries' layers spend turns on
 the way to a socket of the very process that sends: channels_redis awaits Redis's answer to
 the publish, then reads the event back from Redis before a socket of the same process gets it;
@@ -92,13 +92,9 @@ class _LoopLayer(pubsub.RedisPubSubLoopLayer):
     async def group_send(self, group, message):
         group_channel = self._get_group_channel_name(group)
         data = self.channel_layer.serialize({**message, ORIGIN: self.origin})
-        self._deliver_here(group_channel, data)
-        self._get_shard(group_channel).publish_soon(group_channel, data)
-
-    def _deliver_here(self, group_channel: str, data: bytes) -> None:
-        for channel in self.groups.get(group_channel, ()):
-            if (queue := self.channels.get(channel)) is not None:
-                queue.put_nowait(data)
+        shard = self._get_shard(group_channel)
+        shard.deliver_here(group_channel, data)
+        shard.publish_soon(group_channel, data)
 
 
 class _Shard(pubsub.RedisSingleShardConnection):
@@ -163,6 +159,11 @@ class _Shard(pubsub.RedisSingleShardConnection):
             self._sender = None
         self._outbox.clear()
         await super().flush()
+
+    def deliver_here(self, channel: str, data: bytes) -> None:
+        """Into the queues of this loop's sockets on `channel` (a group's, or one socket's), as
+        the reader puts what Redis hands it."""
+        super()._receive_message({"channel": channel, "data": data})
 
     def _receive_message(self, message):
         if message is not None and self.channel_layer.sent_here(message["data"]):
