@@ -42,6 +42,11 @@ def test_a_call_that_asks_first_waits_for_approve_even_across_a_reload(site, log
     # Above the answer's text, inside the answer, and on screen (once the replayed page has
     # settled: the step is drawn again as the run's events come in).
     expect(step).to_be_in_viewport()
+    # Its box once drawn for good: a step drawn again in between has none for a moment.
+    page.wait_for_function(
+        "() => { const b = document.querySelector('.tool-step')?.getBoundingClientRect();"
+        " return b && b.width > 100 && b.y >= 0; }"
+    )
     box = step.bounding_box()
     assert box and box["width"] > 100 and box["y"] >= 0
     step.get_by_role("button", name="Approve").click()
