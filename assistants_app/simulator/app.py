@@ -10,7 +10,8 @@ model name such as `simulator+fail`, or for everything with `SIMULATOR_FAULT`:
   SIMULATOR_STORM_SECONDS (default 2) after creation
 - `slow`: every poll answers after SIMULATOR_SLOW_SECONDS (default 3); a response streamed
   from its create, which has no polls, starts answering that much later instead
-- `drop`: polls never answer, as over a connection lost mid-way; the client times out
+- `drop`: polls never answer, and a stream goes silent once it named the response, as over a
+  connection lost mid-way; the client times out
 - `break-stream`: the first stream of an answer stops half-way (a Responses stream can be
   resumed with starting_after, an Assistants run only polled); a streamed chat completion
   stops half-way every time, with no finish reason

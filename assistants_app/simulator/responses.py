@@ -8,6 +8,7 @@ with its sequence number when it is due.
 Faults: see app.py.
 """
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -144,6 +145,10 @@ class SimulatedResponse:
                 continue
             if breaks_at is not None and sequence >= 4 + breaks_at:
                 return  # the connection drops mid-answer
+            if self.fault == "drop" and sequence > 0:
+                # Lost mid-way: silent, neither closed nor answering (as its polls: common.py),
+                # whether the response was created streaming or is retrieved so.
+                await asyncio.sleep(3600)
             await self.timeline.wait_until(due)
             if self.timeline.stopped:
                 return  # the stream ends; a poll tells the final state
