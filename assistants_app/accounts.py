@@ -20,7 +20,6 @@ from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import UserCreationForm
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -30,6 +29,7 @@ from django.views.generic.edit import CreateView
 
 from . import limits, personal_data, sso
 from .exceptions import ClientError
+from .signed_in import login_required
 
 # One address may try this many times the per-account limit of failures (shared NATs).
 ADDRESS_FACTOR = 10

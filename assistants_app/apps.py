@@ -9,6 +9,7 @@ class AssistantsAppConfig(AppConfig):
         from . import (
             assistant_versions,  # noqa: F401 - connects the signal that records versions
             audit,
+            middleware,  # noqa: F401 - registers the check for the CSRF middleware
             signals,  # noqa: F401 - connects the receivers that delete files
         )
 

@@ -3,7 +3,6 @@ those who may see them (anyone else gets 404). Never public media: every file go
 these views, as a download or, for images and PDFs, shown inline, with `nosniff`."""
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
 from django.db.models import Q
 from django.http import FileResponse, Http404, HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -12,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import files
 from .exceptions import ClientError
 from .models import Assistant, Attachment, KnowledgeDocument
+from .signed_in import login_required
 
 INLINE_TYPES = {*files.IMAGE_TYPES, files.PDF}
 

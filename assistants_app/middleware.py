@@ -9,7 +9,9 @@ from urllib.parse import urlsplit
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth.middleware import get_user as cached_user
+from django.core import checks
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.middleware import csrf
 from django.utils.decorators import sync_and_async_middleware, sync_only_middleware
 from django.views.defaults import page_not_found
 
@@ -167,3 +169,41 @@ def OneThreadMiddleware(get_response):  # noqa: N802 (named like a class in sett
         return get_response(request)
 
     return middleware
+
+
+# Bodies whose fields Django parses when the CSRF check reads the form's token: possibly
+# megabytes, and a multipart upload written to temporary files.
+_FORM_TYPES = {"multipart/form-data", "application/x-www-form-urlencoded"}
+
+
+class CsrfViewMiddleware(csrf.CsrfViewMiddleware):
+    """Django's CSRF check, unchanged, without its trip to a thread for every post.
+
+    Under ASGI Django runs a middleware's sync `process_view` on a thread and back, after
+    OneThreadMiddleware's chain: a trip of every send, stop and retry that only compares a
+    header with a cookie. Given an async `process_view` it awaits it instead, so the check runs
+    here on the event loop, where it reads nothing but the request's headers and cookies. A
+    form's body is still checked on a thread: reading its token parses the whole body."""
+
+    async def process_view(self, request, callback, callback_args, callback_kwargs):
+        check = super().process_view
+        if request.method == "POST" and request.content_type in _FORM_TYPES:
+            return await sync_to_async(check)(request, callback, callback_args, callback_kwargs)
+        return check(request, callback, callback_args, callback_kwargs)
+
+
+CSRF_MIDDLEWARE = f"{__name__}.CsrfViewMiddleware"
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def check_csrf_middleware(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """Django's own check (security.W003, silenced in settings) looks for its middleware by
+    name: this one looks for ours instead, so that a site without CSRF checks still says so."""
+    if CSRF_MIDDLEWARE in settings.MIDDLEWARE:
+        return []
+    return [
+        checks.Warning(
+            f"{CSRF_MIDDLEWARE} is not in MIDDLEWARE: posts are not checked for CSRF.",
+            id="assistants_app.W003",
+        )
+    ]

@@ -98,10 +98,24 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
     text = clean_text(text)
     attachment_ids = files.attachment_ids(attachments)
     message, run = await _store_message_and_run(user, thread, text, attachment_ids)
-    thread.owner = user  # checked above: the driver of the run needs no query for it
+    await _start(user, message, run)
+    return message, run
+
+
+async def send_message(user, thread_id, text, attachments=()) -> tuple[Thread, Message, Run]:
+    """`submit_message` to the user's thread `thread_id` (its assistant loaded and its title
+    as stored): NotFound if it is not theirs. The thread is looked up in the trip to a
+    database thread that stores the message, one trip fewer per post than looking it up first
+    (BENCHMARKS.md, "Cost per answer")."""
+    thread, message, run = await _find_thread_and_store(user, thread_id, text, attachments)
+    await _start(user, message, run)
+    return thread, message, run
+
+
+async def _start(user, message: Message, run: Run) -> None:
+    run.thread.owner = user  # checked: the driver of the run needs no query for it
     await _ground(run, message)
     await runs.start(run, message)
-    return message, run
 
 
 async def retry_run(user, thread: Thread) -> Run:
@@ -222,7 +236,21 @@ def _refused_when_busy(call):
 
 @_refused_when_busy
 @database_sync_to_async
+def _find_thread_and_store(user, thread_id, text, attachments) -> tuple[Thread, Message, Run]:
+    thread = thread_of(user, thread_id)  # first: a thread not theirs is a 404, whatever is sent
+    text, attachment_ids = clean_text(text), files.attachment_ids(attachments)
+    return thread, *_store_message_and_run_now(user, thread, text, attachment_ids)
+
+
+@_refused_when_busy
+@database_sync_to_async
 def _store_message_and_run(
+    user, thread: Thread, text: str, attachment_ids: list[int]
+) -> tuple[Message, Run]:
+    return _store_message_and_run_now(user, thread, text, attachment_ids)
+
+
+def _store_message_and_run_now(
     user, thread: Thread, text: str, attachment_ids: list[int]
 ) -> tuple[Message, Run]:
     _must_be_usable(user, thread)  # before the transaction: SQLite's writers wait for it

@@ -5,7 +5,6 @@ from functools import wraps
 
 from django.conf import settings
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import services, sharing
 from .exceptions import ClientError
 from .models import Assistant
+from .signed_in import login_required
 from .views import not_found_is_404
 
 

@@ -2,13 +2,13 @@
 assistant, feedback, and the message list as HTML for the page to swap in after each of them.
 Thin, like views.py: load what is the user's, call versions.py or feedback.py."""
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from . import conversation, feedback, services, versions
 from .exceptions import ClientError
+from .signed_in import login_required
 from .views import _error_response, _json_body, _text_from, not_found_is_404
 
 

@@ -12,7 +12,6 @@ import json
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages as flash
-from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -22,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from . import conversation, files, services, sidebar
 from .exceptions import ClientError, InvalidInput, NotFound
 from .models import Assistant, Thread
+from .signed_in import login_required
 
 
 def not_found_is_404(view):
@@ -155,22 +155,29 @@ async def message_create(request: HttpRequest, pk: int) -> HttpResponse:
     browser's own form post (Send pressed before the page's scripts ran, or without them) is
     sent and goes back to the thread, the error, if any, shown there in words."""
     user = await request.auser()
-    thread = await services.athread_of(user, pk)
     from_form = request.content_type != "application/json" and "text/html" in request.headers.get(
         "Accept", ""
     )
     try:
-        data = _json_body(request) if request.content_type == "application/json" else request.POST
-        message, run = await services.submit_message(
-            user, thread, data.get("text"), _attachments_from(request, data)
+        if request.content_type == "application/json":
+            try:
+                data = _json_body(request)
+            except InvalidInput:
+                await services.athread_of(user, pk)  # not theirs: a 404, whatever was sent
+                raise
+        else:
+            data = request.POST
+        thread, message, run = await services.send_message(
+            user, pk, data.get("text"), _attachments_from(request, data)
         )
     except ClientError as error:
         if from_form:
+            # Back to the thread, the error shown there (NotFound is no ClientError: a 404).
             await _flash_async(request, error.message)
-            return redirect("thread-detail", pk=thread.pk)
+            return redirect("thread-detail", pk=pk)
         return _error_response(error)
     if from_form:
-        return redirect("thread-detail", pk=thread.pk)
+        return redirect("thread-detail", pk=pk)
     # The title too: a thread's first message names it.
     body = {"message": message.as_event(), "run": run.as_event(), "thread": {"title": str(thread)}}
     return JsonResponse(body, status=201)

@@ -39,6 +39,8 @@ def provider():
             json={"id": "conv_1", "object": "conversation", "created_at": 1, "metadata": {}}
         )
         mock.post("/responses", name="create_response").respond(json=QUEUED_RESPONSE)
+        # And keep them queued: a run whose poll failed would end, and give its budget back.
+        mock.get(url__regex=r"/responses/[^/]+$").respond(json=QUEUED_RESPONSE)
         yield mock
 
 

@@ -5,11 +5,14 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from assistants_app.engines.base import RunUpdate
 from assistants_app.models import Run, RunStatus
 from assistants_app.runs import leases
 from assistants_app.runs.leases import PROCESS_ID, STARTING, Lease
+from assistants_app.runs.store import record
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,9 +58,46 @@ async def test_a_starting_lease_is_nobodys_to_take_until_kept(started_run):
     await Run.objects.filter(pk=started_run.pk).aupdate(**leases.starting_lease())
     assert not await Lease(started_run.pk).take()  # this process's driver included
 
-    assert await Lease.starting(started_run.pk).keep()
+    assert await sync_to_async(leases.keep_starting_now)(started_run.pk)
     assert await owner_of(started_run) == PROCESS_ID
-    assert not await Lease.starting(started_run.pk).keep()  # kept once only
+    assert not await sync_to_async(leases.keep_starting_now)(started_run.pk)  # kept once only
+
+
+async def test_the_store_of_a_start_keeps_its_lease_in_the_same_write(started_run):
+    await Run.objects.filter(pk=started_run.pk).aupdate(**leases.starting_lease())
+    started_run.lease_owner = STARTING
+
+    assert await record(started_run, RunUpdate(status=RunStatus.IN_PROGRESS), keep_starting=True)
+
+    stored = await Run.objects.aget(pk=started_run.pk)
+    assert (stored.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, PROCESS_ID)
+    assert started_run.lease_owner == PROCESS_ID  # the starter drives it
+
+
+async def test_a_start_whose_lease_was_lost_is_stored_but_not_kept(started_run):
+    # The start outlasted its starting lease and another process took the run over.
+    await held_by(started_run, "other-host:1:abc", seconds=60)
+    started_run.lease_owner = STARTING
+
+    assert await record(started_run, RunUpdate(status=RunStatus.IN_PROGRESS), keep_starting=True)
+
+    stored = await Run.objects.aget(pk=started_run.pk)
+    assert (stored.status, stored.lease_owner) == (RunStatus.IN_PROGRESS, "other-host:1:abc")
+    assert started_run.lease_owner == STARTING  # not this process's to drive
+
+
+async def test_a_start_stopped_meanwhile_keeps_its_lease_but_not_its_status(started_run):
+    # Stop was pressed while the provider was asked: the driver still follows the run (to see
+    # it cancelled), and the provider's "in progress" does not overwrite "cancelling".
+    starting = leases.starting_lease()
+    await Run.objects.filter(pk=started_run.pk).aupdate(status=RunStatus.CANCELLING, **starting)
+    started_run.lease_owner = STARTING
+
+    assert await record(started_run, RunUpdate(status=RunStatus.IN_PROGRESS), keep_starting=True)
+
+    stored = await Run.objects.aget(pk=started_run.pk)
+    assert (stored.status, stored.lease_owner) == (RunStatus.CANCELLING, PROCESS_ID)
+    assert started_run.lease_owner == PROCESS_ID
 
 
 async def test_a_starting_lease_released_hands_the_run_to_any_driver(started_run):

@@ -24,13 +24,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # answer" (BENCHMARKS.md), 39 when this test was written, 37, then 31 with staff's settings
 # kept per process (config_cache.py) and no lock of the user's row where SQLite has none, 28
 # with an answer stored in one INSERT ... ON CONFLICT instead of a look, a savepoint, the
-# insert and its release (Message.save_unless_stored).
-FOLLOW_UP_BUDGET = 28
+# insert and its release (Message.save_unless_stored), 26 with the start's status and the
+# keeping of its lease in one UPDATE and a polled run's own stored messages known, not read.
+FOLLOW_UP_BUDGET = 26
 
 # Trips from the event loop to a thread to post a follow-up, its run started on the provider:
 # 16, then 13 once the middleware read the user on its own thread (it took two trips from the
-# view) and a send asked whether it may use the assistant in the trip that stores it.
-POST_HOPS = 13
+# view) and a send asked whether it may use the assistant in the trip that stores it; 11, then
+# 7 with the thread looked up in the trip that stores the message, the sign-in and CSRF checks
+# on the event loop (signed_in.py, middleware.py) and the start's lease kept as it is stored.
+POST_HOPS = 7
 
 
 @pytest.fixture

@@ -385,7 +385,7 @@ async def test_a_start_that_cannot_be_stored_lets_go_of_its_stream(
     from assistants_app.engines import responses as engine
     from assistants_app.runs import starting
 
-    async def refused(run, update):
+    async def refused(run, update, **how):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(starting, "record", refused)

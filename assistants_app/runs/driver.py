@@ -44,13 +44,17 @@ class _Driver:
 _driving: dict[int, _Driver] = {}
 
 
-def ensure_driving(run_id: int, standby: bool = True, loaded: Run | None = None) -> asyncio.Task:
+def ensure_driving(
+    run_id: int, standby: bool = True, loaded: Run | None = None, stored: set[str] | None = None
+) -> asyncio.Task:
     """Drive the run from this process unless a task here already does.
 
     With `standby`, a run whose lease another process holds is watched, and taken over when
     that lease runs out (the other process died); without, the call is a one-off attempt.
     `loaded`: the run as its starter stored it (thread and assistant loaded), whose lease this
     process holds already: driven as it is, without loading it or taking the lease again.
+    `stored`: with it, the provider ids of the messages its start stored (none, mostly), so
+    that polling it does not read them back.
     """
     driver = _driving.get(run_id)
     if driver and not driver.task.done() and driver.task.get_loop() is asyncio.get_running_loop():
@@ -61,7 +65,7 @@ def ensure_driving(run_id: int, standby: bool = True, loaded: Run | None = None)
     # inheriting a request's context would tie its database calls to that request's thread,
     # which asgiref shuts down when the request ends.
     task = asyncio.create_task(
-        drive(run_id, wake, standby, loaded),
+        drive(run_id, wake, standby, loaded, stored),
         name=f"drive-run-{run_id}",
         context=contextvars.Context(),
     )
@@ -99,10 +103,10 @@ def orphaned_run_ids() -> list[int]:
 
 async def drive(
     run_id: int, wake: asyncio.Event | None = None, standby: bool = False,
-    loaded: Run | None = None,
+    loaded: Run | None = None, stored: set[str] | None = None,
 ) -> None:  # fmt: skip
     """Poll a run until it is terminal, once this process holds its lease (`loaded`: it holds
-    it already, see ensure_driving)."""
+    it already, and `stored` what it stored, see ensure_driving)."""
     driver = _driving.get(run_id)
     if loaded is None and driver and driver.task is not asyncio.current_task():
         if driver.task.get_loop() is asyncio.get_running_loop():
@@ -111,6 +115,7 @@ async def drive(
     if loaded is not None:
         run, lease = loaded, Lease.held(run_id)
     else:
+        stored = None  # read once the lease is ours
         run = await _load(run_id)
         if run is None or run.is_terminal:
             return
@@ -124,7 +129,7 @@ async def drive(
             await record(run, interrupted())
             return
         engine = get_engine(run.thread.assistant)
-        await _follow_until_terminal(engine, run, lease)
+        await _follow_until_terminal(engine, run, lease, stored)
     except ProviderError as error:
         await record(run, failure(error))
     except DatabaseError as error:
@@ -139,17 +144,22 @@ async def drive(
             await lease.release()
 
 
-async def _follow_until_terminal(engine: Engine, run: Run, lease: Lease) -> None:
+async def _follow_until_terminal(
+    engine: Engine, run: Run, lease: Lease, stored: set[str] | None = None
+) -> None:
     """Follow the run to its end: by its stream where there is one (always, for a run that
     cannot be polled; with RUN_STREAMING for the others), else, or once the stream gave out,
-    by polling with backoff. Either way it ends by RUN_MAX_SECONDS."""
+    by polling with backoff. Either way it ends by RUN_MAX_SECONDS. `stored`: the provider
+    ids of the run's messages stored so far, if known (else read here)."""
     # Counted from when the provider accepted the run: our own slowness is not its fault.
     deadline = (run.started_at or run.created_at) + timedelta(seconds=settings.RUN_MAX_SECONDS)
     if engine.streams and (settings.RUN_STREAMING or not engine.can_poll(run)):
         # Streaming is the fast path; polling below stays the durable one.
         if await follow_stream(engine, run, lease, deadline):
             return
-    stored = await _stored_remote_ids(run)
+        stored = None  # the stream may have stored some
+    if stored is None:
+        stored = await _stored_remote_ids(run)
     quiet_polls = errors = 0
     while True:
         if timezone.now() >= deadline:

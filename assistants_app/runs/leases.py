@@ -7,7 +7,7 @@ when the lease runs out. A run being started holds the starting lease (`starting
 which nobody may take, this process included, until the start keeps or releases it.
 
 Every write of `lease_owner` / `lease_expires_at` lives here (the terminal store's clearing
-uses FREE).
+uses FREE, and the store of a start keeps the starting lease with `kept` in the same write).
 """
 
 import asyncio
@@ -55,8 +55,8 @@ def _driving_until() -> datetime:
 class Lease:
     """This process's claim on one run: `take`, `renew_when_due` while driving, `release`.
 
-    `Lease.starting(run_id)` is the starting lease of a run this process is starting: `keep`
-    turns it into a driving one, `release` hands the run to whoever drives it next.
+    `Lease.starting(run_id)` is the starting lease of a run this process is starting: the
+    start's store keeps it (`kept`, `keep_starting_now`), `release` hands the run on.
     """
 
     def __init__(self, run_id: int, owner: str = PROCESS_ID):
@@ -70,7 +70,7 @@ class Lease:
 
     @classmethod
     def held(cls, run_id: int) -> "Lease":
-        """The lease this process has just taken or kept (`keep`), renewed from now on."""
+        """The lease this process has just taken or kept, renewed from now on."""
         lease = cls(run_id)
         lease.renewed_at = asyncio.get_running_loop().time()
         return lease
@@ -81,13 +81,6 @@ class Lease:
         if taken:
             self.owner, self.renewed_at = PROCESS_ID, asyncio.get_running_loop().time()
         return taken
-
-    async def keep(self) -> bool:
-        """Turn this starting lease into a driving one; false if it was lost meanwhile."""
-        kept = await _keep_starting(self.run_id)
-        if kept:
-            self.owner, self.renewed_at = PROCESS_ID, asyncio.get_running_loop().time()
-        return kept
 
     def renew_in(self) -> float:
         """Seconds until the lease is due for renewal (a third of it has passed)."""
@@ -143,8 +136,15 @@ def _take_lease(run_id: int, now: datetime, until: datetime):
     return rows, {"lease_owner": PROCESS_ID, "lease_expires_at": until}
 
 
-@database_sync_to_async
-def _keep_starting(run_id: int) -> bool:
+def kept() -> dict:
+    """Lease fields of a run this process drives from now on: what a starting lease turns
+    into when kept (set by the write that stores the start, runs/store.py)."""
+    return {"lease_owner": PROCESS_ID, "lease_expires_at": _driving_until()}
+
+
+def keep_starting_now(run_id: int) -> bool:
+    """Turn this process's starting lease of the run into a driving one (on a database
+    thread); false if it was lost meanwhile."""
     return bool(_keep_starting_lease(run_id=run_id, until=_driving_until()))
 
 

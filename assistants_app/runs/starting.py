@@ -21,7 +21,7 @@ from ..models import Assistant, Message, Run, RunStatus, Thread
 from . import events, pacing
 from .driver import ensure_driving
 from .endings import UNEXPECTED, cancel_quietly, failure
-from .leases import Lease
+from .leases import PROCESS_ID, Lease
 from .store import UNSTORABLE, record
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ async def _start(run: Run, message: Message) -> None:
     try:
         if message.remote_id:
             await Message.objects.filter(pk=message.pk).aupdate(remote_id=message.remote_id)
-        recorded = await record(run, update)
+        recorded = await record(run, update, keep_starting=True)
     except BaseException:
         # Not stored (start() hands the run on): a stream held open for it would stay so.
         await engine.close_stream(run)
@@ -88,16 +88,16 @@ async def _start(run: Run, message: Message) -> None:
     if run.is_terminal:
         await engine.close_stream(run)
         return
-    # This process drives the run it started: it holds the run's lease already and the run
-    # loaded, so nothing is released, taken or loaded again (three queries a run), and a
-    # stream it opened (engine.holds_stream) can be followed from here only anyway. The
-    # doorbell still rings: other processes' sockets stand by, and take the run over if this
-    # process dies.
-    if await Lease.starting(run.pk).keep():
+    # This process drives the run it started: it holds the run's lease already, the run
+    # loaded, and knows what the run stored, so nothing is released, taken, loaded or read
+    # again (four queries a run), and a stream it opened (engine.holds_stream) can be followed
+    # from here only anyway. The doorbell still rings: other processes' sockets stand by, and
+    # take the run over if this process dies.
+    if run.lease_owner == PROCESS_ID:  # kept as it was recorded
         # Handed on as loaded only with what the driver reads (tools run as the thread's
         # owner); otherwise the driver loads it, and finds the lease already its own.
         loaded = copy.copy(run) if Thread.owner.is_cached(run.thread) else None
-        ensure_driving(run.pk, loaded=loaded)
+        ensure_driving(run.pk, loaded=loaded, stored={m.remote_id for m in update.messages})
     else:
         await engine.close_stream(run)
     await ring_doorbell(run)

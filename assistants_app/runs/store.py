@@ -41,17 +41,21 @@ UNSTORABLE = RunUpdate(
 )
 
 
-async def record(run: Run, update: RunUpdate) -> bool:
+async def record(run: Run, update: RunUpdate, keep_starting: bool = False) -> bool:
     """Store an update and push its events after commit. False if the run had already ended.
 
     New assistant messages are stored once each: the unique (thread, remote_id) key makes a
     second writer, in this process or another, find the row instead of adding one.
+
+    `keep_starting`: the update is the provider's answer to a start by this process, whose
+    starting lease turns into a driving one in the same write if the run goes on (then
+    `run.lease_owner` is this process), without a statement and a trip of its own.
     """
     if update.usage is None and update.messages and update.status not in ACTIVE_STATUSES:
         update = await _with_estimated_usage(run, update)
     committed: list[dict] = []
     try:
-        still_active = await _store(run, update, committed)
+        still_active = await _store(run, update, committed, keep_starting)
     except (DataError, ValueError, UnicodeError):
         # A write that can never succeed (a provider's id the database refuses, say): retrying
         # would only keep the thread busy until the run expires. Fail the run with the reason.
@@ -86,7 +90,7 @@ async def _with_estimated_usage(run: Run, update: RunUpdate) -> RunUpdate:
 
 
 @database_sync_to_async
-def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
+def _store(run: Run, update: RunUpdate, committed: list[dict], keep_starting=False) -> bool:
     """The update's rows, in one transaction; its events go to `committed` once it commits."""
     with transaction.atomic():
         changes = {"status": update.status, "remote_id": run.remote_id}
@@ -112,7 +116,19 @@ def _store(run: Run, update: RunUpdate, committed: list[dict]) -> bool:
             )
         # The run's row first: a write before any read keeps SQLite from refusing to turn a
         # reading transaction into a writing one under concurrent writers.
-        changed = _write_active_run(run.pk, changes, going=update.status in GOING)
+        going = update.status in GOING
+        if keep_starting and going:
+            # Usually the starting lease is still ours: one statement stores and keeps.
+            kept = leases.kept()
+            changed = _write_active_run(run.pk, changes | kept, going, starting=True)
+            if changed:
+                changes |= kept
+            else:  # stopped or lost meanwhile: each on its own, as without the lease
+                changed = _write_active_run(run.pk, changes, going)
+                if leases.keep_starting_now(run.pk):
+                    run.lease_owner = leases.PROCESS_ID
+        else:
+            changed = _write_active_run(run.pk, changes, going)
         if changed:
             for name, value in changes.items():
                 setattr(run, name, value)
@@ -153,14 +169,15 @@ def _store_once(run: Run, remote_id: str, **fields) -> Message | None:
     return message if message.save_unless_stored() else None
 
 
-_ACTIVE_RUN_WRITES: dict[tuple, prepared.Update] = {}  # by the fields set, and `going`
+_ACTIVE_RUN_WRITES: dict[tuple, prepared.Update] = {}  # by the fields set, and the filters
 
 
-def _write_active_run(run_id: int, changes: dict, going: bool) -> int:
+def _write_active_run(run_id: int, changes: dict, going: bool, starting: bool = False) -> int:
     """Set `changes` on the run if it is active: 1, else 0. A run asked to stop is not set
     `going` again: a generation that begins as Stop is pressed, a provider's word from before
-    it heard of the cancel. (A prepared update for each set of fields an update sets.)"""
-    shape = (*changes, going)
+    it heard of the cancel. `starting`: only while this process's starting lease holds it.
+    (A prepared update for each set of fields an update sets.)"""
+    shape = (*changes, going, starting)
     write = _ACTIVE_RUN_WRITES.get(shape)
     if write is None:
 
@@ -168,6 +185,8 @@ def _write_active_run(run_id: int, changes: dict, going: bool) -> int:
             rows = Run.objects.filter(pk=run_id).active()
             if going:
                 rows = rows.exclude(status=RunStatus.CANCELLING)
+            if starting:
+                rows = rows.filter(lease_owner=leases.STARTING)
             return rows, changes
 
         kinds = {"run_id": int} | {name: prepared.field_kind(Run, name) for name in changes}
