@@ -148,6 +148,99 @@ async def test_a_long_stream_keeps_the_runs_lease(started_run, settings):
     assert started_run.status == RunStatus.COMPLETED
 
 
+def pausing(events: list[dict], after: int, pause, resumed: list) -> httpx.Response:
+    """A stream that writes `after` events, then awaits `pause()` (the provider silent: a model
+    thinking mid-answer), notes in `resumed` that it writes again, and writes the rest."""
+
+    async def body():
+        yield sse(events[:after])
+        await pause()
+        resumed.append(True)
+        yield sse(events[after:], first_sequence=after)
+
+    return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+
+
+async def test_text_held_when_the_provider_pauses_goes_out_during_the_pause(started_run):
+    events = opening() + deltas(WORDS) + completion()
+    layer, channel = await collect(started_run.thread.group_name)
+    seen_in_pause: list[dict] = []
+
+    async def pause():  # the first words arrive together; only the first goes out at once
+        await asyncio.sleep(0.5)
+        seen_in_pause.extend(await drain(layer, channel))
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(return_value=pausing(events, len(opening()) + 3, pause, []))
+        await runs.drive(started_run.pk)
+
+    assert written(seen_in_pause) == "".join(WORDS[:3])  # all three, before the next word
+
+
+async def test_a_pause_longer_than_the_lease_keeps_the_lease(started_run, settings):
+    settings.RUN_LEASE_SECONDS = 0.3
+    events = opening() + deltas(WORDS[:3]) + completion()
+    held = []
+
+    async def pause():  # three leases long
+        for _ in range(3):
+            await asyncio.sleep(0.3)
+            run = await Run.objects.aget(pk=started_run.pk)
+            held.append(run.lease_owner == runs.PROCESS_ID and run.lease_expires_at > now())
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(return_value=pausing(events, len(opening()) + 1, pause, []))
+        await runs.drive(started_run.pk)
+
+    assert held == [True] * 3
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+
+
+async def test_a_lease_lost_in_a_pause_stops_the_follower_without_waiting_for_the_provider(
+    started_run, settings
+):
+    settings.RUN_LEASE_SECONDS = 0.3
+    events = opening() + deltas(WORDS) + completion()
+    resumed: list = []
+
+    async def pause():  # meanwhile another process took the run over (this one looked dead)
+        later = now() + timedelta(seconds=60)
+        await Run.objects.filter(pk=started_run.pk).aupdate(
+            lease_owner="other-host:1:abc", lease_expires_at=later
+        )
+        await asyncio.sleep(5)
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        stream = pausing(events, len(opening()) + 2, pause, resumed)
+        provider.get(RETRIEVE).mock(return_value=stream)
+        await asyncio.wait_for(runs.drive(started_run.pk), 4)
+
+    assert resumed == []  # it stopped while the provider was still silent
+    assert await Run.objects.filter(lease_owner="other-host:1:abc").aexists()  # left to it
+
+
+async def test_the_stream_is_read_by_its_driver_itself(started_run):
+    """No task in between that reads the stream for the driver: every event would wait a turn
+    of the event loop to be handed over (BENCHMARKS.md, "Latency at saturation")."""
+    readers = set()
+
+    async def body():
+        for sequence, event in enumerate(opening() + deltas(WORDS) + completion()):
+            readers.add(asyncio.current_task())
+            yield sse([event], first_sequence=sequence)
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(
+            return_value=httpx.Response(
+                200, content=body(), headers={"content-type": "text/event-stream"}
+            )
+        )
+        await runs.drive(started_run.pk)
+
+    assert readers == {asyncio.current_task()}
+
+
 async def test_a_restarted_driver_resumes_the_saved_stream(started_run):
     already = opening() + deltas(WORDS[:2])
     await Run.objects.filter(pk=started_run.pk).aupdate(

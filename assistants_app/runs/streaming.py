@@ -169,27 +169,48 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     """Follow one stream of the run: true once the run is terminal and recorded, false if the
     stream ended first. A run that asks for tools goes on in the stream their outputs open."""
     asking_for_tools = None
-    async for event in _ticking(engine.stream(run, live.sequence), live.wake_in):
-        if not await live.lease.renew_when_due():
-            return True  # another process drives the run now: nothing more to do here
-        if event is None:
-            await live.push()  # text waited long enough: send it
-            continue
-        if event.restart:
-            live.restart()
-        if event.delta:
-            await live.add(event)
-        elif event.update is not None:
-            live.sequence = event.sequence if event.sequence is not None else live.sequence
-            if event.update.status not in ACTIVE_STATUSES:
-                await live.push()
-                await _finish(run, event.update, live)
+    stream = aiter(engine.stream(run, live.sequence))
+    pauses = _Pauses(live)
+    try:
+        while True:
+            if pauses.lost:  # found by a tick while the follower was busy
                 return True
-            if event.update.tool_calls:
-                asking_for_tools = event.update
+            pauses.raise_error()
+            # Read here, in the driver's own task: an event costs no turn of the event loop
+            # on its way (while the provider is silent, _Pauses sees to held text and lease).
+            pauses.reading = True
+            try:
+                event = await anext(stream)
+            except StopAsyncIteration:
                 break
-            if event.update.status != run.status:
-                await record(run, event.update)
+            except asyncio.CancelledError:
+                if not pauses.interrupted():
+                    raise
+                return pauses.outcome()
+            finally:
+                pauses.reading = False
+            if not await live.lease.renew_when_due() or pauses.lost:
+                return True  # another process drives the run now: nothing more to do here
+            if event.restart:
+                live.restart()
+            if event.delta:
+                await live.add(event)
+                pauses.wake_by(live.flush_due_in())
+            elif event.update is not None:
+                live.sequence = event.sequence if event.sequence is not None else live.sequence
+                if event.update.status not in ACTIVE_STATUSES:
+                    await live.push()
+                    await _finish(run, event.update, live)
+                    return True
+                if event.update.tool_calls:
+                    asking_for_tools = event.update
+                    break
+                if event.update.status != run.status:
+                    await record(run, event.update)
+    finally:
+        await pauses.stop()
+        if hasattr(stream, "aclose"):
+            await stream.aclose()
     if asking_for_tools is None:
         return False
     await live.push()
@@ -204,43 +225,96 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
     return await _follow_once(engine, run, live)
 
 
+class _Pauses:
+    """What a stream's follower must do while its provider is silent: send text held long
+    enough, renew the lease (a long pause outlasts it).
+
+    A timer, not a task that reads the stream for the follower so that the follower could
+    wait with a timeout (cancelling a read would break the stream): that task cost every
+    event a turn of the event loop on its way to the sockets, and on a saturated process a
+    turn is the loop's whole lag (BENCHMARKS.md, "Latency at saturation"). While the provider
+    writes, the follower does both itself as events arrive; the timer acts only in a pause.
+    What it does runs in a task of its own (`tick`); a lease lost or an error there ends a
+    follower waiting on the stream, which then ends as if it had met them itself.
+    """
+
+    def __init__(self, live: LiveText):
+        self.live = live
+        self.follower = asyncio.current_task()
+        self.loop = asyncio.get_running_loop()
+        self.reading = False  # the follower waits on the stream (may be interrupted)
+        self.lost = False
+        self.error: BaseException | None = None
+        self.ending = False  # the follower was interrupted by this, not cancelled by others
+        self.ticking: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.wake_by(live.wake_in())
+
+    def wake_by(self, seconds: float | None) -> None:
+        """Make sure the timer fires within `seconds` (None: nothing new to wait for)."""
+        if seconds is None:
+            return
+        due = self.loop.time() + seconds
+        if self.timer is not None and self.timer.when() <= due:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(due, self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        wait = self.live.wake_in()
+        if wait > 0:  # the follower saw to it meanwhile
+            self.wake_by(wait)
+        elif self.ticking is None or self.ticking.done():
+            # Named as its driver: its trips to threads are the driver's (a post's are counted).
+            name = f"{self.follower.get_name()}-pause"
+            self.ticking = self.loop.create_task(self.tick(), name=name)
+
+    async def tick(self) -> None:
+        try:
+            if not await self.live.lease.renew_when_due():
+                self.lost = True
+            else:
+                await self.live.push()  # text waited long enough: send it
+        except Exception as error:  # noqa: BLE001 - the follower raises it as its own
+            self.error = error
+        if self.lost or self.error is not None:
+            if self.reading:
+                self.ending = True
+                self.follower.cancel()
+            return
+        self.wake_by(self.live.wake_in())
+
+    def interrupted(self) -> bool:
+        """True if the follower's wait was cancelled by this alone (then it no longer is)."""
+        if not self.ending:
+            return False
+        self.ending = False
+        return self.follower.uncancel() == 0  # cancelled by someone else too: that stands
+
+    def outcome(self) -> bool:
+        """What an interrupted follower returns: it raises the tick's error, if any."""
+        self.raise_error()
+        return True  # the lease was lost: another process drives the run now
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    async def stop(self) -> None:
+        """No more ticks; one under way finishes first (a push cut short could lose text)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.ticking is not None:
+            await asyncio.wait([self.ticking])
+
+
 async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
     """Record the end; an answer the provider did not return is kept from what was streamed."""
     if not update.messages and (said := live.said()):
         update = replace(update, messages=said)
     await record(run, update)
-
-
-async def _ticking(events, timeout_of):
-    """Yield the stream's events, and None whenever `timeout_of()` seconds pass without one."""
-    queue: asyncio.Queue = asyncio.Queue()
-    finished = object()
-
-    async def read():
-        try:
-            async for event in events:
-                await queue.put(event)
-            await queue.put(finished)
-        except Exception as error:  # handed to the reader's side, raised there
-            await queue.put(error)
-
-    reader = asyncio.create_task(read())
-    try:
-        while True:
-            try:
-                # Not wait_for: on Python 3.11 that makes a task per event.
-                async with asyncio.timeout(timeout_of()):
-                    item = await queue.get()
-            except TimeoutError:
-                yield None
-                continue
-            if item is finished:
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        reader.cancel()
 
 
 def loop_time_at(moment) -> float:
