@@ -54,7 +54,8 @@ def completion() -> list[dict]:
     return [{"type": "response.completed", "response": response("completed", text=ANSWER)}]
 
 
-def stream_response(body: bytes) -> httpx.Response:
+def stream_response(body) -> httpx.Response:
+    """The provider's answer: `body`, bytes or an async iterator of them (written over time)."""
     return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
 
@@ -136,11 +137,7 @@ async def test_a_long_stream_keeps_the_runs_lease(started_run, settings):
             yield sse([event], first_sequence=sequence)
 
     with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
-        provider.get(RETRIEVE).mock(
-            return_value=httpx.Response(
-                200, content=slowly(), headers={"content-type": "text/event-stream"}
-            )
-        )
+        provider.get(RETRIEVE).mock(return_value=stream_response(slowly()))
         await runs.drive(started_run.pk)
 
     assert held == [True] * 6  # nobody could have taken the run over meanwhile
@@ -158,7 +155,7 @@ def pausing(events: list[dict], after: int, pause, resumed: list) -> httpx.Respo
         resumed.append(True)
         yield sse(events[after:], first_sequence=after)
 
-    return httpx.Response(200, content=body(), headers={"content-type": "text/event-stream"})
+    return stream_response(body())
 
 
 async def test_text_held_when_the_provider_pauses_goes_out_during_the_pause(started_run):
@@ -231,11 +228,7 @@ async def test_the_stream_is_read_by_its_driver_itself(started_run):
             yield sse([event], first_sequence=sequence)
 
     with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
-        provider.get(RETRIEVE).mock(
-            return_value=httpx.Response(
-                200, content=body(), headers={"content-type": "text/event-stream"}
-            )
-        )
+        provider.get(RETRIEVE).mock(return_value=stream_response(body()))
         await runs.drive(started_run.pk)
 
     assert readers == {asyncio.current_task()}
