@@ -189,12 +189,21 @@ async def stop_drivers(django_db_blocker):
         await aclose_old_connections()
 
 
+# A wrapper, to act both before and after the other plugins' hooks: pytest-xdist's reads the
+# xdist_group marks (a plain hook here would run after it, and the marks would do nothing),
+# and pytest-django's sorts the tests its own way (a sort before it would be undone).
+@pytest.hookimpl(wrapper=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("asyncio"):
             item.fixturenames.append("stop_drivers")
-    if hasattr(config, "workerinput"):  # a pytest-xdist worker (the README's `-n`)
+    worker = hasattr(config, "workerinput")  # a pytest-xdist worker (the README's `-n`)
+    if worker:
         share_module_fixtures(items)
+    yield
+    if worker:
+        if config.getvalue("loadgroup"):
+            keep_groups_in_ids(items)
         # The long tests first, so the short ones fill the workers' gaps at the end instead
         # of one worker finishing a long test alone. (A stable sort: Django's order stays.)
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
@@ -211,3 +220,16 @@ def share_module_fixtures(items) -> None:
         )
         if shared and not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
+def keep_groups_in_ids(items) -> None:
+    """pytest-xdist (3.8) tells its scheduler a test's group by appending "@group" to the test's
+    id, which pytest 9.2 no longer lets it change (pytest-dev/pytest-xdist#1386): every test
+    would be dealt out alone, and each module's site started on every worker. Until that is
+    fixed, append it here, as pytest-xdist would; ids it did change are left alone."""
+    for item in items:
+        groups = sorted({str(mark.args[0]) for mark in item.iter_markers("xdist_group")})
+        if groups and "@" not in item.nodeid:
+            from _pytest.nodeid import coerce_node_id  # pytest 9.2's ids; older ones have "@"
+
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(groups)}")
