@@ -321,7 +321,8 @@ def database(options: Options):
     if options.database == "sqlite":
         yield ""  # start_site's own SQLite file
         return
-    with postgres_database() as url:
+    # A copy of a migrated database when the site is this checkout; another one migrates its own.
+    with postgres_database(migrated=options.site == ROOT) as url:
         yield url
 
 

@@ -27,7 +27,7 @@ for n in range({MEMBERS}):
 
 @pytest.fixture
 def two_servers_on_postgres(tmp_path):
-    with postgres_database() as database_url:
+    with postgres_database(migrated=True) as database_url:
         env = {"DATABASE_URL": database_url, "MESSAGES_PER_MINUTE": "0"}
         with start_site(tmp_path, env=env, faults=("stuck",), servers=2) as site:
             site.manage("shell", "--verbosity", "0", "-c", SEED)

@@ -163,7 +163,7 @@ async def test_each_provider_fault_ends_in_its_documented_state(
 
 
 async def test_two_servers_on_postgres_and_redis_deliver_each_answer_once(tmp_path):
-    with postgres_database() as database_url:
+    with postgres_database(migrated=True) as database_url:
         env = {"DATABASE_URL": database_url, "REDIS_URL": "redis://127.0.0.1:6379/0"}
         with start_site(tmp_path, env=env, servers=2, latency=0.5) as site:
             first, second = site.urls

@@ -19,7 +19,7 @@ LOGINS = 12
 def site_on_postgres(tmp_path):
     """A site whose pool is small enough for a dozen logins to empty it, were each to hold a
     connection while its password is hashed (the real hasher, slow on purpose)."""
-    with postgres_database() as database_url:
+    with postgres_database(migrated=True) as database_url:
         env = {
             "DATABASE_URL": database_url,
             "DATABASE_POOL_SIZE": "2",
