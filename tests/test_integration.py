@@ -9,9 +9,10 @@ from .live import SiteClient, is_assistant_message, is_run_status, receive_until
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def site(tmp_path):
-    with start_site(tmp_path) as site:
+# One site for the module: each test makes threads of its own and only reads those.
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with start_site(tmp_path_factory.mktemp("site")) as site:
         yield site
 
 
