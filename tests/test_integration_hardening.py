@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow
 LOGINS = 12
 
 
-@pytest.fixture
-def site_on_postgres(tmp_path):
+# One site for the module: the burst only logs people in, and the other test stores nothing.
+@pytest.fixture(scope="module")
+def site_on_postgres(tmp_path_factory):
     """A site whose pool is small enough for a dozen logins to empty it, were each to hold a
     connection while its password is hashed (the real hasher, slow on purpose)."""
     with postgres_database(migrated=True) as database_url:
@@ -25,7 +26,7 @@ def site_on_postgres(tmp_path):
             "DATABASE_POOL_SIZE": "2",
             "DATABASE_POOL_TIMEOUT_SECONDS": "1",
         }
-        with start_site(tmp_path, env=env) as site:
+        with start_site(tmp_path_factory.mktemp("site"), env=env) as site:
             site.manage("shell", "--verbosity", "0", "-c", MORE_USERS)
             yield site
 
