@@ -26,12 +26,14 @@ FENCED = {
     "channels-redis": "chatsite/channel_layer.py",
     "httpx": "assistants_app/engines/client.py",
     "mozilla-django-oidc": "assistants_app/sso.py",
+    "pytest": "tests/conftest.py",
+    "pytest-xdist": "tests/conftest.py",
 }
 
 
 def pinned(name: str) -> Requirement:
-    dependencies = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
-    for line in dependencies:
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    for line in project["dependencies"] + project["optional-dependencies"]["test"]:
         requirement = Requirement(line)
         if requirement.name == name:
             return requirement
@@ -141,3 +143,15 @@ def test_mozilla_django_oidc_still_reads_what_sso_py_feeds_it():
     assert '"verify_aud": False' in backend
     assert "self.verify_token(id_token, nonce=nonce)" in backend
     assert 'session["oidc_id_token"]' in backend
+
+
+def test_pytest_and_xdist_still_group_tests_the_way_conftest_py_writes_it():
+    # keep_groups_in_ids: pytest-xdist's loadgroup scheduler reads a test's group from the
+    # "@group" end of its id, which pytest 9.2 keeps in Node._id (pytest-dev/pytest-xdist#1386).
+    from _pytest.nodeid import coerce_node_id
+    from _pytest.nodes import Node
+    from xdist.scheduler.loadgroup import LoadGroupScheduling
+
+    assert "self._id" in inspect.getsource(Node.nodeid.fget)
+    assert str(coerce_node_id("tests/a.py::test_b@tests/a.py")) == "tests/a.py::test_b@tests/a.py"
+    assert '"@"' in inspect.getsource(LoadGroupScheduling._split_scope)
