@@ -16,6 +16,8 @@ from contextlib import contextmanager
 
 import pytest
 
+from assistants_app.management.commands import serve as serve_command
+
 from .live import (
     ROOT,
     LiveSite,
@@ -137,6 +139,46 @@ def test_it_says_where_to_log_in_at_every_start_and_the_password_only_once(tmp_p
         login = second.wait_for_line("Log in at")
     assert "'demo'" in login
     assert not any(DEMO_PASSWORD in line for line in second.seen)
+
+
+@pytest.mark.timeout(60)  # a stop lost in serve hangs: this ends it as a failure
+def test_a_stop_that_comes_as_serve_looks_at_its_processes_still_ends_them():
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    process._waitpid_lock = SignalledWhenTaken(process._waitpid_lock)
+    with serve_command.StopRequests() as stopping:
+        try:
+            with pytest.raises(serve_command.StopRequested):
+                serve_command.wait_for(process, stopping)
+        finally:
+            serve_command.stop([process], seconds=10)
+
+    assert process._waitpid_lock.signalled
+    assert process.returncode == -signal.SIGTERM
+
+
+class SignalledWhenTaken:
+    """A child process's wait lock (subprocess's own) that sends this process a SIGTERM as it is
+    first taken: the moment where an exception raised by a signal handler leaves it held."""
+
+    def __init__(self, lock):
+        self._lock = lock
+        self.signalled = False
+
+    def acquire(self, *args, **kwargs) -> bool:
+        taken = self._lock.acquire(*args, **kwargs)
+        if taken and not self.signalled:
+            self.signalled = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return taken
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.release()
 
 
 async def test_a_restarted_site_finishes_runs_left_from_before_without_a_visitor(tmp_path):

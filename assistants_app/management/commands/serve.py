@@ -49,29 +49,63 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo")
         call_command("collectstatic", interactive=False, verbosity=0)
+        helpers = []
         # SIGTERM (systemd, a test) ends this command like Ctrl-C: its processes with it.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        helpers, interrupted = [], False
-        try:
-            if simulator:
-                helpers.append(start_simulator(*simulator))
-            if not settings.RUN_WORKER_IN_SERVER:
-                helpers.append(spawn("manage.py", "run_worker"))
-            site = spawn(*daphne_args(host, port))
-            helpers.append(site)
-            wait_until_listening(host, port, site, "The site")
-            first_request(host, port)
-            url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-            self.stdout.write(f"Serving the site on {url}")
-            self.stdout.write(login_hint(url))
+        with StopRequests() as stopping:
             try:
-                wait_in_slices(site)
-            except KeyboardInterrupt:
-                interrupted = True
-        finally:
-            stop(helpers)
-        if not interrupted:
+                if simulator:
+                    helpers.append(start_simulator(*simulator, stopping))
+                if not settings.RUN_WORKER_IN_SERVER:
+                    helpers.append(spawn("manage.py", "run_worker"))
+                site = spawn(*daphne_args(host, port))
+                helpers.append(site)
+                wait_until_listening(host, port, site, "The site", stopping)
+                first_request(host, port)
+                url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+                self.stdout.write(f"Serving the site on {url}")
+                self.stdout.write(login_hint(url))
+                wait_for(site, stopping)
+            except StopRequested:
+                pass
+            finally:
+                stop(helpers)
+        if not stopping.requested:
             raise CommandError(f"daphne stopped on its own (exit status {site.returncode}).")
+
+
+class StopRequested(Exception):
+    """Raised by serve's own waits once a stop was asked for."""
+
+
+class StopRequests:
+    """SIGTERM and Ctrl-C (SIGINT) noted by their handlers and acted on where serve waits.
+
+    The handlers raise nothing: an exception raised in a signal handler lands wherever the
+    main thread is, and if that is just after subprocess took a child's wait lock and before
+    the `try` that gives it back, every later wait for that child blocks forever, stop()'s
+    included (a SIGTERM left serve hanging so in CI)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.requested = False
+        self._before = {}
+
+    def __enter__(self) -> "StopRequests":
+        for signum in self.SIGNALS:
+            self._before[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._before.items():
+            signal.signal(signum, handler)
+
+    def _note(self, signum, frame) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        if self.requested:
+            raise StopRequested
 
 
 def simulator_address() -> tuple[str, int] | None:
@@ -96,9 +130,13 @@ def refuse_if_taken(host: str, port: int, what: str, remedy: str) -> None:
         raise CommandError(f"Cannot start {what} on {host}:{port}: {reason}. {remedy}") from None
 
 
-def start_simulator(host: str, port: int) -> subprocess.Popen:
+def start_simulator(host: str, port: int, stopping: StopRequests) -> subprocess.Popen:
     process = spawn("manage.py", "simulator", "--host", host, "--port", str(port))
-    wait_until_listening(host, port, process, "The simulator")
+    try:
+        wait_until_listening(host, port, process, "The simulator", stopping)
+    except BaseException:
+        stop([process])
+        raise
     return process
 
 
@@ -107,9 +145,12 @@ def spawn(*args: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], cwd=settings.BASE_DIR, env=env)
 
 
-def wait_until_listening(host: str, port: int, process: subprocess.Popen, name: str) -> None:
+def wait_until_listening(
+    host: str, port: int, process: subprocess.Popen, name: str, stopping: StopRequests
+) -> None:
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
     while process.poll() is None:
+        stopping.check()
         with socket.socket(socket.getaddrinfo(host, port)[0][0]) as probe:
             if probe.connect_ex((host, port)) == 0:
                 return
@@ -138,16 +179,13 @@ def first_request(host: str, port: int) -> None:
         connection.close()
 
 
-def wait_in_slices(process: subprocess.Popen) -> None:
-    """Wait for the process a second at a time: a signal that the kernel hands to another
-    thread than the one blocked in waitpid() would otherwise not be acted on until the
-    process ends (a SIGTERM was once left waiting so on a loaded machine)."""
-    while True:
-        try:
-            process.wait(timeout=1)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+def wait_for(process: subprocess.Popen, stopping: StopRequests) -> None:
+    """Until the process ends or a stop is asked for, looking a few times a second: a
+    blocking waitpid() would not return for a signal the kernel hands to another thread (a
+    SIGTERM was once left waiting so on a loaded machine)."""
+    while process.poll() is None:
+        stopping.check()
+        time.sleep(0.2)
 
 
 def stop(processes: list[subprocess.Popen], seconds: float = 10) -> None:
