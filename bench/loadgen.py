@@ -3,7 +3,10 @@
 It reads its plan (JSON) on stdin and prints what it saw (JSON) on stdout; `bench.run` makes
 the plan and turns the observations into numbers. Every user holds one socket on its own
 thread. The first `runs_in_flight` users each keep one run going: post a message, wait for
-the run to end on the socket, post the next. Halfway through, `reconnect` idle users drop
+the run to end on the socket, post the next (a closed load: a faster site is sent more). With
+a `rate`, posts go out at that rate instead, each to a runner without a run going (an open
+load: the same work for any site, so latencies compare; a post that finds every runner busy
+waits for one, and how late it went out is kept). Halfway through, `reconnect` idle users drop
 their sockets and connect again all at once, to show whether connects starve while runs poll.
 Lone connects show the same one at a time: an idle user reconnects every quarter second,
 before the runs start and while they go (up to the burst). Everything is bounded: in sockets,
@@ -32,6 +35,7 @@ from assistants_app.framing import Reassembler
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MAX_SOCKETS = 5000
 MAX_DURATION = 600.0
+MAX_RATE = 1000.0  # posts a second
 MAX_ERRORS_KEPT = 50
 LONE_CONNECT_USERS = 50  # idle users who take turns reconnecting alone
 LONE_CONNECT_EVERY = 0.25  # seconds between lone connects
@@ -51,6 +55,7 @@ class Plan:
     # Where posts go, when not to the processes holding the sockets (pages and sockets on
     # separate processes); empty: each user posts to the process after its socket's.
     post_urls: list[str] = field(default_factory=list)
+    rate: float = 0.0  # posts a second in all (open load); 0: back to back (closed load)
 
     def check(self) -> None:
         for url in [*self.urls, *self.post_urls]:
@@ -58,6 +63,8 @@ class Plan:
                 raise SystemExit(f"refusing to load a non-loopback address: {url}")
         if len(self.users) > MAX_SOCKETS or self.duration > MAX_DURATION:
             raise SystemExit("plan exceeds the load generator's bounds")
+        if not 0 <= self.rate <= MAX_RATE:
+            raise SystemExit(f"rate must be from 0 to {MAX_RATE} posts a second")
         if self.runs_in_flight + self.reconnect > len(self.users):
             raise SystemExit("more runners and reconnecting users than users")
 
@@ -156,21 +163,28 @@ class User:
         turn = 0
         while time.monotonic() < until:
             turn += 1
-            run_id = await self.post(http, f"Bench message {turn} from user {self.index}")
-            if run_id is None:
-                await asyncio.sleep(1.0)
-                continue
-            try:
-                async with asyncio.timeout(self.plan.run_timeout):
-                    while run_id not in self.ended:
-                        self.changed.clear()
-                        await self.changed.wait()
-            except TimeoutError:
-                self.seen.error(f"run {run_id}: no end seen within {self.plan.run_timeout}s")
+            if not await self.ask(http, turn):
                 return
-            self.seen.runs[run_id]["status"] = self.ended[run_id]
-            if self.ended[run_id] != "completed":
-                self.seen.error(f"run {run_id}: ended {self.ended[run_id]}")
+
+    async def ask(self, http: httpx.AsyncClient, turn: int) -> bool:
+        """Post a message and wait for its run to end on the socket; False when no end came
+        in time (this user then stops)."""
+        run_id = await self.post(http, f"Bench message {turn} from user {self.index}")
+        if run_id is None:
+            await asyncio.sleep(1.0)
+            return True
+        try:
+            async with asyncio.timeout(self.plan.run_timeout):
+                while run_id not in self.ended:
+                    self.changed.clear()
+                    await self.changed.wait()
+        except TimeoutError:
+            self.seen.error(f"run {run_id}: no end seen within {self.plan.run_timeout}s")
+            return False
+        self.seen.runs[run_id]["status"] = self.ended[run_id]
+        if self.ended[run_id] != "completed":
+            self.seen.error(f"run {run_id}: ended {self.ended[run_id]}")
+        return True
 
     async def post(self, http: httpx.AsyncClient, text: str) -> int | None:
         headers = {"Cookie": self.cookie, "X-CSRFToken": self.plan.csrf}
@@ -191,6 +205,36 @@ class User:
         run["posted"] = time.time()
         run["text"] = text  # what a Chat Completions answer is known by at the simulator
         return run_id
+
+
+async def offer_at_rate(
+    runners: list[User], http: httpx.AsyncClient, until: float, rate: float
+) -> dict:
+    """Posts at `rate` a second until `until` (monotonic), each to a runner with no run going:
+    the same work however fast the site is. When every runner has one, the post waits for the
+    first to finish; how late each post went out says whether the site kept up."""
+    free: asyncio.Queue[User] = asyncio.Queue()
+    for user in runners:
+        free.put_nowait(user)
+    going: set[asyncio.Task] = set()
+    started, late = time.monotonic(), []
+    for turn in itertools.count(1):
+        due = started + (turn - 1) / rate
+        if due >= until:
+            break
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        user = await free.get()
+        late.append(round(time.monotonic() - due, 3))
+        task = asyncio.create_task(_ask_then_free(user, http, turn, free))
+        going.add(task)
+        task.add_done_callback(going.discard)
+    await asyncio.gather(*going)
+    return {"rate": rate, "late_s": late}
+
+
+async def _ask_then_free(user: User, http: httpx.AsyncClient, turn: int, free: asyncio.Queue):
+    if await user.ask(http, turn):
+        free.put_nowait(user)
 
 
 async def connect_all(users: list[User]) -> dict:
@@ -259,7 +303,11 @@ async def drive(plan: Plan) -> dict:
         )
         posting = {"started": time.time()}
         client = asyncio.create_task(watch_client(until))
-        await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
+        if plan.rate:
+            offered = await offer_at_rate(runners, http, until, plan.rate)
+        else:
+            offered = None
+            await asyncio.gather(*(user.keep_a_run_going(http, until) for user in runners))
         posting["stopped"] = time.time()
         client = await client
         reconnect = await reconnect
@@ -273,6 +321,7 @@ async def drive(plan: Plan) -> dict:
         "sockets": len(users) - connect["failed"],
         "runs": seen.runs,
         "posting": posting,
+        "offered": offered,
         "client": client,
         "errors": seen.errors,
         "error_count": seen.error_count,

@@ -68,6 +68,21 @@ def summarise(observed: dict, stats: dict, remote_ids: dict, chat_stats: dict | 
         "reconnect_under_load": _burst(observed["reconnect_under_load"]),
         "lone_connect": _lone(observed.get("lone_connects")),
         "client": _client(observed.get("client")),
+        "offered": _offered(observed.get("offered")),
+    }
+
+
+def _offered(offered: dict | None) -> dict | None:
+    """An open load's rate, its posts, and how late they went out (seconds): late posts found
+    every runner with a run going, the site not keeping up."""
+    if not offered:
+        return None
+    late = offered["late_s"]
+    return {
+        "rate": offered["rate"],
+        "posts": len(late),
+        "late_s": {p: percentile(late, p) for p in (50, 95, 99)},
+        "late_max_s": max(late, default=None),
     }
 
 
@@ -214,6 +229,16 @@ def line(result: dict) -> str:
         f"lone connect {_lone_text(result.get('lone_connect'))}, "
         f"client lag p50/p95/p99 {_client_text(result.get('client'))}, "
         f"cost {_cost_text(result.get('cost'))}"
+        f"{_offered_text(result.get('offered'))}"
+    )
+
+
+def _offered_text(offered: dict | None) -> str:
+    if not offered:
+        return ""  # a closed load
+    return (
+        f", offered {offered['rate']} answers/s: {offered['posts']} posts, late p50/p95/p99 "
+        f"{_percentiles_text(offered['late_s'], '/')} s (max {offered['late_max_s']} s)"
     )
 
 
@@ -278,7 +303,7 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
         else:
             cells = [
                 r["label"], str(r["servers"]), f"{r['sockets']} / {r['sockets_planned']}",
-                f"{r['runs_completed']} ({r['runs_planned']} in flight)",
+                _runs_text(r),
                 _percentiles_text(r["added_ms"]), _percentiles_text(r["token_ms"]),
                 str(r["requests_per_run"]),
                 str(r["errors"]), str(r["lost"]), str(r["duplicated"]),
@@ -305,6 +330,16 @@ def markdown(results: dict, plot: Path | None, cost_plot: Path | None = None) ->
     if cost_plot:
         lines += ["", f"![CPU per answer per scenario]({cost_plot.name})"]
     return "\n".join(lines)
+
+
+def _runs_text(result: dict) -> str:
+    offered = result.get("offered")
+    if not offered:
+        return f"{result['runs_completed']} ({result['runs_planned']} in flight)"
+    return (
+        f"{result['runs_completed']} ({offered['rate']} a second asked, up to "
+        f"{result['runs_planned']} at once; posts late p95 {offered['late_s'][95]} s)"
+    )
 
 
 def _site_text(options: dict) -> str:

@@ -150,6 +150,7 @@ class Options:
     site: Path = ROOT  # the checkout the site runs from
     python: str = sys.executable  # ...and its interpreter
     server: str = "daphne"  # of tests.live.SERVERS
+    rate: float = 0.0  # answers a second asked of each loaded process (open load); 0: closed
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -177,6 +178,12 @@ def main(argv: list[str] | None = None) -> None:
         help="run the site from this checkout, with its DIR/.venv/bin/python",
     )  # fmt: skip
     parser.add_argument("--server", choices=SERVERS, default="daphne")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, metavar="PER_SECOND",
+        help="an open load: each process is asked this many answers a second (up to --runs at "
+        "once), the same work for any site, so that latencies compare; without it each runner "
+        "posts again as its answer ends (a closed load: a faster site is sent more)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
     parser.add_argument("--name", default="", help="results file name (default: the scale)")
     args = parser.parse_args(argv)
@@ -190,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(
         scale=scale, database=args.database, layer=args.layer,
         redis_url=args.redis_url, latency=args.latency, jitter=args.jitter,
-        run_timeout=args.run_timeout, profile=args.profile, server=args.server,
+        run_timeout=args.run_timeout, profile=args.profile, server=args.server, rate=args.rate,
         **site_checkout(args.site, args.server),
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +259,7 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 "run_timeout": options.run_timeout,
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
+                "rate": options.rate * loaded,
             }
             suffix = "txt" if options.profile == "raw" else "svg"
             profile = f"{prefix}-{scenario.name}-profile.{suffix}"

@@ -1,6 +1,7 @@
 """The benchmark counts what it claims to count, and runs end to end (tiny, on PostgreSQL and
 Redis with two daphne processes) so it cannot rot."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from bench import floor, report
-from bench.loadgen import Observations, Plan, User
+from bench.loadgen import Observations, Plan, User, offer_at_rate
 from bench.run import main
 from tests.live import ROOT
 
@@ -208,6 +209,66 @@ def test_it_reports_how_late_the_load_generators_own_loop_ran():
 
     assert summary["client"] == {"lag_ms": {50: 0, 95: 40, 99: 40}, "cpu_percent": 7}
     assert "0 / 40 / 40 ms at 7 % CPU" in report._client_text(summary["client"])
+
+
+class Runner:
+    """A runner of the load generator whose answers take `seconds` (or never end: False)."""
+
+    going = 0  # answers under way, of all runners
+    most_at_once = 0
+
+    def __init__(self, seconds: float, ends: bool = True):
+        self.seconds, self.ends, self.turns = seconds, ends, []
+
+    async def ask(self, http, turn: int) -> bool:
+        self.turns.append(turn)
+        Runner.going += 1
+        Runner.most_at_once = max(Runner.most_at_once, Runner.going)
+        await asyncio.sleep(self.seconds)
+        Runner.going -= 1
+        return self.ends
+
+
+async def test_an_open_load_posts_at_its_rate_however_long_answers_take():
+    Runner.most_at_once = 0
+    runners = [Runner(0.25), Runner(0.25), Runner(0.25)]
+    # Due at 0, 0.1, 0.2, 0.3 and 0.4 s; each answer outlasts the gap to the next post.
+    offered = await offer_at_rate(runners, None, time.monotonic() + 0.45, rate=10)
+
+    assert sorted(turn for runner in runners for turn in runner.turns) == [1, 2, 3, 4, 5]
+    assert Runner.most_at_once >= 2  # not one after the other
+    assert offered["rate"] == 10 and len(offered["late_s"]) == 5
+
+
+async def test_a_post_that_finds_every_runner_busy_waits_for_one_and_is_counted_late():
+    Runner.most_at_once = 0
+    runner = Runner(0.3)
+    offered = await offer_at_rate([runner], None, time.monotonic() + 0.25, rate=10)
+
+    assert runner.turns == [1, 2, 3]  # due at 0, 0.1 and 0.2 s, all to the one runner
+    assert Runner.most_at_once == 1
+    # The second went out when the first answer ended (0.3 s), 0.2 s after it was due.
+    assert offered["late_s"][1] >= 0.2 - 0.01
+    assert offered["late_s"][2] >= offered["late_s"][1]
+
+
+async def test_a_runner_whose_answer_never_ended_is_not_posted_to_again():
+    stuck, working = Runner(0.0, ends=False), Runner(0.0)
+    await offer_at_rate([stuck, working], None, time.monotonic() + 0.25, rate=20)
+
+    assert stuck.turns == [1]
+    assert len(working.turns) >= 3
+
+
+def test_an_open_load_reports_how_late_its_posts_went_out():
+    offered = {"rate": 5.0, "late_s": [0.001] * 18 + [0.4, 2.5]}
+
+    summary = report.summarise({**observed({}), "offered": offered}, STATS, REMOTE_IDS)
+
+    assert summary["offered"] == {"rate": 5.0, "posts": 20, "late_max_s": 2.5,
+                                  "late_s": {50: 0.001, 95: 0.4, 99: 2.5}}  # fmt: skip
+    assert "offered 5.0 answers/s: 20 posts" in report._offered_text(summary["offered"])
+    assert report._offered_text(None) == ""  # a closed load says nothing of it
 
 
 def test_the_floor_only_loads_loopback_addresses():
