@@ -4,6 +4,8 @@ its event loop, while every socket of the process waited (tests/test_process_sta
 
 import gc
 
+from django.urls import get_resolver
+
 from .engines.client import preload
 from .rendering import warm_up
 
@@ -11,7 +13,17 @@ from .rendering import warm_up
 def make_ready() -> None:
     preload()  # the provider SDK's lazy parts and models
     warm_up()  # Markdown's patterns and the lexers of the common languages
+    load_urls()
     freeze_what_start_up_made()  # last: what the lines above made is frozen too
+
+
+def load_urls() -> None:
+    """Import the URL configuration, and with it every view, and build its reverse lookup:
+    Django does both on the first request and the first `reverse()` (the first a
+    tenth of a second of CPU on the bench machine, in which the loop and its sockets wait)."""
+    resolver = get_resolver()
+    resolver.url_patterns  # noqa: B018 - a cached property: the import
+    resolver.reverse_dict  # noqa: B018 - likewise: populates the lookup
 
 
 def freeze_what_start_up_made() -> None:

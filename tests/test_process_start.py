@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Counts the patterns `re` compiles (a private function of `re`: if Python renames it, this
 # fails loudly rather than passing) while a first answer is rendered.
 FIRST_ANSWER = """
-import gc, json, os, re
+import gc, json, os, re, sys
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 if {serving}:
     import chatsite.asgi
@@ -26,6 +26,10 @@ else:
     import django
     django.setup()
 from assistants_app.rendering import render_markdown
+from django.conf import settings
+from django.urls import get_resolver
+
+urls_ready = settings.ROOT_URLCONF in sys.modules and get_resolver()._populated
 
 compiled = 0
 compile_pattern = re._compiler.compile
@@ -38,7 +42,7 @@ def counted(*args, **kwargs):
 re._compiler.compile = counted
 render_markdown("The docs: https://docs.python.org/3/ and an example:\\n\\n"
                 "```python\\nprint('hi')\\n```\\n\\n```bash\\nls -l\\n```")
-print(json.dumps({{"compiled": compiled, "frozen": gc.get_freeze_count(),
+print(json.dumps({{"compiled": compiled, "frozen": gc.get_freeze_count(), "urls": urls_ready,
                   "collected_over": len(gc.get_objects())}}))
 """
 
@@ -64,3 +68,8 @@ def test_the_objects_start_up_made_are_left_out_of_garbage_collections():
     # collection unless frozen. What a collection still walks is what came after.
     assert started["frozen"] > 100_000
     assert started["collected_over"] < started["frozen"] / 10
+
+
+def test_a_serving_process_has_its_urls_and_views_loaded_before_its_first_request():
+    assert first_answer(serving=False)["urls"] is False  # Django leaves them to that request
+    assert first_answer(serving=True)["urls"] is True
