@@ -13,6 +13,7 @@ from django.utils.timezone import now
 
 from assistants_app import runs, services
 from assistants_app.models import Message, Run, RunStatus
+from assistants_app.runs import streaming
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import RESPONSE_ID, conversation, response
@@ -232,6 +233,35 @@ async def test_the_stream_is_read_by_its_driver_itself(started_run):
         await runs.drive(started_run.pk)
 
     assert readers == {asyncio.current_task()}
+
+
+async def test_the_answer_goes_on_while_the_text_so_far_is_being_saved(started_run, monkeypatch):
+    """A save waits for a database thread; those may be busy with others' work (a burst of
+    reconnects): the stream's next events do not wait with it."""
+    layer, channel = await collect(started_run.thread.group_name)
+    save, sent_while_saving = streaming._save_partial, []
+
+    async def slow_save(**saving):
+        if not sent_while_saving:  # the first save: made as the first word goes out
+            await asyncio.sleep(1)
+            sent_while_saving.extend(await drain(layer, channel))
+        await save(**saving)
+
+    async def body():
+        yield sse(opening() + deltas(WORDS[:1]))
+        await asyncio.sleep(0.1)
+        yield sse(deltas(WORDS[1:]) + completion(), first_sequence=len(opening()) + 1)
+
+    monkeypatch.setattr(streaming, "_save_partial", slow_save)
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.get(RETRIEVE).mock(return_value=stream_response(body()))
+        await runs.drive(started_run.pk)
+
+    assert written(sent_while_saving) == ANSWER
+    assert "message.created" in [e["type"] for e in sent_while_saving]
+    await started_run.arefresh_from_db()
+    assert started_run.status == RunStatus.COMPLETED
+    assert started_run.partial_text == ""  # the save that landed after the end changed nothing
 
 
 async def test_a_restarted_driver_resumes_the_saved_stream(started_run):

@@ -41,6 +41,7 @@ class LiveText:
         self.item_id = ""
         self.sent = len(self.text)  # characters already pushed to sockets
         self.saved_at = self.pushed_at = 0.0
+        self.saving: asyncio.Task | None = None  # the save of the text so far, under way
 
     @property
     def unsent(self) -> bool:
@@ -74,9 +75,30 @@ class LiveText:
             event = self.delta_event(self.sent)
             self.sent, self.pushed_at = len(self.text), now
             await events.broadcast(self.run.thread.group_name, [event])
-        if now - self.saved_at >= settings.STREAM_SAVE_SECONDS:
+        if now - self.saved_at >= settings.STREAM_SAVE_SECONDS and not self._saving():
             self.saved_at = now
-            await _save_partial(run_id=self.run.pk, text=self.text, sequence=self.sequence)
+            self.saving = asyncio.create_task(
+                self._save(self.text, self.sequence), name=f"{_task_name()}-save"
+            )
+
+    def _saving(self) -> bool:
+        return self.saving is not None and not self.saving.done()
+
+    async def _save(self, text: str, sequence: int | None) -> None:
+        """Save the text so far, beside the stream rather than in its way: the next event
+        need not wait for a database whose threads are busy (a burst of page loads or
+        reconnects), as it once did, for up to a second. One at a time, so saves land in
+        order; one landing after the run ended changes nothing (it saves active runs only).
+        A failed save is the next one's to make up."""
+        try:
+            await _save_partial(run_id=self.run.pk, text=text, sequence=sequence)
+        except Exception:  # noqa: BLE001 - the answer goes on; only a resume point is late
+            log.warning("run %s: the text so far was not saved", self.run.pk, exc_info=True)
+
+    async def saved(self) -> None:
+        """Once the save under way, if any, is done."""
+        if self.saving is not None:
+            await asyncio.wait([self.saving])
 
     def delta_event(self, offset: int = 0) -> dict:
         """Text from `offset` on; a client with fewer characters than `offset` missed some."""
@@ -127,6 +149,7 @@ async def follow_stream(engine: Engine, run: Run, lease: Lease, deadline: dateti
         return True
     finally:
         await live.push()
+        await live.saved()
         del live_texts[run.pk]
 
 
@@ -315,6 +338,11 @@ async def _finish(run: Run, update: RunUpdate, live: LiveText) -> None:
     if not update.messages and (said := live.said()):
         update = replace(update, messages=said)
     await record(run, update)
+
+
+def _task_name() -> str:
+    task = asyncio.current_task()
+    return task.get_name() if task is not None else "stream"
 
 
 def loop_time_at(moment) -> float:
