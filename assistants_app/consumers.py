@@ -13,14 +13,16 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
+from django.db.models import prefetch_related_objects
 from django.db.models.functions import Length
 
-from . import limits, runs
+from . import limits, prepared, runs, services
 from .db import database_sync_to_async
 from .exceptions import ClientError, NotFound, RateLimited
 from .framing import frames
 from .models import Message, Run, Thread
 from .runs import events
+from .tool_models import ToolStep
 
 log = logging.getLogger(__name__)
 
@@ -249,40 +251,74 @@ def parse_event(text_data: str | None) -> dict:
 # at once instead of one after another.
 
 
+# A connect and its first `hello` make these statements, built once per process (prepared.py):
+# a burst of connects (every page of a restarted site) was mostly the ORM building them anew.
+
+
 @database_sync_to_async
 def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread, list[int]]:
     """The user's thread (NotFound if it is not theirs) and its unfinished runs' ids."""
     # One call, not two: on SQLite every socket of the process queues for the same database
     # thread, so in a connect burst each extra call puts a socket behind all the others again.
-    thread = Thread.objects.owned_by(user).filter(pk=thread_id).first()
-    if thread is None:
-        raise NotFound("No such thread")
-    return thread, list(Run.objects.filter(thread=thread).active().values_list("pk", flat=True))
+    thread = services.thread_of(user, thread_id)
+    return thread, _active_runs(thread_id=thread.pk)
+
+
+@prepared.select
+def _active_runs(thread_id: int):
+    return Run.objects.filter(thread_id=thread_id).active().values_list("pk", flat=True)
 
 
 @database_sync_to_async
 def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
     """The events of one page of replay, and how many characters of text it holds."""
-    after = Message.objects.filter(thread=thread, pk__gt=last_message_id).order_by("pk")
     # Lengths first, so a page of long answers is never read (or rendered) whole.
     # Read once: a message stored between two reads would make them disagree.
-    sizes = list(
-        after.annotate(size=Length("text")).values_list("pk", "size")[: REPLAY_PAGE_MESSAGES + 1]
-    )
+    sizes = _sizes_after(thread_id=thread.pk, after_id=last_message_id)
     page, chars = [], 0
     for pk, size in sizes:
         if len(page) == REPLAY_PAGE_MESSAGES or (page and chars + size > REPLAY_PAGE_CHARS):
             break
         page.append(pk)
         chars += size
-    messages = Message.objects.filter(pk__in=page).order_by("pk").prefetch_related("attachments")
+    if page:
+        # The page is the first messages after the one the client has: from it to the last.
+        messages = _messages_between(thread_id=thread.pk, after_id=last_message_id,
+                                     last_id=page[-1])  # fmt: skip
+        prefetch_related_objects(messages, "attachments")
+    else:
+        messages = []
     replayed = [events.message_created(message) for message in messages]
-    if len(page) < len(sizes[: REPLAY_PAGE_MESSAGES + 1]):
+    if len(page) < len(sizes):
         return [*replayed, events.replay_more(page[-1])], chars
-    latest_run = Run.objects.filter(thread=thread).order_by("-pk").first()
-    if latest_run is not None:
+    for latest_run in _latest_run(thread_id=thread.pk):
         replayed.append(events.run_status(latest_run))
-        replayed += [events.tool_step(step) for step in latest_run.steps.all()]
+        replayed += [events.tool_step(step) for step in _steps_of(run_id=latest_run.pk)]
         if not latest_run.is_terminal and (delta := runs.live_delta(latest_run)):
             replayed.append(delta)
     return replayed, chars
+
+
+@prepared.select
+def _sizes_after(thread_id: int, after_id: int):
+    after = Message.objects.filter(thread_id=thread_id, pk__gt=after_id).order_by("pk")
+    return after.annotate(size=Length("text")).values_list("pk", "size")[
+        : REPLAY_PAGE_MESSAGES + 1
+    ]
+
+
+@prepared.select
+def _messages_between(thread_id: int, after_id: int, last_id: int):
+    return Message.objects.filter(thread_id=thread_id, pk__gt=after_id, pk__lte=last_id).order_by(
+        "pk"
+    )
+
+
+@prepared.select
+def _latest_run(thread_id: int):
+    return Run.objects.filter(thread_id=thread_id).order_by("-pk")[:1]
+
+
+@prepared.select
+def _steps_of(run_id: int):
+    return ToolStep.objects.filter(run_id=run_id)  # in their order (ToolStep.Meta)

@@ -8,15 +8,17 @@ import itertools
 import httpx
 import pytest
 import respx
-from asgiref.sync import SyncToAsync
+from asgiref.sync import SyncToAsync, sync_to_async
 from django.db.backends.utils import CursorWrapper
+from django.db.models.sql.compiler import SQLCompiler
 from django.test import AsyncClient
 
 from assistants_app import runs, services
-from assistants_app.models import Message, RunStatus
+from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
 from .provider_payloads import conversation, response
+from .sockets import communicator, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -128,3 +130,48 @@ async def test_a_follow_up_post_takes_a_bounded_number_of_trips_to_threads(
 
     assert answer.status_code == 201
     assert len(made) <= POST_HOPS, "\n".join(made)
+
+
+# Statements the ORM builds for a socket's connect and its first `hello`, once the process
+# has connected one: 8, then 2 with the rest built once per process (prepared.py). The two
+# left are Channels' lookup of the session's user and the replayed questions' attachments
+# (a list of ids, different SQL each time).
+CONNECT_BUILDS = 2
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """Every statement the ORM builds (its compiler's SQL), by the first words of its SQL."""
+    built: list[str] = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        sql, params = as_sql(self, *args, **kwargs)
+        built.append(sql[:120])
+        return sql, params
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    return built
+
+
+async def test_a_connect_and_its_replay_build_few_statements(alice, alice_thread, builds):
+    question = await Message.objects.acreate(thread=alice_thread, role="user", text="Hi")
+    run = await Run.objects.acreate(thread=alice_thread, prompt=question, status="completed")
+    await Message.objects.acreate(thread=alice_thread, role="assistant", text="Hello", run=run)
+    cookie = await sync_to_async(session_cookie)(alice)
+
+    await connect_and_replay(alice_thread, cookie)  # the process's first
+    builds.clear()
+    replayed = await connect_and_replay(alice_thread, cookie)
+
+    assert [e["type"] for e in replayed] == ["message.created", "message.created", "run.status"]
+    assert len(builds) <= CONNECT_BUILDS, "\n".join(builds)
+
+
+async def connect_and_replay(thread, cookie: str) -> list[dict]:
+    socket = communicator(f"/ws/threads/{thread.pk}/", cookie)
+    assert (await socket.connect())[0]
+    await socket.send_json_to({"type": "hello", "last_message_id": None})
+    replayed = [await socket.receive_json_from(timeout=5) for _ in range(3)]
+    await socket.disconnect()
+    return replayed
