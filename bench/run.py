@@ -188,12 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="", help="results file name (default: the scale)")
     args = parser.parse_args(argv)
 
-    overrides = {k: v for k in ("users", "runs", "reconnect") if (v := getattr(args, k))}
-    scale = replace(
-        SCALES[args.scale],
-        **{k: int(v) for k, v in overrides.items()},
-        **({"duration": args.duration} if args.duration else {}),
-    )
+    scale = scale_of(args)
     options = Options(
         scale=scale, database=args.database, layer=args.layer,
         redis_url=args.redis_url, latency=args.latency, jitter=args.jitter,
@@ -225,6 +220,15 @@ def main(argv: list[str] | None = None) -> None:
     plot = report.plot(results, args.out / f"{name}-latency.png")
     cost_plot = report.plot_costs(results, args.out / f"{name}-cost.png")
     print(report.markdown(results, plot, cost_plot))
+
+
+def scale_of(args: argparse.Namespace) -> Scale:
+    """The scale asked for, with the knobs given overriding it (0 included: no reconnects)."""
+    given = {k: getattr(args, k) for k in ("users", "runs", "reconnect")}
+    knobs = {k: int(v) for k, v in given.items() if v is not None}
+    if args.duration is not None:
+        knobs["duration"] = args.duration
+    return replace(SCALES[args.scale], **knobs)
 
 
 def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:

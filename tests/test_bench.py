@@ -1,17 +1,19 @@
 """The benchmark counts what it claims to count, and runs end to end (tiny, on PostgreSQL and
 Redis with two daphne processes) so it cannot rot."""
 
+import argparse
 import asyncio
 import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 
 from bench import floor, report
 from bench.loadgen import Observations, Plan, User, offer_at_rate
-from bench.run import main
+from bench.run import SCALES, main, scale_of
 from tests.live import ROOT
 
 
@@ -269,6 +271,13 @@ def test_an_open_load_reports_how_late_its_posts_went_out():
                                   "late_s": {50: 0.001, 95: 0.4, 99: 2.5}}  # fmt: skip
     assert "offered 5.0 answers/s: 20 posts" in report._offered_text(summary["offered"])
     assert report._offered_text(None) == ""  # a closed load says nothing of it
+
+
+def test_a_knob_set_to_zero_overrides_the_scale():
+    args = argparse.Namespace(scale="full", users=None, runs=None, reconnect=0, duration=None)
+    assert scale_of(args) == replace(SCALES["full"], reconnect=0)  # the default was 100
+    args = argparse.Namespace(scale="small", users=20, runs=None, reconnect=None, duration=5.5)
+    assert scale_of(args) == replace(SCALES["small"], users=20, duration=5.5)
 
 
 def test_the_floor_only_loads_loopback_addresses():
