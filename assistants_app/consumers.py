@@ -248,11 +248,9 @@ def parse_event(text_data: str | None) -> dict:
 
 # database_sync_to_async (assistants_app/db.py) closes stale connections around each call, as
 # a long-lived consumer needs after waking up, and on PostgreSQL runs the calls of many sockets
-# at once instead of one after another.
-
-
-# A connect and its first `hello` make these statements, built once per process (prepared.py):
-# a burst of connects (every page of a restarted site) was mostly the ORM building them anew.
+# at once instead of one after another. The statements of a connect and its first `hello` are
+# built once per process (prepared.py): a burst of connects (every page of a restarted site)
+# was mostly the ORM building them anew.
 
 
 @database_sync_to_async
@@ -309,9 +307,8 @@ def _sizes_after(thread_id: int, after_id: int):
 
 @prepared.select
 def _messages_between(thread_id: int, after_id: int, last_id: int):
-    return Message.objects.filter(thread_id=thread_id, pk__gt=after_id, pk__lte=last_id).order_by(
-        "pk"
-    )
+    between = Message.objects.filter(thread_id=thread_id, pk__gt=after_id, pk__lte=last_id)
+    return between.order_by("pk")
 
 
 @prepared.select
