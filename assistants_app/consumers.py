@@ -17,7 +17,7 @@ from django.db.models import prefetch_related_objects
 from django.db.models.functions import Length
 
 from . import limits, prepared, runs, services
-from .db import database_sync_to_async
+from .db import socket_database_call
 from .exceptions import ClientError, NotFound, RateLimited
 from .framing import frames
 from .models import Message, Run, Thread
@@ -253,7 +253,7 @@ def parse_event(text_data: str | None) -> dict:
 # was mostly the ORM building them anew.
 
 
-@database_sync_to_async
+@socket_database_call
 def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread, list[int]]:
     """The user's thread (NotFound if it is not theirs) and its unfinished runs' ids."""
     # One call, not two: on SQLite every socket of the process queues for the same database
@@ -267,7 +267,7 @@ def _active_runs(thread_id: int):
     return Run.objects.filter(thread_id=thread_id).active().values_list("pk", flat=True)
 
 
-@database_sync_to_async
+@socket_database_call
 def _missed(thread: Thread, last_message_id: int) -> tuple[list[dict], int]:
     """The events of one page of replay, and how many characters of text it holds."""
     # Lengths first, so a page of long answers is never read (or rendered) whole.

@@ -10,6 +10,14 @@ While more calls wait, a thread hands its connection on to its next call instead
 the pool, where taking it out again costs a health check, a round trip to PostgreSQL, each
 time (`_PooledSyncToAsync`).
 
+A socket's calls (its login, its thread, its `hello` replay) take a place in the socket lane
+first (`socket_database_call`): at most `DATABASE_SOCKET_CALLS` of them at once per process.
+A burst of reconnects (a network blip, a restart behind a load balancer) is hundreds of such
+calls at once; in the threads' queue they would put every run's database call behind them all,
+and on the threads they would take the GIL from the event loop that streams every answer (each
+running thread a share of it). In the lane they wait their turn as coroutines, which costs
+nothing, and the burst goes through at the pace of its CPU either way (BENCHMARKS.md).
+
 It uses Channels' own `DatabaseSyncToAsync` where moving would be unsafe or gain nothing:
 - with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
 - inside an HTTP request, where asgiref already gives the request a thread of its own (and a
@@ -27,6 +35,7 @@ import logging
 import random
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import AsyncToSync, SyncToAsync, markcoroutinefunction
@@ -49,9 +58,36 @@ def database_sync_to_async(func):
     return _DatabaseCall(func)
 
 
+def socket_database_call(func):
+    """`database_sync_to_async` for a socket's connect and replay: one of at most
+    `DATABASE_SOCKET_CALLS` such calls at once per process (the socket lane, above)."""
+    return _DatabaseCall(func, lane=_socket_lane)
+
+
+class _Lane:
+    """At most `size` calls at once on one event loop; the rest wait as coroutines, in order."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.places = asyncio.Semaphore(size)
+
+
+_socket_lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> _Lane
+
+
+def _socket_lane() -> asyncio.Semaphore:
+    """This event loop's socket lane (made anew when the setting changes, as tests change it)."""
+    loop, size = asyncio.get_running_loop(), settings.DATABASE_SOCKET_CALLS
+    lane = _socket_lanes.get(loop)
+    if lane is None or lane.size != size:
+        lane = _socket_lanes[loop] = _Lane(size)
+    return lane.places
+
+
 class _DatabaseCall:
-    def __init__(self, func):
+    def __init__(self, func, lane=None):
         self.func = func
+        self._lane = lane
         self.__name__ = getattr(func, "__name__", repr(func))
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
@@ -62,7 +98,10 @@ class _DatabaseCall:
     async def __call__(self, *args, **kwargs):
         for attempt in range(1, BUSY_ATTEMPTS + 1):
             try:
-                return await self._call(*args, **kwargs)
+                if self._lane is None:
+                    return await self._call(*args, **kwargs)
+                async with self._lane():  # given back while a busy database is waited out
+                    return await self._call(*args, **kwargs)
             except OperationalError as error:
                 if not is_busy(error) or attempt == BUSY_ATTEMPTS:
                     raise

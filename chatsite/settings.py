@@ -166,6 +166,10 @@ else:
     DATABASE_THREADS = envint("DATABASE_THREADS", 8)
     if DATABASE_POOL_SIZE:
         DATABASE_THREADS = min(DATABASE_THREADS, DATABASE_POOL_SIZE)
+# Of those calls, a socket's connect and replay run at most this many at once per process (on
+# SQLite too), so that a burst of reconnects does not hold up the answers streaming meanwhile
+# (assistants_app/db.py, BENCHMARKS.md).
+DATABASE_SOCKET_CALLS = max(1, envint("DATABASE_SOCKET_CALLS", 2))
 
 REDIS_URL = envstr("REDIS_URL")
 # The pub/sub layer by measurement (BENCHMARKS.md): one PUBLISH per event instead of the core

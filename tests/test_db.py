@@ -3,13 +3,14 @@ leaves asgiref's one shared thread where the database allows it."""
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import respx
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, sync_to_async
 
-from assistants_app import db, runs
+from assistants_app import consumers, db, runs, services
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
@@ -175,3 +176,93 @@ async def test_a_socket_and_its_run_never_wait_for_the_shared_thread(
     assert [e["type"] for e in events] == ["message.created", "run.status"]
     assert replayed["type"] == "message.created"
     assert shared.calls == []
+
+
+class Blocking:
+    """Stands in for a database lookup of a socket's: each call holds its database thread
+    until `release` is set, then for `pause` seconds more, and the most held at once is
+    noted."""
+
+    def __init__(self, lookup, pause: float = 0.0):
+        self.lookup, self.pause = lookup, pause
+        self.release = threading.Event()
+        self.held = self.most_held = 0
+        self._counting = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._counting:
+            self.held += 1
+            self.most_held = max(self.most_held, self.held)
+        try:
+            self.release.wait(10)
+            time.sleep(self.pause)
+            return self.lookup(*args, **kwargs)
+        finally:
+            with self._counting:
+                self.held -= 1
+
+
+async def connect_all(sockets) -> list[bool]:
+    return [connected for connected, _ in await asyncio.gather(*(s.connect() for s in sockets))]
+
+
+async def test_a_burst_of_connects_leaves_database_threads_to_the_runs(
+    alice, alice_thread, settings, monkeypatch
+):
+    """Ten sockets connect at once while their lookups are slow: they take one database
+    thread at a time between them (DATABASE_SOCKET_CALLS), so a run's call made meanwhile
+    runs at once on another, instead of queueing behind all ten."""
+    settings.DATABASE_THREADS = 2
+    settings.DATABASE_SOCKET_CALLS = 1
+    lookups = Blocking(services.thread_of)
+    monkeypatch.setattr(services, "thread_of", lookups)
+    cookie = await sync_to_async(session_cookie)(alice)
+    sockets = [communicator(f"/ws/threads/{alice_thread.pk}/", cookie) for _ in range(10)]
+    connecting = asyncio.ensure_future(connect_all(sockets))
+    async with asyncio.timeout(5):
+        while not lookups.held:  # the first socket is in its lookup
+            await asyncio.sleep(0.01)
+
+    async with asyncio.timeout(5):  # on the threads both held by sockets: never
+        statuses = await db.database_sync_to_async(run_statuses)(alice_thread.pk)
+    lookups.release.set()
+    async with asyncio.timeout(10):
+        connected = await connecting
+
+    assert statuses == []
+    assert connected == [True] * 10
+    assert lookups.most_held == 1
+    for socket in sockets:
+        await socket.disconnect()
+
+
+def run_statuses(thread_id: int) -> list[str]:
+    return list(Run.objects.filter(thread_id=thread_id).values_list("status", flat=True))
+
+
+async def test_connects_and_replays_past_the_socket_lane_wait_their_turn_and_all_get_in(
+    alice, alice_thread, settings, monkeypatch
+):
+    settings.DATABASE_THREADS = 4
+    settings.DATABASE_SOCKET_CALLS = 2
+    await Message.objects.acreate(thread=alice_thread, role="user", text="Hi")
+    lookups = Blocking(services.thread_of, pause=0.05)
+    replays = Blocking(consumers._sizes_after, pause=0.05)
+    lookups.release.set()
+    replays.release.set()
+    monkeypatch.setattr(services, "thread_of", lookups)
+    monkeypatch.setattr(consumers, "_sizes_after", replays)
+    cookie = await sync_to_async(session_cookie)(alice)
+    sockets = [communicator(f"/ws/threads/{alice_thread.pk}/", cookie) for _ in range(12)]
+
+    async with asyncio.timeout(10):
+        connected = await connect_all(sockets)
+        await asyncio.gather(*(s.send_json_to({"type": "hello"}) for s in sockets))
+        replayed = [await socket.receive_json_from(timeout=5) for socket in sockets]
+
+    assert connected == [True] * 12
+    assert [event["message"]["text"] for event in replayed] == ["Hi"] * 12
+    assert lookups.most_held == 2  # of four threads
+    assert replays.most_held == 2
+    for socket in sockets:
+        await socket.disconnect()
