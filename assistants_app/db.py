@@ -16,7 +16,8 @@ A burst of reconnects (a network blip, a restart behind a load balancer) is hund
 calls at once; in the threads' queue they would put every run's database call behind them all,
 and on the threads they would take the GIL from the event loop that streams every answer (each
 running thread a share of it). In the lane they wait their turn as coroutines, which costs
-nothing, and the burst goes through at the pace of its CPU either way (BENCHMARKS.md).
+nothing, and run on threads of their own, one per place in the lane: a run's call never waits
+behind a socket's, nor a socket's behind the runs' (BENCHMARKS.md, eleventh step).
 
 It uses Channels' own `DatabaseSyncToAsync` where moving would be unsafe or gain nothing:
 - with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
@@ -48,9 +49,8 @@ log = logging.getLogger(__name__)
 BUSY_ATTEMPTS = 4  # tries in all of a call that SQLite refuses as busy
 KEEP_SECONDS = 1.0
 _thread = threading.local()  # per database thread: when it kept its connection
-_executor: ThreadPoolExecutor | None = None
-_executor_threads = 0
-_executor_lock = threading.Lock()
+_executors: dict[str, ThreadPoolExecutor] = {}  # the database threads, and the sockets'
+_executors_lock = threading.Lock()
 
 
 def database_sync_to_async(func):
@@ -112,7 +112,10 @@ class _DatabaseCall:
         threads = settings.DATABASE_THREADS
         if not threads or _has_thread_of_its_own():
             return await self._on_calling_thread(*args, **kwargs)
-        executor = _pool(threads)
+        if self._lane is None:
+            executor = _pool(threads)
+        else:  # threads of the socket lane's own, one per place in it
+            executor = _pool(settings.DATABASE_SOCKET_CALLS, "socket-database")
         if self._pooled is None or self._pooled._executor is not executor:
             self._pooled = _PooledSyncToAsync(self.func, thread_sensitive=False, executor=executor)
         return await self._pooled(*args, **kwargs)
@@ -166,8 +169,9 @@ def _has_thread_of_its_own() -> bool:
 class _DatabaseThreads(ThreadPoolExecutor):
     """The database threads, counting the calls given to them and not done yet."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, max_workers: int, **kwargs):
+        super().__init__(max_workers=max_workers, **kwargs)
+        self.threads = max_workers
         self._not_done = 0
         self._counting = threading.Lock()
 
@@ -191,14 +195,15 @@ class _DatabaseThreads(ThreadPoolExecutor):
         return self._not_done > 1
 
 
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """The process's database threads, made on first use (and again if the setting changes,
-    as tests change it)."""
-    global _executor, _executor_threads
-    with _executor_lock:
-        if _executor is None or _executor_threads != threads:
-            if _executor is not None:
-                _executor.shutdown(wait=False)
-            _executor = _DatabaseThreads(max_workers=threads, thread_name_prefix="database")
-            _executor_threads = threads
-        return _executor
+def _pool(threads: int, name: str = "database") -> ThreadPoolExecutor:
+    """The process's database threads of that name, made on first use (and again if the
+    setting changes, as tests change it)."""
+    with _executors_lock:
+        executor = _executors.get(name)
+        if executor is None or executor.threads != threads:
+            if executor is not None:
+                executor.shutdown(wait=False)
+            executor = _executors[name] = _DatabaseThreads(
+                max_workers=threads, thread_name_prefix=name
+            )
+        return executor

@@ -154,22 +154,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # last commits, never the file). The mode is stored in the file; asking is cheap.
         init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
     )
+# A socket's connect and replay run at most DATABASE_SOCKET_CALLS at once per process (on
+# SQLite too), on threads of their own beside DATABASE_THREADS, so that a burst of reconnects
+# does not hold up the answers streaming meanwhile (assistants_app/db.py, BENCHMARKS.md).
+DATABASE_SOCKET_CALLS = max(1, envint("DATABASE_SOCKET_CALLS", 2))
 # Database calls of websockets and run drivers (assistants_app/db.py) run on this many threads
 # per process, so sockets do not all queue behind Channels' one database thread. Not by
 # default on SQLite, where writers take turns at one lock anyway: there it is 0, that one
 # thread (4 threads measured no better, BENCHMARKS.md). On PostgreSQL with the pool, at most
-# the pool's size (a thread without a connection would only wait for one), and fewer by
-# default, leaving connections for HTTP requests.
+# the pool's size less the sockets' threads (a thread without a connection would only wait
+# for one), and fewer by default, leaving connections for HTTP requests.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASE_THREADS = envint("DATABASE_THREADS", 0)
 else:
     DATABASE_THREADS = envint("DATABASE_THREADS", 8)
     if DATABASE_POOL_SIZE:
-        DATABASE_THREADS = min(DATABASE_THREADS, DATABASE_POOL_SIZE)
-# Of those calls, a socket's connect and replay run at most this many at once per process (on
-# SQLite too), so that a burst of reconnects does not hold up the answers streaming meanwhile
-# (assistants_app/db.py, BENCHMARKS.md).
-DATABASE_SOCKET_CALLS = max(1, envint("DATABASE_SOCKET_CALLS", 2))
+        DATABASE_THREADS = min(DATABASE_THREADS, max(1, DATABASE_POOL_SIZE - DATABASE_SOCKET_CALLS))
 
 REDIS_URL = envstr("REDIS_URL")
 # The pub/sub layer by measurement (BENCHMARKS.md): one PUBLISH per event instead of the core

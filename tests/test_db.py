@@ -266,3 +266,28 @@ async def test_connects_and_replays_past_the_socket_lane_wait_their_turn_and_all
     assert replays.most_held == 2
     for socket in sockets:
         await socket.disconnect()
+
+
+async def test_a_connect_gets_in_while_every_database_thread_is_busy_with_runs(
+    alice, alice_thread, settings
+):
+    """A socket's calls run on threads of their own: a reconnect does not wait for the runs'
+    database work to leave a thread, however long it takes."""
+    settings.DATABASE_THREADS = 2
+    settings.DATABASE_SOCKET_CALLS = 1
+    runs_work = Blocking(lambda: None)
+    busy = [asyncio.ensure_future(db.database_sync_to_async(runs_work)()) for _ in range(2)]
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = communicator(f"/ws/threads/{alice_thread.pk}/", cookie)
+    try:
+        async with asyncio.timeout(5):
+            while runs_work.held < 2:  # both database threads are taken
+                await asyncio.sleep(0.01)
+            connected, _ = await socket.connect(timeout=5)
+    finally:
+        runs_work.release.set()
+        await asyncio.gather(*busy)
+
+    assert connected
+    assert runs_work.held == 0
+    await socket.disconnect()

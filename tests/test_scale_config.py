@@ -16,7 +16,7 @@ from .live import ROOT
 SCALE_VARIABLES = (
     "DATABASE_URL", "DATABASE_POOL_SIZE", "DATABASE_CONN_MAX_AGE", "REDIS_URL",
     "REDIS_CHANNEL_LAYER", "REDIS_POOL_SIZE", "REDIS_PREFIX", "RUN_POLL_STRATEGY",
-    "RUN_POLL_FIXED_SECONDS", "DATABASE_THREADS",
+    "RUN_POLL_FIXED_SECONDS", "DATABASE_THREADS", "DATABASE_SOCKET_CALLS",
 )  # fmt: skip
 
 
@@ -26,7 +26,8 @@ def settings_under(env: dict) -> subprocess.CompletedProcess:
         "import json; from chatsite import settings as s; print(json.dumps({"
         "'database': s.DATABASES['default'], 'layer': s.CHANNEL_LAYERS['default'],"
         "'poll': [s.RUN_POLL_STRATEGY, s.RUN_POLL_FIXED_SECONDS],"
-        "'database_threads': s.DATABASE_THREADS}, default=str))"
+        "'database_threads': s.DATABASE_THREADS,"
+        "'socket_threads': s.DATABASE_SOCKET_CALLS}, default=str))"
     )
     clean = {k: v for k, v in os.environ.items() if k not in SCALE_VARIABLES}
     return subprocess.run(
@@ -74,8 +75,13 @@ def test_sqlite_waits_for_the_lock_in_wal_mode_with_immediate_transactions():
 def test_postgresql_runs_socket_database_calls_on_threads_within_the_pool():
     assert settings_with(DATABASE_URL=POSTGRES)["database_threads"] == 8
     assert settings_with(DATABASE_URL=POSTGRES, DATABASE_THREADS="12")["database_threads"] == 12
-    # A thread beyond the pool's size would only wait for a connection.
-    assert settings_with(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")["database_threads"] == 4
+    # A thread beyond the pool's size would only wait for a connection, and the sockets' own
+    # threads (DATABASE_SOCKET_CALLS, 2) take theirs from the same pool.
+    small_pool = settings_with(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4")
+    assert (small_pool["database_threads"], small_pool["socket_threads"]) == (2, 2)
+    assert settings_with(
+        DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4", DATABASE_SOCKET_CALLS="1"
+    )["database_threads"] == 3
 
 
 def test_sqlite_keeps_one_database_thread_unless_asked():
