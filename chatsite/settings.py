@@ -168,7 +168,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASE_THREADS = envint("DATABASE_THREADS", 0)
 else:
     DATABASE_THREADS = envint("DATABASE_THREADS", 8)
-    if DATABASE_POOL_SIZE:
+    if DATABASE_POOL_SIZE:  # the sockets' threads and these take connections from one pool
+        DATABASE_SOCKET_CALLS = min(DATABASE_SOCKET_CALLS, max(1, DATABASE_POOL_SIZE // 2))
         DATABASE_THREADS = min(DATABASE_THREADS, max(1, DATABASE_POOL_SIZE - DATABASE_SOCKET_CALLS))
 
 REDIS_URL = envstr("REDIS_URL")

@@ -82,6 +82,8 @@ def test_postgresql_runs_socket_database_calls_on_threads_within_the_pool():
     assert settings_with(
         DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="4", DATABASE_SOCKET_CALLS="1"
     )["database_threads"] == 3
+    tiny_pool = settings_with(DATABASE_URL=POSTGRES, DATABASE_POOL_SIZE="2")
+    assert (tiny_pool["database_threads"], tiny_pool["socket_threads"]) == (1, 1)
 
 
 def test_sqlite_keeps_one_database_thread_unless_asked():
