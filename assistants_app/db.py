@@ -32,6 +32,8 @@ BEGIN, before it has done anything).
 """
 
 import asyncio
+import collections
+import contextlib
 import logging
 import random
 import threading
@@ -58,30 +60,65 @@ def database_sync_to_async(func):
     return _DatabaseCall(func)
 
 
-def socket_database_call(func):
+def socket_database_call(func, opens_socket: bool = False):
     """`database_sync_to_async` for a socket's connect and replay: one of at most
-    `DATABASE_SOCKET_CALLS` such calls at once per process (the socket lane, above)."""
-    return _DatabaseCall(func, lane=_socket_lane)
+    `DATABASE_SOCKET_CALLS` such calls at once per process (the socket lane, above). The call
+    that `opens_socket` (its first) waits behind the later calls of sockets already opened."""
+    return _DatabaseCall(func, lane=lambda: _socket_lane().place(opens_socket))
 
 
 class _Lane:
-    """At most `size` calls at once on one event loop; the rest wait as coroutines, in order."""
+    """At most `size` calls at once on one event loop; the rest wait as coroutines, in order,
+    a socket's later calls before the first calls of sockets that came after it. In a burst of
+    a thousand connects each page is then let in and sent its replay in turn, instead of every
+    page let in first and all the replays after (which a page that connects just after the
+    burst would wait behind, BENCHMARKS.md)."""
 
     def __init__(self, size: int):
-        self.size = size
-        self.places = asyncio.Semaphore(size)
+        self.size = self.free = size
+        self.waiting = (collections.deque(), collections.deque())  # sockets' later, first calls
+
+    @contextlib.asynccontextmanager
+    async def place(self, opens_socket: bool):
+        if self.free and not any(self.waiting):
+            self.free -= 1
+        else:
+            turn = asyncio.get_running_loop().create_future()
+            queue = self.waiting[opens_socket]
+            queue.append(turn)
+            try:
+                await turn  # done when a call leaving the lane hands its place on
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # handed a place as it was cancelled
+                    self._leave()
+                elif turn in queue:
+                    queue.remove(turn)
+                raise
+        try:
+            yield
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        for queue in self.waiting:
+            while queue:
+                turn = queue.popleft()
+                if not turn.done():  # (one cancelled is on its way out)
+                    turn.set_result(None)  # the place goes to the next in line
+                    return
+        self.free += 1
 
 
 _socket_lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> _Lane
 
 
-def _socket_lane() -> asyncio.Semaphore:
+def _socket_lane() -> _Lane:
     """This event loop's socket lane (made anew when the setting changes, as tests change it)."""
     loop, size = asyncio.get_running_loop(), settings.DATABASE_SOCKET_CALLS
     lane = _socket_lanes.get(loop)
     if lane is None or lane.size != size:
         lane = _socket_lanes[loop] = _Lane(size)
-    return lane.places
+    return lane
 
 
 class _DatabaseCall:

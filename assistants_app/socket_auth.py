@@ -13,7 +13,7 @@ from channels.sessions import CookieMiddleware, SessionMiddleware
 from .db import socket_database_call
 
 # `get_user` is Channels' lookup wrapped in its database_sync_to_async; `.func` is the lookup.
-_get_user = socket_database_call(get_user.func)
+_get_user = socket_database_call(get_user.func, opens_socket=True)
 
 
 class SocketAuthMiddleware(AuthMiddleware):

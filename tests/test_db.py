@@ -291,3 +291,62 @@ async def test_a_connect_gets_in_while_every_database_thread_is_busy_with_runs(
     assert connected
     assert runs_work.held == 0
     await socket.disconnect()
+
+
+async def test_in_a_burst_each_page_let_in_gets_its_replay_before_later_pages_are_let_in(
+    alice, alice_thread, settings, monkeypatch
+):
+    """A socket's later calls go before the first calls of sockets that came after it: pages
+    are let in and sent their replay in turn, so none waits for the whole burst to be let in
+    before it is sent what it missed (nor does a page that comes just after the burst)."""
+    settings.DATABASE_THREADS = 2
+    settings.DATABASE_SOCKET_CALLS = 1
+    await Message.objects.acreate(thread=alice_thread, role="user", text="Hi")
+    lookups = Blocking(services.thread_of, pause=0.05)
+    lookups.release.set()
+    monkeypatch.setattr(services, "thread_of", lookups)
+    cookie = await sync_to_async(session_cookie)(alice)
+    sockets = [communicator(f"/ws/threads/{alice_thread.pk}/", cookie) for _ in range(4)]
+    moments = []
+
+    async def open_and_catch_up(index, socket):
+        assert (await socket.connect(timeout=10))[0]
+        moments.append(("let in", index))
+        await socket.send_json_to({"type": "hello"})
+        assert (await socket.receive_json_from(timeout=10))["message"]["text"] == "Hi"
+        moments.append(("replayed", index))
+
+    async with asyncio.timeout(15):
+        await asyncio.gather(*(open_and_catch_up(i, s) for i, s in enumerate(sockets)))
+
+    assert moments.index(("replayed", 0)) < moments.index(("let in", 3))
+    for socket in sockets:
+        await socket.disconnect()
+
+
+async def test_a_call_that_stops_waiting_in_the_socket_lane_gives_its_turn_to_the_next():
+    lane = db._Lane(1)
+    first_in, first_may_go = asyncio.Event(), asyncio.Event()
+
+    async def call(opens_socket: bool, then=None):
+        async with lane.place(opens_socket):
+            if then:
+                await then()
+
+    async def hold():
+        first_in.set()
+        await first_may_go.wait()
+
+    first = asyncio.ensure_future(call(False, hold))
+    await first_in.wait()
+    leaving = asyncio.ensure_future(call(True))
+    staying = asyncio.ensure_future(call(True))
+    await asyncio.sleep(0)
+    leaving.cancel()
+    first_may_go.set()
+    async with asyncio.timeout(2):
+        await asyncio.gather(first, staying)
+
+    assert leaving.cancelled()
+    assert lane.free == 1
+    assert not any(lane.waiting)
