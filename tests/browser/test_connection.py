@@ -65,6 +65,7 @@ def test_a_lost_connection_shows_a_banner_until_it_recovers(site, log_in, size):
 
 def test_a_silent_socket_is_noticed_by_its_missing_heartbeat(site, log_in):
     page = log_in("bob", **DESKTOP)
+    page.clock.install()  # the chat page's clock, which runs on as it would, and can jump
     new_chat(page, "Hello before the freeze")
     expect(answers(page)).to_have_count(1)
     banner = page.locator("#connection")
@@ -72,6 +73,10 @@ def test_a_silent_socket_is_noticed_by_its_missing_heartbeat(site, log_in):
     process, _ = daphne(site)
     process.send_signal(signal.SIGSTOP)  # the socket stays open, and nothing comes through
     try:
+        # The page's 15 s of grace (three missed heartbeats) pass at once instead of in real
+        # time: nothing can come through meanwhile. (A frame already on its way would only
+        # start the grace again, in real time, within the 30 s below.)
+        page.clock.fast_forward(16_000)
         expect(banner).to_have_text(re.compile("stalled|Connection lost"), timeout=30_000)
     finally:
         process.send_signal(signal.SIGCONT)
