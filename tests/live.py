@@ -53,10 +53,14 @@ for fault in {faults!r}:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(taken: tuple[int, ...] = ()) -> int:
+    """A port nothing listens on now, other than the `taken` ones."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in taken:
+            return port
 
 
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -195,10 +199,13 @@ class LiveSite:
         """Another daphne process on the same database (and channel layer, if Redis)."""
         return self.start_daphnes(1, port)[0]
 
-    def start_daphnes(self, count: int, port: int | None = None) -> list[subprocess.Popen]:
+    def start_daphnes(
+        self, count: int, port: int | None = None, taken: tuple[int, ...] = ()
+    ) -> list[subprocess.Popen]:
         """`count` daphne processes started together (each takes seconds to set Django up);
-        on `port`, or each on a free one."""
-        ports = [port] if port else [free_port() for _ in range(count)]
+        on `port`, or each on a free one other than the `taken` ports (a process started
+        meanwhile, not listening yet, holds none of its own)."""
+        ports = [port] if port else [free_port(taken) for _ in range(count)]
         started = [self.spawn_server(p) for p in ports]
         for index, (p, process) in enumerate(zip(ports, started, strict=True)):
             try:
@@ -209,7 +216,7 @@ class LiveSite:
                 # It exited before listening: something else took its free port meanwhile
                 # (tests run in parallel). Once more, on another.
                 self.processes.remove(process)
-                p = ports[index] = free_port()
+                p = ports[index] = free_port(taken)
                 started[index] = self.spawn_server(p)
                 wait_for_port(p, started[index])
         for p in ports:
@@ -292,8 +299,10 @@ def start_site(tmp_path: Path, env: dict | None = None, model: str = "simulator"
         seed = SEED.format(passwords=PASSWORDS, model=model, engine=engine, faults=faults)
         with ThreadPoolExecutor(1) as seeding:
             seeded = seeding.submit(site.shell, seed)  # users exist before anyone logs in
+            # The servers set Django up while the simulator does: they need it only once a run
+            # starts, and each start takes seconds (not on the simulator's port meanwhile).
+            site.start_daphnes(servers, taken=(simulator_port,))
             wait_for_port(simulator_port, simulator)
-            site.start_daphnes(servers)
             seeded.result()
         yield site
     finally:
