@@ -25,35 +25,54 @@ async def answered(socket) -> dict:
     return [e["message"] for e in events if is_assistant_message(e)][-1]
 
 
-@pytest.mark.parametrize("engine", ["responses", "assistants", "chat"])
-async def test_each_engine_answers_from_the_branch_it_is_given(tmp_path, engine):
-    with start_site(tmp_path, engine=engine, latency=0.1) as site:
-        alice = SiteClient(site, "alice")
-        thread = alice.start_thread()
-        base = f"/threads/{thread}"
-        async with alice.websocket(thread) as socket:
-            await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
-            first = alice.post(thread, "My name is Ann").json()["message"]
-            await answered(socket)
-            alice.post(thread, "What is my name?")
-            ann_answer = await answered(socket)
-            assert "Before that you said: “My name is Ann”" in ann_answer["html"]
+ENGINES = ["responses", "assistants", "chat"]
+BRANCHES = """
+from assistants_app.models import Assistant
+for engine in {engines!r}:
+    Assistant.objects.create(name=f"Branches {{engine}}", instructions="Be brief.",
+                             model="simulator", engine=engine, provider="simulator")
+"""
 
-            # Edit the first message: a new branch from the root.
-            act(alice, f"{base}/messages/{first['id']}/edit/", {"text": "My name is Bob"})
-            await answered(socket)
-            alice.post(thread, "What is my name?")
-            answer = await answered(socket)
-            assert "Before that you said: “My name is Bob”" in answer["html"]
-            assert "turn 2" in answer["html"]
 
-            # Back to the first version, and a new answer to its second message: the provider
-            # is given the first branch's history again (a new, seeded conversation).
-            act(alice, f"{base}/version/", {"message": first["id"]})
-            page = alice.http.get(f"{base}/").text
-            assert "My name is Ann" in page and "My name is Bob" not in page
-            assert '<span class="count">1/2</span>' in page
-            act(alice, f"{base}/messages/{ann_answer['id']}/regenerate/")
-            answer = await answered(socket)
-            assert "Before that you said: “My name is Ann”" in answer["html"]
-            assert "turn 2" in answer["html"]
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """One site for the three engines' tests, started once instead of three times: an
+    assistant "Branches <engine>" each, so each test's runs go through its own engine. Fair use
+    is tested elsewhere; here alice sends five messages a test, more than 10 a minute in all."""
+    env = {"MESSAGES_PER_MINUTE": "0"}
+    with start_site(tmp_path_factory.mktemp("tree"), env=env, latency=0.1) as site:
+        site.shell(BRANCHES.format(engines=ENGINES))
+        yield site
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_each_engine_answers_from_the_branch_it_is_given(site, engine):
+    alice = SiteClient(site, "alice")
+    thread = alice.start_thread(f"Branches {engine}")
+    base = f"/threads/{thread}"
+    async with alice.websocket(thread) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        first = alice.post(thread, "My name is Ann").json()["message"]
+        await answered(socket)
+        alice.post(thread, "What is my name?")
+        ann_answer = await answered(socket)
+        assert "Before that you said: “My name is Ann”" in ann_answer["html"]
+
+        # Edit the first message: a new branch from the root.
+        act(alice, f"{base}/messages/{first['id']}/edit/", {"text": "My name is Bob"})
+        await answered(socket)
+        alice.post(thread, "What is my name?")
+        answer = await answered(socket)
+        assert "Before that you said: “My name is Bob”" in answer["html"]
+        assert "turn 2" in answer["html"]
+
+        # Back to the first version, and a new answer to its second message: the provider
+        # is given the first branch's history again (a new, seeded conversation).
+        act(alice, f"{base}/version/", {"message": first["id"]})
+        page = alice.http.get(f"{base}/").text
+        assert "My name is Ann" in page and "My name is Bob" not in page
+        assert '<span class="count">1/2</span>' in page
+        act(alice, f"{base}/messages/{ann_answer['id']}/regenerate/")
+        answer = await answered(socket)
+        assert "Before that you said: “My name is Ann”" in answer["html"]
+        assert "turn 2" in answer["html"]
