@@ -17,16 +17,24 @@ def is_finished(event: dict) -> bool:
     return event["type"] == "run.status" and event["run"]["is_terminal"]
 
 
-async def test_a_chat_thread_is_answered_with_its_history(tmp_path):
-    with start_site(tmp_path, engine="chat") as site:
-        alice = SiteClient(site, "alice")
-        thread_id = alice.start_thread()
-        async with alice.websocket(thread_id) as socket:
-            await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
-            assert alice.post(thread_id, "Hello there").status_code == 201
-            first = await receive_until(socket, is_run_status("completed"))
-            assert alice.post(thread_id, "Show me a list").status_code == 201
-            second = await receive_until(socket, is_run_status("completed"))
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """One Chat Completions site for the module, started once instead of once a test: "Sim"
+    answers, "Sim break-stream" breaks off its stream, "Sim stuck" never finishes."""
+    faults = ("break-stream", "stuck")
+    with start_site(tmp_path_factory.mktemp("chat"), engine="chat", faults=faults) as site:
+        yield site
+
+
+async def test_a_chat_thread_is_answered_with_its_history(site):
+    alice = SiteClient(site, "alice")
+    thread_id = alice.start_thread()
+    async with alice.websocket(thread_id) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        assert alice.post(thread_id, "Hello there").status_code == 201
+        first = await receive_until(socket, is_run_status("completed"))
+        assert alice.post(thread_id, "Show me a list").status_code == 201
+        second = await receive_until(socket, is_run_status("completed"))
 
     statuses = [e["run"]["status"] for e in first if e["type"] == "run.status"]
     assert statuses == ["queued", "in_progress", "completed"]
@@ -37,19 +45,18 @@ async def test_a_chat_thread_is_answered_with_its_history(tmp_path):
     assert "<strong>third</strong> point" in answer
 
 
-async def test_a_broken_stream_fails_visibly_and_can_be_retried(tmp_path):
-    with start_site(tmp_path, engine="chat", model="simulator+break-stream") as site:
-        alice, bob = SiteClient(site, "alice"), SiteClient(site, "bob")
-        thread_id = alice.start_thread()
-        async with alice.websocket(thread_id) as socket:
-            await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
-            alice.post(thread_id, "Hello there")
-            failed = await receive_until(socket, is_finished)
-            retry_url = f"/threads/{thread_id}/retry/"
-            assert bob.http.post(retry_url, headers=csrf_of(bob)).status_code == 404
-            retried = alice.http.post(retry_url, headers=csrf_of(alice))
-            again = await receive_until(socket, is_finished)
-        page = alice.http.get(f"/threads/{thread_id}/").text
+async def test_a_broken_stream_fails_visibly_and_can_be_retried(site):
+    alice, bob = SiteClient(site, "alice"), SiteClient(site, "bob")
+    thread_id = alice.start_thread("Sim break-stream")
+    async with alice.websocket(thread_id) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        alice.post(thread_id, "Hello there")
+        failed = await receive_until(socket, is_finished)
+        retry_url = f"/threads/{thread_id}/retry/"
+        assert bob.http.post(retry_url, headers=csrf_of(bob)).status_code == 404
+        retried = alice.http.post(retry_url, headers=csrf_of(alice))
+        again = await receive_until(socket, is_finished)
+    page = alice.http.get(f"/threads/{thread_id}/").text
 
     run = failed[-1]["run"]
     assert (run["status"], run["error_code"], run["can_retry"]) == ("failed", "stream_broken", True)
@@ -70,17 +77,16 @@ async def test_a_broken_stream_fails_visibly_and_can_be_retried(tmp_path):
     assert "You stopped" not in page
 
 
-async def test_stop_keeps_what_was_said_so_far(tmp_path):
-    with start_site(tmp_path, engine="chat", model="simulator+stuck", latency=0.1) as site:
-        alice = SiteClient(site, "alice")
-        thread_id = alice.start_thread()
-        async with alice.websocket(thread_id) as socket:
-            await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
-            alice.post(thread_id, "Tell me a story")
-            # Stop once the first word has reached the page; the rest never will come.
-            events = await receive_until(socket, lambda e: e["type"] == "message.delta")
-            stopped = alice.http.post(f"/threads/{thread_id}/cancel/", headers=csrf_of(alice))
-            events += await receive_until(socket, is_finished)
+async def test_stop_keeps_what_was_said_so_far(site):
+    alice = SiteClient(site, "alice")
+    thread_id = alice.start_thread("Sim stuck")
+    async with alice.websocket(thread_id) as socket:
+        await socket.send(json.dumps({"type": "hello", "last_message_id": None}))
+        alice.post(thread_id, "Tell me a story")
+        # Stop once the first word has reached the page; the rest never will come.
+        events = await receive_until(socket, lambda e: e["type"] == "message.delta")
+        stopped = alice.http.post(f"/threads/{thread_id}/cancel/", headers=csrf_of(alice))
+        events += await receive_until(socket, is_finished)
 
     assert stopped.status_code == 200
     assert events[-1]["run"]["status"] == "cancelled"
