@@ -52,17 +52,24 @@ async def wait_until(condition, timeout: float = 15.0):
             await asyncio.sleep(0.2)
 
 
-async def test_the_answer_is_stored_after_the_tab_closes_mid_run(tmp_path):
-    with start_site(tmp_path, latency=1.0) as site:
-        alice = SiteClient(site, "alice")
-        thread_id = alice.start_thread()
-        async with alice.websocket(thread_id) as socket:
-            await hello(socket)
-            assert alice.post(thread_id, "Hello").status_code == 201
-            await receive_until(socket, is_run_status("queued"))
-        # The tab is closed; the server goes on and stores the answer.
-        await wait_until(lambda: latest_run(site, thread_id)["status"] == "completed")
-        assert len(assistant_messages(site, thread_id)) == 1
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """A site for the tests that stop no server, started once for them: answers take a
+    second, long enough for a tab to close before one is done."""
+    with start_site(tmp_path_factory.mktemp("durable"), latency=1.0) as site:
+        yield site
+
+
+async def test_the_answer_is_stored_after_the_tab_closes_mid_run(site):
+    alice = SiteClient(site, "alice")
+    thread_id = alice.start_thread()
+    async with alice.websocket(thread_id) as socket:
+        await hello(socket)
+        assert alice.post(thread_id, "Hello").status_code == 201
+        await receive_until(socket, is_run_status("queued"))
+    # The tab is closed; the server goes on and stores the answer.
+    await wait_until(lambda: latest_run(site, thread_id)["status"] == "completed")
+    assert len(assistant_messages(site, thread_id)) == 1
 
 
 async def test_a_killed_server_is_replaced_and_the_answer_arrives_once(tmp_path):
@@ -107,17 +114,16 @@ async def test_a_stopped_server_hands_its_runs_to_the_worker(tmp_path):
         assert len(assistant_messages(site, thread_id)) == 1
 
 
-async def test_two_tabs_on_one_thread_each_see_the_answer_once(tmp_path):
-    with start_site(tmp_path) as site:
-        alice = SiteClient(site, "alice")
-        thread_id = alice.start_thread()
-        async with alice.websocket(thread_id) as tab1, alice.websocket(thread_id) as tab2:
-            await hello(tab1)
-            await hello(tab2)
-            alice.post(thread_id, "Hello from two tabs")
-            seen = [await receive_until(tab, is_run_status("completed")) for tab in (tab1, tab2)]
-        for events in seen:
-            assert len([e for e in events if is_assistant_message(e)]) == 1
+async def test_two_tabs_on_one_thread_each_see_the_answer_once(site):
+    alice = SiteClient(site, "alice")
+    thread_id = alice.start_thread()
+    async with alice.websocket(thread_id) as tab1, alice.websocket(thread_id) as tab2:
+        await hello(tab1)
+        await hello(tab2)
+        alice.post(thread_id, "Hello from two tabs")
+        seen = [await receive_until(tab, is_run_status("completed")) for tab in (tab1, tab2)]
+    for events in seen:
+        assert len([e for e in events if is_assistant_message(e)]) == 1
 
 
 @pytest.fixture(scope="module")
