@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 READ_AN_ANSWER = """
@@ -60,6 +62,9 @@ def schema_builds(preloaded: bool) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+# Two fresh interpreters that set Django up: seconds, so it is dealt out with the long tests
+# first (tests/conftest.py) rather than last, where it would leave a worker finishing alone.
+@pytest.mark.slow
 def test_a_preloaded_process_reads_its_first_answer_without_building_models():
     assert schema_builds(preloaded=False) > 0  # the count sees the SDK's deferred builds
     assert schema_builds(preloaded=True) == 0
