@@ -13,7 +13,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# The module's two interpreters (first_answer) take seconds each: its tests run on one worker,
+# which starts them once for all three (dealt out one by one, each worker could start both),
+# and with the long tests first (tests/conftest.py).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("process-start")]
 
 # Counts the patterns `re` compiles (a private function of `re`: if Python renames it, this
 # fails loudly rather than passing) while a first answer is rendered.
