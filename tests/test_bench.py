@@ -385,6 +385,8 @@ def printed_table(*command: str) -> list[list[str]]:
     return [line.split("|")[1:-1] for line in shown.stdout.splitlines()[2:]]
 
 
+# A command in a process of its own: seconds, so it is dealt out with the long tests first.
+@pytest.mark.slow
 def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_sent():
     rows = printed_table("bench.statements", "--database", "sqlite", "--repeats", "3")
     assert [row[0].strip() for row in rows] == [
@@ -429,6 +431,7 @@ async def test_hop_watch_times_a_database_call_on_its_thread(
     assert "<lambda>: 2 calls" in "\n".join(hop_report.summary(str(tmp_path / "server.log")))
 
 
+@pytest.mark.slow  # a command in a process of its own, with a simulator: seconds
 def test_a_poll_is_timed_three_ways_against_a_simulator_kept_in_progress():
     rows = printed_table("bench.polls", "--repeats", "5", "--rounds", "2")
     assert [row[0].strip() for row in rows] == [
