@@ -3,6 +3,7 @@ the answer to every chat completion (the simulator's answers are short and canne
 
 import asyncio
 import threading
+from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
 
 from aiohttp import web
@@ -29,13 +30,15 @@ def russian_of(size: int) -> str:
 
 
 @asynccontextmanager
-async def provider_answering(text: str):
-    """A chat completions server on this event loop that answers `text`; its base URL."""
+async def provider_answering(text: str | Callable[[], str]):
+    """A chat completions server on this event loop that answers `text` (or what the function
+    `text` returns when asked); its base URL."""
 
     async def completions(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        pieces = [text[i : i + PIECE_CHARS] for i in range(0, len(text), PIECE_CHARS)]
+        said = text() if callable(text) else text
+        pieces = [said[i : i + PIECE_CHARS] for i in range(0, len(said), PIECE_CHARS)]
         for event in answer(*pieces):
             await response.write(event)
         await response.write_eof()
@@ -54,7 +57,7 @@ async def provider_answering(text: str):
 
 
 @contextmanager
-def provider_in_thread(text: str):
+def provider_in_thread(text: str | Callable[[], str]):
     """The same server on an event loop of its own, for synchronous tests (Playwright's)."""
     loop = asyncio.new_event_loop()
     started, url = threading.Event(), []
