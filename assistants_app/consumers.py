@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import prefetch_related_objects
 from django.db.models.functions import Length
 
-from . import limits, prepared, runs, services
+from . import limits, prepared, runs, services, socket_auth
 from .db import socket_database_call
 from .exceptions import ClientError, NotFound, RateLimited
 from .framing import frames
@@ -65,15 +65,16 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
                 await limits.close_socket(self.socket_id)
 
     async def connect(self):
-        user = self.scope["user"]
-        if not user.is_authenticated:
-            await self.refuse(CLOSE_NOT_LOGGED_IN)
-            return
         thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
         try:
-            self.thread, active_run_ids = await _owned_thread_and_active_runs(user, thread_id)
+            user, self.thread, active_run_ids = await _user_thread_and_active_runs(
+                self.scope, thread_id
+            )
         except NotFound:
             await self.refuse(CLOSE_NOT_FOUND)
+            return
+        if self.thread is None:
+            await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
         self.socket_id = await limits.open_socket(user)
         if self.socket_id is None:
@@ -253,13 +254,18 @@ def parse_event(text_data: str | None) -> dict:
 # was mostly the ORM building them anew.
 
 
-@socket_database_call
-def _owned_thread_and_active_runs(user, thread_id) -> tuple[Thread, list[int]]:
-    """The user's thread (NotFound if it is not theirs) and its unfinished runs' ids."""
-    # One call, not two: on SQLite every socket of the process queues for the same database
-    # thread, so in a connect burst each extra call puts a socket behind all the others again.
+@socket_database_call(opens_socket=True)
+def _user_thread_and_active_runs(scope, thread_id) -> tuple[object, Thread | None, list[int]]:
+    """The socket's user, their thread (NotFound if it is not theirs; None if nobody is signed
+    in) and its unfinished runs' ids."""
+    # One call, where Channels would make two (the user, then the thread): every connect of a
+    # burst waits its turn in the socket lane for each call it makes, and on SQLite queues
+    # for the same database thread each time.
+    user = socket_auth.user_of(scope)
+    if not user.is_authenticated:
+        return user, None, []
     thread = services.thread_of(user, thread_id)
-    return thread, _active_runs(thread_id=thread.pk)
+    return user, thread, _active_runs(thread_id=thread.pk)
 
 
 @prepared.select

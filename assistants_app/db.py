@@ -60,10 +60,13 @@ def database_sync_to_async(func):
     return _DatabaseCall(func)
 
 
-def socket_database_call(func, opens_socket: bool = False):
+def socket_database_call(func=None, *, opens_socket: bool = False):
     """`database_sync_to_async` for a socket's connect and replay: one of at most
     `DATABASE_SOCKET_CALLS` such calls at once per process (the socket lane, above). The call
-    that `opens_socket` (its first) waits behind the later calls of sockets already opened."""
+    that `opens_socket` (its first; as `@socket_database_call(opens_socket=True)`) waits
+    behind the later calls of sockets already opened."""
+    if func is None:
+        return lambda func: socket_database_call(func, opens_socket=opens_socket)
     return _DatabaseCall(func, lane=lambda: _socket_lane().place(opens_socket))
 
 

@@ -1,24 +1,31 @@
 """Who a websocket belongs to: Channels' session login, looked up off the shared thread.
 
-Channels' AuthMiddlewareStack runs its user lookup (the session row, the user row, the
-session hash check) on the one database thread per process, where every connect of a burst
-queues behind every other socket's database work. This is the same stack and the same lookup,
-Channels' own function unchanged; only the thread it runs on differs, and it waits in the
-socket lane for its turn (assistants_app/db.py).
+Channels' AuthMiddlewareStack looks the user up (the session row, the user row, the session
+hash check) in a database call of its own before the consumer runs, on the one database
+thread per process, where every connect of a burst queues behind every other socket's
+database work. This is the same stack and the same lookup, Channels' own function unchanged;
+it runs when the thread's consumer connects, in the one database call that also looks up the
+thread (consumers.py): a connect is one trip to a database thread and one place in the socket
+lane (assistants_app/db.py), not two. Until then the scope's user is not ready, and reading it
+raises (Channels' `UserLazyObject`): it is never anyone else.
 """
 
 from channels.auth import AuthMiddleware, get_user
 from channels.sessions import CookieMiddleware, SessionMiddleware
 
-from .db import socket_database_call
-
-# `get_user` is Channels' lookup wrapped in its database_sync_to_async; `.func` is the lookup.
-_get_user = socket_database_call(get_user.func, opens_socket=True)
-
 
 class SocketAuthMiddleware(AuthMiddleware):
     async def resolve_scope(self, scope):
-        scope["user"]._wrapped = await _get_user(scope)
+        pass  # looked up with the consumer's first database call: `user_of`
+
+
+def user_of(scope):
+    """The socket's user, by Channels' lookup (`get_user` is it wrapped in its
+    database_sync_to_async; `.func` is the lookup), kept in the scope. Call on a database
+    thread."""
+    user = get_user.func(scope)
+    scope["user"]._wrapped = user
+    return user
 
 
 def SocketAuthMiddlewareStack(inner):  # noqa: N802 (named like Channels' AuthMiddlewareStack)

@@ -168,6 +168,25 @@ async def test_a_connect_and_its_replay_build_few_statements(alice, alice_thread
     assert len(builds) <= CONNECT_BUILDS, "\n".join(builds)
 
 
+# Trips from the event loop to a thread to let a socket in: 2, Channels' lookup of the
+# session's user and the thread's, then 1 with both in one call (each trip is also a turn in
+# the socket lane, where a burst of reconnects waits, assistants_app/db.py).
+CONNECT_HOPS = 1
+
+
+async def test_a_connect_takes_one_trip_to_a_database_thread(alice, alice_thread, hops):
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = communicator(f"/ws/threads/{alice_thread.pk}/", cookie)
+
+    hops.clear()
+    connected, _ = await socket.connect()
+    made = list(hops)
+    await socket.disconnect()
+
+    assert connected
+    assert len(made) == CONNECT_HOPS, "\n".join(made)
+
+
 async def connect_and_replay(thread, cookie: str) -> list[dict]:
     socket = communicator(f"/ws/threads/{thread.pk}/", cookie)
     assert (await socket.connect())[0]
