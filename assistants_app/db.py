@@ -16,8 +16,10 @@ A burst of reconnects (a network blip, a restart behind a load balancer) is hund
 calls at once; in the threads' queue they would put every run's database call behind them all,
 and on the threads they would take the GIL from the event loop that streams every answer (each
 running thread a share of it). In the lane they wait their turn as coroutines, which costs
-nothing, and run on threads of their own, one per place in the lane: a run's call never waits
-behind a socket's, nor a socket's behind the runs' (BENCHMARKS.md, eleventh step).
+nothing, and run on threads of their own, `DATABASE_SOCKET_CALLS` of them: a run's call never
+waits behind a socket's, nor a socket's behind the runs' (BENCHMARKS.md, eleventh step). A few
+calls per thread are let through ahead (`SOCKET_CALLS_AHEAD`), so that a thread goes from one
+call to the next without waiting for a loaded event loop in between (twelfth step).
 
 It uses Channels' own `DatabaseSyncToAsync` where moving would be unsafe or gain nothing:
 - with `DATABASE_THREADS = 0`, the default on SQLite, where writers take turns at one lock;
@@ -49,6 +51,13 @@ from django.db import OperationalError, close_old_connections, connections
 log = logging.getLogger(__name__)
 
 BUSY_ATTEMPTS = 4  # tries in all of a call that SQLite refuses as busy
+# Calls the socket lane lets go to its threads at once, per thread: those past the first wait
+# in the threads' queue, so that a thread that finishes a call starts the next at once rather
+# than a turn of the event loop later (the finished call's turn, then the next call's). At
+# saturation a turn takes about 100 ms and a call a few: one call per thread at a time, 100
+# reconnects took 15 to 21 s (BENCHMARKS.md, twelfth step). The threads still run at most
+# DATABASE_SOCKET_CALLS at once: they are that many.
+SOCKET_CALLS_AHEAD = 8
 KEEP_SECONDS = 1.0
 _thread = threading.local()  # per database thread: when it kept its connection
 _executors: dict[str, ThreadPoolExecutor] = {}  # the database threads, and the sockets'
@@ -117,7 +126,7 @@ _socket_lanes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event 
 
 def _socket_lane() -> _Lane:
     """This event loop's socket lane (made anew when the setting changes, as tests change it)."""
-    loop, size = asyncio.get_running_loop(), settings.DATABASE_SOCKET_CALLS
+    loop, size = asyncio.get_running_loop(), settings.DATABASE_SOCKET_CALLS * SOCKET_CALLS_AHEAD
     lane = _socket_lanes.get(loop)
     if lane is None or lane.size != size:
         lane = _socket_lanes[loop] = _Lane(size)
