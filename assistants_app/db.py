@@ -163,7 +163,7 @@ class _DatabaseCall:
             return await self._on_calling_thread(*args, **kwargs)
         if self._lane is None:
             executor = _pool(threads)
-        else:  # threads of the socket lane's own, one per place in it
+        else:  # threads of the socket lane's own, DATABASE_SOCKET_CALLS of them
             executor = _pool(settings.DATABASE_SOCKET_CALLS, "socket-database")
         if self._pooled is None or self._pooled._executor is not executor:
             self._pooled = _PooledSyncToAsync(self.func, thread_sensitive=False, executor=executor)
