@@ -1,12 +1,15 @@
-"""The websocket of one thread: pushes its runs' statuses and new messages to its owner.
+"""The websocket of one thread: pushes its runs' statuses and new messages to its owner, and
+takes the messages they post (`message.send`) as the HTTP post does, without a request each.
 
 Connecting also drives the thread's unfinished runs, so a run left behind by a closed tab or
 a restarted server is picked up as soon as anyone opens the thread again.
 """
 
 import asyncio
+import functools
 import json
 import logging
+import re
 import time
 
 from channels.consumer import get_handler_name
@@ -18,7 +21,7 @@ from django.db.models.functions import Length
 
 from . import limits, prepared, runs, services, socket_auth
 from .db import socket_database_call
-from .exceptions import ClientError, NotFound, RateLimited
+from .exceptions import ClientError, NotFound, RateLimited, SignedOut
 from .framing import frames
 from .models import Message, Run, Thread
 from .runs import events
@@ -39,6 +42,15 @@ REPLAY_PAGE_CHARS = 200_000
 # its Markdown is what a flood of hellos would make the server do.
 REPLAY_BURST = 10
 REPLAY_REFILL_SECONDS = 1.0
+# A socket may post this many messages at once, then one every SEND_REFILL_SECONDS: a person
+# sends one at a time (a thread takes one while its answer is written), and a script flooding
+# the socket is refused here before each send costs a trip to the database. The fair-use
+# limits (limits.py) count what is stored, as for the HTTP post.
+SEND_BURST = 5
+SEND_REFILL_SECONDS = 1.0
+# A `message.send` carries a ref of the page's choosing, echoed in its answer: short, and
+# plain characters only, so echoing it can never fail to encode.
+REF = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 # Close codes: the websocket's counterparts of HTTP 401, 404 and 429, and RFC 6455's own
 # "message too big".
@@ -67,7 +79,7 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self):
         thread_id = self.scope["url_route"]["kwargs"]["thread_id"]
         try:
-            user, self.thread, active_run_ids = await _user_thread_and_active_runs(
+            self.user, self.thread, active_run_ids = await _user_thread_and_active_runs(
                 self.scope, thread_id
             )
         except NotFound:
@@ -76,11 +88,12 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         if self.thread is None:
             await self.refuse(CLOSE_NOT_LOGGED_IN)
             return
-        self.socket_id = await limits.open_socket(user)
+        self.socket_id = await limits.open_socket(self.user)
         if self.socket_id is None:
             await self.refuse(CLOSE_TOO_MANY_SOCKETS)
             return
         self.replays = TokenBucket(REPLAY_BURST, REPLAY_REFILL_SECONDS)
+        self.sends = TokenBucket(SEND_BURST, SEND_REFILL_SECONDS)
         await self.channel_layer.group_add(self.thread.group_name, self.channel_name)
         await self.accept()
         self.heartbeat = asyncio.create_task(self.beat())
@@ -156,6 +169,8 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
     async def handle(self, event: dict) -> None:
         if event.get("type") == "hello":
             await self.replay(event.get("last_message_id"))
+        elif event.get("type") == "message.send":
+            await self.post(event)
         else:
             shown = repr(event.get("type"))[:40]
             raise ClientError("UNKNOWN_EVENT", f"Unknown event type {shown}.")
@@ -174,6 +189,40 @@ class ThreadConsumer(AsyncJsonWebsocketConsumer):
         self.replays.spend(chars / REPLAY_PAGE_CHARS - 1)
         for event in missed:
             await self.send_json(event)
+
+    async def post(self, event: dict) -> None:
+        """Store the message and start its run, as the HTTP post does; answer `message.sent`
+        or an `error`, each with the event's ref. The message and the run also reach every
+        socket of the thread as group events, this one included."""
+        ref = event.get("ref")
+        if not isinstance(ref, str) or not REF.fullmatch(ref):
+            raise ClientError(
+                "BAD_REF", "message.send needs a ref: 1 to 64 letters, digits or '_.:-'."
+            )
+        try:
+            wait = self.sends.take()
+            if wait:
+                raise RateLimited("TOO_MANY_SENDS", "Too many messages at once.", wait)
+            thread, message, run = await services.send_message(
+                self.user,
+                self.thread.pk,
+                event.get("text"),
+                event.get("attachments"),
+                signed_in=functools.partial(socket_auth.signed_in_now, self.scope, self.user),
+            )
+        except ClientError as error:
+            await self.send_json(error_event(error, ref))
+        except SignedOut:
+            await self.close(code=CLOSE_NOT_LOGGED_IN)
+        except NotFound:  # the thread was deleted (in another tab, say)
+            await self.close(code=CLOSE_NOT_FOUND)
+        except Exception:
+            # The page keeps the text and says so: never a socket closed on a half-known send.
+            log.exception("thread %s: a message.send failed", self.thread.pk)
+            failed = "Your message could not be sent. Try again in a moment."
+            await self.send_json(events.error("SEND_FAILED", failed, ref=ref))
+        else:
+            await self.send_json(events.message_sent(ref, thread, message, run))
 
     # Group events, named after their type.
 
@@ -224,8 +273,8 @@ class TokenBucket:
         self.tokens -= max(tokens, 0)
 
 
-def error_event(error: ClientError) -> dict:
-    return events.error(error.code, error.message, getattr(error, "retry_after", None))
+def error_event(error: ClientError, ref: str = "") -> dict:
+    return events.error(error.code, error.message, getattr(error, "retry_after", None), ref)
 
 
 def frame_size(text_data: str | None, bytes_data: bytes | None) -> int:

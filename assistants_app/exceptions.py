@@ -55,6 +55,11 @@ class NotFound(Exception):
     nobody learns which. Views answer 404 and the socket closes with 4404."""
 
 
+class SignedOut(Exception):
+    """Whoever opened a long-lived connection (a websocket) is no longer signed in: they
+    logged out, changed their password or were deactivated. The socket closes with 4401."""
+
+
 class UnknownTool(Exception):
     """A run asked for a tool the assistant does not have; the run fails with this reason."""
 

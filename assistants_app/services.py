@@ -24,6 +24,7 @@ from .exceptions import (
     NothingToRetry,
     ProviderError,
     RunActive,
+    SignedOut,
 )
 from .models import Assistant, Attachment, Message, Run, RunStatus, Thread
 from .runs import approvals
@@ -102,12 +103,20 @@ async def submit_message(user, thread: Thread, text, attachments=()) -> tuple[Me
     return message, run
 
 
-async def send_message(user, thread_id, text, attachments=()) -> tuple[Thread, Message, Run]:
+async def send_message(
+    user, thread_id, text, attachments=(), signed_in=None
+) -> tuple[Thread, Message, Run]:
     """`submit_message` to the user's thread `thread_id` (its assistant loaded and its title
     as stored): NotFound if it is not theirs. The thread is looked up in the trip to a
     database thread that stores the message, one trip fewer per post than looking it up first
-    (BENCHMARKS.md, "Cost per answer")."""
-    thread, message, run = await _find_thread_and_store(user, thread_id, text, attachments)
+    (BENCHMARKS.md, "Cost per answer").
+
+    `signed_in`, when given, is asked first in that trip for the user as signed in now, or
+    None (SignedOut then, nothing stored): a websocket's post, whose user was looked up when
+    it connected (socket_auth.signed_in_now)."""
+    thread, message, run = await _find_thread_and_store(
+        user, thread_id, text, attachments, signed_in
+    )
     await _start(user, message, run)
     return thread, message, run
 
@@ -236,7 +245,11 @@ def _refused_when_busy(call):
 
 @_refused_when_busy
 @database_sync_to_async
-def _find_thread_and_store(user, thread_id, text, attachments) -> tuple[Thread, Message, Run]:
+def _find_thread_and_store(
+    user, thread_id, text, attachments, signed_in=None
+) -> tuple[Thread, Message, Run]:
+    if signed_in is not None and (user := signed_in()) is None:
+        raise SignedOut("Signed out since the socket opened")
     thread = thread_of(user, thread_id)  # first: a thread not theirs is a 404, whatever is sent
     text, attachment_ids = clean_text(text), files.attachment_ids(attachments)
     return thread, *_store_message_and_run_now(user, thread, text, attachment_ids)

@@ -10,8 +10,11 @@ lane (assistants_app/db.py), not two. Until then the scope's user is not ready, 
 raises (Channels' `UserLazyObject`): it is never anyone else.
 """
 
+from importlib import import_module
+
 from channels.auth import AuthMiddleware, get_user
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
 
 
 class SocketAuthMiddleware(AuthMiddleware):
@@ -26,6 +29,20 @@ def user_of(scope):
     user = get_user.func(scope)
     scope["user"]._wrapped = user
     return user
+
+
+def signed_in_now(scope, user):
+    """`user` as stored now, if the session the socket opened with still signs them in;
+    otherwise None. A socket lives for hours: what it posts must be as signed in as an HTTP
+    post, so a logout, a password change or a deactivation since it opened counts. The
+    session is read afresh (the scope's copy is the one read at connect). Call on a database
+    thread."""
+    session_key = scope["session"].session_key
+    if not session_key:
+        return None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    now = get_user.func({**scope, "session": session})
+    return now if now.is_authenticated and now.pk == user.pk else None
 
 
 def SocketAuthMiddlewareStack(inner):  # noqa: N802 (named like Channels' AuthMiddlewareStack)

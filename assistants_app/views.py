@@ -122,6 +122,9 @@ def _chat_context(request: HttpRequest, thread: Thread | None) -> dict:
         "sidebar": sidebar.page_of(threads, 0, query),
         "max_chars": settings.MESSAGE_MAX_CHARS,
         "file_limits": files.limits(),
+        # The page posts a message over its socket when the event fits in one websocket
+        # message (static/js/chat.js), and with an HTTP post otherwise.
+        "socket_max_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,
     }
     if thread is None:
         assistants = list(Assistant.objects.available_to(request.user))

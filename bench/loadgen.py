@@ -16,6 +16,14 @@ For the cost figures it counts each run's `message.delta` events (an event sent 
 counts once) and says when the runners started and stopped posting (time.time()), so that
 the servers' CPU time can be cut to that window. For the latency of each token it keeps when
 each delta came and which characters of the answer it brought.
+
+A user posts over its own socket (`message.send`, answered there by `message.sent` or an
+`error` with the post's ref) when the site is one process with its pages on it: the page
+posts that way too, and a request per message is CPU the page no longer costs (BENCHMARKS.md,
+thirteenth step). Pages
+and sockets apart (`post_urls`) and several processes post over HTTP, since crossing
+processes is what those measure. A site older than `message.send` answers it with a ref-less
+UNKNOWN_EVENT; that user then posts over HTTP, so old checkouts still compare with new ones.
 """
 
 import asyncio
@@ -53,7 +61,8 @@ class Plan:
     connect_timeout: float
     csrf: str  # any 32-character token: sent as cookie and header, as the page does
     # Where posts go, when not to the processes holding the sockets (pages and sockets on
-    # separate processes); empty: each user posts to the process after its socket's.
+    # separate processes); empty: each user posts over its socket when there is one process,
+    # to the process after its socket's when there are several.
     post_urls: list[str] = field(default_factory=list)
     rate: float = 0.0  # posts a second in all (open load); 0: back to back (closed load)
 
@@ -98,6 +107,10 @@ class User:
             self.post_url = plan.post_urls[index % len(plan.post_urls)]
         else:
             self.post_url = plan.urls[(index + 1) % len(plan.urls)]
+        # One process with its pages on it: post over the socket, as the page does.
+        self.over_socket = len(plan.urls) == 1 and not plan.post_urls
+        self.refs = itertools.count(1)
+        self.sending: dict[str, asyncio.Future] = {}  # ref -> the socket's answer to the post
         self.plan = plan
         self.seen = seen
         self.socket = None
@@ -149,8 +162,20 @@ class User:
             self.ended[event["run"]["id"]] = event["run"]["status"]
             self.seen.runs.setdefault(event["run"]["id"], {"user": self.index})["ended"] = now
             self.changed.set()
+        elif kind in ("message.sent", "error") and (answer := self.answer_to(event)):
+            if not answer.done():
+                answer.set_result(event)
         elif kind == "error":
             self.seen.error(f"user {self.index}: error event {event.get('code')}")
+
+    def answer_to(self, event: dict) -> asyncio.Future | None:
+        """The post waiting for this event: by its ref. A site older than `message.send` answers
+        it with an UNKNOWN_EVENT without a ref: the user's post, since it has one at a time."""
+        if "ref" in event:
+            return self.sending.pop(event["ref"], None)
+        if event.get("code") == "UNKNOWN_EVENT" and self.sending:
+            return self.sending.popitem()[1]
+        return None
 
     async def close(self) -> None:
         self.closing = True
@@ -187,6 +212,52 @@ class User:
         return True
 
     async def post(self, http: httpx.AsyncClient, text: str) -> int | None:
+        """Post a message: its run's id, or None when the post failed (counted as an error)."""
+        run_id = await self.post_over_socket(text) if self.over_socket else None
+        if not self.over_socket:  # posting over HTTP, or the site does not know message.send
+            run_id = await self.post_over_http(http, text)
+        if run_id is None:
+            return None
+        run = self.seen.runs.setdefault(run_id, {"user": self.index})
+        run["posted"] = time.time()  # when the post was answered, over either way
+        run["text"] = text  # what a Chat Completions answer is known by at the simulator
+        return run_id
+
+    async def post_over_socket(self, text: str) -> int | None:
+        if self.reader is None or self.reader.done():  # never connected, or closed since
+            self.seen.error(f"user {self.index}: post failed: no socket")
+            return None
+        ref = f"{self.index}.{next(self.refs)}"
+        answer = asyncio.get_running_loop().create_future()
+        self.sending[ref] = answer
+        event = {"type": "message.send", "ref": ref, "text": text, "attachments": []}
+        try:
+            await self.socket.send(json.dumps(event))
+            # The reader ends when the socket closes (4401, 4404): then no answer comes.
+            await asyncio.wait(
+                [answer, self.reader],
+                timeout=self.plan.run_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except ConnectionClosed as error:
+            self.seen.error(f"user {self.index}: post failed: {error!r}")
+            return None
+        finally:
+            self.sending.pop(ref, None)
+        if not answer.done():
+            why = "socket closed" if self.reader.done() else "no answer in time"
+            self.seen.error(f"user {self.index}: post failed: {why}")
+            return None
+        answered = answer.result()
+        if answered.get("code") == "UNKNOWN_EVENT" and "ref" not in answered:
+            self.over_socket = False  # an older site: post() goes on over HTTP
+            return None
+        if answered["type"] == "error":  # refused, as an HTTP post answered 409 or 429 is
+            self.seen.error(f"user {self.index}: post answered {answered.get('code')}")
+            return None
+        return answered["run"]["id"]
+
+    async def post_over_http(self, http: httpx.AsyncClient, text: str) -> int | None:
         headers = {"Cookie": self.cookie, "X-CSRFToken": self.plan.csrf}
         try:
             response = await http.post(
@@ -200,11 +271,7 @@ class User:
         if response.status_code != 201:
             self.seen.error(f"user {self.index}: post answered {response.status_code}")
             return None
-        run_id = response.json()["run"]["id"]
-        run = self.seen.runs.setdefault(run_id, {"user": self.index})
-        run["posted"] = time.time()
-        run["text"] = text  # what a Chat Completions answer is known by at the simulator
-        return run_id
+        return response.json()["run"]["id"]
 
 
 async def offer_at_rate(

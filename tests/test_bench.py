@@ -9,6 +9,7 @@ import sys
 import time
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from bench import floor, report
@@ -211,6 +212,79 @@ def test_it_reports_how_late_the_load_generators_own_loop_ran():
 
     assert summary["client"] == {"lag_ms": {50: 0, 95: 40, 99: 40}, "cpu_percent": 7}
     assert "0 / 40 / 40 ms at 7 % CPU" in report._client_text(summary["client"])
+
+
+class Site:
+    """A socket and an HTTP client in one, that answer a post with `answer(event)`."""
+
+    def __init__(self, user: User, answer):
+        self.user, self.answer, self.http_posts = user, answer, 0
+
+    async def send(self, raw: str) -> None:
+        if (event := self.answer(json.loads(raw))) is not None:
+            asyncio.get_running_loop().call_soon(self.user.receive, event, time.time())
+
+    async def post(self, url, **kwargs):
+        self.http_posts += 1
+        return httpx.Response(201, json={"run": {"id": 99}})
+
+
+def a_user_on_one_process(answer) -> tuple[User, Site, Observations]:
+    plan = Plan(urls=["http://127.0.0.1:8000"], users=[], runs_in_flight=0, duration=1,
+                reconnect=0, run_timeout=1, connect_timeout=1, csrf="x")  # fmt: skip
+    seen = Observations()
+    user = User(0, {"session": "s", "thread": 1}, plan, seen)
+    user.socket = site = Site(user, answer)
+    user.reader = asyncio.create_task(asyncio.sleep(10))  # a socket that stays open
+    return user, site, seen
+
+
+async def test_a_user_on_one_process_posts_over_its_socket_and_is_answered_by_ref():
+    user, site, seen = a_user_on_one_process(
+        lambda event: {"type": "message.sent", "ref": event["ref"], "run": {"id": 7}}
+    )
+    assert await user.post(site, "Hi") == 7
+    assert site.http_posts == 0 and seen.error_count == 0
+    assert seen.runs[7]["text"] == "Hi" and seen.runs[7]["posted"] > 0
+    user.reader.cancel()
+
+
+async def test_a_send_refused_on_the_socket_counts_as_a_failed_post():
+    user, site, seen = a_user_on_one_process(
+        lambda event: {"type": "error", "ref": event["ref"], "code": "RUN_ACTIVE"}
+    )
+    assert await user.post(site, "Hi") is None
+    assert seen.errors == ["user 0: post answered RUN_ACTIVE"]
+    user.reader.cancel()
+
+
+async def test_a_site_that_does_not_know_message_send_is_posted_to_over_http():
+    user, site, seen = a_user_on_one_process(
+        lambda event: {"type": "error", "code": "UNKNOWN_EVENT"}
+    )
+    assert await user.post(site, "Hi") == 99  # this post too
+    assert await user.post(site, "Again") == 99
+    assert site.http_posts == 2 and seen.error_count == 0 and not user.over_socket
+    user.reader.cancel()
+
+
+async def test_a_socket_closed_before_the_answer_fails_the_post_without_waiting_it_out():
+    user, site, seen = a_user_on_one_process(lambda event: None)
+    user.reader.cancel()
+    user.reader = asyncio.create_task(asyncio.sleep(0.05))  # closed by the server (4404, say)
+    started = time.monotonic()
+    assert await user.post(site, "Hi") is None
+    assert time.monotonic() - started < 0.5  # not the run timeout (1 s)
+    assert seen.errors == ["user 0: post failed: socket closed"]
+
+
+def test_pages_apart_or_several_processes_post_over_http():
+    plan = Plan(urls=["http://127.0.0.1:8000"], users=[], runs_in_flight=0, duration=1,
+                reconnect=0, run_timeout=1, connect_timeout=1, csrf="x",
+                post_urls=["http://127.0.0.1:8001"])  # fmt: skip
+    assert not User(0, {"session": "s", "thread": 1}, plan, Observations()).over_socket
+    plan = replace(plan, urls=["http://127.0.0.1:8000", "http://127.0.0.1:8001"], post_urls=[])
+    assert not User(0, {"session": "s", "thread": 1}, plan, Observations()).over_socket
 
 
 class Runner:

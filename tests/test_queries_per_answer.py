@@ -132,6 +132,42 @@ async def test_a_follow_up_post_takes_a_bounded_number_of_trips_to_threads(
     assert len(made) <= POST_HOPS, "\n".join(made)
 
 
+# The same post over the thread's websocket (`message.send`): no request, so no request signal,
+# middleware or response to close on threads, and the signed-in check is made in the trip that
+# stores the message (consumers.py).
+SOCKET_POST_HOPS = 4
+
+
+async def test_a_follow_up_sent_over_the_socket_takes_fewer_trips_than_a_post(
+    alice, alice_thread, hops
+):
+    cookie = await sync_to_async(session_cookie)(alice)
+    socket = communicator(f"/ws/threads/{alice_thread.pk}/", cookie)
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        provider.post("/responses").respond(json=response("queued"))
+        provider.get(url__regex=r"/responses/").respond(json=response("completed", text="Hi!"))
+        assert (await socket.connect())[0]
+        first = await send_over(socket, "Hello", "first")
+        await runs.drive(first["run"]["id"])
+
+        hops.clear()
+        answer = await send_over(socket, "And again", "again")
+        made = list(hops)
+        await runs.drive(answer["run"]["id"])
+        await socket.disconnect()
+
+    assert answer["type"] == "message.sent"
+    assert len(made) <= SOCKET_POST_HOPS < POST_HOPS, "\n".join(made)
+
+
+async def send_over(socket, text: str, ref: str) -> dict:
+    await socket.send_json_to({"type": "message.send", "ref": ref, "text": text})
+    while (event := await socket.receive_json_from(timeout=5)).get("ref") != ref:
+        pass
+    return event
+
+
 # Statements the ORM builds for a socket's connect and its first `hello`, once the process
 # has connected one: 8, then 2 with the rest built once per process (prepared.py). The two
 # left are Channels' lookup of the session's user and the replayed questions' attachments

@@ -12,11 +12,19 @@ Server to page (through the thread's group, or straight from its consumer):
     tool.step        a tool call of a run, each time it changes (asked, approved, done...)
     replay.more      one page of a `hello` replay was sent; ask again after this message
     heartbeat        the socket is alive (a quiet answer is a slow model, not a stall)
-    error            a client event was refused: a code and words
+    message.sent     the page's `message.send` was stored and its run started: the message,
+                     the run and the thread's title, with the page's `ref`
+    error            a client event was refused: a code and words (and the `ref` of the
+                     `message.send` it answers)
     part             one piece of an event too big for one websocket message (built in
                      framing.py, which Python clients use without Django)
 
-Page to server: `hello` (with `last_message_id`) asks for what the page missed.
+Page to server:
+
+    hello            with `last_message_id`: asks for what the page missed
+    message.send     posts a message (`text`, `attachments`, a `ref` of the page's choosing):
+                     what the HTTP post does, without a request per message; answered by
+                     `message.sent` or `error`, each with the `ref`
 
 Within the server only (never sent to a page): `run.started`, the doorbell that makes a
 thread's sockets ensure someone drives the run.
@@ -51,10 +59,23 @@ def heartbeat() -> dict:
     return {"type": "heartbeat"}
 
 
-def error(code: str, message: str, retry_after: float | None = None) -> dict:
+def message_sent(ref: str, thread, message: Message, run: Run) -> dict:
+    """A `message.send` was stored: what the HTTP post answers, with the page's `ref`."""
+    return {
+        "type": "message.sent",
+        "ref": ref,
+        "message": message.as_event(),
+        "run": run.as_event(),
+        "thread": {"title": str(thread)},  # a thread's first message names it
+    }
+
+
+def error(code: str, message: str, retry_after: float | None = None, ref: str = "") -> dict:
     event = {"type": "error", "code": code, "message": message}
     if retry_after:
         event["retry_after"] = retry_after
+    if ref:
+        event["ref"] = ref
     return event
 
 

@@ -1,7 +1,11 @@
 // The composer: grows with the text, Enter sends on a desktop (a new line on touch screens,
 // where the hint says so), Send turns into Stop while an answer is written, the draft
 // survives a reload. On the new-chat page the first message creates the thread.
+//
+// A message goes over the thread's socket when it is open and the message fits in one
+// websocket message, and as an HTTP post otherwise (the new-chat page has no socket).
 import { filePicker } from "./attachments.js";
+import { SendDropped } from "./chat.js";
 
 const MAX_HEIGHT_SHARE = 0.4; // of the window's height
 
@@ -23,6 +27,7 @@ export function composer(chat, view) {
     }
   })();
   let running = !stopButton.hidden;
+  let socket = null; // the thread's, once page.js hands it over
   const files = filePicker(form, showError);
 
   // --- Growing, keys, hint, draft --------------------------------------------------------
@@ -77,6 +82,12 @@ export function composer(chat, view) {
     return { ok: response.ok, status: response.status, data };
   }
 
+  // Both ways answer alike: { ok, data } with the message, run and thread, or the error.
+  function deliver(body) {
+    if (socket && socket.canSend(body)) return socket.sendMessage(body);
+    return post(chat.dataset.postUrl, body);
+  }
+
   // --- Send and Stop -----------------------------------------------------------------------
 
   function setRunning(value) {
@@ -98,7 +109,7 @@ export function composer(chat, view) {
     const body = { text, attachments: files.ids() };
     if (picker) body.assistant = picker.value;
     try {
-      const { ok, data } = await post(chat.dataset.postUrl, body);
+      const { ok, data } = await deliver(body);
       if (!ok) {
         showError(data.error ? data.error.message : "Could not send. Your message is still here.");
         return; // the text stays in the composer
@@ -113,7 +124,11 @@ export function composer(chat, view) {
       view.showRun(data.run);
       if (data.thread) showTitle(data.thread.title);
     } catch (error) {
-      showError("Could not reach the server. Your message is still here.");
+      if (error instanceof SendDropped) {
+        showError("The connection dropped while sending. If your message does not show above, send it again.");
+      } else {
+        showError("Could not reach the server. Your message is still here.");
+      }
     } finally {
       sendButton.disabled = false;
     }
@@ -187,6 +202,9 @@ export function composer(chat, view) {
   if (!touch) textarea.focus();
   return {
     focus: () => textarea.focus(),
+    sendOver: (threadSocket) => {
+      socket = threadSocket;
+    },
     stop: () => {
       if (!stopButton.hidden && !stopButton.disabled) stopButton.click();
       return !stopButton.hidden;

@@ -28,4 +28,8 @@ const banner = {
     line.textContent = "";
   },
 };
-if (chat.dataset.socketPath) tree(chat, view, startSocket(chat, view, banner, toolSteps(chat, view)));
+if (chat.dataset.socketPath) {
+  const socket = startSocket(chat, view, banner, toolSteps(chat, view));
+  composer.sendOver(socket);
+  tree(chat, view, socket);
+}
