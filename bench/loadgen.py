@@ -20,10 +20,10 @@ each delta came and which characters of the answer it brought.
 A user posts over its own socket (`message.send`, answered there by `message.sent` or an
 `error` with the post's ref) when the site is one process with its pages on it: the page
 posts that way too, and a request per message is CPU the page no longer costs (BENCHMARKS.md,
-thirteenth step). Pages
-and sockets apart (`post_urls`) and several processes post over HTTP, since crossing
-processes is what those measure. A site older than `message.send` answers it with a ref-less
-UNKNOWN_EVENT; that user then posts over HTTP, so old checkouts still compare with new ones.
+thirteenth step). Pages and sockets apart (`post_urls`) and several processes post over
+HTTP, since crossing processes is what those measure. A site older than `message.send`
+answers it with a ref-less UNKNOWN_EVENT; that user then posts over HTTP, so old checkouts
+still compare with new ones.
 """
 
 import asyncio

@@ -1,7 +1,9 @@
 """Fixtures every test shares: two users (alice and bob), an assistant on a mocked provider."""
 
+import itertools
 import sys
 
+import httpx
 import pytest
 import respx
 from channels.db import aclose_old_connections
@@ -12,7 +14,7 @@ from assistants_app import config_cache, runs
 from assistants_app.engines import capabilities
 from assistants_app.models import Assistant, EngineKind, Message, Run, Thread
 
-from .provider_payloads import CONVERSATION_ID, RESPONSE_ID
+from .provider_payloads import CONVERSATION_ID, RESPONSE_ID, conversation, response
 from .sockets import session_cookie
 
 PROVIDER_URL = "https://provider.test/v1"
@@ -86,6 +88,28 @@ def provider_mock():
     """The test provider's HTTP, mocked strictly: an unexpected request fails the test."""
     with respx.mock(using="httpx", base_url=PROVIDER_URL, assert_all_called=True) as mock:
         yield mock
+
+
+@pytest.fixture
+def answering_provider():
+    """A Responses provider that answers every run "Hi!" (polled), each run its own response
+    id and its answer its own message id, as a real one does."""
+    created = itertools.count(1)
+
+    def create(request):
+        return httpx.Response(200, json={**response("queued"), "id": f"resp_{next(created)}"})
+
+    def retrieve(request):
+        response_id = request.url.path.rsplit("/", 1)[-1]
+        answer = response("completed", text="Hi!")
+        answer["output"][0]["id"] = f"msg_{response_id}"
+        return httpx.Response(200, json={**answer, "id": response_id})
+
+    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
+        provider.post("/conversations").respond(json=conversation())
+        provider.post("/responses").mock(side_effect=create)
+        provider.get(url__regex=r"/responses/resp_\d+$").mock(side_effect=retrieve)
+        yield provider
 
 
 @pytest.fixture

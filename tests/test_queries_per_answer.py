@@ -3,9 +3,7 @@ to the stored answer. Every query is a round trip and about a millisecond of the
 CPU (BENCHMARKS.md, "Cost per answer"); this fails when a change adds them unnoticed."""
 
 import asyncio
-import itertools
 
-import httpx
 import pytest
 import respx
 from asgiref.sync import SyncToAsync, sync_to_async
@@ -86,25 +84,12 @@ async def ask(alice, thread, text: str, queries: list[str]) -> int:
     return taken
 
 
-async def test_a_follow_up_answer_takes_a_bounded_number_of_queries(alice, alice_thread, queries):
-    created = itertools.count(1)
+async def test_a_follow_up_answer_takes_a_bounded_number_of_queries(
+    alice, alice_thread, queries, answering_provider
+):
+    await ask(alice, alice_thread, "Hello", queries)  # the first makes the conversation
 
-    def create(request):
-        return httpx.Response(200, json={**response("queued"), "id": f"resp_{next(created)}"})
-
-    def retrieve(request):
-        response_id = request.url.path.rsplit("/", 1)[-1]
-        answer = response("completed", text="Hi!")
-        answer["output"][0]["id"] = f"msg_{response_id}"
-        return httpx.Response(200, json={**answer, "id": response_id})
-
-    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
-        provider.post("/conversations").respond(json=conversation())
-        provider.post("/responses").mock(side_effect=create)
-        provider.get(url__regex=r"/responses/resp_\d+$").mock(side_effect=retrieve)
-        await ask(alice, alice_thread, "Hello", queries)  # the first makes the conversation
-
-        taken = await ask(alice, alice_thread, "And again", queries)
+    taken = await ask(alice, alice_thread, "And again", queries)
 
     assert await Message.objects.filter(thread=alice_thread).acount() == 4
     assert taken <= FOLLOW_UP_BUDGET, "\n".join(queries)

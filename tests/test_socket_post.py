@@ -3,9 +3,7 @@ answered on the socket by `message.sent` or an `error` carrying the page's ref; 
 the post refuses, and only ever into the socket's own thread, by whoever is signed in now."""
 
 import asyncio
-import itertools
 
-import httpx
 import pytest
 import respx
 from asgiref.sync import sync_to_async
@@ -57,27 +55,6 @@ async def drained(socket) -> list[dict]:
 
 def send(text="Hello", ref="r1", **more) -> dict:
     return {"type": "message.send", "ref": ref, "text": text, **more}
-
-
-@pytest.fixture
-def answering_provider():
-    """A provider that answers every run "Hi!" (polled), each run its own response id."""
-    created = itertools.count(1)
-
-    def create(request):
-        return httpx.Response(200, json={**response("queued"), "id": f"resp_{next(created)}"})
-
-    def retrieve(request):
-        response_id = request.url.path.rsplit("/", 1)[-1]
-        answer = response("completed", text="Hi!")
-        answer["output"][0]["id"] = f"msg_{response_id}"
-        return httpx.Response(200, json={**answer, "id": response_id})
-
-    with respx.mock(using="httpx", base_url=PROVIDER_URL) as provider:
-        provider.post("/conversations").respond(json=conversation())
-        provider.post("/responses").mock(side_effect=create)
-        provider.get(url__regex=r"/responses/resp_\d+$").mock(side_effect=retrieve)
-        yield provider
 
 
 @pytest.fixture
