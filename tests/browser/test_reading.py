@@ -52,11 +52,14 @@ def history(count: int) -> list[tuple[str, str]]:
 
 
 def last_message_bottom_above_composer(page) -> tuple[float, float]:
-    last = page.evaluate(
-        """() => { const items = document.querySelectorAll("#messages > li");
-                   return items[items.length - 1].getBoundingClientRect().bottom; }"""
-    )
-    return last, box(page, "#composer")["top"]
+    """The last message's bottom and the composer's top as drawn: read together after the next
+    frame, like scroll_state (read at once, they could catch growth not yet followed)."""
+    return tuple(page.evaluate(
+        """() => new Promise(resolve => requestAnimationFrame(() => setTimeout(() => {
+            const items = document.querySelectorAll("#messages > li");
+            resolve([items[items.length - 1].getBoundingClientRect().bottom,
+                     document.getElementById("composer").getBoundingClientRect().top]); })))"""
+    ))
 
 
 @pytest.mark.parametrize("size", SIZES)
