@@ -47,7 +47,7 @@ MAX_RATE = 1000.0  # posts a second
 MAX_ERRORS_KEPT = 50
 LONE_CONNECT_USERS = 50  # idle users who take turns reconnecting alone
 LONE_CONNECT_EVERY = 0.25  # seconds between lone connects
-LONE_CONNECT_IDLE_SECONDS = 3.0  # of lone connects before the runs start
+LONE_CONNECT_IDLE_SECONDS = 3.0  # of lone connects before the runs start (by default)
 
 
 @dataclass
@@ -65,6 +65,7 @@ class Plan:
     # to the process after its socket's when there are several.
     post_urls: list[str] = field(default_factory=list)
     rate: float = 0.0  # posts a second in all (open load); 0: back to back (closed load)
+    lone_idle: float = LONE_CONNECT_IDLE_SECONDS  # seconds of lone connects before the runs
 
     def check(self) -> None:
         for url in [*self.urls, *self.post_urls]:
@@ -358,7 +359,7 @@ async def drive(plan: Plan) -> dict:
     probes = users[plan.runs_in_flight : len(users) - plan.reconnect][:LONE_CONNECT_USERS]
     connect = await connect_all(users)
     now = time.monotonic()
-    lone_idle = await lone_connects(probes, now, now + LONE_CONNECT_IDLE_SECONDS)
+    lone_idle = await lone_connects(probes, now, now + plan.lone_idle)
     until = time.monotonic() + plan.duration
     # Cookies go in each request's header; the client's own jar stays empty.
     limits = httpx.Limits(max_connections=100)

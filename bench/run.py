@@ -124,10 +124,12 @@ class Scale:
     runs: int  # runs in flight per daphne process
     duration: float  # seconds of posting
     reconnect: int  # idle sockets per process that reconnect at once, halfway through
+    lone_idle: float = 3.0  # seconds of lone connects timed before the runs start
 
 
 SCALES = {
-    "smoke": Scale(users=8, runs=3, duration=3, reconnect=2),
+    # The tests' tiny run: every path once, in seconds.
+    "smoke": Scale(users=8, runs=3, duration=2, reconnect=2, lone_idle=1.0),
     "small": Scale(users=50, runs=10, duration=15, reconnect=10),
     "full": Scale(users=1000, runs=200, duration=40, reconnect=100),
     # A team on the embedded default: 50 people chatting back to back for a minute.
@@ -264,6 +266,7 @@ def run_scenario(scenario: Scenario, options: Options, prefix: Path) -> dict:
                 "connect_timeout": 60.0,
                 "csrf": CSRF,
                 "rate": options.rate * loaded,
+                "lone_idle": options.scale.lone_idle,
             }
             suffix = "txt" if options.profile == "raw" else "svg"
             profile = f"{prefix}-{scenario.name}-profile.{suffix}"

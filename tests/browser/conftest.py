@@ -90,17 +90,35 @@ def open_context(browser):
         context.close()
 
 
+# (site, username) -> the session cookies of that person's last login through the form. A site
+# is named by its cache prefix, unique to it (an object's id or a port can come back).
+_logins: dict[tuple[str, str], list] = {}
+
+
 @pytest.fixture
 def log_in(site, open_context):
-    """A logged-in page for a user in a new browser context: `log_in("alice", **options)`."""
+    """A logged-in page for a user in a new browser context: `log_in("alice", **options)`.
+
+    The first time on a site the person logs in through the form; later contexts get that
+    login's cookies (not its local storage: themes and drafts start afresh), which skips a
+    password hash and two page loads per test. A session that ended meanwhile (a test logged
+    out, or deleted the account) sends the page to the login form, which is then filled in."""
 
     def person(username: str, **options):
-        page = open_context(base_url=site.url, **options).new_page()
+        context = open_context(base_url=site.url, **options)
+        page = context.new_page()
+        key = (site.env["CACHE_KEY_PREFIX"], username)
+        if key in _logins:
+            context.add_cookies(_logins[key])
+            page.goto("/")
+            if page.url == f"{site.url}/":
+                return page
         page.goto("/login/")
         page.get_by_label("Username").fill(username)
         page.get_by_label("Password").fill(PASSWORDS[username])
         page.get_by_role("button", name="Log in").click()
         page.wait_for_url(f"{site.url}/")
+        _logins[key] = context.cookies()
         return page
 
     return person

@@ -27,7 +27,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-TOKENS_PER_SECOND = 12
+TOKENS_PER_SECOND = 24
 LONG_ASK = "Please give me a list and some code. " + "Details matter here. " * 6
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
 

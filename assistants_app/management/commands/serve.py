@@ -46,19 +46,24 @@ class Command(BaseCommand):
                 "the simulator (SIMULATOR_URL)",
                 "Stop what is using it, or set SIMULATOR_URL to another port.",
             )
-        call_command("migrate", interactive=False, verbosity=0)
-        call_command("seed_demo")
-        call_command("collectstatic", interactive=False, verbosity=0)
         helpers = []
         # SIGTERM (systemd, a test) ends this command like Ctrl-C: its processes with it.
         with StopRequests() as stopping:
             try:
+                # The simulator needs no database: it starts (seconds) while the database is
+                # prepared, and is waited for only once the site is started too.
                 if simulator:
-                    helpers.append(start_simulator(*simulator, stopping))
+                    helpers.append(spawn_simulator(*simulator))
+                call_command("migrate", interactive=False, verbosity=0)
+                call_command("seed_demo")
+                call_command("collectstatic", interactive=False, verbosity=0)
+                stopping.check()
                 if not settings.RUN_WORKER_IN_SERVER:
                     helpers.append(spawn("manage.py", "run_worker"))
                 site = spawn(*daphne_args(host, port))
                 helpers.append(site)
+                if simulator:
+                    wait_until_listening(*simulator, helpers[0], "The simulator", stopping)
                 wait_until_listening(host, port, site, "The site", stopping)
                 first_request(host, port)
                 url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
@@ -130,14 +135,8 @@ def refuse_if_taken(host: str, port: int, what: str, remedy: str) -> None:
         raise CommandError(f"Cannot start {what} on {host}:{port}: {reason}. {remedy}") from None
 
 
-def start_simulator(host: str, port: int, stopping: StopRequests) -> subprocess.Popen:
-    process = spawn("manage.py", "simulator", "--host", host, "--port", str(port))
-    try:
-        wait_until_listening(host, port, process, "The simulator", stopping)
-    except BaseException:
-        stop([process])
-        raise
-    return process
+def spawn_simulator(host: str, port: int) -> subprocess.Popen:
+    return spawn("manage.py", "simulator", "--host", host, "--port", str(port))
 
 
 def spawn(*args: str) -> subprocess.Popen:
