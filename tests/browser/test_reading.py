@@ -62,6 +62,27 @@ def last_message_bottom_above_composer(page) -> tuple[float, float]:
     ))
 
 
+def live_height(site, page, final) -> float:
+    """How tall the page's live rendering (as while streaming, cursor included) of the stored
+    answer's whole text is, drawn in the answer's place. Sampling the live part until the
+    server's HTML replaced it would race: the last pieces and the stored message can arrive
+    in one frame, and the live part is then replaced before it shows them."""
+    text = site.query(f"Message.objects.get(pk={final.get_attribute('data-id')}).text")
+    return final.evaluate(
+        """async (final, text) => {
+             const { renderLive } = await import("/static/js/markdown.js");
+             const { addCodeBars } = await import("/static/js/copy.js");
+             const live = document.createElement("div");
+             live.className = "part streaming";
+             final.after(live);
+             renderLive(live, text, addCodeBars);
+             const height = live.getBoundingClientRect().height;
+             live.remove();
+             return height; }""",
+        text,
+    )
+
+
 @pytest.mark.parametrize("size", SIZES)
 def test_a_long_thread_opens_at_its_latest_message(site, log_in, size):
     thread_id = seed_thread(site, "alice", f"Forty on {size}", history(40))
@@ -147,12 +168,6 @@ def test_markdown_renders_while_the_answer_streams(site, log_in):
     expect(streaming.locator("ul li").first).to_have_text("first point", timeout=20_000)
     assert page.locator("#stop").is_visible()  # still writing
     # Its height just before the server's HTML replaces it, sampled every frame.
-    page.evaluate(
-        """() => { const sample = () => { const live = document.querySelector(".part.streaming");
-                     if (live) { window.liveHeight = live.getBoundingClientRect().height;
-                                 requestAnimationFrame(sample); } };
-                   sample(); }"""
-    )
 
     expect(answers(page)).to_have_count(1, timeout=20_000)
     final = answers(page).locator(".part[data-id]")
@@ -160,7 +175,7 @@ def test_markdown_renders_while_the_answer_streams(site, log_in):
     expect(final.locator("pre code span.k").first).to_have_text("def")  # the server's HTML
     # The server's HTML takes the place of the live one without a jump (a line at most, the
     # cursor's).
-    assert abs(final.bounding_box()["height"] - page.evaluate("window.liveHeight")) <= 30
+    assert abs(final.bounding_box()["height"] - live_height(site, page, final)) <= 30
 
 
 def test_what_people_type_is_shown_exactly_as_typed(site, log_in):
@@ -229,12 +244,6 @@ def test_math_renders_while_the_answer_streams_and_prices_stay_text(site, log_in
     text = streaming.inner_text()
     assert "mc^2" not in text and "\\frac" not in text
     expect(streaming).to_contain_text("worth $4.50 and $2 to you?")
-    page.evaluate(
-        """() => { const sample = () => { const live = document.querySelector(".part.streaming");
-                     if (live) { window.liveHeight = live.getBoundingClientRect().height;
-                                 requestAnimationFrame(sample); } };
-                   sample(); }"""
-    )
 
     expect(answers(page)).to_have_count(1, timeout=30_000)
     final = answers(page).locator(".part[data-id]")
@@ -242,7 +251,7 @@ def test_math_renders_while_the_answer_streams_and_prices_stay_text(site, log_in
     expect(final.locator("math")).to_have_count(3)
     expect(final).to_contain_text("worth $4.50 and $2 to you?")
     # The server's MathML takes the place of the browser's without a visible jump.
-    assert abs(final.bounding_box()["height"] - page.evaluate("window.liveHeight")) <= 4
+    assert abs(final.bounding_box()["height"] - live_height(site, page, final)) <= 4
 
 
 def test_unclosed_math_at_the_end_of_a_stream_shows_as_text(site, log_in):
