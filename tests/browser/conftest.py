@@ -189,15 +189,24 @@ def box(page, selector: str) -> dict:
     )
 
 
-def scroll_state(page) -> dict:
-    """The messages' scroll position as the person sees it: read after the next frame is
-    drawn. Read at once, it could catch content grown by a task and not yet followed: the page
-    follows growth in its ResizeObservers, which run before the frame is drawn."""
+def as_drawn(page, reader: str):
+    """What the JavaScript function `reader` returns when called after the next frame is
+    drawn: what the person sees. Read at once, it could catch content grown by a task and not
+    yet followed: the page follows growth in its ResizeObservers, which run before the frame
+    is drawn."""
     return page.evaluate(
-        """() => new Promise(resolve => requestAnimationFrame(() => setTimeout(() => {
-            const s = document.getElementById("scroller");
-            resolve({top: s.scrollTop, height: s.scrollHeight, client: s.clientHeight,
-                     gap: s.scrollHeight - s.scrollTop - s.clientHeight}); })))"""
+        "() => new Promise(resolve => requestAnimationFrame(() => setTimeout(() =>"
+        f" resolve(({reader})()))))"
+    )
+
+
+def scroll_state(page) -> dict:
+    """The messages' scroll position as the person sees it."""
+    return as_drawn(
+        page,
+        """() => { const s = document.getElementById("scroller");
+                   return {top: s.scrollTop, height: s.scrollHeight, client: s.clientHeight,
+                           gap: s.scrollHeight - s.scrollTop - s.clientHeight}; }""",
     )
 
 

@@ -17,6 +17,7 @@ from .conftest import (
     DESKTOP,
     PHONE,
     answers,
+    as_drawn,
     box,
     new_chat,
     screenshot,
@@ -52,14 +53,12 @@ def history(count: int) -> list[tuple[str, str]]:
 
 
 def last_message_bottom_above_composer(page) -> tuple[float, float]:
-    """The last message's bottom and the composer's top as drawn: read together after the next
-    frame, like scroll_state (read at once, they could catch growth not yet followed)."""
-    return tuple(page.evaluate(
-        """() => new Promise(resolve => requestAnimationFrame(() => setTimeout(() => {
-            const items = document.querySelectorAll("#messages > li");
-            resolve([items[items.length - 1].getBoundingClientRect().bottom,
-                     document.getElementById("composer").getBoundingClientRect().top]); })))"""
-    ))
+    """The last message's bottom and the composer's top as drawn, read together."""
+    reader = """() => { const items = document.querySelectorAll("#messages > li");
+                        const composer = document.getElementById("composer");
+                        return [items[items.length - 1].getBoundingClientRect().bottom,
+                                composer.getBoundingClientRect().top]; }"""
+    return tuple(as_drawn(page, reader))
 
 
 def live_height(site, page, final) -> float:

@@ -52,8 +52,9 @@ class Command(BaseCommand):
             try:
                 # The simulator needs no database: it starts (seconds) while the database is
                 # prepared, and is waited for only once the site is started too.
-                if simulator:
-                    helpers.append(spawn_simulator(*simulator))
+                simulating = spawn_simulator(*simulator) if simulator else None
+                if simulating:
+                    helpers.append(simulating)
                 call_command("migrate", interactive=False, verbosity=0)
                 call_command("seed_demo")
                 call_command("collectstatic", interactive=False, verbosity=0)
@@ -62,8 +63,8 @@ class Command(BaseCommand):
                     helpers.append(spawn("manage.py", "run_worker"))
                 site = spawn(*daphne_args(host, port))
                 helpers.append(site)
-                if simulator:
-                    wait_until_listening(*simulator, helpers[0], "The simulator", stopping)
+                if simulating:
+                    wait_until_listening(*simulator, simulating, "The simulator", stopping)
                 wait_until_listening(host, port, site, "The site", stopping)
                 first_request(host, port)
                 url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
