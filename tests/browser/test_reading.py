@@ -28,7 +28,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-TOKENS_PER_SECOND = 24
+TOKENS_PER_SECOND = 12
 LONG_ASK = "Please give me a list and some code. " + "Details matter here. " * 6
 SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
