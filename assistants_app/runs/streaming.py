@@ -270,7 +270,9 @@ class _Pauses:
         self.error: BaseException | None = None
         self.ending = False  # the follower was interrupted by this, not cancelled by others
         self.ticking: asyncio.Task | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.Handle | None = None
+        self.due = 0.0  # when the timer fires: uvloop's handle for a due time already past
+        # is a plain Handle, without `when()`
         self.wake_by(live.wake_in())
 
     def wake_by(self, seconds: float | None) -> None:
@@ -278,11 +280,11 @@ class _Pauses:
         if seconds is None:
             return
         due = self.loop.time() + seconds
-        if self.timer is not None and self.timer.when() <= due:
+        if self.timer is not None and self.due <= due:
             return
         if self.timer is not None:
             self.timer.cancel()
-        self.timer = self.loop.call_at(due, self._fire)
+        self.timer, self.due = self.loop.call_at(due, self._fire), due
 
     def _fire(self) -> None:
         self.timer = None
