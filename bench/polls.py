@@ -1,6 +1,7 @@
 """What one poll of a response costs the server's CPU: the SDK's typed call, as the site made
-it before, against client.get_json (the same GET sent straight to the transport the SDK sends
-on, as the site makes it now) and the same GET on aiohttp alone (the floor of this transport).
+it first; the same GET sent straight to the httpx transport the SDK sends on, as client.get_json
+sent it from the sixth step of "Cost per answer"; client.get_json, which since the fourteenth
+sends it on that transport's aiohttp session; and the same GET on aiohttp alone (the floor).
 
 `python -m bench.polls` starts the simulator, creates a background response that stays in
 progress, and polls it a few hundred times each way, in turns, printing the CPU milliseconds
@@ -20,7 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[float]]:
     import aiohttp
+    import httpx
 
+    from assistants_app.engines import client as client_module
     from assistants_app.engines.client import get_client, get_json
 
     provider = {"base_url": base_url, "api_key": "sk-bench"}
@@ -32,6 +35,15 @@ async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[fl
         raw = await client.responses.with_raw_response.retrieve(created.id)
         raw.http_response.json()
 
+    async def transport():  # get_json as it was: an httpx request to the SDK's transport
+        http, headers, extensions, _ = client_module._http[client]
+        url = client.base_url.join(path.lstrip("/"))
+        request = httpx.Request("GET", url, headers=headers, extensions=extensions)
+        response = await http._transport_for_url(url).handle_async_request(request)
+        await response.aread()
+        await response.aclose()
+        response.json()
+
     async def ours():
         await get_json(provider, path)
 
@@ -42,7 +54,12 @@ async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[fl
             async with session.get(base_url + path, headers=headers) as response:
                 await response.json()
 
-        ways = {"the SDK's typed call": sdk, "get_json": ours, "aiohttp alone": alone}
+        ways = {
+            "the SDK's typed call": sdk,
+            "httpx's transport (get_json before)": transport,
+            "get_json": ours,
+            "aiohttp alone": alone,
+        }
         costs: dict[str, list[float]] = {name: [] for name in ways}
         for _ in range(rounds):
             for name, poll in ways.items():

@@ -12,6 +12,7 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import httpx
 import pytest
 from packaging.requirements import Requirement
 
@@ -25,6 +26,7 @@ FENCED = {
     ),
     "channels-redis": "chatsite/channel_layer.py",
     "httpx": "assistants_app/engines/client.py",
+    "httpx-aiohttp": "assistants_app/engines/client.py",
     "mozilla-django-oidc": "assistants_app/sso.py",
     "pytest": "tests/conftest.py",
     "pytest-xdist": "tests/conftest.py",
@@ -125,6 +127,20 @@ def test_httpx_still_picks_a_transport_per_url_where_respx_mocks():
     # get_json sends to the transport the client would pick, as the client itself would.
     assert "url" in inspect.signature(httpx.AsyncClient._transport_for_url).parameters
     assert "_transport_for_url" in respx.mocks.HTTPXMocker.target_methods
+
+
+def test_httpx_aiohttp_still_keeps_its_session_and_maps_errors_where_get_json_reads_them():
+    import openai
+    from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
+
+    # The SDK's aiohttp client sends on this transport; get_json takes its session (made on
+    # its first request), checks it has no proxy, and maps errors as it does.
+    transport = openai.DefaultAioHttpClient()._transport_for_url(httpx.URL("http://x/v1"))
+    assert type(transport) is AiohttpTransport
+    assert {"client", "proxy"} <= set(vars(transport))
+    assert callable(transport.get_client) and callable(map_aiohttp_exceptions)
+    source = inspect.getsource(AiohttpTransport.handle_async_request)
+    assert "self.client = self.get_client()" in source and "allow_redirects=False" in source
 
 
 def test_mozilla_django_oidc_still_reads_what_sso_py_feeds_it():

@@ -17,11 +17,13 @@ import re
 import socket
 import ssl
 import weakref
+from collections.abc import Mapping
 
 import aiohttp
 import httpx
 import openai
 from django.conf import settings
+from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 
 from ..exceptions import ProviderError
 
@@ -50,26 +52,37 @@ def get_client(provider: dict) -> openai.AsyncOpenAI:
         )
         headers = {**client.default_headers, **client.auth_headers}
         headers = {name: value for name, value in headers.items() if isinstance(value, str)}
-        _http[client] = (http, headers, {"timeout": httpx.Timeout(timeout).as_dict()})
+        # The timeouts the SDK's transport gives aiohttp for every request (AiohttpTransport).
+        on_aiohttp = aiohttp.ClientTimeout(sock_connect=timeout, sock_read=timeout, connect=timeout)
+        _http[client] = (http, headers, {"timeout": httpx.Timeout(timeout).as_dict()}, on_aiohttp)
     return per_loop[key]
 
 
-async def get_json(provider: dict, path: str) -> tuple[object, httpx.Headers]:
+async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]]:
     """GET `path` of the provider's API (under its base URL): the JSON it answers, and its
-    headers. Errors are the SDK's own, as its typed calls raise them (provider_errors turns
-    them into ProviderError): APIStatusError for an error status, httpx's for a connection
-    that failed, ValueError for a body that is not JSON.
+    headers (names in any case). Errors are the SDK's own, as its typed calls raise them
+    (provider_errors turns them into ProviderError): APIStatusError for an error status,
+    httpx's for a connection that failed, ValueError for a body that is not JSON.
 
     For the request a run makes most, a poll (eight or nine for a polled answer), the request
-    goes straight to the transport the SDK's client sends on, with the SDK's headers and
-    timeout: the SDK's and httpx's client layers around it (request options, URL merging,
-    cookies, auth and redirect flows) cost a poll 1.0 ms of CPU, the transport alone 0.3 ms
-    (BENCHMARKS.md, "Cost per answer", sixth step). This reaches into httpx's client for
-    `_transport_for_url` (which picks the transport a proxy in the environment asks for, and
-    is where respx mocks), httpx being pinned in pyproject.toml; tests/engines/test_get_json.py
-    checks that what it sends and raises is what the SDK's own call would."""
+    goes straight to the aiohttp session the SDK's client sends on, with the SDK's headers and
+    timeouts: the SDK's and httpx's client layers around it (request options, URL merging,
+    cookies, auth and redirect flows) cost a poll 1.0 ms of CPU, the transport 0.3 ms more
+    than aiohttp alone (BENCHMARKS.md, "Cost per answer", sixth and fourteenth steps). This
+    reaches into httpx's client for `_transport_for_url` (which picks the transport a proxy in
+    the environment asks for, and is where respx mocks) and into httpx-aiohttp's transport for
+    its session and its mapping of aiohttp's errors to httpx's, both pinned in pyproject.toml;
+    through any other transport (a proxy's, respx's) the request goes as an httpx request.
+    tests/engines/test_get_json.py checks that what it sends and raises either way is what the
+    SDK's own call would."""
     client = get_client(provider)
-    http, headers, extensions = _http[client]
+    http, headers, extensions, on_aiohttp = _http[client]
+    # The transport of the base URL is that of every path under it (picked by scheme, host
+    # and port); the SDK's base URL ends with "/".
+    transport = http._transport_for_url(client.base_url)
+    if type(transport) is AiohttpTransport and transport.proxy is None:
+        url = f"{client.base_url}{path.lstrip('/')}"
+        return await _get_on_aiohttp(transport, url, headers, on_aiohttp)
     url = client.base_url.join(path.lstrip("/"))
     request = httpx.Request("GET", url, headers=headers, extensions=extensions)
     response = await http._transport_for_url(url).handle_async_request(request)
@@ -80,6 +93,30 @@ async def get_json(provider: dict, path: str) -> tuple[object, httpx.Headers]:
     if response.status_code >= 400:
         raise _status_error_of(response)
     return response.json(), response.headers
+
+
+# Headers of the body as it came, which aiohttp has read (decompressed): not of `body`.
+_READ = {b"content-encoding", b"content-length", b"transfer-encoding"}
+
+
+async def _get_on_aiohttp(
+    transport: AiohttpTransport, url: str, headers: dict, timeout: aiohttp.ClientTimeout
+) -> tuple[object, Mapping[str, str]]:
+    """get_json's GET on the transport's own aiohttp session, as the transport sends it (no
+    redirects followed), its errors mapped to httpx's as the transport maps them."""
+    if not isinstance(transport.client, aiohttp.ClientSession):
+        transport.client = transport.get_client()  # as its first request would
+    with map_aiohttp_exceptions():
+        async with transport.client.get(
+            url, headers=headers, allow_redirects=False, timeout=timeout
+        ) as answer:
+            body = await answer.read()
+    if answer.status >= 400:  # rare: the SDK's error takes an httpx response
+        request = httpx.Request("GET", url, headers=headers)
+        kept = [(name, value) for name, value in answer.raw_headers if name.lower() not in _READ]
+        response = httpx.Response(answer.status, headers=kept, content=body, request=request)
+        raise _status_error_of(response)
+    return json.loads(body), answer.headers
 
 
 def _status_error_of(response: httpx.Response) -> openai.APIStatusError:
