@@ -506,16 +506,26 @@ async def test_hop_watch_times_a_database_call_on_its_thread(
 
 
 @pytest.mark.slow  # a command in a process of its own, with a simulator: seconds
-def test_a_poll_is_timed_three_ways_against_a_simulator_kept_in_progress():
+def test_a_poll_is_timed_four_ways_against_a_simulator_kept_in_progress():
     rows = printed_table("bench.polls", "--repeats", "5", "--rounds", "2")
     assert [row[0].strip() for row in rows] == [
         "the SDK's typed call",
+        "httpx's transport (get_json before)",
         "get_json",
         "aiohttp alone",
     ]
     for _, costs, ratio in rows:
         assert len(costs.split(",")) == 2 and all(float(cost) > 0 for cost in costs.split(","))
         assert float(ratio) > 0
+
+
+@pytest.mark.slow
+def test_an_event_read_from_redis_is_timed_with_each_parser():
+    rows = printed_table("bench.event_reads", "--events", "200", "--rounds", "2")
+    assert [row[0].strip() for row in rows] == ["redis-py (Python)", "hiredis (C)"]
+    for _, costs, _ in rows:
+        assert len(costs.split(",")) == 2 and all(float(cost) > 0 for cost in costs.split(","))
+    assert float(rows[0][2]) == 1.0 and float(rows[1][2]) > 0
 
 
 async def test_turn_watch_times_a_delta_from_its_send_to_the_socket_handler(

@@ -1,10 +1,11 @@
-"""Where our code reaches into asgiref, Channels and channels_redis, the versions it was written
-for are pinned in pyproject.toml, and these tests check both the installed versions and the
-private names that code leans on. An upgrade that moves one of them fails here, with a message
-naming the module to read again, instead of failing under load in production.
+"""Where our code reaches into asgiref, Channels, channels_redis, httpx and httpx-aiohttp, the
+versions it was written for are pinned in pyproject.toml, and these tests check both the
+installed versions and the private names that code leans on. An upgrade that moves one of
+them fails here, with a message naming the module to read again, instead of failing under load
+in production.
 
 The reasons for each reach are in the modules named and in README's "Where we go beyond
-Channels, channels_redis and asgiref, and why".
+Channels, channels_redis, asgiref and httpx, and why".
 """
 
 import inspect
@@ -26,7 +27,7 @@ FENCED = {
     ),
     "channels-redis": "chatsite/channel_layer.py",
     "httpx": "assistants_app/engines/client.py",
-    "httpx-aiohttp": "assistants_app/engines/client.py",
+    "httpx-aiohttp": "assistants_app/engines/wire.py",
     "mozilla-django-oidc": "assistants_app/sso.py",
     "pytest": "tests/conftest.py",
     "pytest-xdist": "tests/conftest.py",
@@ -133,7 +134,7 @@ def test_httpx_aiohttp_still_keeps_its_session_and_maps_errors_where_get_json_re
     import openai
     from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 
-    # The SDK's aiohttp client sends on this transport; get_json takes its session (made on
+    # The SDK's aiohttp client sends on this transport; wire.py takes its session (made on
     # its first request), checks it has no proxy, and maps errors as it does.
     transport = openai.DefaultAioHttpClient()._transport_for_url(httpx.URL("http://x/v1"))
     assert type(transport) is AiohttpTransport

@@ -11,7 +11,6 @@ what a run waits for. Tests mock it with `respx.mock(using="httpx")`.
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import socket
@@ -23,9 +22,9 @@ import aiohttp
 import httpx
 import openai
 from django.conf import settings
-from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 
 from ..exceptions import ProviderError
+from . import wire
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +64,12 @@ async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]
     httpx's for a connection that failed, ValueError for a body that is not JSON.
 
     For the request a run makes most, a poll (eight or nine for a polled answer), the request
-    goes straight to the aiohttp session the SDK's client sends on, with the SDK's headers and
-    timeouts: the SDK's and httpx's client layers around it (request options, URL merging,
-    cookies, auth and redirect flows) cost a poll 1.0 ms of CPU, the transport 0.3 ms more
-    than aiohttp alone (BENCHMARKS.md, "Cost per answer", sixth and fourteenth steps). This
-    reaches into httpx's client for `_transport_for_url` (which picks the transport a proxy in
-    the environment asks for, and is where respx mocks) and into httpx-aiohttp's transport for
-    its session and its mapping of aiohttp's errors to httpx's, both pinned in pyproject.toml;
-    through any other transport (a proxy's, respx's) the request goes as an httpx request.
+    goes on the aiohttp session the SDK's client sends on, with the SDK's headers and timeouts
+    (wire.py): the SDK's typed call costs a poll 1.0 ms of CPU, this 0.2 ms (BENCHMARKS.md,
+    "Cost per answer", sixth and fourteenth steps). This reaches into httpx's client for
+    `_transport_for_url` (which picks the transport a proxy in the environment asks for, and
+    is where respx mocks), httpx being pinned in pyproject.toml; through any other transport
+    than the SDK's (a proxy's, respx's) the request goes to it as an httpx request.
     tests/engines/test_get_json.py checks that what it sends and raises either way is what the
     SDK's own call would."""
     client = get_client(provider)
@@ -80,9 +77,9 @@ async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]
     # The transport of the base URL is that of every path under it (picked by scheme, host
     # and port); the SDK's base URL ends with "/".
     transport = http._transport_for_url(client.base_url)
-    if type(transport) is AiohttpTransport and transport.proxy is None:
+    if wire.sends_on_aiohttp(transport):
         url = f"{client.base_url}{path.lstrip('/')}"
-        return await _get_on_aiohttp(transport, url, headers, on_aiohttp)
+        return await wire.get_json(transport, url, headers, on_aiohttp)
     url = client.base_url.join(path.lstrip("/"))
     request = httpx.Request("GET", url, headers=headers, extensions=extensions)
     response = await http._transport_for_url(url).handle_async_request(request)
@@ -91,60 +88,29 @@ async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]
     finally:
         await response.aclose()
     if response.status_code >= 400:
-        raise _status_error_of(response)
+        raise wire.status_error_of(response)
     return response.json(), response.headers
-
-
-# Headers of the body as it came, which aiohttp has read (decompressed): not of `body`.
-_READ = {b"content-encoding", b"content-length", b"transfer-encoding"}
-
-
-async def _get_on_aiohttp(
-    transport: AiohttpTransport, url: str, headers: dict, timeout: aiohttp.ClientTimeout
-) -> tuple[object, Mapping[str, str]]:
-    """get_json's GET on the transport's own aiohttp session, as the transport sends it (no
-    redirects followed), its errors mapped to httpx's as the transport maps them."""
-    if not isinstance(transport.client, aiohttp.ClientSession):
-        transport.client = transport.get_client()  # as its first request would
-    with map_aiohttp_exceptions():
-        async with transport.client.get(
-            url, headers=headers, allow_redirects=False, timeout=timeout
-        ) as answer:
-            body = await answer.read()
-    if answer.status >= 400:  # rare: the SDK's error takes an httpx response
-        request = httpx.Request("GET", url, headers=headers)
-        kept = [(name, value) for name, value in answer.raw_headers if name.lower() not in _READ]
-        response = httpx.Response(answer.status, headers=kept, content=body, request=request)
-        raise _status_error_of(response)
-    return json.loads(body), answer.headers
-
-
-def _status_error_of(response: httpx.Response) -> openai.APIStatusError:
-    """The error the SDK raises for an error status (its client's
-    `_make_status_error_from_response`, which picks a subclass by status: the attributes
-    _status_error reads are the same)."""
-    text = response.text.strip()
-    try:
-        body = json.loads(text)
-        message = f"Error code: {response.status_code} - {body}"
-    except ValueError:
-        body, message = text, text or f"Error code: {response.status_code}"
-    data = body.get("error", body) if isinstance(body, dict) else body  # OpenAI's {"error": ..}
-    return openai.APIStatusError(message, response=response, body=data)
 
 
 async def raw_stream(
     provider: dict, path: str, body: dict | None = None, query: dict | None = None
-) -> openai.AsyncStream:
+) -> "openai.AsyncStream | wire.ServerSentEvents":
     """A streamed request (a POST with `body`, else a GET with `query`) whose events come as
     the provider's JSON (dicts), not as SDK models.
 
     Building a pydantic model for every streamed token cost more of a process's CPU per
     streamed answer than storing the answer (BENCHMARKS.md, "Cost per answer"), for the
-    handful of fields read of each. The SDK still sends the request and raises for error
-    statuses and `error` events, as its typed calls do: `cast_to=object` is its documented
-    way to call what it has no method for, and hands the JSON on as it came."""
+    handful of fields read of each. On the SDK's aiohttp transport the request goes on its
+    session and the events are read as the SDK reads them (wire.py); through any other
+    transport (a proxy's, respx's), the SDK sends it and reads them, raising for error
+    statuses and `error` events as its typed calls do: `cast_to=object` is its documented way
+    to call what it has no method for, and hands the JSON on as it came."""
     client = get_client(provider)
+    http, headers, _, on_aiohttp = _http[client]
+    transport = http._transport_for_url(client.base_url)
+    if wire.sends_on_aiohttp(transport):
+        url = f"{client.base_url}{path.lstrip('/')}"
+        return await wire.stream(transport, url, headers, on_aiohttp, body=body, query=query)
     stream_cls = openai.AsyncStream[object]
     if body is not None:
         return await client.post(
