@@ -19,6 +19,8 @@ import msgpack
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.connection import _AsyncHiredisParser, _AsyncRESP3Parser
 
+from bench.tables import print_costs
+
 CHANNEL = "bench-event-reads"
 EVENT = {"type": "message.delta", "run_id": 123456, "offset": 1200, "text": " a few words" * 6,
          "__origin__": "0" * 32}  # fmt: skip
@@ -63,12 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):  # in turns, so that a busy moment of the machine hits both
         for name, parser_class in parsers.items():
             costs[name].append(asyncio.run(read_cost(url, parser_class, args.events)))
-    baseline = min(costs["redis-py (Python)"])
-    print("| events read with | µs CPU an event (each round) | best / redis-py's |")
-    print("|---|---|---|")
-    for name, rounds in costs.items():
-        shown = ", ".join(f"{cost:.1f}" for cost in rounds)
-        print(f"| {name} | {shown} | {min(rounds) / baseline:.2f} |")
+    columns = ("events read with", "µs CPU an event (each round)", "best / redis-py's")
+    print_costs(columns, costs, "redis-py (Python)", digits=1, ratio_digits=2)
 
 
 if __name__ == "__main__":

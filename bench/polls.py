@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench.tables import print_costs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -96,12 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         simulator.kill()
         simulator.wait()
-    floor = min(costs["aiohttp alone"])
-    print("| a poll, sent by | ms CPU (each round) | best / aiohttp alone |")
-    print("|---|---|---|")
-    for name, rounds in costs.items():
-        shown = ", ".join(f"{cost:.3f}" for cost in rounds)
-        print(f"| {name} | {shown} | {min(rounds) / floor:.1f} |")
+    columns = ("a poll, sent by", "ms CPU (each round)", "best / aiohttp alone")
+    print_costs(columns, costs, "aiohttp alone", digits=3, ratio_digits=1)
 
 
 if __name__ == "__main__":

@@ -68,16 +68,12 @@ async def test_it_sends_the_sdks_headers_and_reads_a_compressed_answer():
     seen = {}
     body = gzip.compress(json.dumps({"id": "resp_1", "status": "in_progress"}).encode())
 
-    async def server(reader, writer):
-        seen["request"] = (await reader.readuntil(b"\r\n\r\n")).decode()
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            b"openai-poll-after-ms: 300\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        await writer.drain()
-        writer.close()
+    raw = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        b"openai-poll-after-ms: 300\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
 
-    async with tcp_server(server) as port:
+    async with tcp_server(answering(raw, seen)) as port:
         provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-secret"}
         answer, headers = await get_json(provider, "/responses/resp_1")
 
@@ -104,6 +100,20 @@ async def test_a_refused_connection_and_a_silent_server_fail_as_the_sdks_would()
     assert ours == sdks == ("timeout", "The provider did not answer in time.", True, None)
 
 
+def answering(raw: bytes, seen: dict | None = None):
+    """A server that reads a request (into `seen["request"]`) and writes `raw` back."""
+
+    async def serve(reader, writer):
+        request = (await reader.readuntil(b"\r\n\r\n")).decode()
+        if seen is not None:
+            seen["request"] = request
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    return serve
+
+
 def on_the_wire(answer: httpx.Response, gzipped: bool = False) -> bytes:
     """`answer` as a server writes it, its body compressed if `gzipped`."""
     body = gzip.compress(answer.content) if gzipped else answer.content
@@ -120,13 +130,7 @@ def on_the_wire(answer: httpx.Response, gzipped: bool = False) -> bytes:
 @pytest.mark.parametrize("answer", REFUSALS)
 async def test_every_refusal_on_the_wire_reads_as_the_sdks_own_call_would(answer, gzipped):
     # Sent to a real server, a poll goes on the SDK's aiohttp session (not through respx).
-    async def server(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(on_the_wire(answer, gzipped))
-        await writer.drain()
-        writer.close()
-
-    async with tcp_server(server) as port:
+    async with tcp_server(answering(on_the_wire(answer, gzipped))) as port:
         provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test"}
         ours = await failure(lambda: get_json(provider, "/responses/resp_1"))
         sdks = await failure(lambda: get_client(provider).responses.retrieve("resp_1"))
@@ -144,14 +148,8 @@ async def test_a_poll_on_the_wire_goes_on_the_aiohttp_session_not_through_httpx(
 
     monkeypatch.setattr(AiohttpTransport, "handle_async_request", not_here)
 
-    async def server(reader, writer):
-        await reader.readuntil(b"\r\n\r\n")
-        answer = httpx.Response(200, json={"id": "resp_1", "status": "queued"})
-        writer.write(on_the_wire(answer))
-        await writer.drain()
-        writer.close()
-
-    async with tcp_server(server) as port:
+    answer = httpx.Response(200, json={"id": "resp_1", "status": "queued"})
+    async with tcp_server(answering(on_the_wire(answer))) as port:
         provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test"}
         answer, _ = await get_json(provider, "/responses/resp_1")
 
