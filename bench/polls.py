@@ -23,10 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[float]]:
     import aiohttp
-    import httpx
 
-    from assistants_app.engines import client as client_module
-    from assistants_app.engines.client import get_client, get_json
+    from assistants_app.engines.client import get_as_httpx, get_client, get_json
 
     provider = {"base_url": base_url, "api_key": "sk-bench"}
     client = get_client(provider)
@@ -38,13 +36,7 @@ async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[fl
         raw.http_response.json()
 
     async def transport():  # get_json as it was: an httpx request to the SDK's transport
-        http, headers, extensions, _ = client_module._http[client]
-        url = client.base_url.join(path.lstrip("/"))
-        request = httpx.Request("GET", url, headers=headers, extensions=extensions)
-        response = await http._transport_for_url(url).handle_async_request(request)
-        await response.aread()
-        await response.aclose()
-        response.json()
+        await get_as_httpx(client, path)
 
     async def ours():
         await get_json(provider, path)

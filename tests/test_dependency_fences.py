@@ -130,7 +130,7 @@ def test_httpx_still_picks_a_transport_per_url_where_respx_mocks():
     assert "_transport_for_url" in respx.mocks.HTTPXMocker.target_methods
 
 
-def test_httpx_aiohttp_still_keeps_its_session_and_maps_errors_where_get_json_reads_them():
+def test_httpx_aiohttp_still_keeps_its_session_and_maps_errors_where_wire_py_reads_them():
     import openai
     from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 

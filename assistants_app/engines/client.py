@@ -73,13 +73,15 @@ async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]
     tests/engines/test_get_json.py checks that what it sends and raises either way is what the
     SDK's own call would."""
     client = get_client(provider)
-    http, headers, extensions, on_aiohttp = _http[client]
-    # The transport of the base URL is that of every path under it (picked by scheme, host
-    # and port); the SDK's base URL ends with "/".
-    transport = http._transport_for_url(client.base_url)
-    if wire.sends_on_aiohttp(transport):
-        url = f"{client.base_url}{path.lstrip('/')}"
-        return await wire.get_json(transport, url, headers, on_aiohttp)
+    if (on_aiohttp := _on_aiohttp(client, path)) is not None:
+        return await wire.get_json(*on_aiohttp)
+    return await get_as_httpx(client, path)
+
+
+async def get_as_httpx(client: openai.AsyncOpenAI, path: str) -> tuple[object, httpx.Headers]:
+    """get_json through whatever transport the client picks for the URL, as an httpx request
+    (the way a poll went from the sixth step of "Cost per answer" to the fourteenth)."""
+    http, headers, extensions, _ = _http[client]
     url = client.base_url.join(path.lstrip("/"))
     request = httpx.Request("GET", url, headers=headers, extensions=extensions)
     response = await http._transport_for_url(url).handle_async_request(request)
@@ -90,6 +92,18 @@ async def get_json(provider: dict, path: str) -> tuple[object, Mapping[str, str]
     if response.status_code >= 400:
         raise wire.status_error_of(response)
     return response.json(), response.headers
+
+
+def _on_aiohttp(client: openai.AsyncOpenAI, path: str) -> tuple | None:
+    """What wire.py sends `path` with (transport, URL, headers, timeouts), when the client
+    sends on its own aiohttp transport; None through any other (a proxy's, respx's)."""
+    http, headers, _, timeout = _http[client]
+    # The transport of the base URL is that of every path under it (picked by scheme, host
+    # and port); the SDK's base URL ends with "/".
+    transport = http._transport_for_url(client.base_url)
+    if not wire.sends_on_aiohttp(transport):
+        return None
+    return transport, f"{client.base_url}{path.lstrip('/')}", headers, timeout
 
 
 async def raw_stream(
@@ -106,11 +120,8 @@ async def raw_stream(
     statuses and `error` events as its typed calls do: `cast_to=object` is its documented way
     to call what it has no method for, and hands the JSON on as it came."""
     client = get_client(provider)
-    http, headers, _, on_aiohttp = _http[client]
-    transport = http._transport_for_url(client.base_url)
-    if wire.sends_on_aiohttp(transport):
-        url = f"{client.base_url}{path.lstrip('/')}"
-        return await wire.stream(transport, url, headers, on_aiohttp, body=body, query=query)
+    if (on_aiohttp := _on_aiohttp(client, path)) is not None:
+        return await wire.stream(*on_aiohttp, body=body, query=query)
     stream_cls = openai.AsyncStream[object]
     if body is not None:
         return await client.post(

@@ -270,9 +270,10 @@ class _Pauses:
         self.error: BaseException | None = None
         self.ending = False  # the follower was interrupted by this, not cancelled by others
         self.ticking: asyncio.Task | None = None
+        # When the timer fires, kept here: uvloop's handle for a time already reached is a
+        # plain Handle, without `when()` (tests/test_uvloop.py).
         self.timer: asyncio.Handle | None = None
-        self.due = 0.0  # when the timer fires: uvloop's handle for a due time already past
-        # is a plain Handle, without `when()`
+        self.due = 0.0
         self.wake_by(live.wake_in())
 
     def wake_by(self, seconds: float | None) -> None:
