@@ -6,6 +6,9 @@ sends it on that transport's aiohttp session; and the same GET on aiohttp alone 
 `python -m bench.polls` starts the simulator, creates a background response that stays in
 progress, and polls it a few hundred times each way, in turns, printing the CPU milliseconds
 of each: BENCHMARKS.md, "Cost per answer", weighs it against what a polled answer spends.
+Then the same for a polled run's create (one an answer): the SDK's typed call and its model of
+the answer, as the site made it until the fifteenth step; client.post_json and the engine's
+reading of the answer, as it makes it since; aiohttp alone.
 """
 
 import argparse
@@ -54,15 +57,49 @@ async def measure(base_url: str, repeats: int, rounds: int) -> dict[str, list[fl
             "get_json": ours,
             "aiohttp alone": alone,
         }
-        costs: dict[str, list[float]] = {name: [] for name in ways}
-        for _ in range(rounds):
-            for name, poll in ways.items():
-                for _ in range(20):  # warm: connections open, caches filled
-                    await poll()
-                started = time.process_time()
-                for _ in range(repeats):
-                    await poll()
-                costs[name].append(1000 * (time.process_time() - started) / repeats)
+        return await timed(ways, repeats, rounds)
+
+
+async def measure_creates(base_url: str, repeats: int, rounds: int) -> dict[str, list[float]]:
+    import aiohttp
+
+    from assistants_app.engines.client import get_client, post_json
+    from assistants_app.engines.responses import _update_of, to_run_update
+
+    provider = {"base_url": base_url, "api_key": "sk-bench"}
+    client = get_client(provider)
+    params = {"model": "simulator", "input": "Hello", "background": True, "store": True}
+
+    async def sdk():  # the engine's create until the fifteenth step
+        raw = await client.responses.with_raw_response.create(**params)
+        to_run_update(raw.parse(), raw.headers)
+
+    async def ours():
+        answer, headers = await post_json(provider, "/responses", params)
+        _update_of(answer, headers)
+
+    async with aiohttp.ClientSession() as session:
+
+        async def alone():
+            headers = {"Authorization": "Bearer sk-bench"}
+            async with session.post(f"{base_url}/responses", json=params, headers=headers) as r:
+                await r.json()
+
+        ways = {"the SDK's typed call": sdk, "post_json": ours, "aiohttp alone": alone}
+        return await timed(ways, repeats, rounds)
+
+
+async def timed(ways: dict, repeats: int, rounds: int) -> dict[str, list[float]]:
+    """The CPU milliseconds of one call each way, `repeats` in a row, the ways in turns."""
+    costs: dict[str, list[float]] = {name: [] for name in ways}
+    for _ in range(rounds):
+        for name, call in ways.items():
+            for _ in range(20):  # warm: connections open, caches filled
+                await call()
+            started = time.process_time()
+            for _ in range(repeats):
+                await call()
+            costs[name].append(1000 * (time.process_time() - started) / repeats)
     return costs
 
 
@@ -86,12 +123,16 @@ def main(argv: list[str] | None = None) -> None:
         import django
 
         django.setup()
-        costs = asyncio.run(measure(f"http://127.0.0.1:{port}/v1", args.repeats, args.rounds))
+        url = f"http://127.0.0.1:{port}/v1"
+        polls = asyncio.run(measure(url, args.repeats, args.rounds))
+        creates = asyncio.run(measure_creates(url, args.repeats, args.rounds))
     finally:
         simulator.kill()
         simulator.wait()
-    columns = ("a poll, sent by", "ms CPU (each round)", "best / aiohttp alone")
-    print_costs(columns, costs, "aiohttp alone", digits=3, ratio_digits=1)
+    for what, costs in (("a poll", polls), ("a create", creates)):
+        columns = (f"{what}, sent by", "ms CPU (each round)", "best / aiohttp alone")
+        print_costs(columns, costs, "aiohttp alone", digits=3, ratio_digits=1)
+        print()
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ from .client import (
     get_json,
     is_context_overflow,
     poll_after_seconds,
+    post_json,
     provider_errors,
     raw_stream,
 )
@@ -87,12 +88,13 @@ class ResponsesEngine(LocalGeneration):
         if thread.remote_id or not (found.responses and found.conversations):
             return
         first, *rest = batches(seed) or [()]
-        conversations = get_client(self.provider).conversations
         try:
             with provider_errors():
-                conversation = await conversations.create(
-                    metadata={"thread_id": str(thread.pk)}, **(await _items(first))
-                )
+                body = {"metadata": {"thread_id": str(thread.pk)}, **(await _items(first))}
+                conversation, _ = await post_json(self.provider, "/conversations", body)
+                remote_id = conversation.get("id") if isinstance(conversation, dict) else None
+                if not remote_id or not isinstance(remote_id, str):
+                    raise ValueError("a conversation has an id")
         except ProviderError as error:
             if error.code != "endpoint_not_found":
                 raise
@@ -100,10 +102,11 @@ class ResponsesEngine(LocalGeneration):
             # thread goes on without one, from the history we keep.
             await remember(self.provider, conversations=False)
             return
+        conversations = get_client(self.provider).conversations
         with provider_errors():
             for batch in rest:  # the API takes SEED_BATCH items at create, the rest after
-                await conversations.items.create(conversation.id, **(await _items(batch)))
-        thread.remote_id = conversation.id
+                await conversations.items.create(remote_id, **(await _items(batch)))
+        thread.remote_id = remote_id
 
     async def start_run(self, run: Run, message: Message) -> RunUpdate:
         assistant = run.thread.assistant
@@ -156,15 +159,17 @@ class ResponsesEngine(LocalGeneration):
         if settings.RUN_STREAMING and found.streamed_retrieve is not False:
             if (update := await self._create_streamed(run, params)) is not None:
                 return update
-        raw = await self._create(params)
-        with provider_errors():
-            response = raw.parse()
-        run.remote_id = response.id
-        return to_run_update(response, raw.headers)
+        return await self._create(run, params)
 
-    async def _create(self, params: dict):
+    async def _create(self, run: Run, params: dict) -> RunUpdate:
+        """Create a background response; sets `run.remote_id`."""
         with provider_errors():
-            return await get_client(self.provider).responses.with_raw_response.create(**params)
+            answer, headers = await post_json(self.provider, "/responses", params)
+            update = _update_of(answer, headers)
+            run.remote_id = answer["id"] if isinstance(answer.get("id"), str) else ""
+        if not run.remote_id:
+            raise ProviderError("bad_answer", BAD_ANSWER)
+        return update
 
     async def _create_streamed(self, run: Run, params: dict) -> RunUpdate | None:
         """The response created with its stream, read up to its first event (which names it);
@@ -240,12 +245,7 @@ class ResponsesEngine(LocalGeneration):
     async def poll(self, run: Run) -> RunUpdate:
         with provider_errors():
             answer, headers = await get_json(self.provider, f"/responses/{run.remote_id}")
-            if (status := _under_way(answer)) is not None:
-                return RunUpdate(status=status, poll_after=poll_after_seconds(headers))
-            if not isinstance(answer, dict):
-                raise ValueError("a response is a JSON object")
-            response = Response.model_construct(**answer)  # what the SDK's retrieve builds
-        return to_run_update(response, headers)
+            return _update_of(answer, headers)
 
     async def stream(self, run: Run, starting_after: int | None) -> AsyncIterator[StreamEvent]:
         if _generated_here(run):
@@ -305,11 +305,7 @@ class ResponsesEngine(LocalGeneration):
             params["conversation"] = run.thread.remote_id
         else:
             params["previous_response_id"] = run.remote_id
-        raw = await self._create(params)
-        with provider_errors():
-            response = raw.parse()
-        run.remote_id = response.id
-        return to_run_update(response, raw.headers)
+        return await self._create(run, params)
 
     async def cancel(self, run: Run) -> RunUpdate:
         if _generated_here(run):
@@ -485,6 +481,17 @@ def _last_error_code(thread_id: int, run_id: int):
     """The error code of the run before `run_id` in the thread, if there is one."""
     earlier = Run.objects.filter(thread_id=thread_id, pk__lt=run_id).order_by("-pk")
     return earlier.values_list("error_code", flat=True)[:1]
+
+
+def _update_of(answer, headers) -> RunUpdate:
+    """A response as the provider's JSON (a create's or a poll's answer) as an update; raises
+    ValueError for anything else (provider_errors: "bad_answer")."""
+    if (status := _under_way(answer)) is not None:
+        return RunUpdate(status=status, poll_after=poll_after_seconds(headers))
+    if not isinstance(answer, dict):
+        raise ValueError("a response is a JSON object")
+    # What the SDK's typed calls build, its fields' models within (not validated: nor are they).
+    return to_run_update(Response.model_construct(**answer), headers)
 
 
 def _under_way(response) -> RunStatus | None:

@@ -1,6 +1,6 @@
 """The requests a run makes most, sent on the aiohttp session of the SDK's own transport: a
-poll's GET (client.get_json) and a streamed request (client.raw_stream), whose events arrive
-as the provider's JSON.
+poll's GET and a create's POST (client.get_json, client.post_json) and a streamed request
+(client.raw_stream), whose events arrive as the provider's JSON.
 
 Through the SDK and httpx, each request is built, sent and answered three times over: the
 SDK's request options, httpx's request and response, and the transport's conversion of both
@@ -42,18 +42,25 @@ def _session(transport: AiohttpTransport) -> aiohttp.ClientSession:
     return transport.client
 
 
-async def get_json(
-    transport: AiohttpTransport, url: str, headers: dict, timeout: aiohttp.ClientTimeout
+async def request_json(
+    transport: AiohttpTransport,
+    url: str,
+    headers: dict,
+    timeout: aiohttp.ClientTimeout,
+    body: dict | None = None,
 ) -> tuple[object, Mapping[str, str]]:
-    """GET `url`: the JSON answered, and the headers (see client.get_json)."""
+    """POST `body` as JSON to `url`, or GET it without one: the JSON answered, and the
+    headers (see client.get_json)."""
+    method = "GET" if body is None else "POST"
     with map_aiohttp_exceptions():
-        async with _session(transport).get(
-            url, headers=headers, allow_redirects=False, timeout=timeout
-        ) as answer:
-            body = await answer.read()
+        async with _session(transport).request(
+            method, url, data=_json_body(body), headers=headers, allow_redirects=False,
+            timeout=timeout,
+        ) as answer:  # fmt: skip
+            content = await answer.read()
     if answer.status >= 400:
-        raise status_error_of(_as_httpx("GET", url, headers, answer, body))
-    return json.loads(body), answer.headers
+        raise status_error_of(_as_httpx(method, url, headers, answer, content))
+    return json.loads(content), answer.headers
 
 
 async def stream(
@@ -66,12 +73,10 @@ async def stream(
 ) -> "ServerSentEvents":
     """POST `body` as JSON (or GET with `query`) and answer with its events, unread."""
     method = "GET" if body is None else "POST"
-    # As httpx encodes the SDK's JSON body.
-    data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
     with map_aiohttp_exceptions():
         answer = await _session(transport).request(
-            method, url, params=query, data=data, headers=headers, allow_redirects=False,
-            timeout=timeout,
+            method, url, params=query, data=_json_body(body), headers=headers,
+            allow_redirects=False, timeout=timeout,
         )  # fmt: skip
         if answer.status >= 400:
             try:
@@ -80,6 +85,11 @@ async def stream(
                 answer.release()
             raise status_error_of(_as_httpx(method, url, headers, answer, content))
     return ServerSentEvents(answer, method)
+
+
+def _json_body(body: dict | None) -> str | None:
+    """The body as httpx encodes the SDK's JSON (its content type is in the SDK's headers)."""
+    return None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
 
 
 class ServerSentEvents:
