@@ -3,7 +3,8 @@ the other checkout): what an answer costs per scenario, and a plot of it.
 
     python -m bench.compare --out PLOT.png before-1.json after-1.json before-2.json ...
 
-Runs are grouped by the commit they measured (`site_commit`), in the order first seen. The
+Runs are grouped by the commit they measured (`site_commit`) and the server that served it
+when not the default (`--server`), in the order first seen. The
 table gives each run's CPU seconds per answer and ours/simulator (the same window's provider
 CPU, which cancels how fast the shared machine was at that moment), and the median of each.
 """
@@ -16,14 +17,18 @@ from pathlib import Path
 
 
 def load(paths: list[Path]) -> dict:
-    """{scenario label: {commit: [cost, ...]}}, commits in the order first seen."""
+    """{scenario label: {commit: [cost, ...]}}, commits in the order first seen (with the
+    server, when it is not daphne)."""
     table: dict = defaultdict(lambda: defaultdict(list))
     for path in paths:
         results = json.loads(path.read_text())
-        commit = results["options"].get("site_commit") or path.stem
+        options = results["options"]
+        commit = (options.get("site_commit") or path.stem)[:7]
+        if options.get("server", "daphne") != "daphne":
+            commit += f" on {options['server']}"
         for scenario in results["scenarios"]:
             if scenario.get("cost"):
-                table[scenario["label"]][commit[:7]].append(scenario["cost"])
+                table[scenario["label"]][commit].append(scenario["cost"])
     return table
 
 

@@ -141,11 +141,13 @@ def _stop(process: subprocess.Popen, kill: bool = False) -> None:
 
 
 # How a site's web server is started, by name: Python's arguments for a host and port.
-# daphne is the product's server; uvicorn is there for the benchmark, to weigh daphne.
+# daphne (on uvloop, chatsite/server.py) is the product's server; uvicorn is there for the
+# benchmark, to weigh daphne, with websockets' sans-I/O implementation, which cost no more
+# than its older one in the fifteenth step of "Cost per answer" (BENCHMARKS.md).
 SERVERS = {
     "daphne": daphne_args,
     "uvicorn": lambda host, port: [
-        "-m", "uvicorn", "--host", host, "--port", str(port), "--ws", "websockets",
+        "-m", "uvicorn", "--host", host, "--port", str(port), "--ws", "websockets-sansio",
         # daphne's bounds (serve.py): websocket messages, and pings every 20 s.
         "--ws-max-size", str(settings.WEBSOCKET_MAX_MESSAGE_BYTES), "--ws-ping-interval", "20",
         "--lifespan", "off", "--no-access-log", ASGI_APP,

@@ -1,6 +1,7 @@
 """A whole chat through real daphne and the simulator over loopback, as a browser would."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,13 @@ async def test_a_chat_completes_over_a_real_websocket(site):
     answer = answers[0]
     assert "Simulated reply" in answer["html"]
     assert '<pre tabindex="0"><code' in answer["html"]  # the canned code sample, rendered
+
+
+def test_the_site_is_served_by_daphne_on_uvloop(site):
+    # Started as manage.py serve starts it (serve.daphne_args): python -m chatsite.server.
+    server = site.servers[0].pid
+    assert "chatsite.server" in Path(f"/proc/{server}/cmdline").read_text()
+    assert "/uvloop/loop." in Path(f"/proc/{server}/maps").read_text()  # its loop's library
 
 
 async def test_bob_cannot_open_alices_thread_socket(site):

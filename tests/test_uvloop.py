@@ -1,5 +1,6 @@
-"""The engine on uvloop's event loop, which `uvicorn[standard]` serves on: what it does
-differently from asyncio's own loop must not break a streamed answer."""
+"""The engine on uvloop's event loop, which the site's daphne runs on (chatsite/server.py), as
+`uvicorn[standard]` does: what it does differently from asyncio's own loop must not break a
+streamed answer."""
 
 import asyncio
 from types import SimpleNamespace

@@ -1,4 +1,5 @@
-"""Prepare the database and serve the site with daphne, plus the simulator when it is used.
+"""Prepare the database and serve the site with daphne (on uvloop), plus the simulator when it
+is used.
 
 This is the one command a newcomer runs: migrations, demo data on an empty database, and the
 offline simulator as the provider when no OPENAI_API_KEY is set. Without Redis the site's own
@@ -215,10 +216,10 @@ def login_hint(url: str) -> str:
 
 
 def daphne_args(host: str, port: int) -> list[str]:
-    """Python's arguments to run daphne: websocket messages bounded, client addresses from
-    the proxy when there is one."""
+    """Python's arguments to run daphne (on uvloop's event loop: chatsite/server.py):
+    websocket messages bounded, client addresses from the proxy when there is one."""
     size = str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
-    command = ["-m", "daphne", "-b", host, "-p", str(port)]
+    command = ["-m", "chatsite.server", "-b", host, "-p", str(port)]
     command += ["--websocket-max-message-size", size, "--websocket-max-frame-size", size]
     # In a burst of connects (every page reconnecting after a restart) a handshake can queue
     # longer than daphne's default 5 s; a refused one only comes back as another connect.
