@@ -1,11 +1,11 @@
-"""Where our code reaches into asgiref, Channels, channels_redis, httpx and httpx-aiohttp, the
-versions it was written for are pinned in pyproject.toml, and these tests check both the
-installed versions and the private names that code leans on. An upgrade that moves one of
-them fails here, with a message naming the module to read again, instead of failing under load
-in production.
+"""Where our code reaches into asgiref, Channels, channels_redis, daphne, httpx and httpx-aiohttp,
+the versions it was written for are pinned in pyproject.toml, and these tests check both the
+installed versions and the private names that code leans on. An upgrade that moves one of them
+fails here, with a message naming the module to read again, instead of failing under load in
+production.
 
 The reasons for each reach are in the modules named and in README's "Where we go beyond
-Channels, channels_redis, asgiref and httpx, and why".
+Channels, channels_redis, asgiref, httpx and daphne, and why".
 """
 
 import inspect
@@ -26,6 +26,7 @@ FENCED = {
         "assistants_app/consumers.py, assistants_app/socket_auth.py, chatsite/channel_layer.py"
     ),
     "channels-redis": "chatsite/channel_layer.py",
+    "daphne": "chatsite/server.py, chatsite/asgi.py",
     "httpx": "assistants_app/engines/client.py",
     "httpx-aiohttp": "assistants_app/engines/wire.py",
     "mozilla-django-oidc": "assistants_app/sso.py",

@@ -32,7 +32,10 @@ def test_daphne_runs_on_the_loop_chosen(chosen, loop):
     ran = loop_daphne_runs_on(CHAT_EVENT_LOOP=chosen)
 
     assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == [loop, loop]
+    assert ran.stdout.split() == [loop, loop], (
+        "daphne no longer makes Twisted's loop from the policy as daphne.server is imported: "
+        "read chatsite/server.py against the installed daphne"
+    )
 
 
 def test_a_loop_it_does_not_know_is_refused_in_words():
