@@ -92,9 +92,7 @@ class ResponsesEngine(LocalGeneration):
             with provider_errors():
                 body = {"metadata": {"thread_id": str(thread.pk)}, **(await _items(first))}
                 conversation, _ = await post_json(self.provider, "/conversations", body)
-                remote_id = conversation.get("id") if isinstance(conversation, dict) else None
-                if not remote_id or not isinstance(remote_id, str):
-                    raise ValueError("a conversation has an id")
+                remote_id = _id_of(conversation)
         except ProviderError as error:
             if error.code != "endpoint_not_found":
                 raise
@@ -166,9 +164,7 @@ class ResponsesEngine(LocalGeneration):
         with provider_errors():
             answer, headers = await post_json(self.provider, "/responses", params)
             update = _update_of(answer, headers)
-            run.remote_id = answer["id"] if isinstance(answer.get("id"), str) else ""
-        if not run.remote_id:
-            raise ProviderError("bad_answer", BAD_ANSWER)
+            run.remote_id = _id_of(answer)
         return update
 
     async def _create_streamed(self, run: Run, params: dict) -> RunUpdate | None:
@@ -198,8 +194,8 @@ class ResponsesEngine(LocalGeneration):
             event = await first_event(events, lambda e: isinstance(e.get("response"), dict))
             try:
                 first = to_stream_event(event)
-                run.remote_id = str(event["response"].get("id") or "")
-                if not run.remote_id or first.update is None:
+                run.remote_id = _id_of(event["response"])
+                if first.update is None:
                     raise ProviderError("bad_answer", BAD_ANSWER)
             except BaseException:
                 await events.close()
@@ -481,6 +477,15 @@ def _last_error_code(thread_id: int, run_id: int):
     """The error code of the run before `run_id` in the thread, if there is one."""
     earlier = Run.objects.filter(thread_id=thread_id, pk__lt=run_id).order_by("-pk")
     return earlier.values_list("error_code", flat=True)[:1]
+
+
+def _id_of(created) -> str:
+    """The provider's id of what it created (a response, a conversation), as its JSON has it;
+    ValueError when there is none (provider_errors: "bad_answer")."""
+    found = created.get("id") if isinstance(created, dict) else None
+    if not found:
+        raise ValueError("what the provider created has no id")
+    return str(found)
 
 
 def _update_of(answer, headers) -> RunUpdate:

@@ -219,3 +219,24 @@ async def test_a_poll_under_way_builds_no_model_of_the_response(provider, starte
     await started_run.arefresh_from_db()
     assert started_run.status == RunStatus.COMPLETED
     assert len(parsed) == 1  # only the finished answer was read into the SDK's model
+
+
+@pytest.mark.parametrize("nameless", ["conversation", "response"])
+async def test_a_conversation_or_response_created_without_an_id_fails_the_run_in_words(
+    provider, alice_thread, nameless
+):
+    answers = {"conversation": conversation(), "response": response("queued")}
+    del answers[nameless]["id"]
+    provider.post("/conversations").respond(json=answers["conversation"])
+    if nameless == "response":
+        provider.post("/responses").respond(json=answers["response"])
+    prompt = await Message.objects.acreate(thread=alice_thread, role="user", text="Hello")
+    run = await Run.objects.acreate(thread=alice_thread, prompt=prompt)
+    run.thread = alice_thread
+
+    await runs.start(run, prompt)
+
+    await run.arefresh_from_db()
+    assert (run.status, run.error_code) == (RunStatus.FAILED, "bad_answer")
+    assert "not in the API's format" in run.error_message
+    assert run.remote_id == ""
