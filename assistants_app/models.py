@@ -237,13 +237,19 @@ class Message(models.Model):
         if not self._state.adding or not self.remote_id:
             raise ValueError("save_unless_stored saves a new message with a provider id")
         self._follow_the_leaf()
-        pk = _insert_unless_stored(self)
-        if pk is None:
+        if not prepared.insert(self, conflict=_unless_stored()):
             return False
-        self.pk = pk
-        self._state.adding, self._state.db = False, DEFAULT_DB_ALIAS
         self._thread_goes_on()
         return True
+
+    def insert(self) -> None:
+        """Save a new message as save() does, its insert built once (prepared.insert): every
+        post stores one."""
+        if not self._state.adding:
+            raise ValueError("insert saves a new message")
+        self._follow_the_leaf()
+        prepared.insert(self)
+        self._thread_goes_on()
 
     def _follow_the_leaf(self) -> None:
         if self.parent_id is None and not self.starts_thread:
@@ -327,28 +333,15 @@ def _thread_goes_on(thread_id: int, parent_id: int | None, message_id: int, now:
     return Thread.objects.filter(pk=thread_id), {"current_leaf_id": leaf, "updated_at": now}
 
 
-def _insert_unless_stored(message: Message) -> int | None:
-    """Insert the message's row unless its (thread, remote_id) is taken: its id, else None.
-    The conflict target names the unique constraint's own condition, as both PostgreSQL and
-    SQLite require of a partial index (tests/test_store_once.py runs on both)."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    returning = connection.features.can_return_columns_from_insert
-    sql = (
-        f"INSERT INTO {quote(Message._meta.db_table)}"
-        f" ({', '.join(quote(field.column) for field in fields)})"
-        f" VALUES ({', '.join(['%s'] * len(fields))})"
+def _unless_stored() -> str:
+    """The insert's clause that keeps out a message whose (thread, remote_id) is taken. The
+    conflict target names the unique constraint's own condition, as both PostgreSQL and SQLite
+    require of a partial index (tests/test_store_once.py runs on both)."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    return (
         f" ON CONFLICT ({quote('thread_id')}, {quote('remote_id')})"
         f" WHERE NOT ({quote('remote_id')} = '') DO NOTHING"
-    ) + (f" RETURNING {quote('id')}" if returning else "")
-    values = [field.get_db_prep_save(field.pre_save(message, True), connection) for field in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        if returning:
-            row = cursor.fetchone()
-            return None if row is None else row[0]
-        return cursor.lastrowid if cursor.rowcount == 1 else None
+    )
 
 
 class RunQuerySet(models.QuerySet):

@@ -11,7 +11,18 @@ from django.db import DatabaseError, IntegrityError, OperationalError, connectio
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from . import assistant_versions, files, knowledge, limits, prepared, runs, storable, tree, usage
+from . import (
+    assistant_versions,
+    attached,
+    files,
+    knowledge,
+    limits,
+    prepared,
+    runs,
+    storable,
+    tree,
+    usage,
+)
 from .db import database_sync_to_async, is_busy
 from .exceptions import (
     CancelFailed,
@@ -26,7 +37,7 @@ from .exceptions import (
     RunActive,
     SignedOut,
 )
-from .models import Assistant, Attachment, Message, Run, RunStatus, Thread
+from .models import Assistant, Message, Run, RunStatus, Thread
 from .runs import approvals
 
 TITLE_LENGTH = 60
@@ -270,9 +281,10 @@ def _store_message_and_run_now(
     # One short transaction, the title included: on SQLite every writer waits for it.
     with _starting_a_run(user, thread):
         # It follows the message the thread shows last (Message.save).
-        message = Message.objects.create(
+        message = Message(
             thread=thread, role=Message.Role.USER, text=text, parent_id=thread.current_leaf_id
         )
+        message.insert()
         thread.current_leaf = message
         run = new_run(thread, message)
         if attachment_ids:
@@ -280,7 +292,7 @@ def _store_message_and_run_now(
             # Loaded now: the views (async) show the message with its files.
             prefetch_related_objects([message], "attachments")
         else:  # none, known without asking
-            message._prefetched_objects_cache = {"attachments": Attachment.objects.none()}
+            message._prefetched_objects_cache = {"attachments": attached.none_loaded()}
         if not thread.title:
             thread.title = text.strip().splitlines()[0].strip()[:TITLE_LENGTH]
             thread.save(update_fields=["title", "updated_at"])
@@ -309,13 +321,14 @@ def _new_run_for_last_prompt(user, thread: Thread) -> tuple[Message, Run]:
 
 def new_run(thread: Thread, prompt: Message) -> Run:
     """A run answering `prompt` with the thread's assistant (as `_starting_a_run` read it)."""
-    run = Run.objects.create(
+    run = Run(
         thread=thread,
         prompt=prompt,
         assistant_id=thread.assistant_id,
         assistant_version_id=assistant_versions.current_id(thread.assistant),
         **runs.starting_lease(),
     )
+    prepared.insert(run)
     usage.reserve(run)
     return run
 

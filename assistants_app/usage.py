@@ -49,7 +49,7 @@ def reserve(run: Run) -> UsageRecord:
     model = costs.model_of(thread.assistant)
     price = costs.price_for(thread.assistant.provider, model)
     sending = chars // CHARS_PER_TOKEN
-    record = UsageRecord.objects.create(
+    record = UsageRecord(
         run=run,
         user_id=thread.owner_id,
         assistant_id=thread.assistant_id,
@@ -60,6 +60,7 @@ def reserve(run: Run) -> UsageRecord:
         charged_tokens=sending + ANSWER_TOKENS_ESTIMATE,
         charged_cost=costs.cost_of(price, sending, 0, ANSWER_TOKENS_ESTIMATE) if price else 0,
     )
+    prepared.insert(record)
     # The user's groups now: their budgets pay for this run, whatever the user joins later.
     through = UsageRecord.groups.through
     if groups := groups_of(thread.owner_id):

@@ -54,8 +54,8 @@ def statements(user, thread, run, session_key):
     from django.db.models import Exists, OuterRef
     from django.utils import timezone
 
-    from assistants_app import services, sessions
-    from assistants_app.models import Assistant, Run, Thread
+    from assistants_app import prepared, services, sessions
+    from assistants_app.models import Assistant, Run, Thread, UsageRecord
     from assistants_app.runs import store
 
     def session_read():  # Django's db SessionStore._get_session_from_db
@@ -76,6 +76,20 @@ def statements(user, thread, run, session_key):
     def run_status_update():  # store._store
         return Run.objects.filter(pk=run.pk).active().update(status="in_progress")
 
+    ended = {"thread": thread, "prompt": run.prompt, "status": "completed"}  # one active a thread
+
+    def run_created():  # services.new_run, before prepared.insert
+        return Run.objects.create(**ended)
+
+    def run_inserted():
+        prepared.insert(Run(**ended))
+
+    def usage_created():  # usage.reserve, before prepared.insert (a record of no run: one each)
+        return UsageRecord.objects.create(user=user, assistant_id=thread.assistant_id, model="m")
+
+    def usage_inserted():
+        prepared.insert(UsageRecord(user=user, assistant_id=thread.assistant_id, model="m"))
+
     def run_loaded():  # driver._load
         runs = Run.objects.select_related("thread__assistant", "thread__owner")
         return runs.filter(pk=run.pk).first()
@@ -91,6 +105,8 @@ def statements(user, thread, run, session_key):
          lambda: services._stored_thread(thread_id=thread.pk)),
         ("a run's status written", run_status_update,
          lambda: store._write_active_run(run.pk, {"status": "in_progress"}, going=False)),
+        ("a run inserted", run_created, run_inserted),
+        ("a usage record inserted", usage_created, usage_inserted),
         ("a run loaded with its thread", run_loaded, None),
     ]  # fmt: skip
 

@@ -5,14 +5,16 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from django.db.models import Exists, F, OuterRef, Sum
 from django.db.models.functions import Length
+from django.db.models.signals import post_save, pre_save
 from django.utils import timezone
 
 from assistants_app import prepared
-from assistants_app.models import Message, Run, RunStatus, Thread
+from assistants_app.models import Message, Run, RunStatus, Thread, UsageRecord
 
 from .conftest import make_assistant
 from .live import postgres_database
@@ -233,3 +235,73 @@ def test_f_expressions_stay_in_the_sql(threads):
     assert retitle(thread_id=mine.pk, suffix="conv_1") == 1
     mine.refresh_from_db()
     assert (mine.title, mine.remote_id) == ("", "conv_1")
+
+
+def test_an_insert_stores_the_row_the_orms_create_would(threads, alice):
+    mine, _ = threads
+    prompt = mine.messages.last()
+    when = timezone.now() - timedelta(minutes=5)
+    fields = {
+        Run: {"thread": mine, "prompt": prompt, "status": "completed", "remote_id": "resp_1",
+              "input_tokens": 12, "usage_estimated": True, "created_at": when},
+        UsageRecord: {"user": alice, "assistant_id": mine.assistant_id, "created_at": when,
+                      "charged_tokens": 700, "model": "gpt-x", "charged_cost": Decimal("0.25")},
+        Message: {"thread": mine, "role": "assistant", "text": "Hi", "is_partial": True,
+                  "parent_id": prompt.pk, "created_at": when},
+    }  # fmt: skip
+    for model, given in fields.items():
+        created = model.objects.create(**given)
+        inserted = model(**given)
+
+        assert prepared.insert(inserted) is True
+
+        assert inserted.pk is not None and inserted.pk != created.pk
+        assert not inserted._state.adding and inserted._state.db == "default"
+        stored = model.objects.filter(pk__in=[created.pk, inserted.pk]).order_by("pk")
+        assert len(rows := [row_of(instance) for instance in stored]) == 2
+        assert rows[0] == rows[1], model.__name__
+
+
+def row_of(instance) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields[1:]}
+
+
+def test_an_insert_takes_the_id_of_a_related_instance_saved_since_it_was_given(threads):
+    mine, _ = threads
+    question = Message(thread=mine, role="user", text="And then?")
+    run = Run(thread=mine, prompt=question, status="completed")
+    question.insert()
+
+    prepared.insert(run)
+
+    assert Run.objects.get(pk=run.pk).prompt_id == question.pk
+
+
+def test_an_insert_takes_only_a_new_instance(threads):
+    mine, _ = threads
+    with pytest.raises(ValueError):
+        prepared.insert(mine)
+    with pytest.raises(ValueError):
+        prepared.insert(Thread(pk=10_000, owner_id=mine.owner_id, assistant=mine.assistant))
+
+
+def test_an_insert_kept_out_by_its_conflict_clause_answers_false(threads):
+    mine, _ = threads
+    first = Message(thread=mine, role="assistant", text="Once", remote_id="msg_once")
+    again = Message(thread=mine, role="assistant", text="Twice", remote_id="msg_once")
+
+    assert first.save_unless_stored() is True
+    assert again.save_unless_stored() is False
+
+    assert again.pk is None and again._state.adding
+    assert list(mine.messages.filter(remote_id="msg_once").values_list("text", flat=True)) == [
+        "Once"
+    ]
+
+
+@pytest.mark.parametrize("model", [Message, Run, UsageRecord])
+def test_the_models_inserted_without_save_have_no_save_signals(model):
+    """prepared.insert sends no pre_save or post_save: true to the ORM only while nothing
+    listens for them on the models every answer inserts (services.py, usage.py)."""
+    assert not pre_save.has_listeners(model)
+    assert not post_save.has_listeners(model)

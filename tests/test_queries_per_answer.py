@@ -11,7 +11,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models.sql.compiler import SQLCompiler
 from django.test import AsyncClient
 
-from assistants_app import runs, services
+from assistants_app import attached, runs, services
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
@@ -215,3 +215,23 @@ async def connect_and_replay(thread, cookie: str) -> list[dict]:
     replayed = [await socket.receive_json_from(timeout=5) for _ in range(3)]
     await socket.disconnect()
     return replayed
+
+
+def test_a_message_sent_without_files_shows_none_without_building_a_statement(
+    alice, alice_thread, monkeypatch
+):
+    """Its attachments are known to be none as it is stored: reading them builds no SQL, not
+    even the empty queryset's (which compiles its query to find out it is empty)."""
+    message, _ = services._store_message_and_run_now(alice, alice_thread, "Hi", [])
+    compiled = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        compiled.append(self.query.model.__name__)
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+
+    assert attached.known_to_have_none(message)
+    assert message.as_event()["attachments"] == []
+    assert compiled == []

@@ -9,7 +9,7 @@ from asgiref.sync import async_to_sync
 from django.apps import apps
 from django.urls import reverse
 
-from assistants_app import limits, runs, services, usage
+from assistants_app import limits, prepared, runs, services, usage
 from assistants_app.engines.base import RunUpdate, Usage
 from assistants_app.exceptions import RunActive
 from assistants_app.models import Run, RunStatus, Thread, UsageRecord
@@ -107,10 +107,14 @@ def test_a_send_that_is_not_stored_does_not_spend_the_minute(
     settings.MESSAGES_PER_MINUTE = 1
     from django.db import IntegrityError
 
-    def lost_race(**fields):  # another tab's run was stored first
-        raise IntegrityError("one_active_run_per_thread")
+    insert = prepared.insert
 
-    monkeypatch.setattr(Run.objects, "create", lost_race)
+    def lost_race(instance, **kwargs):  # another tab's run was stored first
+        if isinstance(instance, Run):
+            raise IntegrityError("one_active_run_per_thread")
+        return insert(instance, **kwargs)
+
+    monkeypatch.setattr(prepared, "insert", lost_race)
     thread = Thread.objects.select_related("assistant").get(pk=alice_thread.pk)
     with pytest.raises(RunActive):
         async_to_sync(services.submit_message)(alice, thread, "double click")
