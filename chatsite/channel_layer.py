@@ -15,9 +15,10 @@ for every publish (held until Redis answers), subscribe and unsubscribe: under l
 was the process's serial bottleneck (BENCHMARKS.md, "The channel layer's lock").
 
 - Publishes go out from an outbox, one task per Redis host sending everything waiting in one
-  pipeline: in the order they were sent, without the sender waiting for Redis, and under load
-  many in one round trip. A publish Redis refuses is logged and lost: an event is a doorbell,
-  the database is the record, and a page asks for what it missed (`hello`).
+  write on a connection of its own: in the order they were sent, without the sender waiting
+  for Redis, and under load many in one round trip. A publish Redis refuses is logged and
+  lost: an event is a doorbell, the database is the record, and a page asks for what it
+  missed (`hello`).
 - An event carries the tag of the layer that sent it (ORIGIN; one per event loop, which serves
   its own sockets), so that each drops its own events when Redis hands them back (its sockets
   had them already); the tag is taken off before a socket sees an event.
@@ -34,6 +35,7 @@ import time
 import uuid
 from contextlib import suppress
 
+import redis.exceptions
 from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer as ChannelsInMemoryChannelLayer
 from channels_redis import pubsub
@@ -42,6 +44,8 @@ from channels_redis.utils import _wrap_close
 
 log = logging.getLogger(__name__)
 
+# What a connection Redis dropped raises (redis-py's own, and the socket's).
+CONNECTION_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 ORIGIN = "__origin__"  # the key of the sending loop layer's tag, in Redis only
 OUTBOX_LIMIT = 10_000  # events waiting for Redis past which the oldest are dropped
 
@@ -102,6 +106,7 @@ class _Shard(pubsub.RedisSingleShardConnection):
         super().__init__(*args, **kwargs)
         self._outbox: collections.deque = collections.deque()
         self._sender: asyncio.Task | None = None
+        self._publisher = None  # the sender's own connection to Redis (made on first use)
 
     def publish_soon(self, channel, message) -> None:
         """Queue a publish; the sender task sends it with whatever else waits, in order."""
@@ -116,17 +121,44 @@ class _Shard(pubsub.RedisSingleShardConnection):
         while self._outbox:
             waiting = list(self._outbox)
             self._outbox.clear()
-            self._ensure_redis()
             try:
-                if len(waiting) == 1:  # a pipeline costs more than the one command it sends
-                    await self._redis.publish(*waiting[0])
-                else:
-                    pipeline = self._redis.pipeline(transaction=False)
-                    for channel, message in waiting:
-                        pipeline.publish(channel, message)
-                    await pipeline.execute()
+                try:
+                    await self._publish(waiting)
+                except CONNECTION_ERRORS:
+                    # A connection Redis dropped (a restart, a client timeout): sent again on a
+                    # new one, as redis-py's own retry does.
+                    await self._close_publisher()
+                    await self._publish(waiting)
             except Exception as error:
+                await self._close_publisher()
                 log.warning("channel layer: %d events not published (%r)", len(waiting), error)
+
+    async def _publish(self, waiting: list) -> None:
+        """PUBLISH each event, in one write, on this shard's own connection, and read Redis's
+        answers (how many processes had each). The sender task is its only user, so answers
+        come in the order of the commands. Through redis-py's client each command also took a
+        connection from its pool and gave it back, under its retry wrapper, and a pipeline
+        built objects of its own: a quarter of a publish's CPU (BENCHMARKS.md, "Cost per
+        answer", sixteenth step)."""
+        if self._publisher is None:
+            self._ensure_redis()
+            pool = self._redis.connection_pool
+            # Named, so that Redis's CLIENT LIST tells it from the pool's connections.
+            name = f"chat-publisher-{self.channel_layer.origin}"
+            publisher = pool.connection_class(**{**pool.connection_kwargs, "client_name": name})
+            await publisher.connect()
+            self._publisher = publisher
+        publisher = self._publisher
+        commands = [("PUBLISH", channel, message) for channel, message in waiting]
+        await publisher.send_packed_command(publisher.pack_commands(commands), check_health=False)
+        for _ in waiting:
+            await publisher.read_response()
+
+    async def _close_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            with suppress(Exception):
+                await publisher.disconnect()
 
     async def publish(self, channel, message):
         self._ensure_redis()
@@ -158,6 +190,7 @@ class _Shard(pubsub.RedisSingleShardConnection):
                 await self._sender
             self._sender = None
         self._outbox.clear()
+        await self._close_publisher()
         await super().flush()
 
     def deliver_here(self, channel: str, data: bytes) -> None:

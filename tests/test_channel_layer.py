@@ -7,6 +7,8 @@ import asyncio
 import uuid
 
 import pytest
+import redis.asyncio
+import redis.exceptions
 
 from chatsite import channel_layer
 from chatsite.channel_layer import InMemoryChannelLayer, RedisPubSubChannelLayer
@@ -48,46 +50,31 @@ async def test_a_socket_that_left_its_group_gets_nothing_more(layer):
         await asyncio.wait_for(layer.receive(channel), 0.5)
 
 
-class StalledRedis:
-    """Stands in for a shard's pipelines: each holds its publishes until `answer` is set."""
+class StalledPublisher:
+    """Stands in for a shard's connection to Redis: each write of publishes waits for its
+    answers until `answer` is set."""
 
     def __init__(self):
         self.answer = asyncio.Event()
         self.batches: list[list[str]] = []
 
-    def pipeline(self, transaction=True):
-        return _StalledPipeline(self)
+    def pack_commands(self, commands):
+        return [channel for _, channel, _ in commands]
 
-    async def publish(self, channel, message):  # one event alone goes without a pipeline
-        self.batches.append([channel])
+    async def send_packed_command(self, channels, check_health=True):
+        self.batches.append(channels)
+
+    async def read_response(self):
         await self.answer.wait()
+        return 1
+
+    async def disconnect(self):
+        pass
 
 
-class _StalledPipeline:
-    def __init__(self, redis: StalledRedis):
-        self.redis, self.channels = redis, []
-
-    def publish(self, channel, message):
-        self.channels.append(channel)
-
-    async def execute(self):
-        self.redis.batches.append(self.channels)
-        await self.redis.answer.wait()
-
-
-def stall_publishes(layer) -> StalledRedis:
-    shard = layer._get_layer()._shards[0]
-    stalled = StalledRedis()
-    shard._redis = _Proxy(shard._redis, pipeline=stalled.pipeline, publish=stalled.publish)
+def stall_publishes(layer) -> StalledPublisher:
+    stalled = layer._get_layer()._shards[0]._publisher = StalledPublisher()
     return stalled
-
-
-class _Proxy:
-    def __init__(self, target, **overrides):
-        self._target, self._overrides = target, overrides
-
-    def __getattr__(self, name):
-        return self._overrides.get(name) or getattr(self._target, name)
 
 
 async def test_a_socket_of_the_sending_process_has_the_event_before_redis_answers(layer):
@@ -145,19 +132,18 @@ async def test_a_publish_redis_refuses_is_logged_and_the_next_goes_out(layer, ca
         there = await joined(other_process, "thread-6")
         here = await joined(layer, "thread-6")
         await asyncio.sleep(0.2)
-        shard = layer._get_layer()._shards[0]
-        working = shard._redis
+        refusing = layer._get_layer()._shards[0]._publisher = StalledPublisher()
 
-        async def refuse(*args):
-            raise ConnectionError("Redis went away")
+        async def refuse():
+            raise redis.exceptions.ResponseError("OOM command not allowed")
 
-        shard._redis = _Proxy(working, publish=refuse)
+        refusing.read_response = refuse
         await layer.group_send("thread-6", {"type": "run.status", "n": 1})
         await asyncio.sleep(0.05)
         assert "1 events not published" in caplog.text
         # This process's socket had it all the same; the other process's did not.
         assert (await asyncio.wait_for(layer.receive(here), 1))["n"] == 1
-        shard._redis = working
+        # The next goes out on a connection of its own again.
         await layer.group_send("thread-6", {"type": "run.status", "n": 2})
         assert (await asyncio.wait_for(other_process.receive(there), 5))["n"] == 2
     finally:
@@ -276,3 +262,41 @@ async def test_events_from_redis_are_read_with_hiredis(layer):
     assert (await asyncio.wait_for(layer.receive(channel), 5))["type"] == "run.status"
 
     assert isinstance(shard._pubsub.connection._parser, _AsyncHiredisParser)
+
+
+async def test_a_publishing_connection_redis_dropped_is_replaced_and_nothing_is_lost(layer):
+    other_process = RedisPubSubChannelLayer(hosts=[REDIS], prefix=layer._get_layer().prefix)
+    admin = redis.asyncio.Redis.from_url(REDIS)
+    try:
+        there = await joined(other_process, "thread-11")
+        await asyncio.sleep(0.2)
+        await layer.group_send("thread-11", {"type": "run.status", "n": 1})
+        assert (await asyncio.wait_for(other_process.receive(there), 5))["n"] == 1
+        name = f"chat-publisher-{layer._get_layer().origin}"
+        (publisher,) = [c for c in await admin.client_list() if c["name"] == name]
+
+        await admin.client_kill_filter(_id=publisher["id"])  # as a restart or timeout would
+        await layer.group_send("thread-11", {"type": "run.status", "n": 2})
+
+        assert (await asyncio.wait_for(other_process.receive(there), 5))["n"] == 2
+        assert [c["name"] for c in await admin.client_list()].count(name) == 1
+    finally:
+        await admin.aclose()
+        await other_process.flush()
+
+
+async def test_a_flushed_layer_leaves_no_publishing_connection_behind(layer):
+    admin = redis.asyncio.Redis.from_url(REDIS)
+    try:
+        await joined(layer, "thread-12")
+        await layer.group_send("thread-12", {"type": "run.status"})
+        await asyncio.sleep(0.1)
+        name = f"chat-publisher-{layer._get_layer().origin}"
+        assert name in [c["name"] for c in await admin.client_list()]
+
+        await layer.flush()
+        await asyncio.sleep(0.1)
+
+        assert name not in [c["name"] for c in await admin.client_list()]
+    finally:
+        await admin.aclose()

@@ -1,11 +1,11 @@
-"""Where our code reaches into asgiref, Channels, channels_redis, daphne, httpx and httpx-aiohttp,
-the versions it was written for are pinned in pyproject.toml, and these tests check both the
-installed versions and the private names that code leans on. An upgrade that moves one of them
-fails here, with a message naming the module to read again, instead of failing under load in
-production.
+"""Where our code reaches into asgiref, Channels, channels_redis, daphne, httpx, httpx-aiohttp
+and aiohttp, the versions it was written for are pinned in pyproject.toml, and these tests
+check both the installed versions and the private names that code leans on. An upgrade that
+moves one of them fails here, with a message naming the module to read again, instead of
+failing under load in production.
 
 The reasons for each reach are in the modules named and in README's "Where we go beyond
-Channels, channels_redis, asgiref, httpx and daphne, and why".
+Channels, channels_redis, asgiref, httpx, aiohttp and daphne, and why".
 """
 
 import inspect
@@ -21,6 +21,7 @@ PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 # The distributions whose internals we use, and the module of ours that uses them.
 FENCED = {
+    "aiohttp": "assistants_app/engines/wire.py",
     "asgiref": "assistants_app/db.py",
     "channels": (
         "assistants_app/consumers.py, assistants_app/socket_auth.py, chatsite/channel_layer.py"
@@ -173,3 +174,17 @@ def test_pytest_and_xdist_still_group_tests_the_way_conftest_py_writes_it():
     assert "self._id" in inspect.getsource(Node.nodeid.fget)
     assert str(coerce_node_id("tests/a.py::test_b@tests/a.py")) == "tests/a.py::test_b@tests/a.py"
     assert '"@"' in inspect.getsource(LoadGroupScheduling._split_scope)
+
+
+def test_aiohttp_still_rearms_its_read_timeout_per_piece_where_wire_py_takes_it_over():
+    from aiohttp.client_proto import ResponseHandler
+
+    # wire._QuietLimit turns the protocol's read timeout off once the head is in, drops the
+    # timer armed for it, and fails the body as the protocol's own timeout would.
+    assert isinstance(ResponseHandler.read_timeout, property), "aiohttp moved read_timeout"
+    assert ResponseHandler.read_timeout.fset is not None, "aiohttp: read_timeout is read-only"
+    for name in ("start_timeout", "set_exception", "_on_read_timeout"):
+        assert callable(getattr(ResponseHandler, name, None)), f"aiohttp moved {name} (wire.py)"
+    # What it saves: a timer cancelled and armed anew for every piece received.
+    assert "_reschedule_timeout" in inspect.getsource(ResponseHandler.data_received)
+    assert "set_exception" in inspect.getsource(ResponseHandler._on_read_timeout)

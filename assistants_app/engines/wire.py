@@ -18,6 +18,7 @@ own call, on a real socket. This reaches into httpx-aiohttp (pinned in pyproject
 the transport's session and its mapping of errors.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 
@@ -84,7 +85,7 @@ async def stream(
             finally:
                 answer.release()
             raise status_error_of(_as_httpx(method, url, headers, answer, content))
-    return ServerSentEvents(answer, method)
+    return ServerSentEvents(answer, method, quiet_limit=timeout.sock_read)
 
 
 def _json_body(body: dict | None) -> str | None:
@@ -98,9 +99,10 @@ class ServerSentEvents:
     `async with`, or by reading to the end. Its `response` has the answer's `headers` and,
     for an answer that is not a stream after all, `aread()` for its body."""
 
-    def __init__(self, answer: aiohttp.ClientResponse, method: str):
+    def __init__(self, answer: aiohttp.ClientResponse, method: str, quiet_limit: float | None):
         self.response = _Answer(answer)
         self._answer, self._method = answer, method
+        self._quiet = _QuietLimit(answer, quiet_limit)
         self._events = self._read()
 
     def __aiter__(self) -> AsyncIterator[object]:
@@ -117,6 +119,7 @@ class ServerSentEvents:
 
     async def close(self) -> None:
         # Unread data left: aiohttp closes the connection instead of pooling it.
+        self._quiet.stop()
         self._answer.release()
 
     async def _read(self) -> AsyncIterator[object]:
@@ -128,7 +131,7 @@ class ServerSentEvents:
         event, data, fields = "", [], False
         try:
             with map_aiohttp_exceptions():
-                async for line in _lines(self._answer.content):
+                async for line in _lines(self._answer.content, self._quiet):
                     if line:
                         name, _, value = line.partition(":")
                         value = value[1:] if value.startswith(" ") else value
@@ -148,6 +151,7 @@ class ServerSentEvents:
                     yield self._json(event, text)
                     event, data, fields = "", [], False
         finally:
+            self._quiet.stop()
             self._answer.release()
 
     def _json(self, event: str, text: str) -> object:
@@ -174,10 +178,11 @@ class _Answer:
             return await self._answer.read()
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
+async def _lines(content: aiohttp.StreamReader, quiet: "_QuietLimit") -> AsyncIterator[str]:
     """The lines of a body as they arrive, without their ends (\\r\\n, \\n or \\r)."""
     rest = b""
     async for chunk in content.iter_any():
+        quiet.heard = quiet.loop.time()
         lines = (rest + chunk).splitlines(keepends=True)
         # The last line may go on in the next chunk (one ending in "\\r" too: "\\n" may follow).
         rest = b"" if lines[-1].endswith(b"\n") else lines.pop()
@@ -185,6 +190,47 @@ async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
             yield line.rstrip(b"\r\n").decode()
     for line in rest.splitlines():
         yield line.decode()
+
+
+class _QuietLimit:
+    """A streamed body's read timeout (the SDK's, aiohttp's `sock_read`: how long the provider
+    may stay silent), kept by one timer instead of aiohttp's own.
+
+    aiohttp re-arms its read timeout for every piece of the body that arrives: a timer
+    cancelled and made anew for every token, 2 % of a streaming process's CPU (BENCHMARKS.md,
+    "Cost per answer", sixteenth step). Once the answer's headers are in (within aiohttp's own
+    timeout), this takes over for the body: a piece that arrives only notes the time, and one
+    timer, when it fires, either waits out the rest of the limit or finds the provider silent
+    for all of it, and fails the body as aiohttp's timeout fails it (the same error, which the
+    SDK's transport maps to httpx's ReadTimeout). This reaches into aiohttp's protocol, as its
+    response does (`read_timeout`, `start_timeout`, `set_exception`): aiohttp is pinned."""
+
+    def __init__(self, answer: aiohttp.ClientResponse, seconds: float | None):
+        self.loop = asyncio.get_running_loop()
+        self.heard = self.loop.time()  # when the last piece arrived
+        self.seconds, self._timer = seconds, None
+        connection = answer.connection
+        if not seconds or connection is None or connection.protocol is None:
+            return  # no limit, or the body is in already
+        self._protocol, self._content = connection.protocol, answer.content
+        self._protocol.read_timeout = None
+        self._protocol.start_timeout()  # drops the timer armed as the headers came in
+        self._timer = self.loop.call_at(self.heard + seconds, self._check)
+
+    def _check(self) -> None:
+        quiet_until = self.heard + self.seconds
+        if self.loop.time() < quiet_until:
+            self._timer = self.loop.call_at(quiet_until, self._check)
+            return
+        self._timer = None
+        error = aiohttp.SocketTimeoutError("Timeout on reading data from socket")
+        self._protocol.set_exception(error)  # as aiohttp's own timeout does
+        self._content.set_exception(error)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def _as_httpx(method, url, headers, answer: aiohttp.ClientResponse, body: bytes) -> httpx.Response:

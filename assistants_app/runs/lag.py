@@ -14,9 +14,12 @@ smoothed, per event loop.
 """
 
 import asyncio
+import functools
 import weakref
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 SAMPLE_SECONDS = 0.1
 SMOOTHING = 0.3  # weight of the newest sample
@@ -54,5 +57,19 @@ def loop_lag() -> float:
 def delta_interval() -> float:
     """How long streamed text waits to be sent with more: STREAM_DELTA_SECONDS, or more while
     the loop lags (up to STREAM_DELTA_MAX_SECONDS)."""
+    base, most = _bounds()
+    return min(max(base, LAG_FACTOR * loop_lag()), most)
+
+
+@functools.cache
+def _bounds() -> tuple[float, float]:
+    """The settings' interval and ceiling, read once: asked for every token a provider streams,
+    where each read of Django's settings is a call of its own."""
     base = settings.STREAM_DELTA_SECONDS
-    return min(max(base, LAG_FACTOR * loop_lag()), max(base, settings.STREAM_DELTA_MAX_SECONDS))
+    return base, max(base, settings.STREAM_DELTA_MAX_SECONDS)
+
+
+@receiver(setting_changed)
+def _read_again(setting: str, **kwargs) -> None:  # as tests change them
+    if setting in ("STREAM_DELTA_SECONDS", "STREAM_DELTA_MAX_SECONDS"):
+        _bounds.cache_clear()

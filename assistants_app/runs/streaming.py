@@ -61,13 +61,18 @@ class LiveText:
         flush_in = self.flush_due_in()
         return renew_in if flush_in is None else min(flush_in, renew_in)
 
-    async def add(self, event: StreamEvent) -> None:
+    async def add(self, event: StreamEvent) -> float | None:
+        """Add the event's text, sent at once if text waited long enough: seconds until the
+        text not sent yet must go out (None: none waits)."""
         self.text += storable.mend(event.delta)
         self.item_id = event.item_id or self.item_id
         if event.sequence is not None:
             self.sequence = event.sequence
-        if self.flush_due_in() == 0:
+        due = self.flush_due_in()
+        if due == 0:
             await self.push()
+            return None  # all of it went
+        return due
 
     async def push(self) -> None:
         now = asyncio.get_running_loop().time()
@@ -217,8 +222,7 @@ async def _follow_once(engine: Engine, run: Run, live: LiveText) -> bool:
             if event.restart:
                 live.restart()
             if event.delta:
-                await live.add(event)
-                pauses.wake_by(live.flush_due_in())
+                pauses.wake_by(await live.add(event))
             elif event.update is not None:
                 live.sequence = event.sequence if event.sequence is not None else live.sequence
                 if event.update.status not in ACTIVE_STATUSES:

@@ -167,3 +167,72 @@ async def test_an_answer_that_is_not_a_stream_is_read_whole():
             }
         finally:
             await events.close()
+
+
+def falls_silent(after: bytes, for_seconds: float):
+    """A server that writes `after` (the head and the first pieces), then nothing."""
+
+    async def serve(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(after)
+        await writer.drain()
+        await asyncio.sleep(for_seconds)
+        writer.close()
+
+    return serve
+
+
+async def silent_failure_of(port: int, sdk: bool, monkeypatch) -> tuple:
+    with pytest.raises(ProviderError) as raised, provider_errors(), monkeypatch.context() as patch:
+        if sdk:
+            patch.setattr(wire, "sends_on_aiohttp", lambda transport: False)
+        provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test",
+                    "timeout": 0.3}  # fmt: skip
+        events = await raw_stream(provider, "/responses", body={"model": "m", "stream": True})
+        async with events:
+            async for _ in events:
+                pass
+    return raised.value.code, raised.value.message, raised.value.retryable
+
+
+async def test_a_provider_silent_mid_stream_times_out_as_the_sdks_read_timeout(monkeypatch):
+    head, _ = answer(b"")
+    first = b'data: {"type": "a"}\n\n'
+    serve = falls_silent(head + b"%x\r\n%s\r\n" % (len(first), first), for_seconds=3)
+    async with tcp_server(serve) as port:
+        started = asyncio.get_running_loop().time()
+        ours = await silent_failure_of(port, False, monkeypatch)
+        waited = asyncio.get_running_loop().time() - started
+        sdks = await silent_failure_of(port, True, monkeypatch)
+
+    assert ours == sdks
+    assert ours[0] == "timeout" and ours[2] is True
+    assert 0.3 <= waited < 2.5  # the provider's limit, not the server's close
+
+
+async def test_a_streamed_body_arms_no_timer_for_each_piece(monkeypatch):
+    """aiohttp's own read timeout cancels and makes a timer for every piece of a body that
+    arrives (a token, when a provider streams): the stream keeps the limit with one, so the
+    timers a stream arms do not grow with its pieces."""
+    loop = asyncio.get_running_loop()
+    armed = []
+    for name in ("call_at", "call_later"):
+        arm = getattr(loop, name)
+
+        def counted(when, callback, *args, arm=arm, **kwargs):
+            armed.append(getattr(callback, "__qualname__", ""))
+            return arm(when, callback, *args, **kwargs)
+
+        monkeypatch.setattr(loop, name, counted)
+    body = b"".join(b'data: {"type": "token", "n": %d}\n\n' % n for n in range(40))
+
+    async def read_limit_timers(pieces: int) -> int:
+        async with tcp_server(served(*answer(body), pieces=pieces)) as port:
+            armed.clear()
+            assert len(await events_of(port, False, monkeypatch)) == 40
+        # (The test's server, on the same loop, arms timers of its own: not counted.)
+        return len([name for name in armed if "read_timeout" in name or "QuietLimit" in name])
+
+    whole, in_pieces = await read_limit_timers(1), await read_limit_timers(40)
+
+    assert in_pieces <= whole + 1, f"{in_pieces} timers for 40 pieces, {whole} for one"
