@@ -21,6 +21,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from . import prepared
 from .config_cache import ConfigCache
 from .exceptions import RateLimited
 from .models import GroupBudget, UsageRecord
@@ -44,12 +45,14 @@ _budgeted_groups = ConfigCache("budgeted-groups", models=[GroupBudget])
 
 def groups_of(user_id: int) -> tuple[int, ...]:
     """The ids of the user's groups."""
+    return _memberships.get(user_id, lambda: tuple(_group_ids_of(user_id=user_id)))
 
-    def read() -> tuple[int, ...]:
-        memberships = get_user_model().groups.through.objects.filter(user_id=user_id)
-        return tuple(memberships.values_list("group_id", flat=True))
 
-    return _memberships.get(user_id, read)
+@prepared.select
+def _group_ids_of(user_id: int):
+    # Built once (prepared.py): read on a user's send whenever _memberships has forgotten it.
+    memberships = get_user_model().groups.through.objects.filter(user_id=user_id)
+    return memberships.values_list("group_id", flat=True)
 
 
 def check(user) -> None:

@@ -25,7 +25,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
-from . import budgets, usage
+from . import budgets, prepared, usage
 from .config_cache import ConfigCache
 from .exceptions import RateLimited
 from .models import Run, UsageLimit
@@ -47,7 +47,7 @@ _overrides = ConfigCache("usage-limits", models=[UsageLimit])
 
 def limits_for(user) -> Limits:
     """The site's defaults, overridden field by field by the user's UsageLimit in admin."""
-    override = _overrides.get(user.pk, lambda: UsageLimit.objects.filter(user_id=user.pk).first())
+    override = _overrides.get(user.pk, lambda: next(iter(_override_of(user_id=user.pk)), None))
 
     def pick(name: str) -> int:
         value = getattr(override, name, None)
@@ -58,6 +58,19 @@ def limits_for(user) -> Limits:
         concurrent_runs=pick("concurrent_runs"),
         daily_token_budget=pick("daily_token_budget"),
     )
+
+
+@prepared.select
+def _active_runs_of(owner_id: int):
+    # Read on every send while a user's concurrent runs are limited (the default): their ids,
+    # a few at most, with a statement built once (prepared.py).
+    return Run.objects.filter(thread__owner_id=owner_id).active().values_list("pk", flat=True)
+
+
+@prepared.select
+def _override_of(user_id: int):
+    # Built once (prepared.py): read on a user's send whenever _overrides has forgotten it.
+    return UsageLimit.objects.filter(user_id=user_id).order_by("pk")[:1]
 
 
 def start_of_today() -> datetime:
@@ -80,7 +93,7 @@ def check_can_start_run(user) -> str | None:
     """
     limits = limits_for(user)
     if limits.concurrent_runs:
-        active = Run.objects.filter(thread__owner=user).active().count()
+        active = len(_active_runs_of(owner_id=user.pk))
         if active >= limits.concurrent_runs:
             raise RateLimited(
                 "TOO_MANY_RUNS",

@@ -11,7 +11,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models.sql.compiler import SQLCompiler
 from django.test import AsyncClient
 
-from assistants_app import attached, runs, services
+from assistants_app import attached, config_cache, runs, services
 from assistants_app.models import Message, Run, RunStatus
 
 from .conftest import PROVIDER_URL
@@ -235,3 +235,27 @@ def test_a_message_sent_without_files_shows_none_without_building_a_statement(
     assert attached.known_to_have_none(message)
     assert message.as_event()["attachments"] == []
     assert compiled == []
+
+
+def test_a_send_reads_its_users_limits_groups_and_spending_without_building_statements(
+    alice, alice_thread, monkeypatch
+):
+    """Staff's settings are kept a few seconds (config_cache.py): a user who sends less often
+    than that has them read again on every send, and with the default limits every send counts
+    the user's answers in flight and tokens today: all with statements built once. (What is
+    kept per process, not per user, is read again once every few seconds at most.)"""
+    services._store_message_and_run_now(alice, alice_thread, "Hi", [])  # builds what it builds
+    Run.objects.filter(thread=alice_thread).update(status=RunStatus.COMPLETED)
+    config_cache.clear_all()  # forgotten, as they are SECONDS later
+    compiled = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(self, *args, **kwargs):
+        compiled.append(self.query.model.__name__)
+        return as_sql(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+
+    services._store_message_and_run_now(alice, alice_thread, "Hi again", [])
+
+    assert set(compiled) <= {"GroupBudget", "AssistantVersion", "ModelPrice"}, compiled
