@@ -24,14 +24,15 @@ KINDS = [  # (kind, pattern of a frame), the first that matches a frame names it
 # The frames every sample of the event loop's thread starts with (the process's start, daphne's
 # server, the reactor and the loop running a callback): they name no kind of work. A sample with
 # nothing else kinded is the loop's own or our code; one whose innermost frame is among them was
-# inside the loop itself (uvloop's C, which has no Python frames of its own: waiting on and
-# dispatching sockets and timers).
+# inside the loop itself (uvloop's C, which has no Python frames of its own, or asyncio's
+# selector and scheduling: waiting on and dispatching sockets and timers).
 LOOP = re.compile(
     r"AsyncioSelectorReactor\.run \(|BaseEventLoop\.(run_forever|_run_once) \(|Handle\._run \("
 )
+LOOP_ITSELF = re.compile(LOOP.pattern + r"|\((selectors|asyncio/base_events|asyncio/events)\.py")
 ROOT = re.compile(
-    r"<frozen runpy>|\(chatsite/server\.py|\(daphne/cli\.py|Server\.run \(daphne/server\.py"
-    r"|\(uvicorn/(main|server)\.py"
+    r"<frozen runpy>|\(chatsite/server\.py|\(daphne/(cli|__main__)\.py"
+    r"|Server\.run \(daphne/server\.py|\(uvicorn/(main|server)\.py"
 )
 OURS = re.compile(r"\((?:.*/)?(assistants_app/[^:]*):\d+\)")
 
@@ -46,7 +47,7 @@ def read(path: str) -> list[tuple[list[str], int]]:
 
 
 def kind_of(frames: list[str]) -> str:
-    if frames and LOOP.search(frames[-1]):
+    if frames and LOOP_ITSELF.search(frames[-1]):
         return "the event loop itself (uvloop, asyncio)"
     frames = [frame for frame in frames if not (LOOP.search(frame) or ROOT.search(frame))]
     for frame in reversed(frames):

@@ -1,5 +1,6 @@
-"""The table the small cost benchmarks print (bench.polls, bench.event_reads): each way's cost
-in every round, and its best against the best of the way named as the baseline."""
+"""The table the small cost benchmarks print (bench.polls, bench.event_reads,
+bench.publishes): each way's cost in every round, and its best against the best of the way
+named as the baseline."""
 
 
 def print_costs(columns: tuple[str, str, str], costs: dict[str, list[float]], baseline: str,

@@ -12,7 +12,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from bench import floor, report
+from bench import floor, profile, report
 from bench.loadgen import Observations, Plan, User, offer_at_rate
 from bench.run import SCALES, main, scale_of
 from tests.live import ROOT
@@ -475,13 +475,15 @@ def test_the_statement_costs_compare_the_orm_and_built_once_with_the_same_sql_se
         "whether the user may use its assistant",
         "a send's read under the lock",
         "a run's status written",
+        "a run inserted",
+        "a usage record inserted",
         "a run loaded with its thread",
     ]
     for _, orm, once, plain, ratio, once_ratio in rows:
         assert float(orm.replace(",", "")) > 0 and float(plain.replace(",", "")) > 0
         assert float(ratio) > 0
         assert once.strip() == once_ratio.strip() == "-" or float(once_ratio) > 0
-    assert sum(row[2].strip() != "-" for row in rows) == 5  # all but the run's load
+    assert sum(row[2].strip() != "-" for row in rows) == 7  # all but the run's load
 
 
 @pytest.mark.django_db(transaction=True)
@@ -575,3 +577,51 @@ async def test_turn_watch_times_a_delta_from_its_send_to_the_socket_handler(
     (tmp_path / "server.log").write_text(log)
     report = "\n".join(turn_report.summary(str(tmp_path / "server.log")))
     assert "sent to the socket's handler: p50/p95/p99" in report and "(1)" in report
+
+
+@pytest.mark.slow  # a command in a process of its own, on the machine's Redis: seconds
+def test_a_publish_is_timed_through_redis_pys_client_and_the_layers_own_connection():
+    rows = printed_table("bench.publishes", "--events", "200", "--rounds", "2")
+    assert [row[0].strip() for row in rows] == [
+        "redis-py's client, 1 at a time",
+        "the layer's, 1 at a time",
+        "redis-py's client, 10 at a time",
+        "the layer's, 10 at a time",
+    ]
+    for _, costs, ratio in rows:
+        assert len(costs.split(",")) == 2 and all(float(cost) > 0 for cost in costs.split(","))
+        assert float(ratio) > 0
+
+
+ROOT_FRAMES = [
+    "_run_module_as_main (<frozen runpy>:198)", "<module> (daphne/__main__.py:3)",
+    "CommandLineInterface.run (daphne/cli.py:309)", "Server.run (daphne/server.py:155)",
+    "AsyncioSelectorReactor.run (twisted/internet/asyncioreactor.py:257)",
+]  # fmt: skip
+
+
+OURS, LOOP, TWISTED = (
+    "other (event loop, our own code)",
+    "the event loop itself (uvloop, asyncio)",
+    "websockets and HTTP (Twisted, daphne)",
+)
+
+
+@pytest.mark.parametrize(
+    "inner, kind",
+    [
+        (["_follow_once (assistants_app/runs/streaming.py:206)"], OURS),
+        ([], LOOP),
+        (["BaseEventLoop._run_once (asyncio/base_events.py:1922)",
+          "EpollSelector.select (selectors.py:468)"], LOOP),
+        (["AsyncioSelectorReactor._readOrWrite (twisted/internet/asyncioreactor.py:142)",
+          "Connection.doRead (twisted/internet/tcp.py:285)"], TWISTED),
+        (["_store (assistants_app/runs/store.py:95)",
+          "Atomic.__enter__ (django/db/transaction.py:198)"], "database (ORM, driver)"),
+    ],  # fmt: skip
+    ids=["our code", "uvloop", "asyncio's selector", "Twisted", "the database"],
+)
+def test_a_profile_sample_is_put_under_its_innermost_work_not_the_servers_start(inner, kind):
+    # Every sample of the loop's thread starts in daphne and Twisted's reactor: only what runs
+    # inside them says what the time went to.
+    assert profile.kind_of(ROOT_FRAMES + inner) == kind
