@@ -217,12 +217,9 @@ async def connect_and_replay(thread, cookie: str) -> list[dict]:
     return replayed
 
 
-def test_a_message_sent_without_files_shows_none_without_building_a_statement(
-    alice, alice_thread, monkeypatch
-):
-    """Its attachments are known to be none as it is stored: reading them builds no SQL, not
-    even the empty queryset's (which compiles its query to find out it is empty)."""
-    message, _ = services._store_message_and_run_now(alice, alice_thread, "Hi", [])
+def compiles_counted(monkeypatch) -> list[str]:
+    """The model of every query the ORM compiles from now on, an empty one's included (whose
+    compile raises to say it is empty)."""
     compiled = []
     as_sql = SQLCompiler.as_sql
 
@@ -231,6 +228,16 @@ def test_a_message_sent_without_files_shows_none_without_building_a_statement(
         return as_sql(self, *args, **kwargs)
 
     monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    return compiled
+
+
+def test_a_message_sent_without_files_shows_none_without_building_a_statement(
+    alice, alice_thread, monkeypatch
+):
+    """Its attachments are known to be none as it is stored: reading them builds no SQL, not
+    even the empty queryset's (which compiles its query to find out it is empty)."""
+    message, _ = services._store_message_and_run_now(alice, alice_thread, "Hi", [])
+    compiled = compiles_counted(monkeypatch)
 
     assert attached.known_to_have_none(message)
     assert message.as_event()["attachments"] == []
@@ -247,14 +254,7 @@ def test_a_send_reads_its_users_limits_groups_and_spending_without_building_stat
     services._store_message_and_run_now(alice, alice_thread, "Hi", [])  # builds what it builds
     Run.objects.filter(thread=alice_thread).update(status=RunStatus.COMPLETED)
     config_cache.clear_all()  # forgotten, as they are SECONDS later
-    compiled = []
-    as_sql = SQLCompiler.as_sql
-
-    def counted(self, *args, **kwargs):
-        compiled.append(self.query.model.__name__)
-        return as_sql(self, *args, **kwargs)
-
-    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    compiled = compiles_counted(monkeypatch)
 
     services._store_message_and_run_now(alice, alice_thread, "Hi again", [])
 
