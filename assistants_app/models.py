@@ -236,20 +236,23 @@ class Message(models.Model):
         unique (thread, remote_id) key decides (INSERT ... ON CONFLICT DO NOTHING)."""
         if not self._state.adding or not self.remote_id:
             raise ValueError("save_unless_stored saves a new message with a provider id")
-        self._follow_the_leaf()
-        if not prepared.insert(self, conflict=_unless_stored()):
-            return False
-        self._thread_goes_on()
-        return True
+        return self._insert(conflict=_unless_stored())
 
     def insert(self) -> None:
         """Save a new message as save() does, its insert built once (prepared.insert): every
         post stores one."""
         if not self._state.adding:
             raise ValueError("insert saves a new message")
+        self._insert()
+
+    def _insert(self, conflict: str = "") -> bool:
+        """save()'s steps for a new message around prepared.insert; false if `conflict` kept
+        it out."""
         self._follow_the_leaf()
-        prepared.insert(self)
+        if not prepared.insert(self, conflict=conflict):
+            return False
         self._thread_goes_on()
+        return True
 
     def _follow_the_leaf(self) -> None:
         if self.parent_id is None and not self.starts_thread:

@@ -108,7 +108,7 @@ _settled = prepared.Update(
 
 def tokens_charged(user, since: datetime) -> int:
     """Tokens charged to the user since `since`: what ended runs spent, estimates for the rest."""
-    return sum(_charged_since(user_id=user.pk, since=since)) or 0
+    return sum(_charged_since(user_id=user.pk, since=since))
 
 
 @prepared.select
