@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from django.conf import settings
 
+from .. import timers
 from ..db import database_sync_to_async
 from ..exceptions import ProviderError
 from ..history import History, fit_history, fitting_tokens, shorter
@@ -118,7 +119,7 @@ class LocalGeneration(Engine):
             while True:
                 check_in = checked_at + settings.CHAT_CANCEL_CHECK_SECONDS - loop.time()
                 try:
-                    async with asyncio.timeout(max(0.0, check_in)):
+                    async with asyncio.timeout(timers.delay(check_in)):
                         item = await queue.get()
                 except TimeoutError:
                     item = None

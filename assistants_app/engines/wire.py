@@ -27,6 +27,8 @@ import httpx
 import openai
 from httpx_aiohttp.transport import AiohttpTransport, map_aiohttp_exceptions
 
+from .. import timers
+
 # Headers of the body as it came, which aiohttp has read (decompressed): not of what is read.
 _READ = {b"content-encoding", b"content-length", b"transfer-encoding"}
 
@@ -215,12 +217,12 @@ class _QuietLimit:
         self._protocol, self._content = connection.protocol, answer.content
         self._protocol.read_timeout = None
         self._protocol.start_timeout()  # drops the timer armed as the headers came in
-        self._timer = self.loop.call_at(self.heard + seconds, self._check)
+        self._timer = self.loop.call_later(timers.delay(seconds), self._check)
 
     def _check(self) -> None:
-        quiet_until = self.heard + self.seconds
-        if self.loop.time() < quiet_until:
-            self._timer = self.loop.call_at(quiet_until, self._check)
+        left = self.heard + self.seconds - self.loop.time()
+        if not timers.due(left):  # heard from meanwhile: wait out the rest
+            self._timer = self.loop.call_later(timers.delay(left), self._check)
             return
         self._timer = None
         error = aiohttp.SocketTimeoutError("Timeout on reading data from socket")

@@ -13,7 +13,7 @@ from datetime import datetime
 from django.conf import settings
 from django.utils import timezone
 
-from .. import prepared, storable
+from .. import prepared, storable, timers
 from ..db import database_sync_to_async
 from ..engines.base import Engine, RemoteMessage, RunUpdate, StreamEvent
 from ..engines.local import UNFINISHED
@@ -284,7 +284,7 @@ class _Pauses:
         """Make sure the timer fires within `seconds` (None: nothing new to wait for)."""
         if seconds is None:
             return
-        due = self.loop.time() + seconds
+        due = self.loop.time() + timers.delay(seconds)
         if self.timer is not None and self.due <= due:
             return
         if self.timer is not None:
@@ -294,7 +294,7 @@ class _Pauses:
     def _fire(self) -> None:
         self.timer = None
         wait = self.live.wake_in()
-        if wait > 0:  # the follower saw to it meanwhile
+        if not timers.due(wait):  # the follower saw to it meanwhile
             self.wake_by(wait)
         elif self.ticking is None or self.ticking.done():
             # Named as its driver: its trips to threads are the driver's (a post's are counted).

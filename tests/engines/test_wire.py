@@ -182,12 +182,12 @@ def falls_silent(after: bytes, for_seconds: float):
     return serve
 
 
-async def silent_failure_of(port: int, sdk: bool, monkeypatch) -> tuple:
+async def silent_failure_of(port: int, sdk: bool, monkeypatch, timeout: float = 0.3) -> tuple:
     with pytest.raises(ProviderError) as raised, provider_errors(), monkeypatch.context() as patch:
         if sdk:
             patch.setattr(wire, "sends_on_aiohttp", lambda transport: False)
         provider = {"base_url": f"http://127.0.0.1:{port}/v1", "api_key": "sk-test",
-                    "timeout": 0.3}  # fmt: skip
+                    "timeout": timeout}  # fmt: skip
         events = await raw_stream(provider, "/responses", body={"model": "m", "stream": True})
         async with events:
             async for _ in events:
